@@ -1,0 +1,111 @@
+//! Exception entry from the vectors (vectors.S): the saved register frame, the report for an
+//! unexpected exception, and `catch_exception` for self-tests that provoke one on purpose.
+//! Must not allocate or take locks on the report path: it may run while a lock is held.
+
+use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+use super::esr;
+use super::power::{self, ExitStatus};
+use crate::console::emergency_print;
+
+/// The registers vectors.S saves, in its order.
+#[repr(C)]
+pub struct ExceptionFrame {
+    pub x: [u64; 31],
+    pub elr: u64,
+    pub spsr: u64,
+    pub esr: u64,
+    pub far: u64,
+    pub sp: u64,
+}
+
+const KIND_NAMES: [&str; 16] = [
+    "synchronous, current EL with SP_EL0",
+    "IRQ, current EL with SP_EL0",
+    "FIQ, current EL with SP_EL0",
+    "SError, current EL with SP_EL0",
+    "synchronous, current EL with SP_ELx",
+    "IRQ, current EL with SP_ELx",
+    "FIQ, current EL with SP_ELx",
+    "SError, current EL with SP_ELx",
+    "synchronous, lower EL (AArch64)",
+    "IRQ, lower EL (AArch64)",
+    "FIQ, lower EL (AArch64)",
+    "SError, lower EL (AArch64)",
+    "synchronous, lower EL (AArch32)",
+    "IRQ, lower EL (AArch32)",
+    "FIQ, lower EL (AArch32)",
+    "SError, lower EL (AArch32)",
+];
+
+const IDLE: u8 = 0;
+const ARMED: u8 = 1;
+const CAUGHT: u8 = 2;
+
+static CATCH_STATE: AtomicU8 = AtomicU8::new(IDLE);
+static CAUGHT_ESR: AtomicU64 = AtomicU64::new(0);
+static CAUGHT_FAR: AtomicU64 = AtomicU64::new(0);
+static CAUGHT_ELR: AtomicU64 = AtomicU64::new(0);
+
+/// A synchronous exception taken inside `catch_exception`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caught {
+    pub esr: u64,
+    pub far: u64,
+    pub elr: u64,
+}
+
+/// Runs `f`; if it takes a synchronous exception at EL1, the faulting instruction is skipped and
+/// the exception is returned instead of being reported. For tests that provoke faults on purpose.
+pub fn catch_exception(f: impl FnOnce()) -> Option<Caught> {
+    CATCH_STATE.store(ARMED, Ordering::SeqCst);
+    f();
+    let caught = CATCH_STATE.swap(IDLE, Ordering::SeqCst) == CAUGHT;
+    caught.then(|| Caught {
+        esr: CAUGHT_ESR.load(Ordering::SeqCst),
+        far: CAUGHT_FAR.load(Ordering::SeqCst),
+        elr: CAUGHT_ELR.load(Ordering::SeqCst),
+    })
+}
+
+#[no_mangle]
+extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
+    let synchronous_here = kind == 0 || kind == 4;
+    if synchronous_here
+        && CATCH_STATE
+            .compare_exchange(ARMED, CAUGHT, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        CAUGHT_ESR.store(frame.esr, Ordering::SeqCst);
+        CAUGHT_FAR.store(frame.far, Ordering::SeqCst);
+        CAUGHT_ELR.store(frame.elr, Ordering::SeqCst);
+        frame.elr += 4;
+        return;
+    }
+    report(frame, kind);
+    power::shutdown(ExitStatus::Failure);
+}
+
+/// Prints everything a person needs to find the cause: where, why, and the registers.
+fn report(frame: &ExceptionFrame, kind: u64) {
+    let kind_name = KIND_NAMES.get(kind as usize).copied().unwrap_or("unknown vector");
+    emergency_print(format_args!("\n*** Unexpected exception: {kind_name}\n"));
+    let synchronous = kind % 4 == 0;
+    if synchronous {
+        emergency_print(format_args!("  cause: {}\n", esr::describe(frame.esr)));
+    }
+    emergency_print(format_args!(
+        "  ESR  {:#018x}  FAR  {:#018x}\n  ELR  {:#018x}  SPSR {:#018x}  SP {:#018x}\n",
+        frame.esr, frame.far, frame.elr, frame.spsr, frame.sp
+    ));
+    for row in 0..8 {
+        for col in 0..4 {
+            let i = row * 4 + col;
+            if i < 31 {
+                emergency_print(format_args!("  x{:<2} {:#018x}", i, frame.x[i]));
+            }
+        }
+        emergency_print(format_args!("\n"));
+    }
+    emergency_print(format_args!("*** Stopping.\n"));
+}

@@ -1,0 +1,17 @@
+//! The aarch64 layer: the only code that uses assembly, system registers and barriers. `esr` is
+//! pure decoding and is tested on the host; everything else exists only in the kernel build.
+
+pub mod esr;
+
+#[cfg(target_os = "none")]
+pub mod boot;
+#[cfg(target_os = "none")]
+pub mod cpu;
+#[cfg(target_os = "none")]
+pub mod exception;
+#[cfg(target_os = "none")]
+pub mod power;
+#[cfg(target_os = "none")]
+pub mod timer;
+#[cfg(target_os = "none")]
+mod selftests;

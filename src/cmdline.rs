@@ -1,0 +1,137 @@
+//! The kernel command line (`/chosen/bootargs`, QEMU `-append`): which job to run and how loudly.
+//! Owns parsing and the list of options Ferrite knows; must never fail: a bad or unknown option is
+//! kept aside so the boot log can warn about it.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use log::LevelFilter;
+
+/// What a deliberate fault injection asks the self-test job to do (tests of the test runner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inject {
+    /// One self-test fails.
+    Fail,
+    /// The kernel panics after the tests.
+    Panic,
+    /// The kernel takes an unexpected exception after the tests.
+    Fault,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootOptions {
+    /// `run=`: the job to run.
+    pub job: String,
+    /// `loglevel=`: Linux numbers (0-8) or names (off, error, warn, info, debug, trace).
+    pub log_level: LevelFilter,
+    /// `semihosting`: QEMU was started with `-semihosting`, so the exit status can be passed out.
+    pub semihosting: bool,
+    /// `ktest.filter=`: run only self-tests whose name contains this.
+    pub ktest_filter: Option<String>,
+    /// `ktest.inject=fail|panic|fault`.
+    pub inject: Option<Inject>,
+    /// Options that were not understood, verbatim, with the reason.
+    pub rejected: Vec<(String, &'static str)>,
+}
+
+impl Default for BootOptions {
+    fn default() -> Self {
+        BootOptions {
+            job: "demo".into(),
+            log_level: LevelFilter::Info,
+            semihosting: false,
+            ktest_filter: None,
+            inject: None,
+            rejected: Vec::new(),
+        }
+    }
+}
+
+/// Linux's console log levels mapped onto `log`'s.
+pub fn parse_level(value: &str) -> Option<LevelFilter> {
+    Some(match value {
+        "0" | "1" | "2" | "3" | "error" => LevelFilter::Error,
+        "4" | "warn" => LevelFilter::Warn,
+        "5" | "6" | "info" => LevelFilter::Info,
+        "7" | "debug" => LevelFilter::Debug,
+        "8" | "trace" => LevelFilter::Trace,
+        "off" => LevelFilter::Off,
+        _ => return None,
+    })
+}
+
+impl BootOptions {
+    pub fn parse(cmdline: &str) -> BootOptions {
+        let mut o = BootOptions::default();
+        for word in cmdline.split_ascii_whitespace() {
+            let (key, value) = match word.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (word, None),
+            };
+            let mut reject = |why| o.rejected.push((word.to_string(), why));
+            match (key, value) {
+                ("run", Some(job)) if !job.is_empty() => o.job = job.into(),
+                ("loglevel", Some(v)) => match parse_level(v) {
+                    Some(level) => o.log_level = level,
+                    None => reject("not a log level"),
+                },
+                ("quiet", None) => o.log_level = LevelFilter::Warn,
+                ("debug", None) => o.log_level = LevelFilter::Debug,
+                ("semihosting", None) => o.semihosting = true,
+                ("ktest.filter", Some(v)) => o.ktest_filter = Some(v.into()),
+                ("ktest.inject", Some(v)) => match v {
+                    "fail" => o.inject = Some(Inject::Fail),
+                    "panic" => o.inject = Some(Inject::Panic),
+                    "fault" => o.inject = Some(Inject::Fault),
+                    _ => reject("expected fail, panic or fault"),
+                },
+                // Options meant for Linux or the firmware that may share a command line.
+                ("console" | "earlycon" | "root" | "rootwait" | "rw" | "ro", _) => {}
+                _ => reject("unknown option"),
+            }
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_to_demo_at_info() {
+        let o = BootOptions::parse("");
+        assert_eq!(o.job, "demo");
+        assert_eq!(o.log_level, LevelFilter::Info);
+        assert!(!o.semihosting);
+        assert!(o.rejected.is_empty());
+    }
+
+    #[test]
+    fn parses_known_options() {
+        let o = BootOptions::parse("  run=selftest loglevel=7 semihosting ktest.inject=fault ktest.filter=machine ");
+        assert_eq!(o.job, "selftest");
+        assert_eq!(o.log_level, LevelFilter::Debug);
+        assert!(o.semihosting);
+        assert_eq!(o.inject, Some(Inject::Fault));
+        assert_eq!(o.ktest_filter.as_deref(), Some("machine"));
+        assert!(o.rejected.is_empty());
+    }
+
+    #[test]
+    fn keeps_bad_options_aside() {
+        let o = BootOptions::parse("frobnicate=3 loglevel=loud run= console=ttyAMA0 ktest.inject=x");
+        assert_eq!(o.job, "demo");
+        assert_eq!(o.log_level, LevelFilter::Info);
+        let words: Vec<&str> = o.rejected.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(words, ["frobnicate=3", "loglevel=loud", "run=", "ktest.inject=x"]);
+    }
+
+    #[test]
+    fn linux_levels_map_onto_log_levels() {
+        assert_eq!(parse_level("3"), Some(LevelFilter::Error));
+        assert_eq!(parse_level("4"), Some(LevelFilter::Warn));
+        assert_eq!(parse_level("6"), Some(LevelFilter::Info));
+        assert_eq!(parse_level("8"), Some(LevelFilter::Trace));
+        assert_eq!(parse_level("9"), None);
+    }
+}

@@ -1,0 +1,74 @@
+//! The kernel console: one serial port, chosen from the device tree, shared by the logger, the
+//! self-test output and the fault reports. Owns the port and line serialisation; must never block
+//! forever, and the emergency path (panics, exceptions) must work even if the lock is held.
+
+use core::fmt::{self, Write};
+
+use spin::{Mutex, Once};
+
+use crate::drivers::uart::SerialPort;
+
+static PORT: Once<SerialPort> = Once::new();
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Installs the console. Later calls are ignored: the first console stays.
+pub fn init(port: SerialPort) {
+    PORT.call_once(|| port);
+}
+
+pub fn is_ready() -> bool {
+    PORT.is_completed()
+}
+
+/// The console's register base, for reports.
+pub fn base() -> Option<usize> {
+    PORT.get().map(|p| p.base())
+}
+
+struct Writer<'a>(&'a SerialPort);
+
+impl Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                self.0.write_byte(b'\r');
+            }
+            self.0.write_byte(byte);
+        }
+        Ok(())
+    }
+}
+
+/// Prints under the console lock, so lines from different paths do not interleave.
+pub fn print(args: fmt::Arguments) {
+    if let Some(port) = PORT.get() {
+        let _guard = LOCK.lock();
+        let _ = Writer(port).write_fmt(args);
+    }
+}
+
+/// Prints without taking the lock: for panics and exception reports, which may interrupt a
+/// holder of the lock.
+pub fn emergency_print(args: fmt::Arguments) {
+    if let Some(port) = PORT.get() {
+        let _ = Writer(port).write_fmt(args);
+    }
+}
+
+/// Waits until the port has sent everything (before powering off).
+pub fn flush() {
+    if let Some(port) = PORT.get() {
+        port.flush();
+    }
+}
+
+#[macro_export]
+macro_rules! kprint {
+    ($($arg:tt)*) => { $crate::console::print(format_args!($($arg)*)) };
+}
+
+#[macro_export]
+macro_rules! kprintln {
+    () => { $crate::console::print(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::console::print(format_args!("{}\n", format_args!($($arg)*))) };
+}

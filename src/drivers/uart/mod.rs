@@ -1,0 +1,53 @@
+//! Serial consoles: the PL011 (QEMU virt, Raspberry Pi uart0) and the BCM2835 mini-UART
+//! (Raspberry Pi uart1, the header pins on a Pi 3 and 4 by default).
+
+pub mod mini_uart;
+pub mod pl011;
+
+use crate::machine::{Uart, UartKind};
+
+/// A console UART of either kind.
+pub enum SerialPort {
+    Pl011(pl011::Pl011),
+    MiniUart(mini_uart::MiniUart),
+}
+
+impl SerialPort {
+    /// Takes the UART the machine description names and programs it for 115200 8N1 where the
+    /// tree gives its clock; otherwise keeps the firmware's settings.
+    ///
+    /// # Safety
+    /// `uart.base` must be the UART's register block, accessible at that address, and nothing else
+    /// may drive it.
+    pub unsafe fn new(uart: &Uart) -> SerialPort {
+        let base = uart.base.as_u64() as usize;
+        match uart.kind {
+            // SAFETY: the caller vouches for the register block.
+            UartKind::Pl011 => SerialPort::Pl011(unsafe { pl011::Pl011::new(base, uart.clock_hz) }),
+            // SAFETY: as above.
+            UartKind::MiniUart => SerialPort::MiniUart(unsafe { mini_uart::MiniUart::new(base) }),
+        }
+    }
+
+    pub fn write_byte(&self, byte: u8) {
+        match self {
+            SerialPort::Pl011(u) => u.write_byte(byte),
+            SerialPort::MiniUart(u) => u.write_byte(byte),
+        }
+    }
+
+    /// Waits until everything written has left the transmitter.
+    pub fn flush(&self) {
+        match self {
+            SerialPort::Pl011(u) => u.flush(),
+            SerialPort::MiniUart(u) => u.flush(),
+        }
+    }
+
+    pub fn base(&self) -> usize {
+        match self {
+            SerialPort::Pl011(u) => u.base(),
+            SerialPort::MiniUart(u) => u.base(),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! What the boot established, shared read-only with jobs and self-tests: the boot facts, the
+//! machine description and the command line. Set once by `kernel_main`; never changed afterwards.
+
+use spin::Once;
+
+use crate::cmdline::BootOptions;
+use crate::machine::Machine;
+use crate::mm::addr::{PhysAddr, PhysRange};
+
+/// Facts only the entry code knows.
+#[derive(Debug, Clone, Copy)]
+pub struct BootInfo {
+    /// The device tree's address, from `x0`.
+    pub dtb: PhysAddr,
+    /// The image from its first byte to the end of BSS, where it runs.
+    pub image: PhysRange,
+    /// Where the loader put the image (equals `image.base`).
+    pub load_base: PhysAddr,
+    /// Exception level at entry (2 from the Pi firmware or QEMU with virtualization, else 1).
+    pub entry_el: u8,
+}
+
+pub struct Kernel {
+    pub boot: BootInfo,
+    pub machine: Machine,
+    pub options: BootOptions,
+}
+
+static KERNEL: Once<Kernel> = Once::new();
+
+/// Publishes the boot's results. Only the first call has an effect.
+pub fn publish(kernel: Kernel) -> &'static Kernel {
+    KERNEL.call_once(|| kernel)
+}
+
+/// The published kernel state, once `kernel_main` has set it.
+pub fn get() -> Option<&'static Kernel> {
+    KERNEL.get()
+}

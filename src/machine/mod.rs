@@ -1,0 +1,225 @@
+//! The machine description: what the device tree says about RAM, reservations, DMA reach, the
+//! console, virtio devices, PSCI, CPUs, the interrupt controller and the command line.
+//!
+//! Owns the interpretation of the tree (as Linux interprets it: zero-sized banks skipped,
+//! overlapping banks merged, reservations clipped to RAM, addresses translated through `ranges`).
+//! Must never touch hardware or panic on any input: the same code runs in the kernel and in
+//! `scripts/dtb-info` on the host.
+
+pub mod describe;
+pub mod fdt_check;
+pub mod json;
+pub mod report;
+#[cfg(target_os = "none")]
+mod selftests;
+pub mod tree;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+pub use crate::mm::addr::{PhysAddr, PhysRange};
+pub use fdt_check::FdtDefect;
+pub use tree::DeviceTree;
+
+/// Why a tree cannot be described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MachineError {
+    /// The blob itself is malformed.
+    Malformed(FdtDefect),
+    /// The blob is well formed but a property cannot be read as the specification says.
+    BadProperty { path: String, property: &'static str, reason: String },
+}
+
+impl fmt::Display for MachineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MachineError::Malformed(d) => write!(f, "malformed device tree: {d}"),
+            MachineError::BadProperty { path, property, reason } => {
+                write!(f, "malformed device tree: {property} of {path}: {reason}")
+            }
+        }
+    }
+}
+
+impl From<FdtDefect> for MachineError {
+    fn from(d: FdtDefect) -> Self {
+        MachineError::Malformed(d)
+    }
+}
+
+/// A `/reserved-memory` child, after resolution and clipping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedRegion {
+    pub name: String,
+    pub range: PhysRange,
+    /// Not to be mapped at all (left out of the linear map).
+    pub no_map: bool,
+    /// May be used by the page allocator until its owner claims it (CMA).
+    pub reusable: bool,
+    /// Placed by us from `size`/`alignment`/`alloc-ranges`, not fixed by `reg`.
+    pub dynamic: bool,
+}
+
+/// A dynamic reservation that could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedReservation {
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UartKind {
+    /// ARM PrimeCell PL011 (QEMU virt, Raspberry Pi uart0).
+    Pl011,
+    /// BCM2835 auxiliary mini-UART (Raspberry Pi uart1).
+    MiniUart,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uart {
+    pub kind: UartKind,
+    pub compatible: String,
+    pub path: String,
+    pub base: PhysAddr,
+    pub size: u64,
+    /// Reference clock in Hz, when the tree gives a fixed one.
+    pub clock_hz: Option<u32>,
+    /// Chosen through `/chosen/stdout-path` (rather than as the first UART found).
+    pub from_stdout_path: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtioMmio {
+    pub base: PhysAddr,
+    pub size: u64,
+    /// The GIC interrupt ID (SPI n is 32 + n), if the node has an interrupt.
+    pub irq: Option<u32>,
+    pub dma_coherent: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PsciMethod {
+    Hvc,
+    Smc,
+}
+
+impl PsciMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PsciMethod::Hvc => "hvc",
+            PsciMethod::Smc => "smc",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gic {
+    pub compatible: String,
+    pub version: u8,
+    pub regs: Vec<PhysRange>,
+}
+
+/// What the kernel knows about itself that the tree cannot say: where the image and the tree
+/// were loaded. Both become reservations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BootRanges {
+    pub image: Option<PhysRange>,
+    pub dtb: Option<PhysRange>,
+}
+
+/// Where a reservation came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationKind {
+    MemReserve,
+    ReservedMemory { no_map: bool },
+    Initrd,
+    Dtb,
+    KernelImage,
+}
+
+impl ReservationKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ReservationKind::MemReserve => "memreserve",
+            ReservationKind::ReservedMemory { no_map: true } => "reserved-memory (no-map)",
+            ReservationKind::ReservedMemory { no_map: false } => "reserved-memory",
+            ReservationKind::Initrd => "initrd",
+            ReservationKind::Dtb => "device tree",
+            ReservationKind::KernelImage => "kernel image",
+        }
+    }
+}
+
+/// Everything Ferrite learns from the device tree.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Machine {
+    pub model: String,
+    pub compatible: Vec<String>,
+    /// RAM banks: sorted, merged, none empty.
+    pub memory: Vec<PhysRange>,
+    /// `/memreserve/` entries, clipped to RAM.
+    pub memreserve: Vec<PhysRange>,
+    pub reserved_memory: Vec<ReservedRegion>,
+    pub refused_reservations: Vec<RefusedReservation>,
+    /// First CPU physical address the most restricted DMA master cannot reach.
+    pub dma_limit: Option<u64>,
+    pub uart: Option<Uart>,
+    pub virtio_mmio: Vec<VirtioMmio>,
+    pub psci_method: Option<PsciMethod>,
+    pub cpus: usize,
+    /// `enable-method` of the CPUs (`psci`, `spin-table`), when they agree.
+    pub cpu_enable_method: Option<String>,
+    pub gic: Option<Gic>,
+    pub bootargs: String,
+    pub initrd: Option<PhysRange>,
+    pub boot: BootRanges,
+    /// Oddities handled the way Linux handles them, one line each.
+    pub warnings: Vec<String>,
+}
+
+impl Machine {
+    /// Validates and describes a blob.
+    pub fn from_blob(blob: &[u8], boot: BootRanges) -> Result<Machine, MachineError> {
+        let tree = DeviceTree::parse(blob)?;
+        describe::describe(&tree, boot)
+    }
+
+    /// Total bytes of RAM.
+    pub fn ram_bytes(&self) -> u64 {
+        self.memory.iter().map(|r| r.size).sum()
+    }
+
+    /// Every range that is not free RAM, with its origin, sorted by base.
+    pub fn reservations(&self) -> Vec<(PhysRange, ReservationKind)> {
+        let mut all: Vec<(PhysRange, ReservationKind)> = Vec::new();
+        all.extend(self.memreserve.iter().map(|r| (*r, ReservationKind::MemReserve)));
+        all.extend(self.reserved_memory.iter().map(|r| {
+            (r.range, ReservationKind::ReservedMemory { no_map: r.no_map })
+        }));
+        all.extend(self.initrd.iter().map(|r| (*r, ReservationKind::Initrd)));
+        all.extend(self.boot.dtb.iter().map(|r| (*r, ReservationKind::Dtb)));
+        all.extend(self.boot.image.iter().map(|r| (*r, ReservationKind::KernelImage)));
+        all.sort_by_key(|(r, _)| (r.base, r.size));
+        all
+    }
+
+    /// Bytes of RAM covered by at least one reservation (overlaps counted once).
+    pub fn reserved_bytes(&self) -> u64 {
+        let mut ranges: Vec<PhysRange> = Vec::new();
+        for (r, _) in self.reservations() {
+            for bank in &self.memory {
+                if let Some(part) = bank.intersect(&r) {
+                    ranges.push(part);
+                }
+            }
+        }
+        describe::merge(&mut ranges);
+        ranges.iter().map(|r| r.size).sum()
+    }
+
+    /// The bank holding `addr`, if it is RAM.
+    pub fn bank_of(&self, addr: PhysAddr) -> Option<PhysRange> {
+        self.memory.iter().copied().find(|b| b.contains(addr))
+    }
+}

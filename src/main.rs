@@ -1,0 +1,106 @@
+//! Ferrite's boot order and job dispatch, nothing else. The entry code (src/arch/aarch64/entry.S)
+//! arrives here on the boot core at EL1, MMU off, BSS zeroed, relocations applied.
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+
+#[cfg(target_os = "none")]
+mod boot {
+    use ferrite::arch::aarch64::{boot, cpu, power};
+    use ferrite::cmdline::BootOptions;
+    use ferrite::kernel::{self, BootInfo, Kernel};
+    use ferrite::machine::{describe, report, BootRanges, DeviceTree};
+    use ferrite::mm::addr::PhysRange;
+    use ferrite::{app, console, drivers, logger, mm};
+    use log::{error, info, warn};
+
+    fn fail(reason: core::fmt::Arguments) -> ! {
+        error!("{reason}");
+        error!("cannot continue; stopping");
+        power::shutdown(power::ExitStatus::Failure)
+    }
+
+    #[no_mangle]
+    pub fn kernel_main(boot: BootInfo) -> ! {
+        mm::early_heap::init();
+
+        // Without a readable tree there is no console to complain on: stop quietly.
+        let Some(blob) = boot::device_tree_blob(boot.dtb) else { cpu::halt() };
+        let tree = match DeviceTree::parse(blob) {
+            Ok(tree) => tree,
+            Err(_) => cpu::halt(),
+        };
+        let uart = match describe::find_uart(&tree) {
+            Ok(Some(uart)) => uart,
+            _ => cpu::halt(),
+        };
+        // SAFETY: the device tree names this UART as ours; the MMU is off, so its registers are
+        // at their physical address; nothing else drives it.
+        console::init(unsafe { drivers::uart::SerialPort::new(&uart) });
+
+        let bootargs = tree
+            .find("/chosen")
+            .and_then(|c| tree.prop_str(c, "bootargs"))
+            .unwrap_or("");
+        let options = BootOptions::parse(bootargs);
+        logger::init(options.log_level);
+        let psci = describe::describe(&tree, BootRanges::default()).ok().and_then(|m| m.psci_method);
+        power::configure(options.semihosting, psci);
+
+        info!(
+            "Ferrite {} on {} (MIDR {:#x}), entered at EL{}, running at EL{}",
+            env!("CARGO_PKG_VERSION"),
+            cpu::core_name(),
+            cpu::midr(),
+            boot.entry_el,
+            cpu::current_el()
+        );
+        info!("Image at {} (loaded at {}), device tree at {}", boot.image, boot.load_base, boot.dtb);
+
+        let ranges = BootRanges {
+            image: Some(boot.image),
+            dtb: Some(PhysRange::new(boot.dtb, blob.len() as u64)),
+        };
+        let machine = match describe::describe(&tree, ranges) {
+            Ok(m) => m,
+            Err(e) => fail(format_args!("{e}")),
+        };
+        for line in report::lines(&machine) {
+            info!("{line}");
+        }
+        for (word, why) in &options.rejected {
+            warn!("command line: ignoring '{word}': {why}");
+        }
+        if machine.memory.is_empty() {
+            fail(format_args!("the device tree describes no RAM"));
+        }
+        if machine.bank_of(boot.image.base).is_none_or(|b| !b.covers(&boot.image)) {
+            fail(format_args!("the kernel image {} is not inside a RAM bank", boot.image));
+        }
+        drop(tree);
+
+        let kernel = kernel::publish(Kernel { boot, machine, options });
+        let Some(job) = app::find(&kernel.options.job) else {
+            let names: alloc::vec::Vec<&str> = app::JOBS.iter().map(|j| j.name).collect();
+            fail(format_args!(
+                "no job named '{}' (run= one of: {})",
+                kernel.options.job,
+                names.join(", ")
+            ));
+        };
+        info!("Running job '{}': {}", job.name, job.about);
+        let status = (job.main)(kernel);
+        info!("Job '{}' finished: {:?}", job.name, status);
+        power::shutdown(match status {
+            app::JobStatus::Success => power::ExitStatus::Success,
+            app::JobStatus::Failure => power::ExitStatus::Failure,
+        })
+    }
+
+    extern crate alloc;
+}
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("ferrite is a kernel for aarch64-unknown-none; boot it with `make run`.");
+    std::process::exit(2);
+}

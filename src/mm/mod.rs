@@ -1,0 +1,10 @@
+//! Portable memory management. Owns the address newtypes and, as later layers land, the early
+//! allocator, zones, slab, vmalloc and page tables. Must never touch system registers: everything
+//! here but the boot heap's placement is tested on the host.
+
+pub mod addr;
+#[cfg(target_os = "none")]
+pub mod early_heap;
+pub mod meminfo;
+
+pub use addr::{PhysAddr, PhysRange, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
