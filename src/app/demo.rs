@@ -1,5 +1,5 @@
-//! `run=demo` (the default): what Ferrite found on this machine, and its memory in
-//! `/proc/meminfo` form.
+//! `run=demo` (the default): what Ferrite found on this machine (the boot log's description, then
+//! a `/proc/iomem`-style map) and its memory in `/proc/meminfo` form.
 
 use log::info;
 
@@ -40,10 +40,10 @@ fn early_heap_usage() -> (usize, usize) {
 }
 
 fn demo(kernel: &'static Kernel) -> JobStatus {
-    info!("Ferrite demo: this machine, as the device tree describes it");
-    for line in crate::machine::report::lines(&kernel.machine) {
-        info!("  {line}");
-    }
+    // The boot log above already described the machine line by line; here are the reports.
+    info!("Ferrite demo: {} with {} CPU(s)", kernel.machine.model, kernel.machine.cpus);
+    crate::kprintln!("/proc/iomem:");
+    crate::kprint!("{}", crate::machine::report::iomem(&kernel.machine));
     crate::kprintln!("/proc/meminfo:");
     crate::kprint!("{}", meminfo(kernel).format());
     JobStatus::Success

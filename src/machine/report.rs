@@ -64,21 +64,72 @@ pub fn lines(m: &Machine) -> Vec<String> {
         let regs: Vec<String> = g.regs.iter().map(|r| format!("{:#x}", r.base.as_u64())).collect();
         out.push(format!("GIC: v{} {} at {}", g.version, g.compatible, regs.join(", ")));
     }
-    for v in &m.virtio_mmio {
-        out.push(format!(
-            "virtio-mmio: {:#x} size {:#x} irq {}{}",
-            v.base.as_u64(),
-            v.size,
-            v.irq.map(|i| format!("{i}")).unwrap_or_else(|| "none".into()),
-            if v.dma_coherent { " dma-coherent" } else { "" }
-        ));
-    }
+    out.extend(virtio_lines(&m.virtio_mmio));
     if let Some(i) = &m.initrd {
         out.push(format!("initrd: {i}"));
     }
     out.push(format!("Command line: {}", m.bootargs));
     for w in &m.warnings {
         out.push(format!("device tree: {w}"));
+    }
+    out
+}
+
+/// QEMU lists 32 identical virtio-mmio slots; a regular run of them is one line.
+fn virtio_lines(devices: &[super::VirtioMmio]) -> Vec<String> {
+    let regular = devices.len() > 2
+        && devices.windows(2).all(|w| {
+            w[1].size == w[0].size
+                && w[0].base.checked_add(w[0].size) == Some(w[1].base)
+                && w[0].irq.zip(w[1].irq).is_some_and(|(a, b)| b == a + 1)
+                && w[0].dma_coherent == w[1].dma_coherent
+        });
+    let coherent = |c: bool| if c { " dma-coherent" } else { "" };
+    if regular {
+        let (first, last) = (&devices[0], &devices[devices.len() - 1]);
+        return alloc::vec![format!(
+            "virtio-mmio: {} slots at {:#x}..{:#x}, {:#x} bytes each, irq {}-{}{}",
+            devices.len(),
+            first.base.as_u64(),
+            last.base.as_u64() + last.size,
+            first.size,
+            first.irq.unwrap_or(0),
+            last.irq.unwrap_or(0),
+            coherent(first.dma_coherent)
+        )];
+    }
+    devices
+        .iter()
+        .map(|v| {
+            format!(
+                "virtio-mmio: {:#x} size {:#x} irq {}{}",
+                v.base.as_u64(),
+                v.size,
+                v.irq.map(|i| format!("{i}")).unwrap_or_else(|| "none".into()),
+                coherent(v.dma_coherent)
+            )
+        })
+        .collect()
+}
+
+/// A `/proc/iomem`-style map of RAM and what is reserved inside it.
+pub fn iomem(m: &Machine) -> String {
+    let mut out = String::new();
+    let reservations = m.reservations();
+    for bank in &m.memory {
+        let end = bank.end().saturating_sub(1) as u64;
+        out.push_str(&format!("{:08x}-{:08x} : System RAM\n", bank.base.as_u64(), end));
+        for (r, kind) in &reservations {
+            if let Some(part) = bank.intersect(r) {
+                let end = part.end().saturating_sub(1) as u64;
+                out.push_str(&format!(
+                    "  {:08x}-{:08x} : {}\n",
+                    part.base.as_u64(),
+                    end,
+                    kind.label()
+                ));
+            }
+        }
     }
     out
 }

@@ -1,0 +1,43 @@
+# Ferrite: `make run` boots it, `make test` tests it. Both install what they need first.
+#   make run  [BOARD=virt|raspi3b] [MEM=2G] [SMP=4] [BOOTARGS="run=selftest loglevel=7"]
+#   make test
+#   make image       build/Image (arm64 Image, for QEMU -kernel, U-Boot booti, Pi kernel8.img)
+#   make dtb-info DTB=file.dtb
+SHELL := /bin/bash
+BOARD ?= virt
+MEM ?=
+SMP ?=
+BOOTARGS ?=
+BUILD := build
+ELF := target/aarch64-unknown-none/release/ferrite
+
+.PHONY: all setup kernel image run test test-host dtb-info clean
+all: image
+
+setup:
+	@scripts/setup
+
+kernel: setup
+	cargo build --release
+
+image: kernel
+	@mkdir -p $(BUILD)
+	@cp $(ELF) $(BUILD)/ferrite.elf
+	@source scripts/lib.sh && make_image $(BUILD)/ferrite.elf $(BUILD)/Image
+	@echo "$(BUILD)/Image ($$(stat -c %s $(BUILD)/Image) bytes), ELF for debugging: $(BUILD)/ferrite.elf"
+
+run: image
+	@BOARD=$(BOARD) MEM=$(MEM) SMP=$(SMP) BOOTARGS="$(BOOTARGS)" scripts/qemu-run $(BUILD)/Image
+
+test: setup
+	@scripts/run-tests
+
+test-host: setup
+	@scripts/run-tests --only host
+
+dtb-info: setup
+	@scripts/dtb-info $(DTB)
+
+clean:
+	cargo clean
+	rm -rf $(BUILD)
