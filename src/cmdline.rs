@@ -108,7 +108,9 @@ mod tests {
 
     #[test]
     fn parses_known_options() {
-        let o = BootOptions::parse("  run=selftest loglevel=7 semihosting ktest.inject=fault ktest.filter=machine ");
+        let o = BootOptions::parse(
+            "  run=selftest loglevel=7 semihosting ktest.inject=fault ktest.filter=machine ",
+        );
         assert_eq!(o.job, "selftest");
         assert_eq!(o.log_level, LevelFilter::Debug);
         assert!(o.semihosting);
@@ -119,11 +121,15 @@ mod tests {
 
     #[test]
     fn keeps_bad_options_aside() {
-        let o = BootOptions::parse("frobnicate=3 loglevel=loud run= console=ttyAMA0 ktest.inject=x");
+        let o =
+            BootOptions::parse("frobnicate=3 loglevel=loud run= console=ttyAMA0 ktest.inject=x");
         assert_eq!(o.job, "demo");
         assert_eq!(o.log_level, LevelFilter::Info);
         let words: Vec<&str> = o.rejected.iter().map(|(w, _)| w.as_str()).collect();
-        assert_eq!(words, ["frobnicate=3", "loglevel=loud", "run=", "ktest.inject=x"]);
+        assert_eq!(
+            words,
+            ["frobnicate=3", "loglevel=loud", "run=", "ktest.inject=x"]
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ mod boot {
         mm::early_heap::init();
 
         // Without a readable tree there is no console to complain on: stop quietly.
-        let Some(blob) = boot::device_tree_blob(boot.dtb) else { cpu::halt() };
+        let Some(blob) = boot::device_tree_blob(boot.dtb) else {
+            cpu::halt()
+        };
         let tree = match DeviceTree::parse(blob) {
             Ok(tree) => tree,
             Err(_) => cpu::halt(),
@@ -43,7 +45,9 @@ mod boot {
             .unwrap_or("");
         let options = BootOptions::parse(bootargs);
         logger::init(options.log_level);
-        let psci = describe::describe(&tree, BootRanges::default()).ok().and_then(|m| m.psci_method);
+        let psci = describe::describe(&tree, BootRanges::default())
+            .ok()
+            .and_then(|m| m.psci_method);
         power::configure(options.semihosting, psci);
 
         info!(
@@ -54,7 +58,10 @@ mod boot {
             boot.entry_el,
             cpu::current_el()
         );
-        info!("Image at {} (loaded at {}), device tree at {}", boot.image, boot.load_base, boot.dtb);
+        info!(
+            "Image at {} (loaded at {}), device tree at {}",
+            boot.image, boot.load_base, boot.dtb
+        );
 
         let ranges = BootRanges {
             image: Some(boot.image),
@@ -73,12 +80,22 @@ mod boot {
         if machine.memory.is_empty() {
             fail(format_args!("the device tree describes no RAM"));
         }
-        if machine.bank_of(boot.image.base).is_none_or(|b| !b.covers(&boot.image)) {
-            fail(format_args!("the kernel image {} is not inside a RAM bank", boot.image));
+        if machine
+            .bank_of(boot.image.base)
+            .is_none_or(|b| !b.covers(&boot.image))
+        {
+            fail(format_args!(
+                "the kernel image {} is not inside a RAM bank",
+                boot.image
+            ));
         }
         drop(tree);
 
-        let kernel = kernel::publish(Kernel { boot, machine, options });
+        let kernel = kernel::publish(Kernel {
+            boot,
+            machine,
+            options,
+        });
         let Some(job) = app::find(&kernel.options.job) else {
             let names: alloc::vec::Vec<&str> = app::JOBS.iter().map(|j| j.name).collect();
             fail(format_args!(

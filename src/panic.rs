@@ -21,7 +21,9 @@ fn panic(info: &PanicInfo) -> ! {
             l.column(),
             info.message()
         )),
-        None => crate::console::emergency_print(format_args!("\nKernel panic: {}\n", info.message())),
+        None => {
+            crate::console::emergency_print(format_args!("\nKernel panic: {}\n", info.message()))
+        }
     }
     power::shutdown(power::ExitStatus::Failure)
 }

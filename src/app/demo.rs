@@ -41,7 +41,10 @@ fn early_heap_usage() -> (usize, usize) {
 
 fn demo(kernel: &'static Kernel) -> JobStatus {
     // The boot log above already described the machine line by line; here are the reports.
-    info!("Ferrite demo: {} with {} CPU(s)", kernel.machine.model, kernel.machine.cpus);
+    info!(
+        "Ferrite demo: {} with {} CPU(s)",
+        kernel.machine.model, kernel.machine.cpus
+    );
     crate::kprintln!("/proc/iomem:");
     crate::kprint!("{}", crate::machine::report::iomem(&kernel.machine));
     crate::kprintln!("/proc/meminfo:");

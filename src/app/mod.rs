@@ -36,7 +36,11 @@ mod tests {
     #[test]
     fn job_names_are_unique_and_found() {
         for (i, job) in JOBS.iter().enumerate() {
-            assert!(JOBS[i + 1..].iter().all(|other| other.name != job.name), "{}", job.name);
+            assert!(
+                JOBS[i + 1..].iter().all(|other| other.name != job.name),
+                "{}",
+                job.name
+            );
             assert!(core::ptr::eq(find(job.name).unwrap(), job));
         }
         assert!(find("demo").is_some());

@@ -7,11 +7,17 @@ use crate::cmdline::Inject;
 use crate::kernel::Kernel;
 use crate::ktest::TestError;
 
-pub const JOB: Job = Job { name: "selftest", about: "run the in-kernel self-tests (KTAP)", main: selftest };
+pub const JOB: Job = Job {
+    name: "selftest",
+    about: "run the in-kernel self-tests (KTAP)",
+    main: selftest,
+};
 
 crate::ktest!(injected_failure, {
     match crate::kernel::get().and_then(|k| k.options.inject) {
-        Some(Inject::Fail) => Err(TestError::Fail("failure injected by ktest.inject=fail".into())),
+        Some(Inject::Fail) => Err(TestError::Fail(
+            "failure injected by ktest.inject=fail".into(),
+        )),
         _ => Err(TestError::Skip("no failure injected".into())),
     }
 });

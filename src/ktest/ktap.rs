@@ -74,16 +74,32 @@ mod tests {
     }
 
     const TESTS: [KTest; 3] = [
-        KTest { name: "ferrite::b::fails", func: fail },
-        KTest { name: "ferrite::a::passes", func: pass },
-        KTest { name: "ferrite::c::skips", func: skip },
+        KTest {
+            name: "ferrite::b::fails",
+            func: fail,
+        },
+        KTest {
+            name: "ferrite::a::passes",
+            func: pass,
+        },
+        KTest {
+            name: "ferrite::c::skips",
+            func: skip,
+        },
     ];
 
     #[test]
     fn prints_ktap_sorted_with_diagnostics() {
         let mut out = String::new();
         let s = run(&TESTS, None, &mut out);
-        assert_eq!(s, Summary { passed: 1, failed: 1, skipped: 1 });
+        assert_eq!(
+            s,
+            Summary {
+                passed: 1,
+                failed: 1,
+                skipped: 1
+            }
+        );
         assert!(!s.all_passed());
         assert_eq!(
             out,
@@ -96,7 +112,14 @@ mod tests {
     fn filter_selects_by_name() {
         let mut out = String::new();
         let s = run(&TESTS, Some("a::"), &mut out);
-        assert_eq!(s, Summary { passed: 1, failed: 0, skipped: 0 });
+        assert_eq!(
+            s,
+            Summary {
+                passed: 1,
+                failed: 0,
+                skipped: 0
+            }
+        );
         assert!(out.contains("1..1\nok 1 a::passes\n"));
     }
 

@@ -78,7 +78,12 @@ macro_rules! kassert_eq {
                 if l != r {
                     return Err($crate::ktest::TestError::Fail(alloc::format!(
                         "{}:{}: {} == {} failed: {:?} != {:?}",
-                        file!(), line!(), stringify!($left), stringify!($right), l, r
+                        file!(),
+                        line!(),
+                        stringify!($left),
+                        stringify!($right),
+                        l,
+                        r
                     )));
                 }
             }

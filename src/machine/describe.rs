@@ -27,7 +27,11 @@ const GIC_COMPATIBLES: &[(&str, u8)] = &[
 ];
 
 fn bad(tree: &DeviceTree, node: usize, property: &'static str, reason: String) -> MachineError {
-    MachineError::BadProperty { path: tree.path(node), property, reason }
+    MachineError::BadProperty {
+        path: tree.path(node),
+        property,
+        reason,
+    }
 }
 
 /// Sorts and merges overlapping or touching ranges.
@@ -63,7 +67,10 @@ fn subtract(ranges: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
             }
             if hole.end() < r.end() {
                 let base = hole.end() as u64;
-                next.push(PhysRange::new(PhysAddr::new(base), (r.end() - base as u128) as u64));
+                next.push(PhysRange::new(
+                    PhysAddr::new(base),
+                    (r.end() - base as u128) as u64,
+                ));
             }
         }
         free = next;
@@ -73,19 +80,36 @@ fn subtract(ranges: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
 
 /// Parts of `range` that are RAM.
 fn clip_to_ram(range: PhysRange, memory: &[PhysRange]) -> Vec<PhysRange> {
-    memory.iter().filter_map(|bank| bank.intersect(&range)).collect()
+    memory
+        .iter()
+        .filter_map(|bank| bank.intersect(&range))
+        .collect()
 }
 
 /// A node's `reg` as (address, size) pairs in its parent's address space, lengths checked.
 fn reg(tree: &DeviceTree, node: usize) -> Result<Vec<(u64, u64)>, MachineError> {
-    let Some(value) = tree.prop(node, "reg") else { return Ok(Vec::new()) };
-    let Some(parent) = tree.node(node).parent else { return Ok(Vec::new()) };
+    let Some(value) = tree.prop(node, "reg") else {
+        return Ok(Vec::new());
+    };
+    let Some(parent) = tree.node(node).parent else {
+        return Ok(Vec::new());
+    };
     let (ac, sc) = (tree.address_cells(parent), tree.size_cells(parent));
     if ac == 0 {
-        return Err(bad(tree, node, "reg", "parent's #address-cells is 0".into()));
+        return Err(bad(
+            tree,
+            node,
+            "reg",
+            "parent's #address-cells is 0".into(),
+        ));
     }
     if sc > 2 {
-        return Err(bad(tree, node, "reg", format!("absurd #size-cells = {sc} in parent")));
+        return Err(bad(
+            tree,
+            node,
+            "reg",
+            format!("absurd #size-cells = {sc} in parent"),
+        ));
     }
     entries(tree, node, "reg", value, &[ac, sc])
         .map(|list| list.into_iter().map(|e| (e[0], e[1])).collect())
@@ -103,7 +127,7 @@ fn entries(
     if entry_bytes == 0 {
         return Err(bad(tree, node, property, "entries of zero cells".into()));
     }
-    if value.len() % entry_bytes != 0 {
+    if !value.len().is_multiple_of(entry_bytes) {
         let shape: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
         return Err(bad(
             tree,
@@ -135,18 +159,30 @@ fn range_entries(
     node: usize,
     property: &'static str,
 ) -> Result<Option<Vec<[u64; 3]>>, MachineError> {
-    let Some(value) = tree.prop(node, property) else { return Ok(None) };
-    let Some(parent) = tree.node(node).parent else { return Ok(None) };
+    let Some(value) = tree.prop(node, property) else {
+        return Ok(None);
+    };
+    let Some(parent) = tree.node(node).parent else {
+        return Ok(None);
+    };
     if value.is_empty() {
         return Ok(Some(Vec::new()));
     }
-    let (cac, pac, sc) =
-        (tree.address_cells(node), tree.address_cells(parent), tree.size_cells(node));
+    let (cac, pac, sc) = (
+        tree.address_cells(node),
+        tree.address_cells(parent),
+        tree.size_cells(node),
+    );
     if cac == 0 || pac == 0 {
         return Err(bad(tree, node, property, "#address-cells is 0".into()));
     }
     if sc > 2 {
-        return Err(bad(tree, node, property, format!("absurd #size-cells = {sc}")));
+        return Err(bad(
+            tree,
+            node,
+            property,
+            format!("absurd #size-cells = {sc}"),
+        ));
     }
     entries(tree, node, property, value, &[cac, pac, sc]).map(Some)
 }
@@ -154,14 +190,21 @@ fn range_entries(
 fn map_through(entries: &[[u64; 3]], addr: u64) -> Option<u64> {
     entries.iter().find_map(|&[child, parent, size]| {
         let offset = addr.checked_sub(child)?;
-        (offset < size).then(|| parent.checked_add(offset)).flatten()
+        (offset < size)
+            .then(|| parent.checked_add(offset))
+            .flatten()
     })
 }
 
 /// Translates an address in the space `bus` gives its children up to a CPU physical address,
 /// through each ancestor's `property` (`ranges` or `dma-ranges`). A missing `ranges` means the bus
 /// is not memory mapped; a missing `dma-ranges` means 1:1, as in Linux.
-fn translate_from(tree: &DeviceTree, mut bus: usize, mut addr: u64, property: &'static str) -> Option<u64> {
+fn translate_from(
+    tree: &DeviceTree,
+    mut bus: usize,
+    mut addr: u64,
+    property: &'static str,
+) -> Option<u64> {
     while let Some(up) = tree.node(bus).parent {
         match range_entries(tree, bus, property).ok()? {
             None if property == "ranges" => return None,
@@ -183,7 +226,8 @@ fn reg_cpu(tree: &DeviceTree, node: usize) -> Result<Vec<PhysRange>, MachineErro
     Ok(reg(tree, node)?
         .into_iter()
         .filter_map(|(addr, size)| {
-            translate_from(tree, parent, addr, "ranges").map(|a| PhysRange::new(PhysAddr::new(a), size))
+            translate_from(tree, parent, addr, "ranges")
+                .map(|a| PhysRange::new(PhysAddr::new(a), size))
         })
         .collect())
 }
@@ -205,7 +249,10 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
     let root = tree.root();
     let mut m = Machine {
         model: tree.prop_str(root, "model").unwrap_or("").into(),
-        compatible: tree.prop_strs(root, "compatible").map(String::from).collect(),
+        compatible: tree
+            .prop_strs(root, "compatible")
+            .map(String::from)
+            .collect(),
         boot,
         ..Machine::default()
     };
@@ -217,10 +264,14 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
             continue;
         }
         let end = (addr as u128 + size as u128).min(1u128 << 64);
-        let range = PhysRange::new(PhysAddr::new(addr), (end - addr as u128).min(u64::MAX as u128) as u64);
+        let range = PhysRange::new(
+            PhysAddr::new(addr),
+            (end - addr as u128).min(u64::MAX as u128) as u64,
+        );
         let parts = clip_to_ram(range, &m.memory);
         if parts.is_empty() {
-            m.warnings.push(format!("memreserve {range} lies outside RAM; ignored"));
+            m.warnings
+                .push(format!("memreserve {range} lies outside RAM; ignored"));
         }
         m.memreserve.extend(parts);
     }
@@ -241,7 +292,10 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
     }
     m.psci_method = tree
         .all()
-        .find(|&n| tree.prop_strs(n, "compatible").any(|c| c.starts_with("arm,psci")))
+        .find(|&n| {
+            tree.prop_strs(n, "compatible")
+                .any(|c| c.starts_with("arm,psci"))
+        })
         .and_then(|n| match tree.prop_str(n, "method") {
             Some("hvc") => Some(PsciMethod::Hvc),
             Some("smc") => Some(PsciMethod::Smc),
@@ -277,7 +331,8 @@ fn describe_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), MachineErro
         for (base, size) in reg(tree, node)? {
             let path = tree.path(node);
             if size == 0 {
-                m.warnings.push(format!("{path}: zero-sized bank at {base:#x} skipped"));
+                m.warnings
+                    .push(format!("{path}: zero-sized bank at {base:#x} skipped"));
             } else if base.checked_add(size - 1).is_none() {
                 m.warnings.push(format!(
                     "{path}: bank {base:#x} + {size:#x} wraps past 2^64; refused"
@@ -301,7 +356,9 @@ fn describe_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), MachineErro
 }
 
 fn describe_chosen(tree: &DeviceTree, m: &mut Machine) {
-    let Some(chosen) = tree.find("/chosen") else { return };
+    let Some(chosen) = tree.find("/chosen") else {
+        return;
+    };
     m.bootargs = tree.prop_str(chosen, "bootargs").unwrap_or("").into();
     let start = tree.prop_u64(chosen, "linux,initrd-start");
     let end = tree.prop_u64(chosen, "linux,initrd-end");
@@ -310,17 +367,22 @@ fn describe_chosen(tree: &DeviceTree, m: &mut Machine) {
             m.initrd = Some(PhysRange::new(PhysAddr::new(s), e - s));
         }
         (Some(s), Some(e)) if e < s => {
-            m.warnings.push(format!("initrd ends ({e:#x}) before it starts ({s:#x}); refused"));
+            m.warnings.push(format!(
+                "initrd ends ({e:#x}) before it starts ({s:#x}); refused"
+            ));
         }
         (Some(_), None) | (None, Some(_)) => {
-            m.warnings.push("initrd has only one of linux,initrd-start/-end; ignored".into());
+            m.warnings
+                .push("initrd has only one of linux,initrd-start/-end; ignored".into());
         }
         _ => {}
     }
 }
 
 fn describe_reserved_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), MachineError> {
-    let Some(parent) = tree.find("/reserved-memory") else { return Ok(()) };
+    let Some(parent) = tree.find("/reserved-memory") else {
+        return Ok(());
+    };
     let (ac, sc) = (tree.address_cells(parent), tree.size_cells(parent));
     let mut dynamic = Vec::new();
     for &node in &tree.node(parent).children {
@@ -336,11 +398,15 @@ fn describe_reserved_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), Ma
                     continue;
                 }
                 let end = (base as u128 + size as u128).min(1u128 << 64);
-                let range =
-                    PhysRange::new(PhysAddr::new(base), (end - base as u128).min(u64::MAX as u128) as u64);
+                let range = PhysRange::new(
+                    PhysAddr::new(base),
+                    (end - base as u128).min(u64::MAX as u128) as u64,
+                );
                 let parts = clip_to_ram(range, &m.memory);
                 if parts.is_empty() {
-                    m.warnings.push(format!("reserved-memory {name} {range} lies outside RAM; ignored"));
+                    m.warnings.push(format!(
+                        "reserved-memory {name} {range} lies outside RAM; ignored"
+                    ));
                 }
                 for part in parts {
                     m.reserved_memory.push(ReservedRegion {
@@ -368,7 +434,12 @@ fn describe_reserved_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), Ma
         let mut align = match tree.prop(node, "alignment") {
             Some(v) if v.len() == 4 || v.len() == 8 => read_cells(v, v.len() as u32 / 4),
             Some(v) => {
-                return Err(bad(tree, node, "alignment", format!("length {} is not 1 or 2 cells", v.len())))
+                return Err(bad(
+                    tree,
+                    node,
+                    "alignment",
+                    format!("length {} is not 1 or 2 cells", v.len()),
+                ))
             }
             None => PAGE_SIZE,
         };
@@ -414,7 +485,8 @@ fn describe_reserved_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), Ma
         }
     }
     for r in &m.refused_reservations {
-        m.warnings.push(format!("reserved-memory {}: {}", r.name, r.reason));
+        m.warnings
+            .push(format!("reserved-memory {}: {}", r.name, r.reason));
     }
     Ok(())
 }
@@ -441,8 +513,12 @@ fn dma_limit(tree: &DeviceTree) -> Option<u64> {
         if !tree.is_available(node) {
             continue;
         }
-        let Some(parent) = tree.node(node).parent else { continue };
-        let Ok(Some(list)) = range_entries(tree, node, "dma-ranges") else { continue };
+        let Some(parent) = tree.node(node).parent else {
+            continue;
+        };
+        let Ok(Some(list)) = range_entries(tree, node, "dma-ranges") else {
+            continue;
+        };
         let mut node_end: Option<u128> = None;
         for [_, parent_addr, size] in list {
             if let Some(cpu) = translate_from(tree, parent, parent_addr, "dma-ranges") {
@@ -489,7 +565,9 @@ fn interrupt_id(tree: &DeviceTree, node: usize) -> Option<u32> {
     if cells == 0 || value.len() < cells as usize * 4 {
         return None;
     }
-    let is_gic = GIC_COMPATIBLES.iter().any(|(c, _)| tree.is_compatible(controller, c));
+    let is_gic = GIC_COMPATIBLES
+        .iter()
+        .any(|(c, _)| tree.is_compatible(controller, c));
     let cell = |i: usize| read_cells(&value[i * 4..], 1) as u32;
     match (is_gic, cells) {
         (true, c) if c >= 3 => match cell(0) {
@@ -522,7 +600,11 @@ fn clock_hz(tree: &DeviceTree, node: usize) -> Option<u32> {
     None
 }
 
-fn uart_at(tree: &DeviceTree, node: usize, from_stdout_path: bool) -> Result<Option<Uart>, MachineError> {
+fn uart_at(
+    tree: &DeviceTree,
+    node: usize,
+    from_stdout_path: bool,
+) -> Result<Option<Uart>, MachineError> {
     let Some((compatible, kind)) = UART_COMPATIBLES
         .iter()
         .find(|(c, _)| tree.is_compatible(node, c))
@@ -530,7 +612,9 @@ fn uart_at(tree: &DeviceTree, node: usize, from_stdout_path: bool) -> Result<Opt
     else {
         return Ok(None);
     };
-    let Some(&range) = reg_cpu(tree, node)?.first() else { return Ok(None) };
+    let Some(&range) = reg_cpu(tree, node)?.first() else {
+        return Ok(None);
+    };
     Ok(Some(Uart {
         kind,
         compatible: compatible.into(),

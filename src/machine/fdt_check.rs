@@ -25,27 +25,76 @@ const FDT_END: u32 = 9;
 /// What is wrong with a blob. Each variant prints as one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FdtDefect {
-    Truncated { needed: u64, have: u64, what: &'static str },
+    Truncated {
+        needed: u64,
+        have: u64,
+        what: &'static str,
+    },
     BadMagic(u32),
-    UnsupportedVersion { version: u32, last_compatible: u32 },
-    BlockOutOfBounds { block: &'static str, offset: u32, size: u32, total: u32 },
-    Misaligned { what: &'static str, offset: u32 },
+    UnsupportedVersion {
+        version: u32,
+        last_compatible: u32,
+    },
+    BlockOutOfBounds {
+        block: &'static str,
+        offset: u32,
+        size: u32,
+        total: u32,
+    },
+    Misaligned {
+        what: &'static str,
+        offset: u32,
+    },
     UnterminatedReservations,
-    BadToken { token: u32, offset: usize },
-    UnterminatedName { offset: usize },
-    NameNotUtf8 { offset: usize },
-    PropertyPastEnd { offset: usize, len: u32 },
-    BadStringOffset { offset: usize, nameoff: u32, strings_size: u32 },
-    PropertyAfterSubnode { offset: usize },
-    UnbalancedEndNode { offset: usize },
-    TooDeep { offset: usize },
-    UnterminatedNode { depth: usize },
+    BadToken {
+        token: u32,
+        offset: usize,
+    },
+    UnterminatedName {
+        offset: usize,
+    },
+    NameNotUtf8 {
+        offset: usize,
+    },
+    PropertyPastEnd {
+        offset: usize,
+        len: u32,
+    },
+    BadStringOffset {
+        offset: usize,
+        nameoff: u32,
+        strings_size: u32,
+    },
+    PropertyAfterSubnode {
+        offset: usize,
+    },
+    UnbalancedEndNode {
+        offset: usize,
+    },
+    TooDeep {
+        offset: usize,
+    },
+    UnterminatedNode {
+        depth: usize,
+    },
     MissingEnd,
-    SecondRoot { offset: usize },
+    SecondRoot {
+        offset: usize,
+    },
     RootNotFirst,
-    TrailingData { offset: usize },
-    BadCellsLength { name: &'static str, len: u32, offset: usize },
-    AbsurdCells { name: &'static str, value: u32, offset: usize },
+    TrailingData {
+        offset: usize,
+    },
+    BadCellsLength {
+        name: &'static str,
+        len: u32,
+        offset: usize,
+    },
+    AbsurdCells {
+        name: &'static str,
+        value: u32,
+        offset: usize,
+    },
 }
 
 impl fmt::Display for FdtDefect {
@@ -168,7 +217,11 @@ pub fn validate(blob: &[u8]) -> Result<FdtHeader, FdtDefect> {
                 return Err(FdtDefect::BadMagic(m));
             }
         }
-        return Err(FdtDefect::Truncated { needed: HEADER_SIZE as u64, have, what: "header" });
+        return Err(FdtDefect::Truncated {
+            needed: HEADER_SIZE as u64,
+            have,
+            what: "header",
+        });
     }
     let field = |i: usize| be32(blob, i * 4).unwrap_or(0);
     let magic = field(0);
@@ -201,23 +254,37 @@ pub fn validate(blob: &[u8]) -> Result<FdtHeader, FdtDefect> {
         });
     }
     if header.version < 17 || last_compatible > 17 {
-        return Err(FdtDefect::UnsupportedVersion { version: header.version, last_compatible });
+        return Err(FdtDefect::UnsupportedVersion {
+            version: header.version,
+            last_compatible,
+        });
     }
     let total = header.total_size;
     let check_block = |block: &'static str, offset: u32, size: u32| {
         if offset as u64 + size as u64 > total as u64 || (offset as usize) < HEADER_SIZE {
-            Err(FdtDefect::BlockOutOfBounds { block, offset, size, total })
+            Err(FdtDefect::BlockOutOfBounds {
+                block,
+                offset,
+                size,
+                total,
+            })
         } else {
             Ok(())
         }
     };
     check_block("structure", header.off_struct, header.size_struct)?;
     check_block("strings", header.off_strings, header.size_strings)?;
-    if header.off_struct % 4 != 0 || header.size_struct % 4 != 0 {
-        return Err(FdtDefect::Misaligned { what: "structure block", offset: header.off_struct });
+    if !header.off_struct.is_multiple_of(4) || !header.size_struct.is_multiple_of(4) {
+        return Err(FdtDefect::Misaligned {
+            what: "structure block",
+            offset: header.off_struct,
+        });
     }
-    if header.off_rsvmap % 8 != 0 {
-        return Err(FdtDefect::Misaligned { what: "reservation map", offset: header.off_rsvmap });
+    if !header.off_rsvmap.is_multiple_of(8) {
+        return Err(FdtDefect::Misaligned {
+            what: "reservation map",
+            offset: header.off_rsvmap,
+        });
     }
     let blob = &blob[..total as usize];
     check_reservations(blob, header.off_rsvmap as usize)?;
@@ -300,13 +367,19 @@ fn check_structure(s: &[u8], strings: &[u8]) -> Result<(), FdtDefect> {
                     return Err(FdtDefect::PropertyAfterSubnode { offset: token_at });
                 }
                 let (Some(len), Some(nameoff)) = (be32(s, at), be32(s, at + 4)) else {
-                    return Err(FdtDefect::PropertyPastEnd { offset: token_at, len: 0 });
+                    return Err(FdtDefect::PropertyPastEnd {
+                        offset: token_at,
+                        len: 0,
+                    });
                 };
                 let value_at = at + 8;
                 let end = value_at
                     .checked_add(len as usize)
                     .filter(|&e| e <= s.len())
-                    .ok_or(FdtDefect::PropertyPastEnd { offset: token_at, len })?;
+                    .ok_or(FdtDefect::PropertyPastEnd {
+                        offset: token_at,
+                        len,
+                    })?;
                 let bad_string = FdtDefect::BadStringOffset {
                     offset: token_at,
                     nameoff,
@@ -317,13 +390,25 @@ fn check_structure(s: &[u8], strings: &[u8]) -> Result<(), FdtDefect> {
                 let name = core::str::from_utf8(&name_bytes[..name_len])
                     .map_err(|_| FdtDefect::NameNotUtf8 { offset: token_at })?;
                 if name == "#address-cells" || name == "#size-cells" {
-                    let key = if name == "#address-cells" { "#address-cells" } else { "#size-cells" };
+                    let key = if name == "#address-cells" {
+                        "#address-cells"
+                    } else {
+                        "#size-cells"
+                    };
                     if len != 4 {
-                        return Err(FdtDefect::BadCellsLength { name: key, len, offset: token_at });
+                        return Err(FdtDefect::BadCellsLength {
+                            name: key,
+                            len,
+                            offset: token_at,
+                        });
                     }
                     let value = be32(s, value_at).unwrap_or(0);
                     if value > MAX_CELLS {
-                        return Err(FdtDefect::AbsurdCells { name: key, value, offset: token_at });
+                        return Err(FdtDefect::AbsurdCells {
+                            name: key,
+                            value,
+                            offset: token_at,
+                        });
                     }
                 }
                 at = (end + 3) & !3;
@@ -338,7 +423,12 @@ fn check_structure(s: &[u8], strings: &[u8]) -> Result<(), FdtDefect> {
                 }
                 return Ok(());
             }
-            other => return Err(FdtDefect::BadToken { token: other, offset: token_at }),
+            other => {
+                return Err(FdtDefect::BadToken {
+                    token: other,
+                    offset: token_at,
+                })
+            }
         }
         if depth == 0 && !root_seen {
             return Err(FdtDefect::RootNotFirst);

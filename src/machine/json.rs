@@ -72,7 +72,11 @@ pub fn to_json(m: &Machine) -> String {
     fields.push((
         "refused_reservations",
         list(&m.refused_reservations, |r| {
-            format!("{{\"name\": {}, \"reason\": {}}}", string(&r.name), string(&r.reason))
+            format!(
+                "{{\"name\": {}, \"reason\": {}}}",
+                string(&r.name),
+                string(&r.reason)
+            )
         }),
     ));
     fields.push(("dma_limit", opt(m.dma_limit.map(hex))));
@@ -101,9 +105,15 @@ pub fn to_json(m: &Machine) -> String {
             )
         }),
     ));
-    fields.push(("psci_method", opt(m.psci_method.map(|p| string(p.as_str())))));
+    fields.push((
+        "psci_method",
+        opt(m.psci_method.map(|p| string(p.as_str()))),
+    ));
     fields.push(("cpus", format!("{}", m.cpus)));
-    fields.push(("cpu_enable_method", opt(m.cpu_enable_method.as_deref().map(string))));
+    fields.push((
+        "cpu_enable_method",
+        opt(m.cpu_enable_method.as_deref().map(string)),
+    ));
     fields.push((
         "gic",
         opt(m.gic.as_ref().map(|g| {
@@ -119,6 +129,9 @@ pub fn to_json(m: &Machine) -> String {
     fields.push(("initrd", opt(m.initrd.as_ref().map(pair))));
     fields.push(("warnings", list(&m.warnings, |w| string(w))));
 
-    let body: Vec<String> = fields.iter().map(|(k, v)| format!("  {}: {}", string(k), v)).collect();
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("  {}: {}", string(k), v))
+        .collect();
     format!("{{\n{}\n}}\n", body.join(",\n"))
 }

@@ -28,14 +28,22 @@ pub enum MachineError {
     /// The blob itself is malformed.
     Malformed(FdtDefect),
     /// The blob is well formed but a property cannot be read as the specification says.
-    BadProperty { path: String, property: &'static str, reason: String },
+    BadProperty {
+        path: String,
+        property: &'static str,
+        reason: String,
+    },
 }
 
 impl fmt::Display for MachineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MachineError::Malformed(d) => write!(f, "malformed device tree: {d}"),
-            MachineError::BadProperty { path, property, reason } => {
+            MachineError::BadProperty {
+                path,
+                property,
+                reason,
+            } => {
                 write!(f, "malformed device tree: {property} of {path}: {reason}")
             }
         }
@@ -193,13 +201,25 @@ impl Machine {
     /// Every range that is not free RAM, with its origin, sorted by base.
     pub fn reservations(&self) -> Vec<(PhysRange, ReservationKind)> {
         let mut all: Vec<(PhysRange, ReservationKind)> = Vec::new();
-        all.extend(self.memreserve.iter().map(|r| (*r, ReservationKind::MemReserve)));
+        all.extend(
+            self.memreserve
+                .iter()
+                .map(|r| (*r, ReservationKind::MemReserve)),
+        );
         all.extend(self.reserved_memory.iter().map(|r| {
-            (r.range, ReservationKind::ReservedMemory { no_map: r.no_map })
+            (
+                r.range,
+                ReservationKind::ReservedMemory { no_map: r.no_map },
+            )
         }));
         all.extend(self.initrd.iter().map(|r| (*r, ReservationKind::Initrd)));
         all.extend(self.boot.dtb.iter().map(|r| (*r, ReservationKind::Dtb)));
-        all.extend(self.boot.image.iter().map(|r| (*r, ReservationKind::KernelImage)));
+        all.extend(
+            self.boot
+                .image
+                .iter()
+                .map(|r| (*r, ReservationKind::KernelImage)),
+        );
         all.sort_by_key(|(r, _)| (r.base, r.size));
         all
     }

@@ -19,9 +19,17 @@ pub fn lines(m: &Machine) -> Vec<String> {
     let mut out = Vec::new();
     out.push(format!(
         "Machine model: {}",
-        if m.model.is_empty() { "(unnamed)" } else { &m.model }
+        if m.model.is_empty() {
+            "(unnamed)"
+        } else {
+            &m.model
+        }
     ));
-    out.push(format!("Memory: {} in {} bank(s)", mib(m.ram_bytes()), m.memory.len()));
+    out.push(format!(
+        "Memory: {} in {} bank(s)",
+        mib(m.ram_bytes()),
+        m.memory.len()
+    ));
     for bank in &m.memory {
         out.push(format!("  bank   {bank} {}", mib(bank.size)));
     }
@@ -35,7 +43,11 @@ pub fn lines(m: &Machine) -> Vec<String> {
             r.range,
             if r.no_map { " no-map" } else { "" },
             if r.reusable { " reusable" } else { "" },
-            if r.dynamic { " (placed dynamically)" } else { "" }
+            if r.dynamic {
+                " (placed dynamically)"
+            } else {
+                ""
+            }
         ));
     }
     out.push(match m.dma_limit {
@@ -48,21 +60,37 @@ pub fn lines(m: &Machine) -> Vec<String> {
             u.compatible,
             u.base.as_u64(),
             u.path,
-            if u.from_stdout_path { ", stdout-path" } else { ", first UART" }
+            if u.from_stdout_path {
+                ", stdout-path"
+            } else {
+                ", first UART"
+            }
         ));
     }
     out.push(format!(
         "CPUs: {}{}",
         m.cpus,
-        m.cpu_enable_method.as_ref().map(|e| format!(" (enable-method {e})")).unwrap_or_default()
+        m.cpu_enable_method
+            .as_ref()
+            .map(|e| format!(" (enable-method {e})"))
+            .unwrap_or_default()
     ));
     out.push(format!(
         "PSCI: {}",
         m.psci_method.map(|p| p.as_str()).unwrap_or("none")
     ));
     if let Some(g) = &m.gic {
-        let regs: Vec<String> = g.regs.iter().map(|r| format!("{:#x}", r.base.as_u64())).collect();
-        out.push(format!("GIC: v{} {} at {}", g.version, g.compatible, regs.join(", ")));
+        let regs: Vec<String> = g
+            .regs
+            .iter()
+            .map(|r| format!("{:#x}", r.base.as_u64()))
+            .collect();
+        out.push(format!(
+            "GIC: v{} {} at {}",
+            g.version,
+            g.compatible,
+            regs.join(", ")
+        ));
     }
     out.extend(virtio_lines(&m.virtio_mmio));
     if let Some(i) = &m.initrd {
@@ -105,7 +133,9 @@ fn virtio_lines(devices: &[super::VirtioMmio]) -> Vec<String> {
                 "virtio-mmio: {:#x} size {:#x} irq {}{}",
                 v.base.as_u64(),
                 v.size,
-                v.irq.map(|i| format!("{i}")).unwrap_or_else(|| "none".into()),
+                v.irq
+                    .map(|i| format!("{i}"))
+                    .unwrap_or_else(|| "none".into()),
                 coherent(v.dma_coherent)
             )
         })
@@ -118,7 +148,11 @@ pub fn iomem(m: &Machine) -> String {
     let reservations = m.reservations();
     for bank in &m.memory {
         let end = bank.end().saturating_sub(1) as u64;
-        out.push_str(&format!("{:08x}-{:08x} : System RAM\n", bank.base.as_u64(), end));
+        out.push_str(&format!(
+            "{:08x}-{:08x} : System RAM\n",
+            bank.base.as_u64(),
+            end
+        ));
         for (r, kind) in &reservations {
             if let Some(part) = bank.intersect(r) {
                 let end = part.end().saturating_sub(1) as u64;

@@ -14,18 +14,30 @@ ktest!(image_and_tree_are_ram_and_reserved, {
     let m = &k.machine;
     kassert!(!m.memory.is_empty());
     let bank = m.bank_of(k.boot.image.base);
-    kassert!(bank.is_some_and(|b| b.covers(&k.boot.image)), "image {} outside RAM", k.boot.image);
+    kassert!(
+        bank.is_some_and(|b| b.covers(&k.boot.image)),
+        "image {} outside RAM",
+        k.boot.image
+    );
     kassert_eq!(m.boot.image, Some(k.boot.image));
     let dtb = m.boot.dtb.expect("dtb range recorded");
     kassert_eq!(dtb.base, k.boot.dtb);
-    kassert!(m.reservations().iter().any(|(r, _)| r.covers(&k.boot.image)));
+    kassert!(m
+        .reservations()
+        .iter()
+        .any(|(r, _)| r.covers(&k.boot.image)));
     Ok(())
 });
 
 ktest!(banks_sorted_disjoint_and_nonempty, {
     let m = &k()?.machine;
     for pair in m.memory.windows(2) {
-        kassert!(pair[0].end() < pair[1].base.as_u64() as u128, "{} and {} touch", pair[0], pair[1]);
+        kassert!(
+            pair[0].end() < pair[1].base.as_u64() as u128,
+            "{} and {} touch",
+            pair[0],
+            pair[1]
+        );
     }
     kassert!(m.memory.iter().all(|b| b.size > 0));
     kassert!(m.reserved_bytes() < m.ram_bytes());
@@ -34,7 +46,10 @@ ktest!(banks_sorted_disjoint_and_nonempty, {
 
 ktest!(console_is_the_uart_in_use, {
     let m = &k()?.machine;
-    let uart = m.uart.as_ref().ok_or(TestError::Fail("no UART described".into()))?;
+    let uart = m
+        .uart
+        .as_ref()
+        .ok_or(TestError::Fail("no UART described".into()))?;
     kassert_eq!(crate::console::base(), Some(uart.base.as_u64() as usize));
     Ok(())
 });
@@ -43,8 +58,14 @@ ktest!(describing_again_gives_the_same_machine, {
     let k = k()?;
     let blob = crate::arch::aarch64::boot::device_tree_blob(k.boot.dtb)
         .ok_or(TestError::Fail("tree vanished".into()))?;
-    let again = Machine::from_blob(blob, BootRanges { image: Some(k.boot.image), dtb: k.machine.boot.dtb })
-        .map_err(|e| TestError::Fail(alloc::format!("{e}")))?;
+    let again = Machine::from_blob(
+        blob,
+        BootRanges {
+            image: Some(k.boot.image),
+            dtb: k.machine.boot.dtb,
+        },
+    )
+    .map_err(|e| TestError::Fail(alloc::format!("{e}")))?;
     kassert!(again == k.machine);
     Ok(())
 });
@@ -52,7 +73,9 @@ ktest!(describing_again_gives_the_same_machine, {
 ktest!(cpus_and_exit_path_known, {
     let m = &k()?.machine;
     kassert!(m.cpus >= 1, "no CPUs described");
-    kassert!(m.psci_method.is_some() || m.cpu_enable_method.as_deref() == Some("spin-table"),
-        "neither PSCI nor spin-table");
+    kassert!(
+        m.psci_method.is_some() || m.cpu_enable_method.as_deref() == Some("spin-table"),
+        "neither PSCI nor spin-table"
+    );
     Ok(())
 });

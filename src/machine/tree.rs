@@ -86,7 +86,12 @@ impl<'a> DeviceTree<'a> {
                     if let Some(p) = parent {
                         nodes[p].children.push(index);
                     }
-                    nodes.push(Node { name, parent, props: Vec::new(), children: Vec::new() });
+                    nodes.push(Node {
+                        name,
+                        parent,
+                        props: Vec::new(),
+                        children: Vec::new(),
+                    });
                     open.push(index);
                 }
                 2 => {
@@ -106,7 +111,11 @@ impl<'a> DeviceTree<'a> {
                 _ => break,
             }
         }
-        Ok(DeviceTree { header, nodes, memreserve })
+        Ok(DeviceTree {
+            header,
+            nodes,
+            memreserve,
+        })
     }
 
     pub fn root(&self) -> usize {
@@ -118,7 +127,11 @@ impl<'a> DeviceTree<'a> {
     }
 
     pub fn prop(&self, node: usize, name: &str) -> Option<&'a [u8]> {
-        self.nodes[node].props.iter().find(|p| p.name == name).map(|p| p.value)
+        self.nodes[node]
+            .props
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.value)
     }
 
     pub fn has_prop(&self, node: usize, name: &str) -> bool {
@@ -227,7 +240,11 @@ impl<'a> DeviceTree<'a> {
                 return None; // aliases must be absolute; refusing avoids alias loops
             }
             let node = self.find(target)?;
-            return if rest.is_empty() { Some(node) } else { self.find_below(node, rest) };
+            return if rest.is_empty() {
+                Some(node)
+            } else {
+                self.find_below(node, rest)
+            };
         }
         self.find_below(self.root(), path)
     }

@@ -140,7 +140,12 @@ impl PhysRange {
 
 impl fmt::Display for PhysRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{:#012x}-{:#012x}]", self.base.0, self.end().saturating_sub(1))
+        write!(
+            f,
+            "[{:#012x}-{:#012x}]",
+            self.base.0,
+            self.end().saturating_sub(1)
+        )
     }
 }
 
@@ -167,9 +172,14 @@ mod tests {
         assert!(r.contains(PhysAddr::new(u64::MAX)));
         let s = PhysRange::new(PhysAddr::new(0x1000), 0x1000);
         assert!(!s.contains(PhysAddr::new(0x2000)));
-        assert_eq!(s.intersect(&PhysRange::new(PhysAddr::new(0x1800), 0x1000)),
-            Some(PhysRange::new(PhysAddr::new(0x1800), 0x800)));
-        assert_eq!(s.intersect(&PhysRange::new(PhysAddr::new(0x2000), 0x10)), None);
+        assert_eq!(
+            s.intersect(&PhysRange::new(PhysAddr::new(0x1800), 0x1000)),
+            Some(PhysRange::new(PhysAddr::new(0x1800), 0x800))
+        );
+        assert_eq!(
+            s.intersect(&PhysRange::new(PhysAddr::new(0x2000), 0x10)),
+            None
+        );
         assert!(s.covers(&PhysRange::new(PhysAddr::new(0x1100), 0x10)));
     }
 }

@@ -7,4 +7,4 @@ pub mod addr;
 pub mod early_heap;
 pub mod meminfo;
 
-pub use addr::{PhysAddr, PhysRange, Pfn, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};

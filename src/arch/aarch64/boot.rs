@@ -60,7 +60,10 @@ pub fn image_layout() -> ImageLayout {
         rodata: span(symbol_addr!(__rodata_start), symbol_addr!(__rodata_end)),
         data: span(symbol_addr!(__data_start), symbol_addr!(__bss_start)),
         bss: span(symbol_addr!(__bss_start), symbol_addr!(__bss_end)),
-        boot_stack: span(symbol_addr!(__boot_stack_bottom), symbol_addr!(__boot_stack_top)),
+        boot_stack: span(
+            symbol_addr!(__boot_stack_bottom),
+            symbol_addr!(__boot_stack_top),
+        ),
     }
 }
 

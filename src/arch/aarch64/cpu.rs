@@ -1,7 +1,7 @@
 //! The processor itself: exception level, identity, interrupt masking and stopping.
 
 use aarch64_cpu::asm;
-use aarch64_cpu::registers::{Readable, CurrentEL, DAIF, MIDR_EL1, MPIDR_EL1, Writeable};
+use aarch64_cpu::registers::{CurrentEL, Readable, Writeable, DAIF, MIDR_EL1, MPIDR_EL1};
 
 pub fn current_el() -> u8 {
     CurrentEL.read(CurrentEL::EL) as u8

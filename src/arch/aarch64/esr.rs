@@ -169,7 +169,11 @@ pub fn abort(esr: u64) -> Option<Abort> {
         }
         _ => return None,
     };
-    Some(Abort { kind, access, far_valid })
+    Some(Abort {
+        kind,
+        access,
+        far_valid,
+    })
 }
 
 /// One line: class, and for aborts the fault, level and access; for BRK the comment.
@@ -217,8 +221,14 @@ mod tests {
 
     #[test]
     fn decodes_permission_and_access_flag_faults() {
-        assert_eq!(abort(0x9600_004f).unwrap().kind, FaultKind::Permission { level: 3 });
-        assert_eq!(abort(0x9200_000a).unwrap().kind, FaultKind::AccessFlag { level: 2 });
+        assert_eq!(
+            abort(0x9600_004f).unwrap().kind,
+            FaultKind::Permission { level: 3 }
+        );
+        assert_eq!(
+            abort(0x9200_000a).unwrap().kind,
+            FaultKind::AccessFlag { level: 2 }
+        );
         assert_eq!(abort(0x9200_000a).unwrap().access, Access::Read);
         let insn = abort(0x8600_000f).unwrap();
         assert_eq!(insn.access, Access::Execute);
@@ -239,9 +249,18 @@ mod tests {
 
     #[test]
     fn names_other_classes() {
-        assert_eq!(describe(0xf200_0042), "BRK instruction (EC 0x3c): comment 0x42");
-        assert_eq!(describe(0x0200_0000), "Unknown reason (undefined instruction) (EC 0x00)");
-        assert_eq!(describe(0x5600_0000), "SVC from AArch64 (EC 0x15): immediate 0x0");
+        assert_eq!(
+            describe(0xf200_0042),
+            "BRK instruction (EC 0x3c): comment 0x42"
+        );
+        assert_eq!(
+            describe(0x0200_0000),
+            "Unknown reason (undefined instruction) (EC 0x00)"
+        );
+        assert_eq!(
+            describe(0x5600_0000),
+            "SVC from AArch64 (EC 0x15): immediate 0x0"
+        );
         assert!(abort(0xf200_0042).is_none());
     }
 }

@@ -88,9 +88,12 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
 
 /// Prints everything a person needs to find the cause: where, why, and the registers.
 fn report(frame: &ExceptionFrame, kind: u64) {
-    let kind_name = KIND_NAMES.get(kind as usize).copied().unwrap_or("unknown vector");
+    let kind_name = KIND_NAMES
+        .get(kind as usize)
+        .copied()
+        .unwrap_or("unknown vector");
     emergency_print(format_args!("\n*** Unexpected exception: {kind_name}\n"));
-    let synchronous = kind % 4 == 0;
+    let synchronous = kind.is_multiple_of(4);
     if synchronous {
         emergency_print(format_args!("  cause: {}\n", esr::describe(frame.esr)));
     }

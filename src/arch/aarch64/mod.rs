@@ -12,6 +12,6 @@ pub mod exception;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]
-pub mod timer;
-#[cfg(target_os = "none")]
 mod selftests;
+#[cfg(target_os = "none")]
+pub mod timer;

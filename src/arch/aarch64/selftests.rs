@@ -29,7 +29,9 @@ ktest!(relocations_applied, {
     kassert_eq!(MARKER as *const () as usize, marker as *const () as usize);
     kassert_eq!(MARKER(), 0x5eed);
     let layout = boot::image_layout();
-    kassert!(layout.image.contains(crate::mm::PhysAddr::new(marker as *const () as usize as u64)));
+    kassert!(layout.image.contains(crate::mm::PhysAddr::new(
+        marker as *const () as usize as u64
+    )));
     Ok(())
 });
 
@@ -45,13 +47,16 @@ ktest!(image_sections_are_ordered_and_page_aligned, {
     let sp: u64;
     // SAFETY: reads the stack pointer into a register, nothing else.
     unsafe { asm!("mov {}, sp", out(reg) sp) };
-    kassert!(l.boot_stack.contains(crate::mm::PhysAddr::new(sp)), "sp {sp:#x} outside the boot stack");
+    kassert!(
+        l.boot_stack.contains(crate::mm::PhysAddr::new(sp)),
+        "sp {sp:#x} outside the boot stack"
+    );
     Ok(())
 });
 
 ktest!(vectors_installed, {
     kassert_eq!(VBAR_EL1.get(), boot::vectors_addr());
-    kassert!(boot::vectors_addr() % 2048 == 0);
+    kassert!(boot::vectors_addr().is_multiple_of(2048));
     Ok(())
 });
 
@@ -65,7 +70,10 @@ ktest!(brk_is_caught_and_decoded, {
     };
     kassert_eq!(esr::class(c.esr), esr::ec::BRK64);
     kassert_eq!(esr::iss(c.esr) & 0xffff, 0x42);
-    kassert_eq!(esr::describe(c.esr), "BRK instruction (EC 0x3c): comment 0x42");
+    kassert_eq!(
+        esr::describe(c.esr),
+        "BRK instruction (EC 0x3c): comment 0x42"
+    );
     Ok(())
 });
 
@@ -76,12 +84,19 @@ ktest!(undefined_instruction_is_caught_and_decoded, {
     });
     kassert!(caught.is_some(), "UDF did not trap");
     kassert_eq!(esr::class(caught.unwrap().esr), esr::ec::UNKNOWN);
-    kassert!(catch_exception(|| {}).is_none(), "nothing trapped, nothing reported");
+    kassert!(
+        catch_exception(|| {}).is_none(),
+        "nothing trapped, nothing reported"
+    );
     Ok(())
 });
 
 ktest!(timer_counts_forward, {
-    kassert!(timer::frequency() >= 1_000_000, "CNTFRQ {}", timer::frequency());
+    kassert!(
+        timer::frequency() >= 1_000_000,
+        "CNTFRQ {}",
+        timer::frequency()
+    );
     let a = timer::ticks();
     let mut spin = 0u64;
     while timer::ticks() == a && spin < 10_000_000 {

@@ -55,7 +55,8 @@ impl MiniUart {
         // SAFETY: the caller guarantees `base` is the register block.
         let regs = unsafe { &*(base as *const Registers) };
         regs.ier.set(0);
-        regs.cntl.modify(CNTL::TX_ENABLE::SET + CNTL::RX_ENABLE::SET);
+        regs.cntl
+            .modify(CNTL::TX_ENABLE::SET + CNTL::RX_ENABLE::SET);
         MiniUart { regs }
     }
 
