@@ -6,5 +6,6 @@ pub mod addr;
 #[cfg(target_os = "none")]
 pub mod early_heap;
 pub mod meminfo;
+pub mod pgtable;
 
 pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};

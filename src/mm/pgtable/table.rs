@@ -1,0 +1,495 @@
+//! Translation-table manipulation. Owns the rules: largest blocks that fit, break-before-make when
+//! a block is split or a memory type changes, table pages freed once empty (after the TLB has
+//! forgotten them), TLB invalidation by VA batched per operation with one full invalidation past a
+//! threshold, and all-or-nothing mapping (a failed map leaves nothing behind).
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::desc::{self, Attrs};
+use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+
+/// Which translation regime a table serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Half {
+    /// TTBR0: `0x0000_0000_0000_0000..0x0001_0000_0000_0000`.
+    Lower,
+    /// TTBR1: `0xffff_0000_0000_0000..`.
+    Upper,
+}
+
+impl Half {
+    pub const fn base(self) -> u64 {
+        match self {
+            Half::Lower => 0,
+            Half::Upper => 0xffff_0000_0000_0000,
+        }
+    }
+    fn contains(self, start: u64, end: u64) -> bool {
+        // `end` is exclusive and at most 2^64 - 4 KiB for the upper half (no wrap allowed).
+        start < end
+            && match self {
+                Half::Lower => end <= 1 << 48,
+                Half::Upper => start >= Half::Upper.base(),
+            }
+    }
+}
+
+/// Why a page-table operation failed. Each prints as one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapError {
+    /// An address or size is not page aligned.
+    Misaligned { what: &'static str, value: u64 },
+    /// The range is empty, wraps, or leaves this table's half.
+    OutOfRange { va: VirtAddr, size: u64 },
+    /// Something is already mapped here.
+    Overlap { va: VirtAddr },
+    /// A table page could not be allocated.
+    NoMemory,
+    /// `protect` found a hole in the range.
+    NotMapped { va: VirtAddr },
+}
+
+impl fmt::Display for MapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapError::Misaligned { what, value } => write!(f, "{what} {value:#x} is not page aligned"),
+            MapError::OutOfRange { va, size } => {
+                write!(f, "range {va} + {size:#x} is empty or outside this half of the address space")
+            }
+            MapError::Overlap { va } => write!(f, "{va} is already mapped"),
+            MapError::NoMemory => write!(f, "out of memory for translation tables"),
+            MapError::NotMapped { va } => write!(f, "{va} is not mapped"),
+        }
+    }
+}
+
+/// Pages for translation tables.
+///
+/// # Safety
+/// `table_ptr` must return a pointer through which the 4 KiB table at `pa` can be read and written
+/// for as long as the table is in use, and `alloc_table` must return pages nobody else uses.
+pub unsafe trait TableAlloc {
+    /// A page for a table (it need not be zeroed), or `None` when memory is exhausted.
+    fn alloc_table(&mut self) -> Option<PhysAddr>;
+    /// Gives back a table page that no walk can reach any more.
+    fn free_table(&mut self, pa: PhysAddr);
+    fn table_ptr(&self, pa: PhysAddr) -> *mut u64;
+}
+
+/// TLB and walker maintenance.
+pub trait TlbFlush {
+    /// Makes descriptor writes visible to the table walker (DSB ISHST on aarch64).
+    fn sync_tables(&mut self);
+    /// Invalidates every TLB and walk-cache entry for `va` (TLBI VAE1IS + DSB).
+    fn flush_va(&mut self, va: VirtAddr);
+    /// Invalidates the whole TLB (TLBI VMALLE1IS + DSB).
+    fn flush_all(&mut self);
+}
+
+/// Where a virtual address leads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Translation {
+    pub pa: PhysAddr,
+    pub attrs: Attrs,
+    /// The level of the leaf: 1 (1 GiB block), 2 (2 MiB block) or 3 (4 KiB page).
+    pub level: u8,
+}
+
+/// Pending TLB work of one operation.
+#[derive(Default)]
+struct Batch {
+    vas: Vec<u64>,
+    freed_tables: Vec<PhysAddr>,
+}
+
+/// A translation table tree and what it needs to change it.
+pub struct PageTable<M: TableAlloc, F: TlbFlush> {
+    root: PhysAddr,
+    half: Half,
+    mem: M,
+    tlb: F,
+    /// The largest block level used (1: up to 1 GiB blocks, 2: up to 2 MiB, 3: pages only).
+    largest_block_level: u8,
+    /// More invalidations than this in one operation become one full invalidation.
+    flush_all_threshold: usize,
+    tables_in_use: usize,
+}
+
+impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
+    /// Allocates an empty root table.
+    pub fn new(half: Half, mut mem: M, tlb: F) -> Result<Self, MapError> {
+        let root = mem.alloc_table().ok_or(MapError::NoMemory)?;
+        let mut pt = PageTable {
+            root,
+            half,
+            mem,
+            tlb,
+            largest_block_level: 1,
+            flush_all_threshold: 64,
+            tables_in_use: 1,
+        };
+        pt.zero(root);
+        Ok(pt)
+    }
+
+    pub fn root(&self) -> PhysAddr {
+        self.root
+    }
+    pub fn half(&self) -> Half {
+        self.half
+    }
+    /// Table pages in use, the root included.
+    pub fn tables_in_use(&self) -> usize {
+        self.tables_in_use
+    }
+    pub fn set_largest_block_level(&mut self, level: u8) {
+        self.largest_block_level = level.clamp(1, 3);
+    }
+    pub fn set_flush_all_threshold(&mut self, n: usize) {
+        self.flush_all_threshold = n;
+    }
+    pub fn allocator(&mut self) -> &mut M {
+        &mut self.mem
+    }
+    pub fn flusher(&mut self) -> &mut F {
+        &mut self.tlb
+    }
+
+    fn read(&self, table: PhysAddr, index: usize) -> u64 {
+        debug_assert!(index < 512);
+        // SAFETY: `TableAlloc` guarantees the table is readable; index < 512 stays inside it.
+        unsafe { self.mem.table_ptr(table).add(index).read_volatile() }
+    }
+
+    fn write(&mut self, table: PhysAddr, index: usize, value: u64) {
+        debug_assert!(index < 512);
+        // SAFETY: as in `read`; volatile because the hardware walker reads it concurrently.
+        unsafe { self.mem.table_ptr(table).add(index).write_volatile(value) }
+    }
+
+    fn zero(&mut self, table: PhysAddr) {
+        for i in 0..512 {
+            self.write(table, i, 0);
+        }
+    }
+
+    fn alloc(&mut self) -> Result<PhysAddr, MapError> {
+        let pa = self.mem.alloc_table().ok_or(MapError::NoMemory)?;
+        self.zero(pa);
+        self.tables_in_use += 1;
+        Ok(pa)
+    }
+
+    fn check_range(&self, va: VirtAddr, size: u64) -> Result<(u64, u64), MapError> {
+        if !va.is_aligned(PAGE_SIZE) {
+            return Err(MapError::Misaligned { what: "virtual address", value: va.as_u64() });
+        }
+        if size % PAGE_SIZE != 0 {
+            return Err(MapError::Misaligned { what: "size", value: size });
+        }
+        let start = va.as_u64();
+        let end = start.checked_add(size).ok_or(MapError::OutOfRange { va, size })?;
+        if !self.half.contains(start, end) {
+            return Err(MapError::OutOfRange { va, size });
+        }
+        Ok((start, end))
+    }
+
+    /// Maps `size` bytes at `va` to `pa` with the largest blocks alignment allows. Fails without
+    /// changing anything if any part is already mapped or memory runs out.
+    pub fn map(&mut self, va: VirtAddr, pa: PhysAddr, size: u64, attrs: Attrs) -> Result<(), MapError> {
+        let (start, end) = self.check_range(va, size)?;
+        if !pa.is_aligned(PAGE_SIZE) {
+            return Err(MapError::Misaligned { what: "physical address", value: pa.as_u64() });
+        }
+        pa.checked_add(size - 1).ok_or(MapError::OutOfRange { va, size })?;
+        let mut v = start;
+        while v < end {
+            let p = pa.as_u64() + (v - start);
+            let level = self.best_level(v, p, end - v);
+            if let Err(e) = self.install(v, p, level, attrs) {
+                // Leave nothing behind: our own mappings so far, and empty tables on the way.
+                if v > start {
+                    let _ = self.unmap(va, v - start);
+                }
+                let mut batch = Batch::default();
+                let root = self.root;
+                self.prune(root, 0, self.half.base(), v, v + desc::level_size(level), &mut batch);
+                self.finish(batch);
+                return Err(e);
+            }
+            v += desc::level_size(level);
+        }
+        // New entries replace invalid ones, which no TLB holds: publishing them is enough.
+        self.tlb.sync_tables();
+        Ok(())
+    }
+
+    fn best_level(&self, va: u64, pa: u64, remaining: u64) -> u8 {
+        (self.largest_block_level.max(1)..3)
+            .find(|&level| {
+                let size = desc::level_size(level);
+                va % size == 0 && pa % size == 0 && remaining >= size
+            })
+            .unwrap_or(3)
+    }
+
+    fn install(&mut self, va: u64, pa: u64, level: u8, attrs: Attrs) -> Result<(), MapError> {
+        let mut table = self.root;
+        for l in 0..level {
+            let i = desc::index(va, l);
+            let e = self.read(table, i);
+            if desc::is_table(e, l) {
+                table = PhysAddr::new(desc::addr(e));
+            } else if desc::is_valid(e) {
+                return Err(MapError::Overlap { va: VirtAddr::new(va) });
+            } else {
+                let new = self.alloc()?;
+                self.write(table, i, desc::table(new.as_u64()));
+                table = new;
+            }
+        }
+        let i = desc::index(va, level);
+        if desc::is_valid(self.read(table, i)) {
+            return Err(MapError::Overlap { va: VirtAddr::new(va) });
+        }
+        self.write(table, i, desc::leaf(pa, attrs, level));
+        Ok(())
+    }
+
+    /// Unmaps whatever is mapped in the range (holes are fine), splitting blocks that straddle
+    /// its ends and freeing tables that become empty. Returns the bytes that were mapped.
+    pub fn unmap(&mut self, va: VirtAddr, size: u64) -> Result<u64, MapError> {
+        let (start, end) = self.check_range(va, size)?;
+        let mut batch = Batch::default();
+        let root = self.root;
+        let mut unmapped = 0;
+        let result = self.unmap_in(root, 0, self.half.base(), start, end, &mut batch, &mut unmapped);
+        self.finish(batch);
+        result.map(|_| unmapped)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn unmap_in(
+        &mut self,
+        table: PhysAddr,
+        level: u8,
+        table_va: u64,
+        start: u64,
+        end: u64,
+        batch: &mut Batch,
+        unmapped: &mut u64,
+    ) -> Result<bool, MapError> {
+        let size = desc::level_size(level);
+        let (first, last) = Self::span(level, table_va, start, end);
+        for i in first..=last {
+            let e_va = table_va + i as u64 * size;
+            let e = self.read(table, i);
+            if !desc::is_valid(e) {
+                continue;
+            }
+            let covered = start <= e_va && e_va + (size - 1) < end;
+            if desc::is_table(e, level) {
+                let child = PhysAddr::new(desc::addr(e));
+                if self.unmap_in(child, level + 1, e_va, start, end, batch, unmapped)? {
+                    self.write(table, i, 0);
+                    batch.vas.push(e_va);
+                    batch.freed_tables.push(child);
+                }
+            } else if covered {
+                self.write(table, i, 0);
+                batch.vas.push(e_va);
+                *unmapped += size;
+            } else {
+                let child = self.split(table, i, level, e_va)?;
+                self.unmap_in(child, level + 1, e_va, start, end, batch, unmapped)?;
+            }
+        }
+        Ok(level > 0 && self.is_empty(table))
+    }
+
+    /// Frees empty tables in the range without touching any mapping.
+    fn prune(&mut self, table: PhysAddr, level: u8, table_va: u64, start: u64, end: u64, batch: &mut Batch) -> bool {
+        if level < 3 {
+            let size = desc::level_size(level);
+            let (first, last) = Self::span(level, table_va, start, end);
+            for i in first..=last {
+                let e = self.read(table, i);
+                if desc::is_table(e, level) {
+                    let child = PhysAddr::new(desc::addr(e));
+                    let e_va = table_va + i as u64 * size;
+                    if self.prune(child, level + 1, e_va, start, end, batch) {
+                        self.write(table, i, 0);
+                        batch.vas.push(e_va);
+                        batch.freed_tables.push(child);
+                    }
+                }
+            }
+        }
+        level > 0 && self.is_empty(table)
+    }
+
+    /// The indexes of `table` (at `level`, covering from `table_va`) that overlap [start, end).
+    fn span(level: u8, table_va: u64, start: u64, end: u64) -> (usize, usize) {
+        let size = desc::level_size(level);
+        let table_last = table_va + (512 * size - 1);
+        let lo = start.max(table_va);
+        let hi = (end - 1).min(table_last);
+        (((lo - table_va) / size) as usize, ((hi - table_va) / size) as usize)
+    }
+
+    fn is_empty(&self, table: PhysAddr) -> bool {
+        (0..512).all(|i| !desc::is_valid(self.read(table, i)))
+    }
+
+    /// Replaces the block at `table[index]` by a table of the same mappings one level down,
+    /// break-before-make: invalid, TLB invalidated, then the new table.
+    fn split(&mut self, table: PhysAddr, index: usize, level: u8, block_va: u64) -> Result<PhysAddr, MapError> {
+        let old = self.read(table, index);
+        let attrs = desc::attrs_of(old);
+        let child_level = level + 1;
+        let child_size = desc::level_size(child_level);
+        let base = desc::addr(old) & !(desc::level_size(level) - 1);
+        let new = self.alloc()?;
+        for i in 0..512 {
+            self.write(new, i, desc::leaf(base + i as u64 * child_size, attrs, child_level));
+        }
+        self.write(table, index, 0);
+        self.tlb.sync_tables();
+        self.tlb.flush_va(VirtAddr::new(block_va));
+        self.write(table, index, desc::table(new.as_u64()));
+        self.tlb.sync_tables();
+        Ok(new)
+    }
+
+    /// Changes the attributes of a wholly mapped range, splitting blocks at its ends. A change
+    /// of memory type goes through break-before-make. Fails without changes if there is a hole.
+    pub fn protect(&mut self, va: VirtAddr, size: u64, attrs: Attrs) -> Result<(), MapError> {
+        let (start, end) = self.check_range(va, size)?;
+        let mut v = start;
+        while v < end {
+            let t = self.translate(VirtAddr::new(v)).ok_or(MapError::NotMapped { va: VirtAddr::new(v) })?;
+            let leaf_size = desc::level_size(t.level);
+            v = (v & !(leaf_size - 1)) + leaf_size;
+        }
+        let mut batch = Batch::default();
+        let root = self.root;
+        let result = self.protect_in(root, 0, self.half.base(), start, end, attrs, &mut batch);
+        self.finish(batch);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn protect_in(
+        &mut self,
+        table: PhysAddr,
+        level: u8,
+        table_va: u64,
+        start: u64,
+        end: u64,
+        attrs: Attrs,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
+        let size = desc::level_size(level);
+        let (first, last) = Self::span(level, table_va, start, end);
+        for i in first..=last {
+            let e_va = table_va + i as u64 * size;
+            let e = self.read(table, i);
+            let covered = start <= e_va && e_va + (size - 1) < end;
+            if desc::is_table(e, level) {
+                self.protect_in(PhysAddr::new(desc::addr(e)), level + 1, e_va, start, end, attrs, batch)?;
+            } else if desc::is_leaf(e, level) && covered {
+                let new = desc::leaf(desc::addr(e), attrs, level);
+                if new == e {
+                    continue;
+                }
+                if desc::attrs_of(e).mem != attrs.mem {
+                    self.write(table, i, 0);
+                    self.tlb.sync_tables();
+                    self.tlb.flush_va(VirtAddr::new(e_va));
+                } else {
+                    batch.vas.push(e_va);
+                }
+                self.write(table, i, new);
+            } else if desc::is_leaf(e, level) {
+                let child = self.split(table, i, level, e_va)?;
+                self.protect_in(child, level + 1, e_va, start, end, attrs, batch)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, batch: Batch) {
+        self.tlb.sync_tables();
+        if batch.vas.len() > self.flush_all_threshold {
+            self.tlb.flush_all();
+        } else {
+            for &va in &batch.vas {
+                self.tlb.flush_va(VirtAddr::new(va));
+            }
+        }
+        // Only now can no walker hold the freed tables.
+        for t in batch.freed_tables {
+            self.mem.free_table(t);
+            self.tables_in_use -= 1;
+        }
+    }
+
+    /// The software walk: where `va` leads, if anywhere.
+    pub fn translate(&self, va: VirtAddr) -> Option<Translation> {
+        let v = va.as_u64();
+        if !self.half.contains(v, v.checked_add(1)?) {
+            return None;
+        }
+        let mut table = self.root;
+        for level in 0..=3u8 {
+            let e = self.read(table, desc::index(v, level));
+            if desc::is_leaf(e, level) {
+                let size = desc::level_size(level);
+                let pa = (desc::addr(e) & !(size - 1)) + (v & (size - 1));
+                return Some(Translation { pa: PhysAddr::new(pa), attrs: desc::attrs_of(e), level });
+            }
+            if !desc::is_table(e, level) {
+                return None;
+            }
+            table = PhysAddr::new(desc::addr(e));
+        }
+        None
+    }
+
+    /// The descriptors a walk of `va` reads, level by level (for fault reports).
+    pub fn walk(&self, va: VirtAddr) -> Vec<(u8, u64)> {
+        let v = va.as_u64();
+        let mut out = Vec::new();
+        let mut table = self.root;
+        for level in 0..=3u8 {
+            let e = self.read(table, desc::index(v, level));
+            out.push((level, e));
+            if !desc::is_table(e, level) {
+                break;
+            }
+            table = PhysAddr::new(desc::addr(e));
+        }
+        out
+    }
+
+    /// Calls `f(va, translation, size)` for every leaf mapping in the tree, in address order.
+    pub fn for_each_mapping(&self, mut f: impl FnMut(VirtAddr, Translation, u64)) {
+        self.visit(self.root, 0, self.half.base(), &mut f);
+    }
+
+    fn visit(&self, table: PhysAddr, level: u8, table_va: u64, f: &mut impl FnMut(VirtAddr, Translation, u64)) {
+        let size = desc::level_size(level);
+        for i in 0..512 {
+            let e = self.read(table, i);
+            let va = table_va.wrapping_add(i as u64 * size);
+            if desc::is_table(e, level) {
+                self.visit(PhysAddr::new(desc::addr(e)), level + 1, va, f);
+            } else if desc::is_leaf(e, level) {
+                let t = Translation { pa: PhysAddr::new(desc::addr(e)), attrs: desc::attrs_of(e), level };
+                f(VirtAddr::new(va), t, size);
+            }
+        }
+    }
+}
