@@ -6,16 +6,17 @@ use spin::Once;
 use crate::cmdline::BootOptions;
 use crate::machine::Machine;
 use crate::mm::addr::{PhysAddr, PhysRange};
+use crate::mm::layout::KernelImage;
 
 /// Facts only the entry code knows.
 #[derive(Debug, Clone, Copy)]
 pub struct BootInfo {
     /// The device tree's address, from `x0`.
     pub dtb: PhysAddr,
-    /// The image from its first byte to the end of BSS, where it runs.
+    /// The image from its first byte to the end of BSS, in RAM (where the loader put it).
     pub image: PhysRange,
-    /// Where the loader put the image (equals `image.base`).
-    pub load_base: PhysAddr,
+    /// The image's sections where they run (the high half).
+    pub kimage: KernelImage,
     /// Exception level at entry (2 from the Pi firmware or QEMU with virtualization, else 1).
     pub entry_el: u8,
 }

@@ -5,11 +5,13 @@
 
 #[cfg(target_os = "none")]
 mod boot {
-    use ferrite::arch::aarch64::{boot, cpu, power};
+    use ferrite::arch::aarch64::{boot, cpu, mmu, power};
     use ferrite::cmdline::BootOptions;
     use ferrite::kernel::{self, BootInfo, Kernel};
     use ferrite::machine::{describe, report, BootRanges, DeviceTree};
     use ferrite::mm::addr::PhysRange;
+    use ferrite::mm::layout;
+    use ferrite::mm::pgtable::Attrs;
     use ferrite::{app, console, drivers, logger, mm};
     use log::{error, info, warn};
 
@@ -35,9 +37,10 @@ mod boot {
             Ok(Some(uart)) => uart,
             _ => cpu::halt(),
         };
-        // SAFETY: the device tree names this UART as ours; the MMU is off, so its registers are
-        // at their physical address; nothing else drives it.
-        console::init(unsafe { drivers::uart::SerialPort::new(&uart) });
+        let Ok(uart_va) = mmu::early_ioremap(uart.base, uart.size, Attrs::DEVICE) else { cpu::halt() };
+        // SAFETY: the device tree names this UART as ours, it is mapped as device memory at
+        // `uart_va` for good, and nothing else drives it.
+        console::init(unsafe { drivers::uart::SerialPort::new(&uart, uart_va.as_u64() as usize) });
 
         let bootargs = tree
             .find("/chosen")
@@ -59,8 +62,10 @@ mod boot {
             cpu::current_el()
         );
         info!(
-            "Image at {} (loaded at {}), device tree at {}",
-            boot.image, boot.load_base, boot.dtb
+            "Image at {} running at {:#x}, device tree at {}",
+            boot.image,
+            boot.kimage.start(),
+            boot.dtb
         );
 
         let ranges = BootRanges {
@@ -89,7 +94,23 @@ mod boot {
                 boot.image
             ));
         }
+        // The tree lives in the boot window that the linear map replaces.
         drop(tree);
+        if let Err(e) = mmu::map_linear(&machine) {
+            fail(format_args!("cannot build the linear map: {e}"));
+        }
+        if let Err(e) = mmu::retire_identity_map() {
+            fail(format_args!("cannot drop the identity map: {e}"));
+        }
+        for line in layout::describe(&boot.kimage, machine.ram_bytes()) {
+            info!("{line}");
+        }
+        info!(
+            "MMU: 4 KiB pages, 48-bit VA, {}-bit PA; hardware access flag: {}; {} boot table pages in use",
+            mmu::pa_bits(),
+            mmu::hardware_access_flag(),
+            mmu::BootPool::pages_used()
+        );
 
         let kernel = kernel::publish(Kernel {
             boot,

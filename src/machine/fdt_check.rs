@@ -430,7 +430,8 @@ fn check_structure(s: &[u8], strings: &[u8]) -> Result<(), FdtDefect> {
                 })
             }
         }
-        if depth == 0 && !root_seen {
+        // NOPs may come before the root (libfdt and Linux skip them there too).
+        if depth == 0 && !root_seen && token != FDT_NOP {
             return Err(FdtDefect::RootNotFirst);
         }
     }

@@ -5,6 +5,7 @@
 pub mod addr;
 #[cfg(target_os = "none")]
 pub mod early_heap;
+pub mod layout;
 pub mod meminfo;
 pub mod pgtable;
 

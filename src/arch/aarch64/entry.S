@@ -1,7 +1,9 @@
 // Ferrite's first instructions: the arm64 Image header, then position-independent code that runs
 // with the MMU off. It parks every core but the boot core, drops from EL2 to EL1, enables FP/SIMD,
-// applies the image's own relocations, zeroes BSS, sets the boot stack and vectors, and calls Rust.
-// Nothing here may use an absolute address: the image runs wherever the loader put it.
+// applies the image's own relocations for the load address, zeroes BSS, sets the boot stack and
+// vectors, and calls `arch_early_mmu` (Rust, still at the load address) to build the boot tables
+// and turn the MMU on. It then moves every relocated pointer to the high-half address, jumps there
+// and calls `arch_boot_entry`. Nothing here may use an absolute address.
 
 .equ R_AARCH64_RELATIVE, 1027
 .equ HCR_EL2_RW,         (1 << 31)
@@ -100,6 +102,33 @@ at_el1:
 
     mov     x0, x19                       // device tree
     mov     x1, x21                       // where the image was loaded
+    bl      arch_early_mmu                // MMU on; x0 = high-half address - load address
+    mov     x22, x0
+
+    // The relocated pointers now say load address + addend; make them high-half addresses.
+    // The image is identity mapped (TTBR0), so these writes go where they did before.
+    adrp    x2, __rela_start
+    add     x2, x2, :lo12:__rela_start
+    adrp    x3, __rela_end
+    add     x3, x3, :lo12:__rela_end
+5:  cmp     x2, x3
+    b.hs    6f
+    ldr     x4, [x2], #24                 // r_offset (type already checked above)
+    ldr     x6, [x4, x21]
+    add     x6, x6, x22
+    str     x6, [x4, x21]
+    b       5b
+
+6:  adr     x2, 7f
+    add     x2, x2, x22
+    br      x2                            // to the same code in the high half
+7:  add     sp, sp, x22
+    adrp    x2, exception_vectors
+    add     x2, x2, :lo12:exception_vectors
+    msr     vbar_el1, x2
+    isb
+    mov     x0, x19                       // device tree (physical)
+    mov     x1, x21                       // where the image was loaded (physical)
     mov     x2, x20                       // entry exception level
     bl      arch_boot_entry
 park:

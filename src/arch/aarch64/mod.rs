@@ -6,9 +6,13 @@ pub mod esr;
 #[cfg(target_os = "none")]
 pub mod boot;
 #[cfg(target_os = "none")]
+pub mod cache;
+#[cfg(target_os = "none")]
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod exception;
+#[cfg(target_os = "none")]
+pub mod mmu;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]

@@ -13,14 +13,14 @@ pub enum SerialPort {
 }
 
 impl SerialPort {
-    /// Takes the UART the machine description names and programs it for 115200 8N1 where the
-    /// tree gives its clock; otherwise keeps the firmware's settings.
+    /// Takes the UART the machine description names, whose registers are mapped at `base`, and
+    /// programs it for 115200 8N1 where the tree gives its clock; otherwise keeps the firmware's
+    /// settings.
     ///
     /// # Safety
-    /// `uart.base` must be the UART's register block, accessible at that address, and nothing else
-    /// may drive it.
-    pub unsafe fn new(uart: &Uart) -> SerialPort {
-        let base = uart.base.as_u64() as usize;
+    /// `base` must map `uart`'s register block as device memory for the kernel's lifetime, and
+    /// nothing else may drive it.
+    pub unsafe fn new(uart: &Uart, base: usize) -> SerialPort {
         match uart.kind {
             // SAFETY: the caller vouches for the register block.
             UartKind::Pl011 => SerialPort::Pl011(unsafe { pl011::Pl011::new(base, uart.clock_hz) }),

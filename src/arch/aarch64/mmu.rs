@@ -1,0 +1,405 @@
+//! The MMU: registers (MAIR, TCR, SCTLR, TTBRs), the boot translation tables, the switch to the
+//! high half, TLB maintenance for the portable page-table code, and hardware translation (AT) for
+//! self-checks. The portable `mm::pgtable` decides what the tables say; this file only makes the
+//! CPU use them.
+//!
+//! Boot sequence: entry.S calls `arch_early_mmu` at the load address with the MMU off. It builds,
+//! from a pool of pages inside the image's BSS, the kernel's TTBR1 tables (the image by section:
+//! text RX, rodata R, data and BSS RW, never RWX; plus the device tree as a read-only window in the
+//! linear map) and an identity map of the image in TTBR0, programs the registers and turns the MMU
+//! on. entry.S then re-relocates the image for its virtual address and jumps there. Later the
+//! kernel adds the console, the linear map of RAM, and replaces TTBR0 by the empty application
+//! space.
+
+use core::arch::asm;
+use core::cell::UnsafeCell;
+
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::*;
+use spin::Mutex;
+
+use crate::machine::Machine;
+use crate::mm::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
+use crate::mm::layout::{self, KernelImage, IOREMAP_END, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET};
+use crate::mm::pgtable::{Attrs, Half, MapError, PageTable, TableAlloc, TlbFlush};
+
+/// Table pages available before the page allocator exists: enough for the image, the console and
+/// a linear map of RAM in blocks (each bank needs at most a few tables at its ragged edges).
+const POOL_PAGES: usize = 96;
+
+#[repr(C, align(4096))]
+struct PoolPages([[u64; 512]; POOL_PAGES]);
+
+/// State touched by the boot core only: before the MMU is on (no atomics may be used then, as
+/// exclusives need cacheable memory on real hardware) and afterwards under `KERNEL_PT`'s lock.
+struct BootCell<T>(UnsafeCell<T>);
+// SAFETY: see the type's comment: one core, and accesses are serialised by the boot order and then
+// by the page-table lock.
+unsafe impl<T> Sync for BootCell<T> {}
+
+struct PoolState {
+    used: [u64; POOL_PAGES.div_ceil(64)],
+    /// Physical address of the pool's first page.
+    pa: u64,
+    /// Added to a physical address inside the image to get where it can be accessed now: 0 with
+    /// the MMU off, the image's virtual offset after.
+    image_offset: u64,
+    image_pa: (u64, u64),
+}
+
+static POOL: BootCell<PoolPages> = BootCell(UnsafeCell::new(PoolPages([[0; 512]; POOL_PAGES])));
+static POOL_STATE: BootCell<PoolState> = BootCell(UnsafeCell::new(PoolState {
+    used: [0; POOL_PAGES.div_ceil(64)],
+    pa: 0,
+    image_offset: 0,
+    image_pa: (0, 0),
+}));
+
+/// The table-page allocator of the boot tables.
+pub struct BootPool;
+
+impl BootPool {
+    fn state() -> &'static mut PoolState {
+        // SAFETY: see `BootCell`: only the page-table code of the boot core gets here, serially.
+        unsafe { &mut *POOL_STATE.0.get() }
+    }
+
+    pub fn pages_used() -> usize {
+        Self::state().used.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+// SAFETY: pool pages are distinct pages of the image's BSS, handed out once until freed, and
+// `table_ptr` addresses them (or RAM, through the linear map) where they are accessible now.
+unsafe impl TableAlloc for BootPool {
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        let s = Self::state();
+        for (w, word) in s.used.iter_mut().enumerate() {
+            if *word != u64::MAX {
+                let bit = (!*word).trailing_zeros() as usize;
+                let index = w * 64 + bit;
+                if index >= POOL_PAGES {
+                    return None;
+                }
+                *word |= 1 << bit;
+                return Some(PhysAddr::new(s.pa + index as u64 * PAGE_SIZE));
+            }
+        }
+        None
+    }
+
+    fn free_table(&mut self, pa: PhysAddr) {
+        let s = Self::state();
+        let index = ((pa.as_u64() - s.pa) / PAGE_SIZE) as usize;
+        s.used[index / 64] &= !(1 << (index % 64));
+    }
+
+    fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
+        let s = Self::state();
+        let p = pa.as_u64();
+        if (s.image_pa.0..s.image_pa.1).contains(&p) {
+            (p + s.image_offset) as *mut u64
+        } else {
+            (p + PAGE_OFFSET) as *mut u64
+        }
+    }
+}
+
+/// TLB maintenance for tables shared by every core (inner shareable).
+pub struct ArchTlb;
+
+impl TlbFlush for ArchTlb {
+    fn sync_tables(&mut self) {
+        barrier::dsb(barrier::ISHST);
+    }
+    fn flush_va(&mut self, va: VirtAddr) {
+        // SAFETY: TLB invalidation has no effect on memory; the barriers make it complete.
+        unsafe { asm!("tlbi vaae1is, {}", in(reg) (va.as_u64() >> 12) & ((1 << 44) - 1)) };
+        barrier::dsb(barrier::ISH);
+        barrier::isb(barrier::SY);
+    }
+    fn flush_all(&mut self) {
+        // SAFETY: as above.
+        unsafe { asm!("tlbi vmalle1is") };
+        barrier::dsb(barrier::ISH);
+        barrier::isb(barrier::SY);
+    }
+}
+
+pub type KernelPageTable = PageTable<BootPool, ArchTlb>;
+
+struct BootTables {
+    kernel: Option<KernelPageTable>,
+    identity: Option<KernelPageTable>,
+    dtb_window: Option<(VirtAddr, u64)>,
+}
+
+static BOOT_TABLES: BootCell<BootTables> =
+    BootCell(UnsafeCell::new(BootTables { kernel: None, identity: None, dtb_window: None }));
+
+/// The kernel's (TTBR1) tables, once adopted from the boot.
+pub static KERNEL_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
+/// The application's (TTBR0) tables.
+pub static USER_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
+static IOREMAP_NEXT: Mutex<u64> = Mutex::new(IOREMAP_START);
+
+extern "C" {
+    static __kernel_start: u8;
+    static __text_end: u8;
+    static __rodata_end: u8;
+    static __bss_start: u8;
+    static __kernel_end: u8;
+}
+
+fn sym(s: *const u8) -> u64 {
+    s as u64
+}
+
+/// The image's sections at the addresses the code runs at now (PC-relative).
+pub fn image_sections() -> ((u64, u64), (u64, u64), (u64, u64), (u64, u64)) {
+    let start = sym(&raw const __kernel_start);
+    let text_end = sym(&raw const __text_end);
+    let rodata_end = sym(&raw const __rodata_end);
+    let bss_start = sym(&raw const __bss_start);
+    let end = sym(&raw const __kernel_end);
+    ((start, text_end), (text_end, rodata_end), (rodata_end, bss_start), (bss_start, end))
+}
+
+/// Maps the image's sections at `offset` from their physical addresses with W^X permissions.
+fn map_image(pt: &mut KernelPageTable, offset: u64) -> Result<(), MapError> {
+    let (text, rodata, data, bss) = image_sections();
+    let parts = [(text, Attrs::KERNEL_RX), (rodata, Attrs::KERNEL_RO), ((data.0, bss.1), Attrs::KERNEL_RW)];
+    for ((start, end), attrs) in parts {
+        if end > start {
+            pt.map(VirtAddr::new(start + offset), PhysAddr::new(start), end - start, attrs)?;
+        }
+    }
+    Ok(())
+}
+
+/// Where the image will run: `KIMAGE_BASE` plus the load address modulo 2 MiB.
+pub fn kimage_offset(load_pa: u64) -> u64 {
+    (KIMAGE_BASE + (load_pa & (KIMAGE_ALIGN - 1))).wrapping_sub(load_pa)
+}
+
+fn build_boot_tables(dtb_pa: u64, load_pa: u64) -> Result<(), MapError> {
+    let (_, _, _, (_, end)) = image_sections();
+    let s = BootPool::state();
+    s.pa = sym(POOL.0.get() as *const u8);
+    s.image_offset = 0;
+    s.image_pa = (load_pa, end);
+    let offset = kimage_offset(load_pa);
+    // SAFETY: before the MMU is on only this function runs; nothing else holds these tables.
+    let boot = unsafe { &mut *BOOT_TABLES.0.get() };
+
+    let mut kernel = PageTable::new(Half::Upper, BootPool, ArchTlb)?;
+    map_image(&mut kernel, offset)?;
+    if let Some(blob) = super::boot::device_tree_blob_at(dtb_pa as *const u8) {
+        let start = dtb_pa & !(PAGE_SIZE - 1);
+        let size = (dtb_pa + blob.len() as u64 - start).next_multiple_of(PAGE_SIZE);
+        let va = layout::phys_to_virt(PhysAddr::new(start));
+        kernel.map(va, PhysAddr::new(start), size, Attrs::KERNEL_RO)?;
+        boot.dtb_window = Some((va, size));
+    }
+    let mut identity = PageTable::new(Half::Lower, BootPool, ArchTlb)?;
+    map_image(&mut identity, 0)?;
+    boot.kernel = Some(kernel);
+    boot.identity = Some(identity);
+    Ok(())
+}
+
+/// The physical address width the CPU supports, as TCR_EL1.IPS wants it.
+fn ips() -> u64 {
+    ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange).min(0b101)
+}
+
+/// Physical address bits from ID_AA64MMFR0_EL1.PARange.
+pub fn pa_bits() -> u32 {
+    [32, 36, 40, 42, 44, 48, 52][ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange).min(6) as usize]
+}
+
+/// FEAT_HAFDBS: does the hardware manage the access flag, and dirty state?
+pub fn hardware_access_flag() -> &'static str {
+    match ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::HAFDBS) {
+        0 => "not supported (access-flag faults in software)",
+        1 => "access flag managed by hardware",
+        _ => "access flag and dirty state managed by hardware",
+    }
+}
+
+fn program_and_enable(kernel_root: u64, identity_root: u64, invalidate: (u64, u64)) {
+    MAIR_EL1.write(
+        MAIR_EL1::Attr0_Device::nonGathering_nonReordering_noEarlyWriteAck
+            + MAIR_EL1::Attr1_Device::nonGathering_nonReordering_EarlyWriteAck
+            + MAIR_EL1::Attr2_Normal_Outer::NonCacheable
+            + MAIR_EL1::Attr2_Normal_Inner::NonCacheable
+            + MAIR_EL1::Attr3_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc
+            + MAIR_EL1::Attr3_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc,
+    );
+    TCR_EL1.write(
+        TCR_EL1::TBI0::Used
+            + TCR_EL1::IPS.val(ips())
+            + TCR_EL1::TG0::KiB_4
+            + TCR_EL1::SH0::Inner
+            + TCR_EL1::ORGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL1::IRGN0::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL1::EPD0::EnableTTBR0Walks
+            + TCR_EL1::T0SZ.val(16)
+            + TCR_EL1::TG1::KiB_4
+            + TCR_EL1::SH1::Inner
+            + TCR_EL1::ORGN1::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL1::IRGN1::WriteBack_ReadAlloc_WriteAlloc_Cacheable
+            + TCR_EL1::EPD1::EnableTTBR1Walks
+            + TCR_EL1::A1::TTBR0
+            + TCR_EL1::T1SZ.val(16),
+    );
+    TTBR0_EL1.set(identity_root);
+    TTBR1_EL1.set(kernel_root);
+    // Data and BSS (tables included) were written with the caches off; a loader may have left
+    // stale lines for those addresses, which must not win once the caches are on.
+    super::cache::invalidate_dcache_range(invalidate.0, invalidate.1);
+    barrier::dsb(barrier::ISH);
+    // SAFETY: no translation is in use yet; this drops whatever the loader left in the TLB.
+    unsafe { asm!("tlbi vmalle1") };
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+    SCTLR_EL1.modify(
+        SCTLR_EL1::M::Enable
+            + SCTLR_EL1::C::Cacheable
+            + SCTLR_EL1::I::Cacheable
+            + SCTLR_EL1::WXN::Enable
+            + SCTLR_EL1::SA::Enable
+            + SCTLR_EL1::A::Disable,
+    );
+    barrier::isb(barrier::SY);
+}
+
+/// Called by entry.S with the MMU off, at the load address. Returns the offset to add to every
+/// address of the image to reach its high-half address.
+#[no_mangle]
+extern "C" fn arch_early_mmu(dtb_pa: u64, load_pa: u64) -> u64 {
+    if build_boot_tables(dtb_pa, load_pa).is_err() {
+        // No console yet: nothing to say it on. The pool is sized so this cannot happen.
+        super::cpu::halt();
+    }
+    // SAFETY: written just above by this core.
+    let boot = unsafe { &*BOOT_TABLES.0.get() };
+    let kernel_root = boot.kernel.as_ref().map_or(0, |t| t.root().as_u64());
+    let identity_root = boot.identity.as_ref().map_or(0, |t| t.root().as_u64());
+    let (_, _, (data, _), (_, end)) = image_sections();
+    program_and_enable(kernel_root, identity_root, (data, end));
+    kimage_offset(load_pa)
+}
+
+/// After the jump to the high half: takes the boot tables into their locks. Call once, first.
+pub fn adopt_boot_tables(image: &KernelImage) {
+    BootPool::state().image_offset = image.va_offset;
+    // SAFETY: the MMU-off phase is over; from here on these tables live behind the locks.
+    let boot = unsafe { &mut *BOOT_TABLES.0.get() };
+    *KERNEL_PT.lock() = boot.kernel.take();
+    *USER_PT.lock() = boot.identity.take();
+}
+
+/// The device tree's window in the linear map, set up by the boot tables.
+pub fn boot_dtb_window() -> Option<(VirtAddr, u64)> {
+    // SAFETY: written before the MMU was on, only read afterwards.
+    unsafe { (*BOOT_TABLES.0.get()).dtb_window }
+}
+
+/// Maps device registers into the ioremap area (the boot console's mapping until `ioremap`
+/// proper exists), with an unmapped guard page after each.
+pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, MapError> {
+    let start = pa.align_down(PAGE_SIZE);
+    let end = pa
+        .checked_add(size.max(1))
+        .and_then(|e| e.align_up(PAGE_SIZE))
+        .ok_or(MapError::OutOfRange { va: VirtAddr::new(0), size })?;
+    let len = end.as_u64() - start.as_u64();
+    let mut next = IOREMAP_NEXT.lock();
+    if *next + len + PAGE_SIZE > IOREMAP_END {
+        return Err(MapError::NoMemory);
+    }
+    let va = VirtAddr::new(*next);
+    KERNEL_PT.lock().as_mut().ok_or(MapError::NoMemory)?.map(va, start, len, attrs)?;
+    *next += len + PAGE_SIZE;
+    Ok(VirtAddr::new(va.as_u64() + (pa.as_u64() - start.as_u64())))
+}
+
+/// RAM the linear map covers: every bank, minus `no-map` reservations.
+pub fn linear_ranges(machine: &Machine) -> alloc::vec::Vec<PhysRange> {
+    let mut out = alloc::vec::Vec::new();
+    for bank in &machine.memory {
+        let mut pieces = alloc::vec![*bank];
+        for r in machine.reserved_memory.iter().filter(|r| r.no_map) {
+            let mut next = alloc::vec::Vec::new();
+            for p in pieces {
+                match p.intersect(&r.range) {
+                    None => next.push(p),
+                    Some(hole) => {
+                        if hole.base > p.base {
+                            next.push(PhysRange::new(p.base, hole.base.as_u64() - p.base.as_u64()));
+                        }
+                        if hole.end() < p.end() {
+                            let b = hole.end() as u64;
+                            next.push(PhysRange::new(PhysAddr::new(b), (p.end() - b as u128) as u64));
+                        }
+                    }
+                }
+            }
+            pieces = next;
+        }
+        out.extend(pieces);
+    }
+    // The linear map works in whole pages.
+    out.into_iter()
+        .filter_map(|r| {
+            let start = r.base.align_up(PAGE_SIZE)?;
+            let end = (r.end() as u64) & !(PAGE_SIZE - 1);
+            (end > start.as_u64()).then(|| PhysRange::new(start, end - start.as_u64()))
+        })
+        .collect()
+}
+
+/// Replaces the device-tree window by the linear map of all RAM, in the largest blocks that fit.
+pub fn map_linear(machine: &Machine) -> Result<(), MapError> {
+    let mut guard = KERNEL_PT.lock();
+    let pt = guard.as_mut().ok_or(MapError::NoMemory)?;
+    if let Some((va, size)) = boot_dtb_window() {
+        pt.unmap(va, size)?;
+    }
+    for r in linear_ranges(machine) {
+        pt.map(layout::phys_to_virt(r.base), r.base, r.size, Attrs::KERNEL_RW)?;
+    }
+    Ok(())
+}
+
+/// Drops the identity map: TTBR0 becomes the application's space, empty so far.
+pub fn retire_identity_map() -> Result<(), MapError> {
+    let user = PageTable::new(Half::Lower, BootPool, ArchTlb)?;
+    TTBR0_EL1.set(user.root().as_u64());
+    barrier::isb(barrier::SY);
+    ArchTlb.flush_all();
+    let mut guard = USER_PT.lock();
+    if let Some(mut identity) = guard.take() {
+        // Give the identity tables back to the pool (all but its root page).
+        let _ = identity.unmap(VirtAddr::new(0), 1 << 48);
+        let root = identity.root();
+        identity.allocator().free_table(root);
+    }
+    *guard = Some(user);
+    Ok(())
+}
+
+/// What the MMU itself says about `va` for an EL1 read (AT S1E1R): the physical address, or
+/// `None` when the translation faults.
+pub fn translate_hw(va: VirtAddr) -> Option<PhysAddr> {
+    let par: u64;
+    // SAFETY: AT only queries the translation; PAR_EL1 is read back after the ISB.
+    unsafe {
+        asm!("at s1e1r, {va}", "isb", "mrs {par}, par_el1", va = in(reg) va.as_u64(), par = out(reg) par);
+    }
+    if par & 1 != 0 {
+        return None;
+    }
+    Some(PhysAddr::new((par & 0x0000_ffff_ffff_f000) | (va.as_u64() & 0xfff)))
+}
