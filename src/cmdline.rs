@@ -15,6 +15,8 @@ pub enum Inject {
     Panic,
     /// The kernel takes an unexpected exception after the tests.
     Fault,
+    /// The kernel reads through a null pointer after the tests (a translation fault).
+    Null,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +29,7 @@ pub struct BootOptions {
     pub semihosting: bool,
     /// `ktest.filter=`: run only self-tests whose name contains this.
     pub ktest_filter: Option<String>,
-    /// `ktest.inject=fail|panic|fault`.
+    /// `ktest.inject=fail|panic|fault|null`.
     pub inject: Option<Inject>,
     /// Options that were not understood, verbatim, with the reason.
     pub rejected: Vec<(String, &'static str)>,
@@ -82,7 +84,8 @@ impl BootOptions {
                     "fail" => o.inject = Some(Inject::Fail),
                     "panic" => o.inject = Some(Inject::Panic),
                     "fault" => o.inject = Some(Inject::Fault),
-                    _ => reject("expected fail, panic or fault"),
+                    "null" => o.inject = Some(Inject::Null),
+                    _ => reject("expected fail, panic, fault or null"),
                 },
                 // Options meant for Linux or the firmware that may share a command line.
                 ("console" | "earlycon" | "root" | "rootwait" | "rw" | "ro", _) => {}
@@ -109,12 +112,12 @@ mod tests {
     #[test]
     fn parses_known_options() {
         let o = BootOptions::parse(
-            "  run=selftest loglevel=7 semihosting ktest.inject=fault ktest.filter=machine ",
+            "  run=selftest loglevel=7 semihosting ktest.inject=null ktest.filter=machine ",
         );
         assert_eq!(o.job, "selftest");
         assert_eq!(o.log_level, LevelFilter::Debug);
         assert!(o.semihosting);
-        assert_eq!(o.inject, Some(Inject::Fault));
+        assert_eq!(o.inject, Some(Inject::Null));
         assert_eq!(o.ktest_filter.as_deref(), Some("machine"));
         assert!(o.rejected.is_empty());
     }

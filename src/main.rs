@@ -99,6 +99,11 @@ mod boot {
         if let Err(e) = mmu::map_linear(&machine) {
             fail(format_args!("cannot build the linear map: {e}"));
         }
+        let blocks = mmu::linear_map_stats();
+        info!(
+            "Linear map: {} x 1 GiB, {} x 2 MiB, {} x 4 KiB",
+            blocks[1], blocks[2], blocks[3]
+        );
         if let Err(e) = mmu::retire_identity_map() {
             fail(format_args!("cannot drop the identity map: {e}"));
         }

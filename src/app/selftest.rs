@@ -40,6 +40,10 @@ fn selftest(kernel: &'static Kernel) -> JobStatus {
         Some(Inject::Panic) => panic!("panic injected by ktest.inject=panic"),
         // SAFETY: UDF is permanently undefined; the resulting exception is the point.
         Some(Inject::Fault) => unsafe { core::arch::asm!("udf #0x7e") },
+        // SAFETY: reading address 0 faults (page 0 is never mapped); the report is the point.
+        Some(Inject::Null) => unsafe {
+            core::arch::asm!("ldr {t}, [{z}]", z = in(reg) 0u64, t = out(reg) _)
+        },
         _ => {}
     }
     if summary.all_passed() {

@@ -79,11 +79,58 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
         CAUGHT_ESR.store(frame.esr, Ordering::SeqCst);
         CAUGHT_FAR.store(frame.far, Ordering::SeqCst);
         CAUGHT_ELR.store(frame.elr, Ordering::SeqCst);
-        frame.elr += 4;
+        let ec = esr::class(frame.esr);
+        if ec == esr::ec::INSN_ABORT_SAME || ec == esr::ec::PC_ALIGNMENT {
+            // A branch went somewhere it may not execute: return to where it was called from.
+            frame.elr = frame.x[30];
+        } else {
+            frame.elr += 4;
+        }
         return;
     }
     report(frame, kind);
     power::shutdown(ExitStatus::Failure);
+}
+
+/// For aborts: the address, its region and what the tables say about it.
+fn report_abort(frame: &ExceptionFrame, abort: esr::Abort) {
+    if !abort.far_valid {
+        return;
+    }
+    let image = super::boot::image();
+    let region = crate::mm::layout::region_of(frame.far, &image);
+    emergency_print(format_args!(
+        "  {} on {} access to {:#x} ({})",
+        abort.kind.name(),
+        abort.access.as_str(),
+        frame.far,
+        region
+    ));
+    match abort.kind.level() {
+        Some(level) => emergency_print(format_args!(" at level {level}\n")),
+        None => emergency_print(format_args!("\n")),
+    }
+    if region == crate::mm::layout::Region::LinearMap {
+        emergency_print(format_args!(
+            "  (physical {:#x} through the linear map)\n",
+            frame.far - crate::mm::layout::PAGE_OFFSET
+        ));
+    }
+    // The tables may be locked by the code that faulted: then there is no walk to show.
+    let tables = if frame.far >= crate::mm::layout::PAGE_OFFSET {
+        super::mmu::KERNEL_PT.try_lock()
+    } else {
+        super::mmu::USER_PT.try_lock()
+    };
+    if let Some(guard) = tables {
+        if let Some(pt) = guard.as_ref() {
+            emergency_print(format_args!("  walk:"));
+            for (level, d) in pt.walk(crate::mm::VirtAddr::new(frame.far)) {
+                emergency_print(format_args!(" L{level} {d:#018x}"));
+            }
+            emergency_print(format_args!("\n"));
+        }
+    }
 }
 
 /// Prints everything a person needs to find the cause: where, why, and the registers.
@@ -96,6 +143,9 @@ fn report(frame: &ExceptionFrame, kind: u64) {
     let synchronous = kind.is_multiple_of(4);
     if synchronous {
         emergency_print(format_args!("  cause: {}\n", esr::describe(frame.esr)));
+        if let Some(abort) = esr::abort(frame.esr) {
+            report_abort(frame, abort);
+        }
     }
     emergency_print(format_args!(
         "  ESR  {:#018x}  FAR  {:#018x}\n  ELR  {:#018x}  SPSR {:#018x}  SP {:#018x}\n",

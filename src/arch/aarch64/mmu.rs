@@ -403,3 +403,16 @@ pub fn translate_hw(va: VirtAddr) -> Option<PhysAddr> {
     }
     Some(PhysAddr::new((par & 0x0000_ffff_ffff_f000) | (va.as_u64() & 0xfff)))
 }
+
+/// How the linear map is built: leaf mappings per level (index 1: 1 GiB, 2: 2 MiB, 3: 4 KiB).
+pub fn linear_map_stats() -> [u64; 4] {
+    let mut counts = [0u64; 4];
+    if let Some(pt) = KERNEL_PT.lock().as_ref() {
+        pt.for_each_mapping(|va, t, _| {
+            if (layout::PAGE_OFFSET..layout::LINEAR_END).contains(&va.as_u64()) {
+                counts[t.level as usize] += 1;
+            }
+        });
+    }
+    counts
+}

@@ -19,3 +19,5 @@ pub mod power;
 mod selftests;
 #[cfg(target_os = "none")]
 pub mod timer;
+#[cfg(target_os = "none")]
+mod mmu_selftests;
