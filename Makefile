@@ -1,6 +1,7 @@
 # Ferrite: `make run` boots it, `make test` tests it. Both install what they need first.
 #   make run  [BOARD=virt|raspi3b] [MEM=2G] [SMP=4] [BOOTARGS="run=selftest loglevel=7"]
 #   make test
+#   make bench       benchmarks under QEMU -icount shift=0 (table + `bench NAME VALUE UNIT` lines)
 #   make image       build/Image (arm64 Image, for QEMU -kernel, U-Boot booti, Pi kernel8.img)
 #   make dtb-info DTB=file.dtb
 SHELL := /bin/bash
@@ -11,7 +12,7 @@ BOOTARGS ?=
 BUILD := build
 ELF := target/aarch64-unknown-none/release/ferrite
 
-.PHONY: all setup kernel image run test test-host dtb-info clean
+.PHONY: all setup kernel image run test test-host bench dtb-info clean
 all: image
 
 setup:
@@ -34,6 +35,9 @@ test: setup
 
 test-host: setup
 	@scripts/run-tests --only host
+
+bench: image
+	@scripts/bench
 
 dtb-info: setup
 	@scripts/dtb-info $(DTB)

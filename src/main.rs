@@ -37,7 +37,9 @@ mod boot {
             Ok(Some(uart)) => uart,
             _ => cpu::halt(),
         };
-        let Ok(uart_va) = mmu::early_ioremap(uart.base, uart.size, Attrs::DEVICE) else { cpu::halt() };
+        let Ok(uart_va) = mmu::early_ioremap(uart.base, uart.size, Attrs::DEVICE) else {
+            cpu::halt()
+        };
         // SAFETY: the device tree names this UART as ours, it is mapped as device memory at
         // `uart_va` for good, and nothing else drives it.
         console::init(unsafe { drivers::uart::SerialPort::new(&uart, uart_va.as_u64() as usize) });

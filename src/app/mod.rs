@@ -2,6 +2,7 @@
 //! one entry function in its own module, listed once in `JOBS` below. This module owns the
 //! registry only; a job must return its status rather than power the machine off itself.
 
+pub mod bench;
 pub mod demo;
 pub mod selftest;
 
@@ -23,7 +24,7 @@ pub struct Job {
 
 /// Every job in the image. To add one: write `src/app/<name>.rs` with a `pub const JOB: Job`, add
 /// `pub mod <name>;` above and its `JOB` here.
-pub static JOBS: &[Job] = &[demo::JOB, selftest::JOB];
+pub static JOBS: &[Job] = &[demo::JOB, selftest::JOB, bench::JOB];
 
 pub fn find(name: &str) -> Option<&'static Job> {
     JOBS.iter().find(|j| j.name == name)

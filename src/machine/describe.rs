@@ -295,6 +295,7 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
         .find(|&n| {
             tree.prop_strs(n, "compatible")
                 .any(|c| c.starts_with("arm,psci"))
+                && tree.is_available(n)
         })
         .and_then(|n| match tree.prop_str(n, "method") {
             Some("hvc") => Some(PsciMethod::Hvc),
@@ -463,11 +464,22 @@ fn describe_reserved_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), Ma
         };
         let mut taken: Vec<PhysRange> = m.reservations().into_iter().map(|(r, _)| r).collect();
         merge(&mut taken);
-        let mut free = Vec::new();
-        for w in &windows {
-            free.extend(subtract(&clip_to_ram(*w, &m.memory), &taken));
-        }
-        match place_top_down(&free, size, align) {
+        let free_in = |windows: &[PhysRange]| -> Vec<PhysRange> {
+            windows
+                .iter()
+                .flat_map(|w| subtract(&clip_to_ram(*w, &m.memory), &taken))
+                .collect()
+        };
+        // As Linux: `alloc-ranges` are tried in the order given and the first with room wins;
+        // without them, the highest room in all of RAM.
+        let placed = if tree.has_prop(node, "alloc-ranges") {
+            windows
+                .iter()
+                .find_map(|w| place_top_down(&free_in(core::slice::from_ref(w)), size, align))
+        } else {
+            place_top_down(&free_in(&windows), size, align)
+        };
+        match placed {
             Some(base) => m.reserved_memory.push(ReservedRegion {
                 name,
                 range: PhysRange::new(base, size),

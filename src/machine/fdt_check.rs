@@ -107,7 +107,7 @@ impl fmt::Display for FdtDefect {
             BadMagic(m) => write!(f, "bad magic {m:#010x} (expected {FDT_MAGIC:#010x})"),
             UnsupportedVersion { version, last_compatible } => write!(
                 f,
-                "unsupported version {version} (last compatible {last_compatible}); need 16 or 17"
+                "unsupported version {version} (last compatible {last_compatible}); need version 17"
             ),
             BlockOutOfBounds { block, offset, size, total } => write!(
                 f,

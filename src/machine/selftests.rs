@@ -52,7 +52,10 @@ ktest!(console_is_the_uart_in_use, {
         .ok_or(TestError::Fail("no UART described".into()))?;
     let va = crate::console::base().ok_or(TestError::Fail("no console".into()))?;
     let va = crate::mm::VirtAddr::new(va as u64);
-    kassert_eq!(crate::mm::layout::region_of(va.as_u64(), &k()?.boot.kimage), crate::mm::layout::Region::Ioremap);
+    kassert_eq!(
+        crate::mm::layout::region_of(va.as_u64(), &k()?.boot.kimage),
+        crate::mm::layout::Region::Ioremap
+    );
     // The MMU itself must take the console's mapping to the UART the tree names.
     kassert_eq!(crate::arch::aarch64::mmu::translate_hw(va), Some(uart.base));
     Ok(())

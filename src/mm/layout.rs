@@ -34,7 +34,9 @@ pub const fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
 /// The physical address behind a linear-map address.
 pub fn virt_to_phys(va: VirtAddr) -> Option<PhysAddr> {
     let v = va.as_u64();
-    (PAGE_OFFSET..LINEAR_END).contains(&v).then(|| PhysAddr::new(v - PAGE_OFFSET))
+    (PAGE_OFFSET..LINEAR_END)
+        .contains(&v)
+        .then(|| PhysAddr::new(v - PAGE_OFFSET))
 }
 
 /// The kernel image's sections where they run, and where they are in RAM.
@@ -167,28 +169,59 @@ mod tests {
         assert_eq!(region_of(0xfff, &image), Region::NullPage);
         assert_eq!(region_of(0x1000, &image), Region::Application);
         assert_eq!(region_of(1 << 48, &image), Region::NonCanonical);
-        assert_eq!(region_of(PAGE_OFFSET + 0x4000_0000, &image), Region::LinearMap);
+        assert_eq!(
+            region_of(PAGE_OFFSET + 0x4000_0000, &image),
+            Region::LinearMap
+        );
         assert_eq!(region_of(VMALLOC_START, &image), Region::Vmalloc);
         assert_eq!(region_of(IOREMAP_START + 5, &image), Region::Ioremap);
-        assert_eq!(region_of(KIMAGE_BASE + 0x8_0000, &image), Region::KernelText);
-        assert_eq!(region_of(KIMAGE_BASE + 0xa_0008, &image), Region::KernelRodata);
-        assert_eq!(region_of(KIMAGE_BASE + 0xb_0000, &image), Region::KernelData);
-        assert_eq!(region_of(KIMAGE_BASE + 0x2f_ffff, &image), Region::KernelBss);
-        assert_eq!(region_of(KIMAGE_BASE + 0x30_0000, &image), Region::KernelUnused);
-        assert_eq!(image.pa_of(KIMAGE_BASE + 0x8_0000), PhysAddr::new(0x4010_0000));
-        assert_eq!(phys_to_virt(PhysAddr::new(0x4000_0000)).as_u64(), 0xffff_0000_4000_0000);
-        assert_eq!(virt_to_phys(VirtAddr::new(0xffff_0000_4000_0000)), Some(PhysAddr::new(0x4000_0000)));
+        assert_eq!(
+            region_of(KIMAGE_BASE + 0x8_0000, &image),
+            Region::KernelText
+        );
+        assert_eq!(
+            region_of(KIMAGE_BASE + 0xa_0008, &image),
+            Region::KernelRodata
+        );
+        assert_eq!(
+            region_of(KIMAGE_BASE + 0xb_0000, &image),
+            Region::KernelData
+        );
+        assert_eq!(
+            region_of(KIMAGE_BASE + 0x2f_ffff, &image),
+            Region::KernelBss
+        );
+        assert_eq!(
+            region_of(KIMAGE_BASE + 0x30_0000, &image),
+            Region::KernelUnused
+        );
+        assert_eq!(
+            image.pa_of(KIMAGE_BASE + 0x8_0000),
+            PhysAddr::new(0x4010_0000)
+        );
+        assert_eq!(
+            phys_to_virt(PhysAddr::new(0x4000_0000)).as_u64(),
+            0xffff_0000_4000_0000
+        );
+        assert_eq!(
+            virt_to_phys(VirtAddr::new(0xffff_0000_4000_0000)),
+            Some(PhysAddr::new(0x4000_0000))
+        );
         assert_eq!(virt_to_phys(VirtAddr::new(VMALLOC_START)), None);
     }
 
     #[test]
     fn areas_do_not_overlap_and_fit_the_upper_half() {
-        let areas = [(PAGE_OFFSET, LINEAR_END), (VMALLOC_START, VMALLOC_END), (IOREMAP_START, IOREMAP_END)];
+        let areas = [
+            (PAGE_OFFSET, LINEAR_END),
+            (VMALLOC_START, VMALLOC_END),
+            (IOREMAP_START, IOREMAP_END),
+        ];
         for w in areas.windows(2) {
             assert!(w[0].1 <= w[1].0);
         }
-        assert!(IOREMAP_END <= KIMAGE_BASE);
-        assert_eq!(KIMAGE_BASE % KIMAGE_ALIGN, 0);
+        const { assert!(IOREMAP_END <= KIMAGE_BASE) };
+        const { assert!(KIMAGE_BASE % KIMAGE_ALIGN == 0) };
         assert!(describe(&KernelImage::default(), 1 << 30)[2].contains("(  128 TiB)"));
     }
 }

@@ -53,7 +53,10 @@ pub fn kernel_image(load_pa: u64) -> KernelImage {
 
 /// The boot stack, where it runs.
 pub fn boot_stack() -> (u64, u64) {
-    (symbol_addr!(__boot_stack_bottom), symbol_addr!(__boot_stack_top))
+    (
+        symbol_addr!(__boot_stack_bottom),
+        symbol_addr!(__boot_stack_top),
+    )
 }
 
 /// Where VBAR_EL1 should point.
@@ -85,7 +88,11 @@ extern "C" fn arch_boot_entry(dtb: u64, load_base: u64, entry_el: u64) -> ! {
 
 /// The device tree blob at `ptr` (where it can be read now), as long as its header says, or `None`
 /// if there is no tree there (no magic, or an absurd size).
-pub fn device_tree_blob_at(ptr: *const u8) -> Option<&'static [u8]> {
+///
+/// # Safety
+/// `ptr` must be readable for 8 bytes, and for as many as a valid header there claims, for the
+/// rest of the run.
+pub unsafe fn device_tree_blob_at(ptr: *const u8) -> Option<&'static [u8]> {
     const MAX_DTB: u32 = 64 << 20;
     if ptr.is_null() || !(ptr as usize).is_multiple_of(8) {
         return None;
@@ -107,5 +114,6 @@ pub fn device_tree_blob(addr: PhysAddr) -> Option<&'static [u8]> {
     if addr.as_u64() == 0 {
         return None;
     }
-    device_tree_blob_at(crate::mm::layout::phys_to_virt(addr).as_u64() as *const u8)
+    // SAFETY: the loader's tree is in RAM, which the linear map (or its boot window) maps.
+    unsafe { device_tree_blob_at(crate::mm::layout::phys_to_virt(addr).as_u64() as *const u8) }
 }

@@ -20,7 +20,9 @@ use spin::Mutex;
 
 use crate::machine::Machine;
 use crate::mm::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
-use crate::mm::layout::{self, KernelImage, IOREMAP_END, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET};
+use crate::mm::layout::{
+    self, KernelImage, IOREMAP_END, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET,
+};
 use crate::mm::pgtable::{Attrs, Half, MapError, PageTable, TableAlloc, TlbFlush};
 
 /// Table pages available before the page allocator exists: enough for the image, the console and
@@ -65,7 +67,11 @@ impl BootPool {
     }
 
     pub fn pages_used() -> usize {
-        Self::state().used.iter().map(|w| w.count_ones() as usize).sum()
+        Self::state()
+            .used
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
     }
 }
 
@@ -112,15 +118,15 @@ impl TlbFlush for ArchTlb {
     fn sync_tables(&mut self) {
         barrier::dsb(barrier::ISHST);
     }
-    fn flush_va(&mut self, va: VirtAddr) {
-        // SAFETY: TLB invalidation has no effect on memory; the barriers make it complete.
+    fn invalidate_va(&mut self, va: VirtAddr) {
+        // SAFETY: TLB invalidation has no effect on memory; `wait` completes it.
         unsafe { asm!("tlbi vaae1is, {}", in(reg) (va.as_u64() >> 12) & ((1 << 44) - 1)) };
-        barrier::dsb(barrier::ISH);
-        barrier::isb(barrier::SY);
     }
-    fn flush_all(&mut self) {
+    fn invalidate_all(&mut self) {
         // SAFETY: as above.
         unsafe { asm!("tlbi vmalle1is") };
+    }
+    fn wait(&mut self) {
         barrier::dsb(barrier::ISH);
         barrier::isb(barrier::SY);
     }
@@ -134,8 +140,11 @@ struct BootTables {
     dtb_window: Option<(VirtAddr, u64)>,
 }
 
-static BOOT_TABLES: BootCell<BootTables> =
-    BootCell(UnsafeCell::new(BootTables { kernel: None, identity: None, dtb_window: None }));
+static BOOT_TABLES: BootCell<BootTables> = BootCell(UnsafeCell::new(BootTables {
+    kernel: None,
+    identity: None,
+    dtb_window: None,
+}));
 
 /// The kernel's (TTBR1) tables, once adopted from the boot.
 pub static KERNEL_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
@@ -155,23 +164,40 @@ fn sym(s: *const u8) -> u64 {
     s as u64
 }
 
-/// The image's sections at the addresses the code runs at now (PC-relative).
-pub fn image_sections() -> ((u64, u64), (u64, u64), (u64, u64), (u64, u64)) {
+/// A `[start, end)` address span.
+pub type Span = (u64, u64);
+
+/// The image's sections (text, rodata, data, BSS) at the addresses the code runs at now.
+pub fn image_sections() -> (Span, Span, Span, Span) {
     let start = sym(&raw const __kernel_start);
     let text_end = sym(&raw const __text_end);
     let rodata_end = sym(&raw const __rodata_end);
     let bss_start = sym(&raw const __bss_start);
     let end = sym(&raw const __kernel_end);
-    ((start, text_end), (text_end, rodata_end), (rodata_end, bss_start), (bss_start, end))
+    (
+        (start, text_end),
+        (text_end, rodata_end),
+        (rodata_end, bss_start),
+        (bss_start, end),
+    )
 }
 
 /// Maps the image's sections at `offset` from their physical addresses with W^X permissions.
 fn map_image(pt: &mut KernelPageTable, offset: u64) -> Result<(), MapError> {
     let (text, rodata, data, bss) = image_sections();
-    let parts = [(text, Attrs::KERNEL_RX), (rodata, Attrs::KERNEL_RO), ((data.0, bss.1), Attrs::KERNEL_RW)];
+    let parts = [
+        (text, Attrs::KERNEL_RX),
+        (rodata, Attrs::KERNEL_RO),
+        ((data.0, bss.1), Attrs::KERNEL_RW),
+    ];
     for ((start, end), attrs) in parts {
         if end > start {
-            pt.map(VirtAddr::new(start + offset), PhysAddr::new(start), end - start, attrs)?;
+            pt.map(
+                VirtAddr::new(start + offset),
+                PhysAddr::new(start),
+                end - start,
+                attrs,
+            )?;
         }
     }
     Ok(())
@@ -194,7 +220,8 @@ fn build_boot_tables(dtb_pa: u64, load_pa: u64) -> Result<(), MapError> {
 
     let mut kernel = PageTable::new(Half::Upper, BootPool, ArchTlb)?;
     map_image(&mut kernel, offset)?;
-    if let Some(blob) = super::boot::device_tree_blob_at(dtb_pa as *const u8) {
+    // SAFETY: with the MMU off the loader's tree is readable at its physical address.
+    if let Some(blob) = unsafe { super::boot::device_tree_blob_at(dtb_pa as *const u8) } {
         let start = dtb_pa & !(PAGE_SIZE - 1);
         let size = (dtb_pa + blob.len() as u64 - start).next_multiple_of(PAGE_SIZE);
         let va = layout::phys_to_virt(PhysAddr::new(start));
@@ -313,14 +340,21 @@ pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, 
     let end = pa
         .checked_add(size.max(1))
         .and_then(|e| e.align_up(PAGE_SIZE))
-        .ok_or(MapError::OutOfRange { va: VirtAddr::new(0), size })?;
+        .ok_or(MapError::OutOfRange {
+            va: VirtAddr::new(0),
+            size,
+        })?;
     let len = end.as_u64() - start.as_u64();
     let mut next = IOREMAP_NEXT.lock();
     if *next + len + PAGE_SIZE > IOREMAP_END {
         return Err(MapError::NoMemory);
     }
     let va = VirtAddr::new(*next);
-    KERNEL_PT.lock().as_mut().ok_or(MapError::NoMemory)?.map(va, start, len, attrs)?;
+    KERNEL_PT
+        .lock()
+        .as_mut()
+        .ok_or(MapError::NoMemory)?
+        .map(va, start, len, attrs)?;
     *next += len + PAGE_SIZE;
     Ok(VirtAddr::new(va.as_u64() + (pa.as_u64() - start.as_u64())))
 }
@@ -341,7 +375,10 @@ pub fn linear_ranges(machine: &Machine) -> alloc::vec::Vec<PhysRange> {
                         }
                         if hole.end() < p.end() {
                             let b = hole.end() as u64;
-                            next.push(PhysRange::new(PhysAddr::new(b), (p.end() - b as u128) as u64));
+                            next.push(PhysRange::new(
+                                PhysAddr::new(b),
+                                (p.end() - b as u128) as u64,
+                            ));
                         }
                     }
                 }
@@ -368,7 +405,12 @@ pub fn map_linear(machine: &Machine) -> Result<(), MapError> {
         pt.unmap(va, size)?;
     }
     for r in linear_ranges(machine) {
-        pt.map(layout::phys_to_virt(r.base), r.base, r.size, Attrs::KERNEL_RW)?;
+        pt.map(
+            layout::phys_to_virt(r.base),
+            r.base,
+            r.size,
+            Attrs::KERNEL_RW,
+        )?;
     }
     Ok(())
 }
@@ -401,7 +443,9 @@ pub fn translate_hw(va: VirtAddr) -> Option<PhysAddr> {
     if par & 1 != 0 {
         return None;
     }
-    Some(PhysAddr::new((par & 0x0000_ffff_ffff_f000) | (va.as_u64() & 0xfff)))
+    Some(PhysAddr::new(
+        (par & 0x0000_ffff_ffff_f000) | (va.as_u64() & 0xfff),
+    ))
 }
 
 /// How the linear map is built: leaf mappings per level (index 1: 1 GiB, 2: 2 MiB, 3: 4 KiB).

@@ -17,8 +17,12 @@ const RET: u32 = 0xd65f_03c0;
 
 fn fault(c: Option<Caught>, what: &str) -> Result<(Caught, esr::Abort), TestError> {
     let c = c.ok_or_else(|| TestError::Fail(alloc::format!("{what} did not fault")))?;
-    let a = esr::abort(c.esr)
-        .ok_or_else(|| TestError::Fail(alloc::format!("{what}: not an abort: {}", esr::describe(c.esr))))?;
+    let a = esr::abort(c.esr).ok_or_else(|| {
+        TestError::Fail(alloc::format!(
+            "{what}: not an abort: {}",
+            esr::describe(c.esr)
+        ))
+    })?;
     Ok((c, a))
 }
 
@@ -60,7 +64,11 @@ ktest!(executing_the_stack_is_a_permission_fault, {
     let (c, a) = fault(call_at(addr), "a jump to the stack")?;
     kassert_eq!(esr::class(c.esr), esr::ec::INSN_ABORT_SAME);
     kassert_eq!(a.access, Access::Execute);
-    kassert!(matches!(a.kind, FaultKind::Permission { .. }), "{:?}", a.kind);
+    kassert!(
+        matches!(a.kind, FaultKind::Permission { .. }),
+        "{:?}",
+        a.kind
+    );
     kassert_eq!(c.far, addr);
     kassert_eq!(layout::region_of(addr, &boot::image()), Region::KernelBss);
     Ok(())
@@ -75,7 +83,11 @@ ktest!(executing_the_linear_map_is_a_permission_fault, {
     kassert_eq!(unsafe { (alias as *const u32).read_volatile() }, RET);
     let (c, a) = fault(call_at(alias), "a jump into the linear map")?;
     kassert_eq!(a.access, Access::Execute);
-    kassert!(matches!(a.kind, FaultKind::Permission { .. }), "{:?}", a.kind);
+    kassert!(
+        matches!(a.kind, FaultKind::Permission { .. }),
+        "{:?}",
+        a.kind
+    );
     kassert_eq!(c.far, alias);
     kassert_eq!(layout::region_of(alias, &boot::image()), Region::LinearMap);
     Ok(())
@@ -99,15 +111,24 @@ ktest!(unmapped_linear_map_hole_is_a_translation_fault, {
     let end = m.memory.last().map(|b| b.end() as u64).unwrap_or(0);
     let hole = layout::phys_to_virt(PhysAddr::new(end)).as_u64();
     kassert!(hole < layout::LINEAR_END);
-    let (c, a) = fault(read_at(hole), "a read past the end of RAM in the linear map")?;
-    kassert!(matches!(a.kind, FaultKind::Translation { .. }), "{:?}", a.kind);
+    let (c, a) = fault(
+        read_at(hole),
+        "a read past the end of RAM in the linear map",
+    )?;
+    kassert!(
+        matches!(a.kind, FaultKind::Translation { .. }),
+        "{:?}",
+        a.kind
+    );
     kassert_eq!(c.far, hole);
     Ok(())
 });
 
 ktest!(no_kernel_mapping_is_writable_and_executable, {
     let guard = mmu::KERNEL_PT.lock();
-    let pt = guard.as_ref().ok_or(TestError::Fail("no kernel tables".into()))?;
+    let pt = guard
+        .as_ref()
+        .ok_or(TestError::Fail("no kernel tables".into()))?;
     let mut bad = Vec::new();
     let mut exec = 0;
     pt.for_each_mapping(|va, t, _| {
@@ -124,7 +145,9 @@ ktest!(no_kernel_mapping_is_writable_and_executable, {
 ktest!(linear_map_uses_the_largest_blocks, {
     let m = &kernel()?.machine;
     let guard = mmu::KERNEL_PT.lock();
-    let pt = guard.as_ref().ok_or(TestError::Fail("no kernel tables".into()))?;
+    let pt = guard
+        .as_ref()
+        .ok_or(TestError::Fail("no kernel tables".into()))?;
     let mut checked = 0;
     for r in mmu::linear_ranges(m) {
         let (start, end) = (r.base.as_u64(), r.end() as u64);
@@ -133,8 +156,14 @@ ktest!(linear_map_uses_the_largest_blocks, {
             while chunk + size <= end {
                 let t = pt
                     .translate(layout::phys_to_virt(PhysAddr::new(chunk)))
-                    .ok_or(TestError::Fail(alloc::format!("RAM {chunk:#x} not in the linear map")))?;
-                kassert!(t.level <= level, "RAM {chunk:#x}: level {} where {level} fits", t.level);
+                    .ok_or(TestError::Fail(alloc::format!(
+                        "RAM {chunk:#x} not in the linear map"
+                    )))?;
+                kassert!(
+                    t.level <= level,
+                    "RAM {chunk:#x}: level {} where {level} fits",
+                    t.level
+                );
                 checked += 1;
                 chunk += size;
                 if size == 2 << 20 && checked > 4096 {
@@ -159,13 +188,30 @@ ktest!(hardware_and_software_walks_agree, {
         probes.extend([base, base + r.size / 3, base + r.size - 1, base + r.size]);
     }
     let console = crate::console::base().unwrap_or(0) as u64;
-    probes.extend([console, console + 0x1000, layout::VMALLOC_START, layout::IOREMAP_START - 8]);
-    probes.extend([0, 0x1000, 0x4000_0000, layout::USER_END - 8, layout::KIMAGE_BASE - 8]);
+    probes.extend([
+        console,
+        console + 0x1000,
+        layout::VMALLOC_START,
+        layout::IOREMAP_START - 8,
+    ]);
+    probes.extend([
+        0,
+        0x1000,
+        0x4000_0000,
+        layout::USER_END - 8,
+        layout::KIMAGE_BASE - 8,
+    ]);
     let kernel_pt = mmu::KERNEL_PT.lock();
     let user_pt = mmu::USER_PT.lock();
     for va in probes {
-        let pt = if va >= layout::PAGE_OFFSET { kernel_pt.as_ref() } else { user_pt.as_ref() };
-        let sw = pt.and_then(|pt| pt.translate(VirtAddr::new(va))).map(|t| t.pa);
+        let pt = if va >= layout::PAGE_OFFSET {
+            kernel_pt.as_ref()
+        } else {
+            user_pt.as_ref()
+        };
+        let sw = pt
+            .and_then(|pt| pt.translate(VirtAddr::new(va)))
+            .map(|t| t.pa);
         let hw = mmu::translate_hw(VirtAddr::new(va));
         kassert!(sw == hw, "{va:#x}: software walk {sw:?}, AT S1E1R {hw:?}");
     }

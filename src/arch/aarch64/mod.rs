@@ -14,10 +14,10 @@ pub mod exception;
 #[cfg(target_os = "none")]
 pub mod mmu;
 #[cfg(target_os = "none")]
+mod mmu_selftests;
+#[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]
 mod selftests;
 #[cfg(target_os = "none")]
 pub mod timer;
-#[cfg(target_os = "none")]
-mod mmu_selftests;

@@ -30,23 +30,38 @@ ktest!(relocations_applied, {
     kassert_eq!(MARKER(), 0x5eed);
     let image = boot::image();
     let addr = marker as *const () as usize as u64;
-    kassert!(image.text.0 <= addr && addr < image.text.1, "marker {addr:#x} outside the text");
-    kassert!(addr >= crate::mm::layout::KIMAGE_BASE, "running below the high half");
+    kassert!(
+        image.text.0 <= addr && addr < image.text.1,
+        "marker {addr:#x} outside the text"
+    );
+    kassert!(
+        addr >= crate::mm::layout::KIMAGE_BASE,
+        "running below the high half"
+    );
     Ok(())
 });
 
 ktest!(image_sections_are_ordered_and_page_aligned, {
     let i = boot::image();
     for (start, end) in [i.text, i.rodata, i.data] {
-        kassert!(start % 4096 == 0 && start <= end, "section {start:#x}..{end:#x}");
+        kassert!(
+            start % 4096 == 0 && start <= end,
+            "section {start:#x}..{end:#x}"
+        );
     }
     kassert!(i.text.1 <= i.rodata.0 && i.rodata.1 <= i.data.0 && i.data.1 <= i.bss.0);
     let (bottom, top) = boot::boot_stack();
-    kassert!(i.bss.0 <= bottom && top <= i.bss.1, "boot stack outside BSS");
+    kassert!(
+        i.bss.0 <= bottom && top <= i.bss.1,
+        "boot stack outside BSS"
+    );
     let sp: u64;
     // SAFETY: reads the stack pointer into a register, nothing else.
     unsafe { asm!("mov {}, sp", out(reg) sp) };
-    kassert!(bottom <= sp && sp < top, "sp {sp:#x} outside the boot stack");
+    kassert!(
+        bottom <= sp && sp < top,
+        "sp {sp:#x} outside the boot stack"
+    );
     Ok(())
 });
 

@@ -67,11 +67,21 @@ impl Attrs {
         accessed: true,
     };
     /// Kernel read-only data.
-    pub const KERNEL_RO: Attrs = Attrs { write: false, ..Attrs::KERNEL_RW };
+    pub const KERNEL_RO: Attrs = Attrs {
+        write: false,
+        ..Attrs::KERNEL_RW
+    };
     /// Kernel text: read and execute.
-    pub const KERNEL_RX: Attrs = Attrs { write: false, kernel_exec: true, ..Attrs::KERNEL_RW };
+    pub const KERNEL_RX: Attrs = Attrs {
+        write: false,
+        kernel_exec: true,
+        ..Attrs::KERNEL_RW
+    };
     /// Device registers (`ioremap`).
-    pub const DEVICE: Attrs = Attrs { mem: MemType::DeviceNgnre, ..Attrs::KERNEL_RW };
+    pub const DEVICE: Attrs = Attrs {
+        mem: MemType::DeviceNgnre,
+        ..Attrs::KERNEL_RW
+    };
     /// Application data: RW from EL0, never executable, per address space.
     pub const USER_RW: Attrs = Attrs {
         mem: MemType::Normal,
@@ -94,7 +104,11 @@ impl Attrs {
             if self.user { "u" } else { "k" },
             "R",
             if self.write { "W" } else { "-" },
-            if self.kernel_exec || self.user_exec { "X" } else { "-" },
+            if self.kernel_exec || self.user_exec {
+                "X"
+            } else {
+                "-"
+            },
             self.mem.name(),
             if self.global { " G" } else { " nG" },
             if self.accessed { "" } else { " !AF" }
@@ -125,7 +139,11 @@ pub fn leaf(pa: u64, attrs: Attrs, level: u8) -> u64 {
         d |= TABLE_OR_PAGE;
     }
     // Device memory is always outer shareable in effect; RAM is inner shareable.
-    d |= if attrs.mem.is_device() { SH_OUTER } else { SH_INNER };
+    d |= if attrs.mem.is_device() {
+        SH_OUTER
+    } else {
+        SH_INNER
+    };
     if !attrs.write {
         d |= AP_RO;
     }
@@ -214,7 +232,12 @@ mod tests {
 
     #[test]
     fn writable_is_never_executable() {
-        let wx = Attrs { kernel_exec: true, user_exec: true, user: true, ..Attrs::KERNEL_RW };
+        let wx = Attrs {
+            kernel_exec: true,
+            user_exec: true,
+            user: true,
+            ..Attrs::KERNEL_RW
+        };
         let d = leaf(0x1000, wx, 3);
         assert_ne!(d & PXN, 0);
         assert_ne!(d & UXN, 0);
@@ -226,7 +249,7 @@ mod tests {
         assert!(is_leaf(block, 1) && !is_table(block, 1));
         let t = table(0x8_0000);
         assert!(is_table(t, 1) && !is_leaf(t, 1));
-        assert!(!is_leaf(t | 0, 0));
+        assert!(!is_leaf(t, 0));
         assert_eq!(level_size(1), 1 << 30);
         assert_eq!(level_size(2), 2 << 20);
         assert_eq!(index(0xffff_0000_4020_1000, 0), 0);
@@ -237,7 +260,15 @@ mod tests {
 
     #[test]
     fn device_memory_is_never_executable() {
-        let d = leaf(0x900_0000, Attrs { kernel_exec: true, write: false, ..Attrs::DEVICE }, 3);
+        let d = leaf(
+            0x900_0000,
+            Attrs {
+                kernel_exec: true,
+                write: false,
+                ..Attrs::DEVICE
+            },
+            3,
+        );
         assert_ne!(d & PXN, 0);
         assert_eq!(attrs_of(d).mem, MemType::DeviceNgnre);
     }

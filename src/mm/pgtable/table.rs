@@ -53,9 +53,14 @@ pub enum MapError {
 impl fmt::Display for MapError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            MapError::Misaligned { what, value } => write!(f, "{what} {value:#x} is not page aligned"),
+            MapError::Misaligned { what, value } => {
+                write!(f, "{what} {value:#x} is not page aligned")
+            }
             MapError::OutOfRange { va, size } => {
-                write!(f, "range {va} + {size:#x} is empty or outside this half of the address space")
+                write!(
+                    f,
+                    "range {va} + {size:#x} is empty or outside this half of the address space"
+                )
             }
             MapError::Overlap { va } => write!(f, "{va} is already mapped"),
             MapError::NoMemory => write!(f, "out of memory for translation tables"),
@@ -81,10 +86,23 @@ pub unsafe trait TableAlloc {
 pub trait TlbFlush {
     /// Makes descriptor writes visible to the table walker (DSB ISHST on aarch64).
     fn sync_tables(&mut self);
-    /// Invalidates every TLB and walk-cache entry for `va` (TLBI VAE1IS + DSB).
-    fn flush_va(&mut self, va: VirtAddr);
-    /// Invalidates the whole TLB (TLBI VMALLE1IS + DSB).
-    fn flush_all(&mut self);
+    /// Starts invalidating every TLB and walk-cache entry for `va` (TLBI VAAE1IS).
+    fn invalidate_va(&mut self, va: VirtAddr);
+    /// Starts invalidating the whole TLB (TLBI VMALLE1IS).
+    fn invalidate_all(&mut self);
+    /// Waits until every invalidation started has completed everywhere (DSB ISH + ISB).
+    fn wait(&mut self);
+
+    /// Invalidates `va` and waits.
+    fn flush_va(&mut self, va: VirtAddr) {
+        self.invalidate_va(va);
+        self.wait();
+    }
+    /// Invalidates everything and waits.
+    fn flush_all(&mut self) {
+        self.invalidate_all();
+        self.wait();
+    }
 }
 
 /// Where a virtual address leads.
@@ -96,11 +114,29 @@ pub struct Translation {
     pub level: u8,
 }
 
-/// Pending TLB work of one operation.
-#[derive(Default)]
+/// Pending TLB work of one operation. Invalidations by VA are issued as entries are cleared and
+/// waited for once at the end (as Linux batches them); past the threshold the rest become one
+/// full invalidation. Freed tables wait in a small array until the wait; a full array forces an
+/// early wait so they can be released. Nothing here touches the heap.
+const BATCH_TABLES: usize = 8;
+
 struct Batch {
-    vas: Vec<u64>,
-    freed_tables: Vec<PhysAddr>,
+    issued: usize,
+    /// More invalidations than the threshold: a full one is due.
+    overflow: bool,
+    freed: [PhysAddr; BATCH_TABLES],
+    n_freed: usize,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Batch {
+            issued: 0,
+            overflow: false,
+            freed: [PhysAddr::new(0); BATCH_TABLES],
+            n_freed: 0,
+        }
+    }
 }
 
 /// A translation table tree and what it needs to change it.
@@ -183,13 +219,21 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
 
     fn check_range(&self, va: VirtAddr, size: u64) -> Result<(u64, u64), MapError> {
         if !va.is_aligned(PAGE_SIZE) {
-            return Err(MapError::Misaligned { what: "virtual address", value: va.as_u64() });
+            return Err(MapError::Misaligned {
+                what: "virtual address",
+                value: va.as_u64(),
+            });
         }
-        if size % PAGE_SIZE != 0 {
-            return Err(MapError::Misaligned { what: "size", value: size });
+        if !size.is_multiple_of(PAGE_SIZE) {
+            return Err(MapError::Misaligned {
+                what: "size",
+                value: size,
+            });
         }
         let start = va.as_u64();
-        let end = start.checked_add(size).ok_or(MapError::OutOfRange { va, size })?;
+        let end = start
+            .checked_add(size)
+            .ok_or(MapError::OutOfRange { va, size })?;
         if !self.half.contains(start, end) {
             return Err(MapError::OutOfRange { va, size });
         }
@@ -198,12 +242,22 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
 
     /// Maps `size` bytes at `va` to `pa` with the largest blocks alignment allows. Fails without
     /// changing anything if any part is already mapped or memory runs out.
-    pub fn map(&mut self, va: VirtAddr, pa: PhysAddr, size: u64, attrs: Attrs) -> Result<(), MapError> {
+    pub fn map(
+        &mut self,
+        va: VirtAddr,
+        pa: PhysAddr,
+        size: u64,
+        attrs: Attrs,
+    ) -> Result<(), MapError> {
         let (start, end) = self.check_range(va, size)?;
         if !pa.is_aligned(PAGE_SIZE) {
-            return Err(MapError::Misaligned { what: "physical address", value: pa.as_u64() });
+            return Err(MapError::Misaligned {
+                what: "physical address",
+                value: pa.as_u64(),
+            });
         }
-        pa.checked_add(size - 1).ok_or(MapError::OutOfRange { va, size })?;
+        pa.checked_add(size - 1)
+            .ok_or(MapError::OutOfRange { va, size })?;
         let mut v = start;
         while v < end {
             let p = pa.as_u64() + (v - start);
@@ -213,9 +267,16 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                 if v > start {
                     let _ = self.unmap(va, v - start);
                 }
-                let mut batch = Batch::default();
+                let mut batch = Batch::new();
                 let root = self.root;
-                self.prune(root, 0, self.half.base(), v, v + desc::level_size(level), &mut batch);
+                self.prune(
+                    root,
+                    0,
+                    self.half.base(),
+                    v,
+                    v + desc::level_size(level),
+                    &mut batch,
+                );
                 self.finish(batch);
                 return Err(e);
             }
@@ -230,7 +291,7 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         (self.largest_block_level.max(1)..3)
             .find(|&level| {
                 let size = desc::level_size(level);
-                va % size == 0 && pa % size == 0 && remaining >= size
+                va.is_multiple_of(size) && pa.is_multiple_of(size) && remaining >= size
             })
             .unwrap_or(3)
     }
@@ -243,7 +304,9 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             if desc::is_table(e, l) {
                 table = PhysAddr::new(desc::addr(e));
             } else if desc::is_valid(e) {
-                return Err(MapError::Overlap { va: VirtAddr::new(va) });
+                return Err(MapError::Overlap {
+                    va: VirtAddr::new(va),
+                });
             } else {
                 let new = self.alloc()?;
                 self.write(table, i, desc::table(new.as_u64()));
@@ -252,7 +315,9 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         }
         let i = desc::index(va, level);
         if desc::is_valid(self.read(table, i)) {
-            return Err(MapError::Overlap { va: VirtAddr::new(va) });
+            return Err(MapError::Overlap {
+                va: VirtAddr::new(va),
+            });
         }
         self.write(table, i, desc::leaf(pa, attrs, level));
         Ok(())
@@ -262,10 +327,18 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
     /// its ends and freeing tables that become empty. Returns the bytes that were mapped.
     pub fn unmap(&mut self, va: VirtAddr, size: u64) -> Result<u64, MapError> {
         let (start, end) = self.check_range(va, size)?;
-        let mut batch = Batch::default();
+        let mut batch = Batch::new();
         let root = self.root;
         let mut unmapped = 0;
-        let result = self.unmap_in(root, 0, self.half.base(), start, end, &mut batch, &mut unmapped);
+        let result = self.unmap_in(
+            root,
+            0,
+            self.half.base(),
+            start,
+            end,
+            &mut batch,
+            &mut unmapped,
+        );
         self.finish(batch);
         result.map(|_| unmapped)
     }
@@ -294,12 +367,12 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                 let child = PhysAddr::new(desc::addr(e));
                 if self.unmap_in(child, level + 1, e_va, start, end, batch, unmapped)? {
                     self.write(table, i, 0);
-                    batch.vas.push(e_va);
-                    batch.freed_tables.push(child);
+                    self.invalidate(batch, e_va);
+                    self.defer_free(batch, child);
                 }
             } else if covered {
                 self.write(table, i, 0);
-                batch.vas.push(e_va);
+                self.invalidate(batch, e_va);
                 *unmapped += size;
             } else {
                 let child = self.split(table, i, level, e_va)?;
@@ -310,7 +383,15 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
     }
 
     /// Frees empty tables in the range without touching any mapping.
-    fn prune(&mut self, table: PhysAddr, level: u8, table_va: u64, start: u64, end: u64, batch: &mut Batch) -> bool {
+    fn prune(
+        &mut self,
+        table: PhysAddr,
+        level: u8,
+        table_va: u64,
+        start: u64,
+        end: u64,
+        batch: &mut Batch,
+    ) -> bool {
         if level < 3 {
             let size = desc::level_size(level);
             let (first, last) = Self::span(level, table_va, start, end);
@@ -321,8 +402,8 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                     let e_va = table_va + i as u64 * size;
                     if self.prune(child, level + 1, e_va, start, end, batch) {
                         self.write(table, i, 0);
-                        batch.vas.push(e_va);
-                        batch.freed_tables.push(child);
+                        self.invalidate(batch, e_va);
+                        self.defer_free(batch, child);
                     }
                 }
             }
@@ -336,7 +417,10 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         let table_last = table_va + (512 * size - 1);
         let lo = start.max(table_va);
         let hi = (end - 1).min(table_last);
-        (((lo - table_va) / size) as usize, ((hi - table_va) / size) as usize)
+        (
+            ((lo - table_va) / size) as usize,
+            ((hi - table_va) / size) as usize,
+        )
     }
 
     fn is_empty(&self, table: PhysAddr) -> bool {
@@ -345,7 +429,13 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
 
     /// Replaces the block at `table[index]` by a table of the same mappings one level down,
     /// break-before-make: invalid, TLB invalidated, then the new table.
-    fn split(&mut self, table: PhysAddr, index: usize, level: u8, block_va: u64) -> Result<PhysAddr, MapError> {
+    fn split(
+        &mut self,
+        table: PhysAddr,
+        index: usize,
+        level: u8,
+        block_va: u64,
+    ) -> Result<PhysAddr, MapError> {
         let old = self.read(table, index);
         let attrs = desc::attrs_of(old);
         let child_level = level + 1;
@@ -353,7 +443,11 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         let base = desc::addr(old) & !(desc::level_size(level) - 1);
         let new = self.alloc()?;
         for i in 0..512 {
-            self.write(new, i, desc::leaf(base + i as u64 * child_size, attrs, child_level));
+            self.write(
+                new,
+                i,
+                desc::leaf(base + i as u64 * child_size, attrs, child_level),
+            );
         }
         self.write(table, index, 0);
         self.tlb.sync_tables();
@@ -369,11 +463,15 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         let (start, end) = self.check_range(va, size)?;
         let mut v = start;
         while v < end {
-            let t = self.translate(VirtAddr::new(v)).ok_or(MapError::NotMapped { va: VirtAddr::new(v) })?;
+            let t = self
+                .translate(VirtAddr::new(v))
+                .ok_or(MapError::NotMapped {
+                    va: VirtAddr::new(v),
+                })?;
             let leaf_size = desc::level_size(t.level);
             v = (v & !(leaf_size - 1)) + leaf_size;
         }
-        let mut batch = Batch::default();
+        let mut batch = Batch::new();
         let root = self.root;
         let result = self.protect_in(root, 0, self.half.base(), start, end, attrs, &mut batch);
         self.finish(batch);
@@ -398,7 +496,15 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             let e = self.read(table, i);
             let covered = start <= e_va && e_va + (size - 1) < end;
             if desc::is_table(e, level) {
-                self.protect_in(PhysAddr::new(desc::addr(e)), level + 1, e_va, start, end, attrs, batch)?;
+                self.protect_in(
+                    PhysAddr::new(desc::addr(e)),
+                    level + 1,
+                    e_va,
+                    start,
+                    end,
+                    attrs,
+                    batch,
+                )?;
             } else if desc::is_leaf(e, level) && covered {
                 let new = desc::leaf(desc::addr(e), attrs, level);
                 if new == e {
@@ -409,7 +515,7 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                     self.tlb.sync_tables();
                     self.tlb.flush_va(VirtAddr::new(e_va));
                 } else {
-                    batch.vas.push(e_va);
+                    self.invalidate(batch, e_va);
                 }
                 self.write(table, i, new);
             } else if desc::is_leaf(e, level) {
@@ -420,20 +526,55 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         Ok(())
     }
 
-    fn finish(&mut self, batch: Batch) {
-        self.tlb.sync_tables();
-        if batch.vas.len() > self.flush_all_threshold {
-            self.tlb.flush_all();
-        } else {
-            for &va in &batch.vas {
-                self.tlb.flush_va(VirtAddr::new(va));
-            }
+    /// Starts invalidating the entry just cleared at `va` (the first one publishes the clears).
+    fn invalidate(&mut self, batch: &mut Batch, va: u64) {
+        if batch.overflow {
+            return;
         }
-        // Only now can no walker hold the freed tables.
-        for t in batch.freed_tables {
-            self.mem.free_table(t);
+        if batch.issued == 0 {
+            self.tlb.sync_tables();
+        }
+        if batch.issued < self.flush_all_threshold {
+            self.tlb.invalidate_va(VirtAddr::new(va));
+            batch.issued += 1;
+        } else {
+            batch.overflow = true;
+        }
+    }
+
+    /// Queues an unlinked table for freeing once the TLB has forgotten it.
+    fn defer_free(&mut self, batch: &mut Batch, table: PhysAddr) {
+        if batch.n_freed == BATCH_TABLES {
+            // Make room: wait for what was issued, then release those tables.
+            self.tlb.sync_tables();
+            if batch.overflow {
+                self.tlb.invalidate_all();
+            }
+            self.tlb.wait();
+            self.release(batch);
+        }
+        batch.freed[batch.n_freed] = table;
+        batch.n_freed += 1;
+    }
+
+    fn release(&mut self, batch: &mut Batch) {
+        for i in 0..batch.n_freed {
+            self.mem.free_table(batch.freed[i]);
             self.tables_in_use -= 1;
         }
+        batch.n_freed = 0;
+    }
+
+    fn finish(&mut self, mut batch: Batch) {
+        self.tlb.sync_tables();
+        if batch.overflow {
+            self.tlb.invalidate_all();
+        }
+        if batch.issued > 0 || batch.overflow {
+            self.tlb.wait();
+        }
+        // Only now can no walker hold the freed tables.
+        self.release(&mut batch);
     }
 
     /// The software walk: where `va` leads, if anywhere.
@@ -448,7 +589,11 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             if desc::is_leaf(e, level) {
                 let size = desc::level_size(level);
                 let pa = (desc::addr(e) & !(size - 1)) + (v & (size - 1));
-                return Some(Translation { pa: PhysAddr::new(pa), attrs: desc::attrs_of(e), level });
+                return Some(Translation {
+                    pa: PhysAddr::new(pa),
+                    attrs: desc::attrs_of(e),
+                    level,
+                });
             }
             if !desc::is_table(e, level) {
                 return None;
@@ -479,7 +624,13 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         self.visit(self.root, 0, self.half.base(), &mut f);
     }
 
-    fn visit(&self, table: PhysAddr, level: u8, table_va: u64, f: &mut impl FnMut(VirtAddr, Translation, u64)) {
+    fn visit(
+        &self,
+        table: PhysAddr,
+        level: u8,
+        table_va: u64,
+        f: &mut impl FnMut(VirtAddr, Translation, u64),
+    ) {
         let size = desc::level_size(level);
         for i in 0..512 {
             let e = self.read(table, i);
@@ -487,7 +638,11 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             if desc::is_table(e, level) {
                 self.visit(PhysAddr::new(desc::addr(e)), level + 1, va, f);
             } else if desc::is_leaf(e, level) {
-                let t = Translation { pa: PhysAddr::new(desc::addr(e)), attrs: desc::attrs_of(e), level };
+                let t = Translation {
+                    pa: PhysAddr::new(desc::addr(e)),
+                    attrs: desc::attrs_of(e),
+                    level,
+                };
                 f(VirtAddr::new(va), t, size);
             }
         }

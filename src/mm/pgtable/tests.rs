@@ -27,15 +27,22 @@ unsafe impl TableAlloc for SimMemory {
         }
         self.next += K4;
         // Fill with garbage: the page-table code must zero what it gets.
-        self.pages.insert(self.next, Box::new([0xdead_beef_dead_beef; 512]));
+        self.pages
+            .insert(self.next, Box::new([0xdead_beef_dead_beef; 512]));
         Some(PhysAddr::new(self.next))
     }
     fn free_table(&mut self, pa: PhysAddr) {
-        assert!(self.pages.remove(&pa.as_u64()).is_some(), "double free of table {pa}");
+        assert!(
+            self.pages.remove(&pa.as_u64()).is_some(),
+            "double free of table {pa}"
+        );
         self.freed.push(pa.as_u64());
     }
     fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
-        self.pages.get(&pa.as_u64()).expect("pointer to an unallocated table").as_ptr() as *mut u64
+        self.pages
+            .get(&pa.as_u64())
+            .expect("pointer to an unallocated table")
+            .as_ptr() as *mut u64
     }
 }
 
@@ -44,17 +51,21 @@ struct RecordingTlb {
     by_va: Vec<u64>,
     full: usize,
     syncs: usize,
+    waits: usize,
 }
 
 impl TlbFlush for RecordingTlb {
     fn sync_tables(&mut self) {
         self.syncs += 1;
     }
-    fn flush_va(&mut self, va: VirtAddr) {
+    fn invalidate_va(&mut self, va: VirtAddr) {
         self.by_va.push(va.as_u64());
     }
-    fn flush_all(&mut self) {
+    fn invalidate_all(&mut self) {
         self.full += 1;
+    }
+    fn wait(&mut self) {
+        self.waits += 1;
     }
 }
 
@@ -74,14 +85,16 @@ fn uses_the_largest_blocks_alignment_allows() {
     let mut pt = table(Half::Upper);
     let base = 0xffff_0000_0000_0000;
     // 1 GiB + 2 MiB + 4 KiB, all aligned to 1 GiB at the start.
-    pt.map(va(base + G1), pa(G1), G1 + M2 + K4, Attrs::KERNEL_RW).unwrap();
+    pt.map(va(base + G1), pa(G1), G1 + M2 + K4, Attrs::KERNEL_RW)
+        .unwrap();
     assert_eq!(pt.translate(va(base + G1 + 0x1234)).unwrap().level, 1);
     assert_eq!(pt.translate(va(base + 2 * G1 + 5)).unwrap().level, 2);
     let t = pt.translate(va(base + 2 * G1 + M2 + 7)).unwrap();
     assert_eq!((t.level, t.pa), (3, pa(2 * G1 + M2 + 7)));
     assert!(pt.translate(va(base + 2 * G1 + M2 + K4)).is_none());
     // Misaligned physical address: pages only.
-    pt.map(va(base + 8 * G1), pa(0x1000), M2, Attrs::KERNEL_RO).unwrap();
+    pt.map(va(base + 8 * G1), pa(0x1000), M2, Attrs::KERNEL_RO)
+        .unwrap();
     assert_eq!(pt.translate(va(base + 8 * G1)).unwrap().level, 3);
 }
 
@@ -95,7 +108,10 @@ fn splitting_a_block_keeps_the_rest_mapped_and_breaks_before_make() {
     assert!(pt.flusher().by_va[before..].contains(&G1));
     assert!(pt.translate(va(G1 + 3 * M2 + K4)).is_none());
     let t = pt.translate(va(G1 + 3 * M2)).unwrap();
-    assert_eq!((t.level, t.pa, t.attrs), (3, pa(4 * G1 + 3 * M2), Attrs::USER_RW));
+    assert_eq!(
+        (t.level, t.pa, t.attrs),
+        (3, pa(4 * G1 + 3 * M2), Attrs::USER_RW)
+    );
     assert_eq!(pt.translate(va(G1 + 5 * M2)).unwrap().level, 2);
     assert_eq!(pt.translate(va(2 * G1 - 1)).unwrap().pa, pa(5 * G1 - 1));
 }
@@ -103,24 +119,43 @@ fn splitting_a_block_keeps_the_rest_mapped_and_breaks_before_make() {
 #[test]
 fn overlaps_and_misalignment_are_errors_that_change_nothing() {
     let mut pt = table(Half::Lower);
-    pt.map(va(0x20_0000), pa(0x4000_0000), 4 * K4, Attrs::USER_RW).unwrap();
+    pt.map(va(0x20_0000), pa(0x4000_0000), 4 * K4, Attrs::USER_RW)
+        .unwrap();
     let tables = pt.tables_in_use();
     assert_eq!(
         pt.map(va(0x1f_e000), pa(0x5000_0000), 4 * K4, Attrs::USER_RW),
         Err(MapError::Overlap { va: va(0x20_0000) })
     );
-    assert!(pt.translate(va(0x1f_e000)).is_none(), "the part before the overlap was rolled back");
+    assert!(
+        pt.translate(va(0x1f_e000)).is_none(),
+        "the part before the overlap was rolled back"
+    );
     assert_eq!(pt.tables_in_use(), tables);
-    assert!(matches!(pt.map(va(0x123), pa(0), K4, Attrs::USER_RW), Err(MapError::Misaligned { .. })));
-    assert!(matches!(pt.map(va(0), pa(0x10), K4, Attrs::USER_RW), Err(MapError::Misaligned { .. })));
-    assert!(matches!(pt.map(va(0), pa(0), 100, Attrs::USER_RW), Err(MapError::Misaligned { .. })));
-    assert!(matches!(pt.map(va(0), pa(0), 0, Attrs::USER_RW), Err(MapError::OutOfRange { .. })));
+    assert!(matches!(
+        pt.map(va(0x123), pa(0), K4, Attrs::USER_RW),
+        Err(MapError::Misaligned { .. })
+    ));
+    assert!(matches!(
+        pt.map(va(0), pa(0x10), K4, Attrs::USER_RW),
+        Err(MapError::Misaligned { .. })
+    ));
+    assert!(matches!(
+        pt.map(va(0), pa(0), 100, Attrs::USER_RW),
+        Err(MapError::Misaligned { .. })
+    ));
+    assert!(matches!(
+        pt.map(va(0), pa(0), 0, Attrs::USER_RW),
+        Err(MapError::OutOfRange { .. })
+    ));
     assert!(matches!(
         pt.map(va(0xffff_0000_0000_0000), pa(0), K4, Attrs::USER_RW),
         Err(MapError::OutOfRange { .. })
     ));
     let mut upper = table(Half::Upper);
-    assert!(matches!(upper.map(va(0x1000), pa(0), K4, Attrs::KERNEL_RW), Err(MapError::OutOfRange { .. })));
+    assert!(matches!(
+        upper.map(va(0x1000), pa(0), K4, Attrs::KERNEL_RW),
+        Err(MapError::OutOfRange { .. })
+    ));
     assert!(matches!(
         upper.map(va(0xffff_ffff_ffff_f000), pa(0), 2 * K4, Attrs::KERNEL_RW),
         Err(MapError::OutOfRange { .. })
@@ -131,13 +166,19 @@ fn overlaps_and_misalignment_are_errors_that_change_nothing() {
 fn running_out_of_table_memory_leaves_nothing_behind() {
     let mut pt = table(Half::Lower);
     pt.allocator().budget = Some(3); // root + two tables: not enough for a level-3 page
-    assert_eq!(pt.map(va(0x4000_0000), pa(0), K4, Attrs::USER_RW), Err(MapError::NoMemory));
+    assert_eq!(
+        pt.map(va(0x4000_0000), pa(0), K4, Attrs::USER_RW),
+        Err(MapError::NoMemory)
+    );
     assert_eq!(pt.tables_in_use(), 1);
     assert_eq!(pt.allocator().pages.len(), 1);
     pt.allocator().budget = Some(4);
     pt.map(va(0x4000_0000), pa(0), K4, Attrs::USER_RW).unwrap();
     // A second range needs a new level-3 table: fails and leaves the first alone.
-    assert_eq!(pt.map(va(0x4000_0000 + M2 - K4), pa(0), 2 * K4, Attrs::USER_RW), Err(MapError::NoMemory));
+    assert_eq!(
+        pt.map(va(0x4000_0000 + M2 - K4), pa(0), 2 * K4, Attrs::USER_RW),
+        Err(MapError::NoMemory)
+    );
     assert!(pt.translate(va(0x4000_0000)).is_some());
     assert!(pt.translate(va(0x4000_0000 + M2 - K4)).is_none());
     assert_eq!(pt.allocator().pages.len(), 4);
@@ -147,37 +188,69 @@ fn running_out_of_table_memory_leaves_nothing_behind() {
 fn tlb_invalidation_is_batched_with_a_full_flush_past_the_threshold() {
     let mut pt = table(Half::Lower);
     pt.set_flush_all_threshold(16);
-    pt.map(va(0x10_0000), pa(0x10_0000), 8 * K4, Attrs::USER_RW).unwrap();
-    pt.map(va(0x80_0000), pa(0x80_0000), 100 * K4, Attrs::USER_RW).unwrap();
-    assert_eq!(pt.flusher().by_va.len(), 0, "new mappings need no invalidation");
+    pt.map(va(0x10_0000), pa(0x10_0000), 8 * K4, Attrs::USER_RW)
+        .unwrap();
+    pt.map(va(0x80_0000), pa(0x80_0000), 100 * K4, Attrs::USER_RW)
+        .unwrap();
+    assert_eq!(
+        pt.flusher().by_va.len(),
+        0,
+        "new mappings need no invalidation"
+    );
+    let waits = pt.flusher().waits;
     pt.unmap(va(0x10_0000), 8 * K4).unwrap();
+    assert_eq!(
+        pt.flusher().waits,
+        waits + 1,
+        "one wait for the whole batch"
+    );
     // Eight pages, then the emptied level-3 table (covering 0..2 MiB) leaves the walk caches.
     let mut expected: Vec<u64> = (0..8).map(|i| 0x10_0000 + i * K4).collect();
     expected.push(0);
     assert_eq!(pt.flusher().by_va, expected);
     assert_eq!(pt.flusher().full, 0);
     pt.unmap(va(0x80_0000), 100 * K4).unwrap();
-    assert_eq!(pt.flusher().full, 1);
-    assert_eq!(pt.flusher().by_va.len(), 9, "the big unmap used one full invalidation");
+    assert_eq!(
+        pt.flusher().full,
+        1,
+        "past the threshold: one full invalidation"
+    );
+    assert_eq!(
+        pt.flusher().by_va.len(),
+        9 + 16,
+        "no more than the threshold by VA"
+    );
 }
 
 #[test]
 fn protect_changes_attributes_and_refuses_holes() {
     let mut pt = table(Half::Upper);
     let base = 0xffff_0000_4000_0000;
-    pt.map(va(base), pa(0x4000_0000), 4 * M2, Attrs::KERNEL_RW).unwrap();
+    pt.map(va(base), pa(0x4000_0000), 4 * M2, Attrs::KERNEL_RW)
+        .unwrap();
     pt.protect(va(base + M2), K4, Attrs::KERNEL_RO).unwrap();
     assert_eq!(pt.translate(va(base + M2)).unwrap().attrs, Attrs::KERNEL_RO);
-    assert_eq!(pt.translate(va(base + M2 + K4)).unwrap().attrs, Attrs::KERNEL_RW);
+    assert_eq!(
+        pt.translate(va(base + M2 + K4)).unwrap().attrs,
+        Attrs::KERNEL_RW
+    );
     assert_eq!(pt.translate(va(base)).unwrap().level, 2);
     let nc = Attrs::KERNEL_RW.with_mem(MemType::NormalNc);
     pt.protect(va(base + 2 * M2), M2, nc).unwrap();
-    assert_eq!(pt.translate(va(base + 2 * M2 + 5)).unwrap().attrs.mem, MemType::NormalNc);
+    assert_eq!(
+        pt.translate(va(base + 2 * M2 + 5)).unwrap().attrs.mem,
+        MemType::NormalNc
+    );
     assert_eq!(
         pt.protect(va(base + 3 * M2), 2 * M2, Attrs::KERNEL_RO),
-        Err(MapError::NotMapped { va: va(base + 4 * M2) })
+        Err(MapError::NotMapped {
+            va: va(base + 4 * M2)
+        })
     );
-    assert_eq!(pt.translate(va(base + 3 * M2)).unwrap().attrs, Attrs::KERNEL_RW);
+    assert_eq!(
+        pt.translate(va(base + 3 * M2)).unwrap().attrs,
+        Attrs::KERNEL_RW
+    );
 }
 
 /// xorshift64*: deterministic and good enough to drive a model test.
@@ -196,10 +269,18 @@ impl Rng {
 
 type Model = BTreeMap<u64, (u64, Attrs)>;
 
-fn check(pt: &PageTable<SimMemory, RecordingTlb>, model: &Model, base: u64, pages: u64, probes: &[u64]) {
+fn check(
+    pt: &PageTable<SimMemory, RecordingTlb>,
+    model: &Model,
+    base: u64,
+    pages: u64,
+    probes: &[u64],
+) {
     for &page in probes {
         let v = base + page * K4;
-        let got = pt.translate(va(v + 0x10)).map(|t| (t.pa.as_u64() - 0x10, t.attrs));
+        let got = pt
+            .translate(va(v + 0x10))
+            .map(|t| (t.pa.as_u64() - 0x10, t.attrs));
         assert_eq!(got, model.get(&v).copied(), "translation of {v:#x}");
     }
     assert!(probes.iter().all(|&p| p < pages));
@@ -208,7 +289,10 @@ fn check(pt: &PageTable<SimMemory, RecordingTlb>, model: &Model, base: u64, page
 #[test]
 fn random_operations_agree_with_a_model_and_leak_nothing() {
     const ATTRS: [Attrs; 3] = [Attrs::USER_RW, Attrs::KERNEL_RO, Attrs::KERNEL_RX];
-    for (half, base) in [(Half::Lower, 0x7f_c000_0000u64), (Half::Upper, 0xffff_0000_0000_0000)] {
+    for (half, base) in [
+        (Half::Lower, 0x7f_c000_0000u64),
+        (Half::Upper, 0xffff_0000_0000_0000),
+    ] {
         for seed in 1..=6u64 {
             let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
             let mut pt = table(half);
@@ -257,7 +341,11 @@ fn random_operations_agree_with_a_model_and_leak_nothing() {
                     }
                 }
                 let mut probes: Vec<u64> = (0..64).map(|_| rng.below(pages)).collect();
-                probes.extend([start_page, start_page + size / K4 - 1, (start_page + size / K4).min(pages - 1)]);
+                probes.extend([
+                    start_page,
+                    start_page + size / K4 - 1,
+                    (start_page + size / K4).min(pages - 1),
+                ]);
                 if start_page > 0 {
                     probes.push(start_page - 1);
                 }
@@ -267,12 +355,18 @@ fn random_operations_agree_with_a_model_and_leak_nothing() {
             let mut leaf_pages = 0u64;
             pt.for_each_mapping(|v, t, size| {
                 for off in (0..size).step_by(K4 as usize) {
-                    assert_eq!(model.get(&(v.as_u64() + off)), Some(&(t.pa.as_u64() + off, t.attrs)));
+                    assert_eq!(
+                        model.get(&(v.as_u64() + off)),
+                        Some(&(t.pa.as_u64() + off, t.attrs))
+                    );
                 }
                 leaf_pages += size / K4;
             });
             assert_eq!(leaf_pages, model.len() as u64);
-            assert!(blocks_seen[1] + blocks_seen[2] > 0, "no block mappings were used");
+            assert!(
+                blocks_seen[1] + blocks_seen[2] > 0,
+                "no block mappings were used"
+            );
             pt.unmap(va(base), pages * K4).unwrap();
             assert_eq!(pt.tables_in_use(), 1, "seed {seed}: table pages leaked");
             assert_eq!(pt.allocator().pages.len(), 1);

@@ -1,0 +1,98 @@
+//! `run=bench`: micro-benchmarks of the memory manager, in instructions. Run under QEMU with
+//! `-icount shift=0` (`make bench`), where one instruction takes exactly 1 ns of virtual time, so
+//! the generic timer counts instructions deterministically. Each result is printed as a table row
+//! and as one machine-readable line `bench <name> <value> <unit>`.
+
+use super::{Job, JobStatus};
+use crate::kernel::Kernel;
+
+pub const JOB: Job = Job {
+    name: "bench",
+    about: "memory-manager micro-benchmarks (use make bench)",
+    main: bench,
+};
+
+/// One measurement: total counter ticks over `iterations`, as instructions per iteration.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+fn per_iteration(ticks: u64, frequency: u64, iterations: u64) -> u64 {
+    // Under -icount shift=0 a tick lasts 1e9 / frequency instructions.
+    (ticks as u128 * 1_000_000_000 / frequency as u128 / iterations as u128) as u64
+}
+
+#[cfg(target_os = "none")]
+fn bench(_kernel: &'static Kernel) -> JobStatus {
+    use crate::arch::aarch64::{mmu, timer};
+    use crate::mm::addr::{PhysAddr, VirtAddr};
+    use crate::mm::layout::VMALLOC_START;
+    use crate::mm::pgtable::Attrs;
+
+    let mut results: alloc::vec::Vec<(&str, u64, &str)> = alloc::vec::Vec::new();
+    let mut guard = mmu::KERNEL_PT.lock();
+    let Some(pt) = guard.as_mut() else {
+        log::error!("bench: no kernel page table");
+        return JobStatus::Failure;
+    };
+    let freq = timer::frequency();
+    let pa = PhysAddr::new(0x4000_0000);
+
+    // 4 KiB map + unmap in a table that stays populated (a neighbour page keeps it alive).
+    let base = VirtAddr::new(VMALLOC_START);
+    if pt.map(base, pa, 4096, Attrs::KERNEL_RW).is_err() {
+        return JobStatus::Failure;
+    }
+    let va = VirtAddr::new(VMALLOC_START + 4096);
+    const N: u64 = 2000;
+    let t0 = timer::ticks();
+    for _ in 0..N {
+        let _ = pt.map(va, pa, 4096, Attrs::KERNEL_RW);
+        let _ = pt.unmap(va, 4096);
+    }
+    let t1 = timer::ticks();
+    results.push((
+        "pgtable.map_unmap_4k",
+        per_iteration(t1 - t0, freq, N),
+        "insn",
+    ));
+    let _ = pt.unmap(base, 4096);
+
+    // 2 MiB block maps, each at a fresh 2 MiB-aligned address (one level-2 table reused).
+    const B: u64 = 256;
+    let blocks = VirtAddr::new(VMALLOC_START + (1 << 30));
+    let t0 = timer::ticks();
+    for i in 0..B {
+        let _ = pt.map(
+            VirtAddr::new(blocks.as_u64() + i * (2 << 20)),
+            pa,
+            2 << 20,
+            Attrs::KERNEL_RW,
+        );
+    }
+    let t1 = timer::ticks();
+    results.push(("pgtable.map_2m", per_iteration(t1 - t0, freq, B), "insn"));
+    let _ = pt.unmap(blocks, B * (2 << 20));
+    drop(guard);
+
+    crate::kprintln!("{:<28} {:>12}  unit", "benchmark", "value");
+    for (name, value, unit) in &results {
+        crate::kprintln!("{name:<28} {value:>12}  {unit}");
+    }
+    for (name, value, unit) in &results {
+        crate::kprintln!("bench {name} {value} {unit}");
+    }
+    JobStatus::Success
+}
+
+#[cfg(not(target_os = "none"))]
+fn bench(_kernel: &'static Kernel) -> JobStatus {
+    JobStatus::Failure
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ticks_convert_to_instructions_under_icount() {
+        // 62.5 MHz counter: 16 instructions a tick.
+        assert_eq!(super::per_iteration(1000, 62_500_000, 10), 1600);
+        assert_eq!(super::per_iteration(1, 1_000_000_000, 1), 1);
+    }
+}
