@@ -221,7 +221,7 @@ mod tests {
             assert!(w[0].1 <= w[1].0);
         }
         const { assert!(IOREMAP_END <= KIMAGE_BASE) };
-        const { assert!(KIMAGE_BASE % KIMAGE_ALIGN == 0) };
+        const { assert!(KIMAGE_BASE.is_multiple_of(KIMAGE_ALIGN)) };
         assert!(describe(&KernelImage::default(), 1 << 30)[2].contains("(  128 TiB)"));
     }
 }

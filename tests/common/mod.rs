@@ -62,7 +62,11 @@ pub fn number(value: u64, count: u32) -> Vec<u8> {
 pub fn entries(shape: &[u32], list: &[&[u64]]) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in list {
-        assert_eq!(entry.len(), shape.len(), "entry {entry:x?} does not have shape {shape:?}");
+        assert_eq!(
+            entry.len(),
+            shape.len(),
+            "entry {entry:x?} does not have shape {shape:?}"
+        );
         for (&value, &count) in entry.iter().zip(shape) {
             out.extend(number(value, count));
         }
@@ -124,7 +128,7 @@ impl StructWriter {
     }
 
     fn pad(&mut self) {
-        while self.bytes.len() % 4 != 0 {
+        while !self.bytes.len().is_multiple_of(4) {
             self.bytes.push(0);
         }
     }
@@ -213,16 +217,22 @@ pub struct Node {
 
 impl Node {
     pub fn new(name: &str) -> Self {
-        Node { name: name.into(), items: Vec::new() }
+        Node {
+            name: name.into(),
+            items: Vec::new(),
+        }
     }
 
     /// The root node with the given `#address-cells` and `#size-cells`.
     pub fn root(ac: u32, sc: u32) -> Self {
-        Node::new("").u32("#address-cells", ac).u32("#size-cells", sc)
+        Node::new("")
+            .u32("#address-cells", ac)
+            .u32("#size-cells", sc)
     }
 
     pub fn prop(mut self, name: &str, value: impl AsRef<[u8]>) -> Self {
-        self.items.push(Item::Prop(name.into(), value.as_ref().to_vec()));
+        self.items
+            .push(Item::Prop(name.into(), value.as_ref().to_vec()));
         self
     }
 
@@ -310,7 +320,11 @@ pub struct Fdt {
 
 impl Fdt {
     pub fn new(root: Node) -> Self {
-        Fdt { root, memreserve: Vec::new(), nops: false }
+        Fdt {
+            root,
+            memreserve: Vec::new(),
+            nops: false,
+        }
     }
 
     pub fn memreserve(mut self, addr: u64, size: u64) -> Self {
@@ -373,7 +387,9 @@ pub fn gic_node() -> Node {
 
 pub fn memory_node(ac: u32, sc: u32, banks: &[(u64, u64)]) -> Node {
     let unit = banks.first().map_or(0, |b| b.0);
-    Node::new(&format!("memory@{unit:x}")).string("device_type", "memory").reg(ac, sc, banks)
+    Node::new(&format!("memory@{unit:x}"))
+        .string("device_type", "memory")
+        .reg(ac, sc, banks)
 }
 
 /// Trees made with the writer, for tests that want some without `$FERRITE_DTB_DIR`: a QEMU
@@ -406,7 +422,12 @@ pub fn sample_trees() -> Vec<(String, Fdt)> {
                     .reg(2, 2, &[(0xa00_0200, 0x200)])
                     .string("compatible", "virtio,mmio"),
             )
-            .child(Node::new("apb-pclk").u32("#clock-cells", 0).u32("clock-frequency", 24_000_000).u32("phandle", 2))
+            .child(
+                Node::new("apb-pclk")
+                    .u32("#clock-cells", 0)
+                    .u32("clock-frequency", 24_000_000)
+                    .u32("phandle", 2),
+            )
             .child(
                 Node::new("pl011@9000000")
                     .strings("compatible", &["arm,pl011", "arm,primecell"])
@@ -418,8 +439,18 @@ pub fn sample_trees() -> Vec<(String, Fdt)> {
                 Node::new("cpus")
                     .u32("#address-cells", 1)
                     .u32("#size-cells", 0)
-                    .child(Node::new("cpu@0").string("device_type", "cpu").string("enable-method", "psci").u32("reg", 0))
-                    .child(Node::new("cpu@1").string("device_type", "cpu").string("enable-method", "psci").u32("reg", 1)),
+                    .child(
+                        Node::new("cpu@0")
+                            .string("device_type", "cpu")
+                            .string("enable-method", "psci")
+                            .u32("reg", 0),
+                    )
+                    .child(
+                        Node::new("cpu@1")
+                            .string("device_type", "cpu")
+                            .string("enable-method", "psci")
+                            .u32("reg", 1),
+                    ),
             )
             .child(
                 Node::new("chosen")
@@ -453,7 +484,14 @@ pub fn sample_trees() -> Vec<(String, Fdt)> {
                     .string("compatible", "simple-bus")
                     .u32("#address-cells", 1)
                     .u32("#size-cells", 1)
-                    .ranges("ranges", [1, 1, 1], &[(0x7e00_0000, 0x3f00_0000, 0x100_0000), (0x4000_0000, 0x4000_0000, 0x1000)])
+                    .ranges(
+                        "ranges",
+                        [1, 1, 1],
+                        &[
+                            (0x7e00_0000, 0x3f00_0000, 0x100_0000),
+                            (0x4000_0000, 0x4000_0000, 0x1000),
+                        ],
+                    )
                     .ranges("dma-ranges", [1, 1, 1], &[(0xc000_0000, 0, 0x3f00_0000)])
                     .child(
                         Node::new("serial@7e201000")
@@ -470,20 +508,33 @@ pub fn sample_trees() -> Vec<(String, Fdt)> {
                 Node::new("cpus")
                     .u32("#address-cells", 1)
                     .u32("#size-cells", 0)
-                    .child(Node::new("cpu@0").string("device_type", "cpu").string("enable-method", "spin-table").u32("reg", 0)),
+                    .child(
+                        Node::new("cpu@0")
+                            .string("device_type", "cpu")
+                            .string("enable-method", "spin-table")
+                            .u32("reg", 0),
+                    ),
             )
             .child(memory_node(1, 1, &[(0, 0x4000_0000)])),
     )
     .memreserve(0, 0x1000);
     let small = Fdt::new(
         Node::root(1, 1)
-            .child(memory_node(1, 1, &[(0x8000_0000, 0x1000_0000), (0x9000_0000, 0x1000_0000)]))
+            .child(memory_node(
+                1,
+                1,
+                &[(0x8000_0000, 0x1000_0000), (0x9000_0000, 0x1000_0000)],
+            ))
             .child(
                 Node::new("reserved-memory")
                     .u32("#address-cells", 1)
                     .u32("#size-cells", 1)
                     .flag("ranges")
-                    .child(Node::new("fw@80000000").reg(1, 1, &[(0x8000_0000, 0x10_0000)]).flag("no-map"))
+                    .child(
+                        Node::new("fw@80000000")
+                            .reg(1, 1, &[(0x8000_0000, 0x10_0000)])
+                            .flag("no-map"),
+                    )
                     .child(
                         Node::new("pool")
                             .string("compatible", "shared-dma-pool")
@@ -492,7 +543,11 @@ pub fn sample_trees() -> Vec<(String, Fdt)> {
                             .u32s("alloc-ranges", &[0x8000_0000, 0x1000_0000]),
                     ),
             )
-            .child(Node::new("chosen").u32("linux,initrd-start", 0x8100_0000).u32("linux,initrd-end", 0x8120_0000)),
+            .child(
+                Node::new("chosen")
+                    .u32("linux,initrd-start", 0x8100_0000)
+                    .u32("linux,initrd-end", 0x8120_0000),
+            ),
     )
     .memreserve(0x8800_0000, 0x1000)
     .memreserve(0x7000_0000, 0x1000);
@@ -514,7 +569,10 @@ pub fn dtb_dir() -> Option<PathBuf> {
     match std::env::var_os("FERRITE_DTB_DIR") {
         Some(dir) if PathBuf::from(&dir).is_dir() => Some(PathBuf::from(dir)),
         Some(dir) => {
-            eprintln!("note: FERRITE_DTB_DIR={} is not a directory; real trees skipped", dir.to_string_lossy());
+            eprintln!(
+                "note: FERRITE_DTB_DIR={} is not a directory; real trees skipped",
+                dir.to_string_lossy()
+            );
             None
         }
         None => {
@@ -526,7 +584,9 @@ pub fn dtb_dir() -> Option<PathBuf> {
 
 /// Every `*.dtb` in `$FERRITE_DTB_DIR`, sorted by name (none, with a note, without the dir).
 pub fn real_tree_files() -> Vec<(String, PathBuf)> {
-    let Some(dir) = dtb_dir() else { return Vec::new() };
+    let Some(dir) = dtb_dir() else {
+        return Vec::new();
+    };
     let mut files: Vec<(String, PathBuf)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .filter_map(|entry| {
@@ -546,7 +606,8 @@ pub fn real_trees() -> Vec<(String, Vec<u8>)> {
     real_tree_files()
         .into_iter()
         .map(|(name, path)| {
-            let blob = std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            let blob =
+                std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
             (name, blob)
         })
         .collect()
@@ -569,8 +630,10 @@ pub fn compact(blob: &[u8]) -> Vec<u8> {
     if blob.len() < HEADER_SIZE || get_be32(blob, 0) != FDT_MAGIC {
         return blob.to_vec();
     }
-    let end_of = |off: usize, size: usize| get_be32(blob, off) as usize + get_be32(blob, size) as usize;
-    let used = end_of(hdr::OFF_STRUCT, hdr::SIZE_STRUCT).max(end_of(hdr::OFF_STRINGS, hdr::SIZE_STRINGS));
+    let end_of =
+        |off: usize, size: usize| get_be32(blob, off) as usize + get_be32(blob, size) as usize;
+    let used =
+        end_of(hdr::OFF_STRUCT, hdr::SIZE_STRUCT).max(end_of(hdr::OFF_STRINGS, hdr::SIZE_STRINGS));
     let total = get_be32(blob, hdr::TOTALSIZE) as usize;
     if used >= total || used > blob.len() {
         return blob.to_vec();
@@ -598,7 +661,11 @@ pub enum Json {
 
 impl Json {
     pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser { text, s: text.as_bytes(), at: 0 };
+        let mut p = JsonParser {
+            text,
+            s: text.as_bytes(),
+            at: 0,
+        };
         let value = p.value()?;
         p.ws();
         if p.at != p.s.len() {
@@ -621,7 +688,9 @@ impl Json {
 
     pub fn at(&self, index: usize) -> &Json {
         match self {
-            Json::Arr(items) => items.get(index).unwrap_or_else(|| panic!("no item {index} in {self}")),
+            Json::Arr(items) => items
+                .get(index)
+                .unwrap_or_else(|| panic!("no item {index} in {self}")),
             other => panic!("{other} is not an array"),
         }
     }
@@ -775,7 +844,9 @@ impl JsonParser<'_> {
                 while self.s.get(self.at).is_some_and(|c| c.is_ascii_digit()) {
                     self.at += 1;
                 }
-                Ok(Json::Num(String::from_utf8_lossy(&self.s[start..self.at]).into_owned()))
+                Ok(Json::Num(
+                    String::from_utf8_lossy(&self.s[start..self.at]).into_owned(),
+                ))
             }
             Some(c) => Err(format!("unexpected {:?} at byte {}", *c as char, self.at)),
         }
@@ -785,7 +856,10 @@ impl JsonParser<'_> {
         self.eat(b'"')?;
         let mut out = String::new();
         loop {
-            let c = self.text[self.at..].chars().next().ok_or("unterminated string")?;
+            let c = self.text[self.at..]
+                .chars()
+                .next()
+                .ok_or("unterminated string")?;
             self.at += c.len_utf8();
             match c {
                 '"' => return Ok(out),
@@ -803,8 +877,11 @@ impl JsonParser<'_> {
                         b'f' => out.push('\u{c}'),
                         b'u' => {
                             let hex = self.s.get(self.at..self.at + 4).ok_or("short \\u escape")?;
-                            let code = u32::from_str_radix(std::str::from_utf8(hex).map_err(|e| e.to_string())?, 16)
-                                .map_err(|e| e.to_string())?;
+                            let code = u32::from_str_radix(
+                                std::str::from_utf8(hex).map_err(|e| e.to_string())?,
+                                16,
+                            )
+                            .map_err(|e| e.to_string())?;
                             self.at += 4;
                             out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
                         }
