@@ -9,7 +9,10 @@ const EARLY_HEAP_SIZE: usize = 2 << 20;
 #[repr(C, align(4096))]
 struct HeapSpace([u8; EARLY_HEAP_SIZE]);
 
-static mut HEAP_SPACE: HeapSpace = HeapSpace([0; EARLY_HEAP_SIZE]);
+/// In `.noinit`: an allocator does not need zeroed memory, and clearing 2 MiB at boot costs
+/// half a million instructions.
+#[link_section = ".noinit.early_heap"]
+static mut HEAP_SPACE: core::mem::MaybeUninit<HeapSpace> = core::mem::MaybeUninit::uninit();
 
 #[global_allocator]
 static HEAP: LockedHeap<32> = LockedHeap::empty();

@@ -49,7 +49,10 @@ struct PoolState {
     image_pa: (u64, u64),
 }
 
-static POOL: BootCell<PoolPages> = BootCell(UnsafeCell::new(PoolPages([[0; 512]; POOL_PAGES])));
+/// In `.noinit`: the page-table code zeroes every page it takes, so BSS clearing would be wasted.
+#[link_section = ".noinit.table_pool"]
+static POOL: BootCell<core::mem::MaybeUninit<PoolPages>> =
+    BootCell(UnsafeCell::new(core::mem::MaybeUninit::uninit()));
 static POOL_STATE: BootCell<PoolState> = BootCell(UnsafeCell::new(PoolState {
     used: [0; POOL_PAGES.div_ceil(64)],
     pa: 0,
@@ -313,8 +316,12 @@ extern "C" fn arch_early_mmu(dtb_pa: u64, load_pa: u64) -> u64 {
     let boot = unsafe { &*BOOT_TABLES.0.get() };
     let kernel_root = boot.kernel.as_ref().map_or(0, |t| t.root().as_u64());
     let identity_root = boot.identity.as_ref().map_or(0, |t| t.root().as_u64());
-    let (_, _, (data, _), (_, end)) = image_sections();
-    program_and_enable(kernel_root, identity_root, (data, end));
+    let (_, _, (data, _), (_, _)) = image_sections();
+    // Everything written with the caches off: data, BSS, and the pool pages taken (the pool is
+    // the last thing in the image that was written).
+    let s = BootPool::state();
+    let pool_end = s.pa + (BootPool::pages_used() as u64 + 1) * PAGE_SIZE;
+    program_and_enable(kernel_root, identity_root, (data, pool_end.max(data)));
     kimage_offset(load_pa)
 }
 

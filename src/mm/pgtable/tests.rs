@@ -293,8 +293,10 @@ fn random_operations_agree_with_a_model_and_leak_nothing() {
         (Half::Lower, 0x7f_c000_0000u64),
         (Half::Upper, 0xffff_0000_0000_0000),
     ] {
-        for seed in 1..=6u64 {
-            let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+        // Unoptimised builds are ~20x slower; the release run (make test) covers more seeds.
+        let seeds: u64 = if cfg!(debug_assertions) { 2 } else { 6 };
+        for seed in 1..=seeds {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut pt = table(half);
             pt.set_flush_all_threshold(32);
             let mut model: Model = BTreeMap::new();
