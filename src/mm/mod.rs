@@ -10,3 +10,8 @@ pub mod meminfo;
 pub mod pgtable;
 
 pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+pub mod gfp;
+pub mod memblock;
+pub mod page;
+pub mod page_alloc;
+pub mod zone;

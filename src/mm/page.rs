@@ -1,0 +1,122 @@
+//! Per-page metadata (the role of Linux's `struct page`) and the memory map that finds it from a
+//! page frame number: sections of 128 MiB, each with its own array, so holes between RAM banks
+//! cost nothing. Owns the layout of `Page` (32 bytes); must not decide anything about allocation.
+
+use alloc::vec::Vec;
+
+use super::addr::Pfn;
+
+/// Head of a free block on a buddy free list.
+pub const PG_BUDDY: u32 = 1 << 0;
+/// Head of a live allocation.
+pub const PG_ALLOCATED: u32 = 1 << 1;
+/// Never given to the allocator (firmware, image, tree, metadata, holes).
+pub const PG_RESERVED: u32 = 1 << 2;
+/// Free, on a zone's per-CPU list of order-0 pages.
+pub const PG_PCP: u32 = 1 << 3;
+/// Filled with the debug_pagealloc poison while free.
+pub const PG_POISONED: u32 = 1 << 4;
+const ORDER_SHIFT: u32 = 8;
+const ORDER_MASK: u32 = 0xf << ORDER_SHIFT;
+const ZONE_SHIFT: u32 = 12;
+const ZONE_MASK: u32 = 0x3 << ZONE_SHIFT;
+
+/// No page: the end of a list.
+pub const NIL: u64 = u64::MAX;
+
+/// What the kernel knows about one 4 KiB page frame.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct Page {
+    pub flags: u32,
+    pub refcount: u32,
+    /// List links (free lists now; reclaim's LRU lists later), as page frame numbers.
+    pub prev: u64,
+    pub next: u64,
+    /// The owner's word: the mapping's address for application pages, the cache for slab pages.
+    pub private: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Page>() == 32);
+
+impl Page {
+    pub const fn new(zone: usize, flags: u32) -> Page {
+        Page {
+            flags: flags | ((zone as u32) << ZONE_SHIFT),
+            refcount: 0,
+            prev: NIL,
+            next: NIL,
+            private: 0,
+        }
+    }
+    pub fn order(&self) -> u8 {
+        ((self.flags & ORDER_MASK) >> ORDER_SHIFT) as u8
+    }
+    pub fn set_order(&mut self, order: u8) {
+        self.flags = (self.flags & !ORDER_MASK) | ((order as u32) << ORDER_SHIFT);
+    }
+    pub fn zone(&self) -> usize {
+        ((self.flags & ZONE_MASK) >> ZONE_SHIFT) as usize
+    }
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Pages per section (128 MiB).
+pub const SECTION_SHIFT: u32 = 15;
+pub const PAGES_PER_SECTION: u64 = 1 << SECTION_SHIFT;
+
+/// The memory map: page frame number to metadata.
+pub struct MemMap {
+    /// Per section, the address of its first `Page` (null where there is no RAM).
+    sections: Vec<*mut Page>,
+}
+
+// SAFETY: the arrays behind the pointers belong to the memory map alone, and the page allocator
+// that owns the map serialises every access.
+unsafe impl Send for MemMap {}
+
+impl MemMap {
+    /// A map for frames below `end_pfn`, with no section populated yet.
+    pub fn new(end_pfn: u64) -> MemMap {
+        let n = end_pfn.div_ceil(PAGES_PER_SECTION) as usize;
+        MemMap {
+            sections: alloc::vec![core::ptr::null_mut(); n],
+        }
+    }
+
+    /// Sections a range of frames touches.
+    pub fn sections_of(start: Pfn, end: Pfn) -> core::ops::Range<usize> {
+        (start.as_u64() >> SECTION_SHIFT) as usize
+            ..(end.as_u64().div_ceil(PAGES_PER_SECTION)) as usize
+    }
+
+    /// Gives section `index` its array of `PAGES_PER_SECTION` pages.
+    ///
+    /// # Safety
+    /// `pages` must be valid for reads and writes of `PAGES_PER_SECTION` `Page`s for as long as
+    /// the map lives, and used by nothing else. Its contents may be garbage.
+    pub unsafe fn populate(&mut self, index: usize, pages: *mut Page) {
+        self.sections[index] = pages;
+    }
+
+    pub fn is_populated(&self, index: usize) -> bool {
+        self.sections.get(index).is_some_and(|p| !p.is_null())
+    }
+
+    pub fn section_count(&self) -> usize {
+        self.sections.len()
+    }
+
+    /// The metadata of `pfn`, if its section has a map.
+    #[inline]
+    pub fn get(&self, pfn: u64) -> Option<*mut Page> {
+        let section = *self.sections.get((pfn >> SECTION_SHIFT) as usize)?;
+        if section.is_null() {
+            return None;
+        }
+        // SAFETY: the index is below PAGES_PER_SECTION, inside the populated array.
+        Some(unsafe { section.add((pfn & (PAGES_PER_SECTION - 1)) as usize) })
+    }
+}

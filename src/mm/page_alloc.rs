@@ -1,0 +1,813 @@
+//! The page allocator: zones on buddy allocators behind one API (`alloc_pages`, `free_pages`,
+//! `PageBox`, `get_zeroed_page`), with GFP-directed zone fallback (NORMAL -> DMA32 -> DMA, never
+//! upward), watermarks and lowmem reserves, a reclaim hook, checks that refuse bad frees without
+//! damage, debug_pagealloc poisoning, lazily initialised page metadata, and Linux-format reports.
+//! Portable: page contents are reached through `PhysMem`, so the host tests run this code.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::addr::{PhysAddr, PhysRange, PAGE_SHIFT, PAGE_SIZE};
+use super::gfp::Gfp;
+use super::page::{MemMap, Page, PG_ALLOCATED, PG_BUDDY, PG_PCP, PG_RESERVED};
+use super::zone::{Zone, ZoneId, ZoneLimits, MAX_ORDER, NR_ORDERS, ZONES};
+
+/// Where page contents can be read and written.
+///
+/// # Safety
+/// `page_ptr(pfn)` must point at the 4 KiB of frame `pfn`, writable, for every frame the
+/// allocator manages.
+pub unsafe trait PhysMem {
+    fn page_ptr(&self, pfn: u64) -> *mut u8;
+}
+
+const BLOCK_PAGES: u64 = 1 << MAX_ORDER;
+/// States of a max-order block's metadata (lazy initialisation).
+const BLOCK_NONE: u8 = 0;
+const BLOCK_INIT: u8 = 1;
+/// Wholly free, on a free list; only the head page's metadata is valid.
+const BLOCK_FREE_UNINIT: u8 = 2;
+/// Wholly reserved; no page's metadata is valid.
+const BLOCK_RESERVED_UNINIT: u8 = 3;
+
+const POISON: u8 = 0xaa;
+
+/// Which watermark an allocation must leave intact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    Low,
+    Min,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AllocError {
+    pub gfp: Gfp,
+    pub order: u8,
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "page allocation failure: order {}, gfp {:?}",
+            self.order, self.gfp
+        )
+    }
+}
+
+/// A free that was refused; the allocator is unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreeError {
+    NotRam(u64),
+    Reserved(u64),
+    DoubleFree(u64),
+    /// Not the first page of a live allocation (freed already, or an address inside one).
+    NotAllocated(u64),
+    WrongOrder {
+        pfn: u64,
+        given: u8,
+        allocated: u8,
+    },
+    BadOrder(u8),
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pa = |pfn: &u64| pfn << PAGE_SHIFT;
+        match self {
+            FreeError::NotRam(p) => {
+                write!(f, "free of {:#x}: not RAM the allocator manages", pa(p))
+            }
+            FreeError::Reserved(p) => write!(f, "free of {:#x}: the page is reserved", pa(p)),
+            FreeError::DoubleFree(p) => {
+                write!(f, "double free of {:#x}: the page is already free", pa(p))
+            }
+            FreeError::NotAllocated(p) => write!(
+                f,
+                "free of {:#x}: not the first page of an allocation (already freed, or inside one)",
+                pa(p)
+            ),
+            FreeError::WrongOrder {
+                pfn,
+                given,
+                allocated,
+            } => write!(
+                f,
+                "free of {:#x} with order {given}, but it was allocated with order {allocated}",
+                pa(pfn)
+            ),
+            FreeError::BadOrder(o) => write!(f, "free with order {o} (at most {MAX_ORDER})"),
+        }
+    }
+}
+
+pub struct PageAllocator<P: PhysMem> {
+    map: MemMap,
+    zones: [Zone; 3],
+    block_state: Vec<u8>,
+    phys: P,
+    /// Poison freed pages and check the poison when they are handed out again.
+    pub debug_pagealloc: bool,
+    /// An allocation left a zone below its low watermark: reclaim should run.
+    reclaim_wanted: bool,
+    /// Pages found modified while free (debug_pagealloc).
+    pub poison_errors: u64,
+    /// Lazily initialised blocks so far (for reports).
+    pub blocks_initialised: u64,
+}
+
+impl<P: PhysMem> PageAllocator<P> {
+    /// An allocator for RAM `memory` (sorted, page aligned) with metadata in `map`, zones cut at
+    /// `limits`. Nothing is free until `release`.
+    pub fn new(phys: P, map: MemMap, memory: &[PhysRange], limits: ZoneLimits) -> Self {
+        let start = memory.first().map_or(0, |r| r.base.as_u64() >> PAGE_SHIFT);
+        let end = memory.last().map_or(0, |r| (r.end() >> PAGE_SHIFT) as u64);
+        let dma = (limits.dma_end >> PAGE_SHIFT).clamp(start, end);
+        let dma32 = (limits.dma32_end >> PAGE_SHIFT).clamp(dma, end);
+        let mut zones = [
+            Zone::new(ZoneId::Dma, start, dma),
+            Zone::new(ZoneId::Dma32, dma, dma32),
+            Zone::new(ZoneId::Normal, dma32, end),
+        ];
+        for r in memory {
+            let (s, e) = (
+                r.base.as_u64() >> PAGE_SHIFT,
+                (r.end() >> PAGE_SHIFT) as u64,
+            );
+            for z in zones.iter_mut() {
+                let (a, b) = (s.max(z.start_pfn), e.min(z.end_pfn));
+                if a < b {
+                    z.present += b - a;
+                }
+            }
+        }
+        let blocks = end.div_ceil(BLOCK_PAGES) as usize;
+        PageAllocator {
+            map,
+            zones,
+            block_state: alloc::vec![BLOCK_NONE; blocks],
+            phys,
+            debug_pagealloc: false,
+            reclaim_wanted: false,
+            poison_errors: 0,
+            blocks_initialised: 0,
+        }
+    }
+
+    pub fn zone(&self, id: ZoneId) -> &Zone {
+        &self.zones[id.index()]
+    }
+
+    fn zone_index(&self, pfn: u64) -> Option<usize> {
+        self.zones.iter().position(|z| z.spans(pfn))
+    }
+
+    fn page(&self, pfn: u64) -> Option<&mut Page> {
+        // SAFETY: the map's arrays are ours alone and `&mut self` methods serialise access; no two
+        // references to the same page are alive at once in this module.
+        self.map.get(pfn).map(|p| unsafe { &mut *p })
+    }
+
+    /// Initialises every page of the max-order block at `block_pfn` (all not free, not reserved,
+    /// in their zone) and marks the block initialised.
+    fn init_block(map: &MemMap, zones: &[Zone; 3], state: &mut [u8], block_pfn: u64) {
+        let b = (block_pfn / BLOCK_PAGES) as usize;
+        for pfn in block_pfn..block_pfn + BLOCK_PAGES {
+            if let Some(p) = map.get(pfn) {
+                let zone = zones.iter().position(|z| z.spans(pfn)).unwrap_or(0);
+                // SAFETY: `p` is populated metadata of the map; nothing else references it now.
+                unsafe { p.write(Page::new(zone, 0)) };
+            }
+        }
+        state[b] = BLOCK_INIT;
+    }
+
+    /// The hand-over from the early allocator: `free` (sorted, disjoint, inside RAM) becomes free
+    /// memory; everything else in RAM is reserved. Whole free max-order blocks are put on the
+    /// free lists without touching their other pages' metadata.
+    pub fn release(&mut self, memory: &[PhysRange], free: &[PhysRange]) {
+        let mut fi = 0;
+        for r in memory {
+            let (s, e) = (
+                r.base.as_u64() >> PAGE_SHIFT,
+                (r.end() >> PAGE_SHIFT) as u64,
+            );
+            let mut block = s & !(BLOCK_PAGES - 1);
+            while block < e {
+                let block_end = block + BLOCK_PAGES;
+                let b = (block / BLOCK_PAGES) as usize;
+                if self.block_state[b] != BLOCK_NONE {
+                    block = block_end; // shared with the previous bank, done already
+                    continue;
+                }
+                while fi < free.len() && ((free[fi].end() >> PAGE_SHIFT) as u64) <= block {
+                    fi += 1;
+                }
+                // The free frames inside this block.
+                let mut parts: Vec<(u64, u64)> = Vec::new();
+                let mut j = fi;
+                while j < free.len() && (free[j].base.as_u64() >> PAGE_SHIFT) < block_end {
+                    let fs = (free[j].base.as_u64() >> PAGE_SHIFT).max(block);
+                    let fe = ((free[j].end() >> PAGE_SHIFT) as u64).min(block_end);
+                    if fs < fe {
+                        parts.push((fs, fe));
+                    }
+                    j += 1;
+                }
+                let whole = parts.len() == 1 && parts[0] == (block, block_end);
+                let zi = self.zone_index(block);
+                if whole && zi.is_some_and(|z| self.zones[z].spans(block_end - 1)) {
+                    let z = zi.unwrap_or(0);
+                    if let Some(p) = self.map.get(block) {
+                        // SAFETY: populated metadata, not referenced elsewhere.
+                        unsafe { p.write(Page::new(z, 0)) };
+                    }
+                    self.block_state[b] = BLOCK_FREE_UNINIT;
+                    self.zones[z].add_free_block(&self.map, block, MAX_ORDER);
+                    self.zones[z].managed += BLOCK_PAGES;
+                    self.zones[z].free += BLOCK_PAGES;
+                    if self.debug_pagealloc {
+                        self.poison(block, MAX_ORDER);
+                    }
+                } else if parts.is_empty() {
+                    self.block_state[b] = BLOCK_RESERVED_UNINIT;
+                } else {
+                    Self::init_block(&self.map, &self.zones, &mut self.block_state, block);
+                    self.blocks_initialised += 1;
+                    for pfn in block..block_end {
+                        if let Some(p) = self.page(pfn) {
+                            p.flags |= PG_RESERVED;
+                        }
+                    }
+                    for (fs, fe) in parts {
+                        for pfn in fs..fe {
+                            if let Some(p) = self.page(pfn) {
+                                p.flags &= !PG_RESERVED;
+                            }
+                            let Some(z) = self.zone_index(pfn) else {
+                                continue;
+                            };
+                            self.zones[z].managed += 1;
+                            self.zones[z].free += 1;
+                            if self.debug_pagealloc {
+                                self.poison(pfn, 0);
+                            }
+                            self.zones[z].buddy_free(&self.map, pfn, 0);
+                        }
+                    }
+                }
+                block = block_end;
+            }
+        }
+    }
+
+    /// Linux's watermarks: `min_free_kbytes = sqrt(16 * managed kB)` (128 kB..256 MiB) shared
+    /// out by size; low and high a quarter (or 0.1% of the zone) above; lowmem reserves with
+    /// Linux's ratios (DMA 256, DMA32 256).
+    pub fn setup_watermarks(&mut self) {
+        let total: u64 = self.zones.iter().map(|z| z.managed).sum();
+        let total_kb = total * (PAGE_SIZE / 1024);
+        let min_kb = isqrt(total_kb * 16).clamp(128, 262_144);
+        let min_pages = min_kb / (PAGE_SIZE / 1024);
+        for z in self.zones.iter_mut() {
+            let min = if total == 0 {
+                0
+            } else {
+                (min_pages as u128 * z.managed as u128 / total as u128) as u64
+            };
+            let step = (min / 4).max(z.managed * 10 / 10_000);
+            z.watermark = [min, min + step, min + 2 * step];
+        }
+        const RATIO: [u64; 3] = [256, 256, 32];
+        for i in 0..3 {
+            for j in 0..3 {
+                self.zones[i].lowmem_reserve[j] = if j > i {
+                    self.zones[i + 1..=j].iter().map(|z| z.managed).sum::<u64>() / RATIO[i]
+                } else {
+                    0
+                };
+            }
+        }
+    }
+
+    /// The highest zone a request may use.
+    fn highest_zone(gfp: Gfp) -> usize {
+        if gfp.contains(Gfp::DMA) {
+            0
+        } else if gfp.contains(Gfp::DMA32) {
+            1
+        } else {
+            2
+        }
+    }
+
+    /// One attempt over the zones the flags allow, highest first, keeping `mark` intact.
+    pub fn alloc(&mut self, gfp: Gfp, order: u8, mark: Mark) -> Result<PhysAddr, AllocError> {
+        if order > MAX_ORDER {
+            return Err(AllocError { gfp, order });
+        }
+        let highest = Self::highest_zone(gfp);
+        let pages = 1u64 << order;
+        for zi in (0..=highest).rev() {
+            let Self {
+                map,
+                zones,
+                block_state,
+                blocks_initialised,
+                ..
+            } = self;
+            let z = &zones[zi];
+            if z.managed == 0 {
+                continue;
+            }
+            let mut wmark = match mark {
+                Mark::Low => z.watermark[1],
+                Mark::Min => z.watermark[0],
+            };
+            if gfp.contains(Gfp::HIGH) {
+                wmark /= 2;
+            }
+            if z.free < pages + wmark + z.lowmem_reserve[highest] {
+                continue;
+            }
+            let spans: [(u64, u64); 3] = [
+                (zones[0].start_pfn, zones[0].end_pfn),
+                (zones[1].start_pfn, zones[1].end_pfn),
+                (zones[2].start_pfn, zones[2].end_pfn),
+            ];
+            let mut init = |m: &MemMap, head: u64| {
+                let b = (head / BLOCK_PAGES) as usize;
+                if block_state[b] == BLOCK_FREE_UNINIT {
+                    for pfn in head..head + BLOCK_PAGES {
+                        if let Some(p) = m.get(pfn) {
+                            let zone = spans
+                                .iter()
+                                .position(|&(s, e)| pfn >= s && pfn < e)
+                                .unwrap_or(0);
+                            // SAFETY: populated metadata of a block nobody else references.
+                            unsafe { p.write(Page::new(zone, 0)) };
+                        }
+                    }
+                    block_state[b] = BLOCK_INIT;
+                    *blocks_initialised += 1;
+                }
+            };
+            let zone = &mut zones[zi];
+            let got = if order == 0 {
+                zone.pcp_alloc(map, &mut init)
+            } else {
+                zone.buddy_alloc(map, order, &mut init)
+            };
+            let Some(pfn) = got else { continue };
+            zone.free -= pages;
+            zone.stats.alloc_success += 1;
+            if zone.free < zone.watermark[1] {
+                self.reclaim_wanted = true;
+            }
+            if let Some(p) = self.page(pfn) {
+                p.flags = (p.flags & !(PG_BUDDY | PG_PCP)) | PG_ALLOCATED;
+                p.set_order(order);
+                p.refcount = 1;
+                p.private = 0;
+            }
+            if self.debug_pagealloc {
+                self.check_poison(pfn, order);
+            }
+            if gfp.contains(Gfp::ZERO) {
+                for i in 0..pages {
+                    // SAFETY: `PhysMem` maps every managed frame; this block is now ours.
+                    unsafe {
+                        self.phys
+                            .page_ptr(pfn + i)
+                            .write_bytes(0, PAGE_SIZE as usize)
+                    };
+                }
+            }
+            return Ok(PhysAddr::new(pfn << PAGE_SHIFT));
+        }
+        if let Some(z) = self.zones.get_mut(highest) {
+            z.stats.alloc_fail += 1;
+        }
+        Err(AllocError { gfp, order })
+    }
+
+    /// Frees a block allocated with `order`, or explains why it cannot be.
+    pub fn free(&mut self, pa: PhysAddr, order: u8) -> Result<(), FreeError> {
+        let pfn = pa.as_u64() >> PAGE_SHIFT;
+        if order > MAX_ORDER {
+            return Err(FreeError::BadOrder(order));
+        }
+        let zi = self.zone_index(pfn).ok_or(FreeError::NotRam(pfn))?;
+        match self
+            .block_state
+            .get((pfn / BLOCK_PAGES) as usize)
+            .copied()
+            .unwrap_or(BLOCK_NONE)
+        {
+            BLOCK_INIT => {}
+            BLOCK_FREE_UNINIT => return Err(FreeError::DoubleFree(pfn)),
+            BLOCK_RESERVED_UNINIT => return Err(FreeError::Reserved(pfn)),
+            _ => return Err(FreeError::NotRam(pfn)),
+        }
+        let page = self.page(pfn).ok_or(FreeError::NotRam(pfn))?;
+        if !page.has(PG_ALLOCATED) {
+            return Err(if page.has(PG_RESERVED) {
+                FreeError::Reserved(pfn)
+            } else if page.has(PG_BUDDY) || page.has(PG_PCP) {
+                FreeError::DoubleFree(pfn)
+            } else {
+                FreeError::NotAllocated(pfn)
+            });
+        }
+        if page.order() != order {
+            return Err(FreeError::WrongOrder {
+                pfn,
+                given: order,
+                allocated: page.order(),
+            });
+        }
+        page.flags &= !PG_ALLOCATED;
+        page.refcount = 0;
+        if self.debug_pagealloc {
+            self.poison(pfn, order);
+        }
+        let Self { map, zones, .. } = self;
+        let zone = &mut zones[zi];
+        zone.free += 1 << order;
+        zone.stats.frees += 1;
+        if order == 0 {
+            zone.pcp_free(map, pfn);
+        } else {
+            zone.buddy_free(map, pfn, order);
+        }
+        Ok(())
+    }
+
+    /// Gives every per-CPU page back to the buddy lists (before reports and tests of state).
+    pub fn drain_pcp(&mut self) {
+        let Self { map, zones, .. } = self;
+        for z in zones.iter_mut() {
+            let n = z.pcp_count();
+            z.pcp_drain(map, n);
+        }
+    }
+
+    /// Takes and clears the "a zone crossed its low watermark" signal.
+    pub fn take_reclaim_wanted(&mut self) -> bool {
+        core::mem::take(&mut self.reclaim_wanted)
+    }
+
+    fn poison(&mut self, pfn: u64, order: u8) {
+        for i in 0..1u64 << order {
+            // SAFETY: a free block of managed frames; `PhysMem` maps them.
+            unsafe {
+                self.phys
+                    .page_ptr(pfn + i)
+                    .write_bytes(POISON, PAGE_SIZE as usize)
+            };
+        }
+    }
+
+    fn check_poison(&mut self, pfn: u64, order: u8) {
+        for i in 0..1u64 << order {
+            // SAFETY: as in `poison`; only read.
+            let bytes = unsafe {
+                core::slice::from_raw_parts(self.phys.page_ptr(pfn + i), PAGE_SIZE as usize)
+            };
+            if let Some(off) = bytes.iter().position(|&b| b != POISON) {
+                self.poison_errors += 1;
+                log::error!(
+                    "debug_pagealloc: page {:#x} was written while free (offset {:#x} holds {:#04x}, poison is {:#04x})",
+                    (pfn + i) << PAGE_SHIFT,
+                    off,
+                    bytes[off],
+                    POISON
+                );
+            }
+        }
+    }
+
+    pub fn managed_pages(&self) -> u64 {
+        self.zones.iter().map(|z| z.managed).sum()
+    }
+    pub fn free_pages(&self) -> u64 {
+        self.zones.iter().map(|z| z.free).sum()
+    }
+
+    /// `/proc/buddyinfo` lines, one per populated zone.
+    pub fn buddyinfo(&self) -> Vec<String> {
+        self.zones
+            .iter()
+            .filter(|z| z.present > 0)
+            .map(|z| {
+                let mut line = format!("Node 0, zone {:>8} ", z.id.name());
+                for n in z.buddyinfo() {
+                    line.push_str(&format!("{n:>6} "));
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// A `/proc/zoneinfo`-like summary: spans, counts, watermarks and protections.
+    pub fn zoneinfo(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for z in &self.zones {
+            out.push(format!("Node 0, zone {:>8}", z.id.name()));
+            if z.present == 0 {
+                out.push("  (empty)".into());
+                continue;
+            }
+            out.push(format!(
+                "  range    [mem {:#011x}-{:#011x}]",
+                z.start_pfn << PAGE_SHIFT,
+                (z.end_pfn << PAGE_SHIFT) - 1
+            ));
+            out.push(format!("  pages free     {}", z.free));
+            out.push(format!("        min      {}", z.watermark[0]));
+            out.push(format!("        low      {}", z.watermark[1]));
+            out.push(format!("        high     {}", z.watermark[2]));
+            out.push(format!("        spanned  {}", z.end_pfn - z.start_pfn));
+            out.push(format!("        present  {}", z.present));
+            out.push(format!("        managed  {}", z.managed));
+            out.push(format!(
+                "        protection: ({}, {}, {})",
+                z.lowmem_reserve[0], z.lowmem_reserve[1], z.lowmem_reserve[2]
+            ));
+        }
+        out
+    }
+
+    /// Zone boundaries as Linux prints them at boot.
+    pub fn zone_ranges(&self) -> Vec<String> {
+        let mut out = alloc::vec![String::from("Zone ranges:")];
+        for z in &self.zones {
+            if z.present == 0 {
+                out.push(format!("  {:<8} empty", z.id.name()));
+            } else {
+                out.push(format!(
+                    "  {:<8} [mem {:#018x}-{:#018x}] {} pages managed",
+                    z.id.name(),
+                    z.start_pfn << PAGE_SHIFT,
+                    (z.end_pfn << PAGE_SHIFT) - 1,
+                    z.managed
+                ));
+            }
+        }
+        out
+    }
+
+    /// Lines for `/proc/meminfo`: total, free and available (free minus the high watermarks).
+    pub fn meminfo(&self) -> [(&'static str, u64); 3] {
+        let total = self.managed_pages() * PAGE_SIZE;
+        let free = self.free_pages() * PAGE_SIZE;
+        let reserve: u64 = self.zones.iter().map(|z| z.watermark[2]).sum::<u64>() * PAGE_SIZE;
+        [
+            ("MemTotal", total),
+            ("MemFree", free),
+            ("MemAvailable", free.saturating_sub(reserve)),
+        ]
+    }
+
+    /// Checks the free lists against the metadata (for tests): every listed block is a free head
+    /// of its order, aligned, inside its zone; returns the free pages listed.
+    pub fn check_free_lists(&self) -> Result<u64, String> {
+        let mut total = 0;
+        for z in &self.zones {
+            let mut zone_total = z.pcp_count() as u64;
+            for (o, area) in z.free_area.iter().enumerate() {
+                let mut pfn = area.head;
+                let mut n = 0;
+                while pfn != super::page::NIL {
+                    let p = self
+                        .page(pfn)
+                        .ok_or(format!("listed frame {pfn:#x} has no metadata"))?;
+                    if !p.has(PG_BUDDY) || p.order() as usize != o {
+                        return Err(format!(
+                            "frame {pfn:#x} on list {o} has flags {:#x}",
+                            p.flags
+                        ));
+                    }
+                    if pfn % (1 << o) != 0 || !z.spans(pfn) || !z.spans(pfn + (1 << o) - 1) {
+                        return Err(format!(
+                            "block {pfn:#x} order {o} misplaced in {}",
+                            z.id.name()
+                        ));
+                    }
+                    n += 1;
+                    zone_total += 1 << o;
+                    pfn = p.next;
+                    if n > area.count {
+                        return Err(format!(
+                            "list {o} of {} is longer than its count",
+                            z.id.name()
+                        ));
+                    }
+                }
+                if n != area.count {
+                    return Err(format!(
+                        "list {o} of {}: {n} blocks, count {}",
+                        z.id.name(),
+                        area.count
+                    ));
+                }
+            }
+            if zone_total != z.free {
+                return Err(format!(
+                    "{}: lists hold {zone_total} pages, free says {}",
+                    z.id.name(),
+                    z.free
+                ));
+            }
+            total += zone_total;
+        }
+        Ok(total)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn phys_for_test(&self) -> &P {
+        &self.phys
+    }
+
+    pub fn zones(&self) -> &[Zone; 3] {
+        &self.zones
+    }
+
+    /// All zone ids, for reports.
+    pub fn zone_ids() -> [ZoneId; 3] {
+        ZONES
+    }
+
+    /// Largest free block order per zone, for warnings.
+    pub fn nr_orders() -> usize {
+        NR_ORDERS
+    }
+}
+
+fn isqrt(n: u64) -> u64 {
+    n.isqrt()
+}
+
+/// The kernel-wide allocator: the lock, the reclaim hook and the allocation policy.
+pub struct GlobalPages<P: PhysMem> {
+    inner: spin::Mutex<Option<PageAllocator<P>>>,
+    reclaim: spin::Mutex<Option<fn(ZoneId, u8) -> u64>>,
+}
+
+impl<P: PhysMem> Default for GlobalPages<P> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<P: PhysMem> GlobalPages<P> {
+    pub const fn new() -> Self {
+        GlobalPages {
+            inner: spin::Mutex::new(None),
+            reclaim: spin::Mutex::new(None),
+        }
+    }
+
+    pub fn install(&self, allocator: PageAllocator<P>) {
+        *self.inner.lock() = Some(allocator);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.inner.lock().is_some()
+    }
+
+    /// Runs `f` on the allocator, if there is one.
+    pub fn with<R>(&self, f: impl FnOnce(&mut PageAllocator<P>) -> R) -> Option<R> {
+        self.inner.lock().as_mut().map(f)
+    }
+
+    /// Called when a zone falls below its low watermark; returns pages freed.
+    pub fn set_reclaim_hook(&self, hook: fn(ZoneId, u8) -> u64) {
+        *self.reclaim.lock() = Some(hook);
+    }
+
+    fn reclaim(&self, gfp: Gfp, order: u8) -> u64 {
+        let hook = *self.reclaim.lock();
+        let zone = ZONES[PageAllocator::<P>::highest_zone(gfp)];
+        hook.map_or(0, |h| h(zone, order))
+    }
+
+    fn try_alloc(&self, gfp: Gfp, order: u8, mark: Mark) -> Result<(PhysAddr, bool), AllocError> {
+        let mut guard = self.inner.lock();
+        let a = guard.as_mut().ok_or(AllocError { gfp, order })?;
+        let r = a.alloc(gfp, order, mark);
+        Ok((r?, a.take_reclaim_wanted()))
+    }
+
+    /// `alloc_pages`: 2^order contiguous pages, naturally aligned, from the zones `gfp` allows.
+    pub fn alloc_pages(&self, gfp: Gfp, order: u8) -> Result<PhysAddr, AllocError> {
+        // Fast path: above the low watermark.
+        if let Ok((pa, wanted)) = self.try_alloc(gfp, order, Mark::Low) {
+            if wanted {
+                self.reclaim(gfp, order);
+            }
+            return Ok(pa);
+        }
+        // Below low: wake reclaim, then dig to the min watermark.
+        self.reclaim(gfp, order);
+        if let Ok((pa, _)) = self.try_alloc(gfp, order, Mark::Min) {
+            return Ok(pa);
+        }
+        if !gfp.contains(Gfp::NORETRY) {
+            let mut progress = self.reclaim(gfp, order);
+            if let Ok((pa, _)) = self.try_alloc(gfp, order, Mark::Min) {
+                return Ok(pa);
+            }
+            while gfp.contains(Gfp::NOFAIL) && progress > 0 {
+                if let Ok((pa, _)) = self.try_alloc(gfp, order, Mark::Min) {
+                    return Ok(pa);
+                }
+                progress = self.reclaim(gfp, order);
+            }
+        }
+        let err = AllocError { gfp, order };
+        if gfp.contains(Gfp::NOFAIL) {
+            self.warn_failure(&err);
+            panic!("{err}: __GFP_NOFAIL and reclaim can free nothing more");
+        }
+        if !gfp.contains(Gfp::NOWARN) {
+            self.warn_failure(&err);
+        }
+        Err(err)
+    }
+
+    fn warn_failure(&self, err: &AllocError) {
+        log::warn!("{err}");
+        if let Some(lines) = self.with(|a| a.buddyinfo()) {
+            for line in lines {
+                log::warn!("  {line}");
+            }
+        }
+    }
+
+    /// `free_pages`: refuses (and reports) a bad free, leaving the allocator as it was.
+    pub fn free_pages(&self, pa: PhysAddr, order: u8) -> Result<(), FreeError> {
+        let r = self
+            .inner
+            .lock()
+            .as_mut()
+            .map_or(Err(FreeError::NotRam(pa.as_u64() >> PAGE_SHIFT)), |a| {
+                a.free(pa, order)
+            });
+        if let Err(e) = &r {
+            log::error!("page allocator: {e}");
+        }
+        r
+    }
+
+    /// An owner of 2^order pages that frees them on drop.
+    pub fn alloc_box(&self, gfp: Gfp, order: u8) -> Result<PageBox<'_, P>, AllocError> {
+        Ok(PageBox {
+            pages: self,
+            pa: self.alloc_pages(gfp, order)?,
+            order,
+        })
+    }
+
+    /// `get_zeroed_page`: one zeroed page, owned.
+    pub fn get_zeroed_page(&self, gfp: Gfp) -> Result<PageBox<'_, P>, AllocError> {
+        self.alloc_box(gfp | Gfp::ZERO, 0)
+    }
+}
+
+/// Pages from `GlobalPages`, given back when dropped.
+pub struct PageBox<'a, P: PhysMem> {
+    pages: &'a GlobalPages<P>,
+    pa: PhysAddr,
+    order: u8,
+}
+
+impl<P: PhysMem> PageBox<'_, P> {
+    pub fn phys(&self) -> PhysAddr {
+        self.pa
+    }
+    pub fn order(&self) -> u8 {
+        self.order
+    }
+    pub fn size(&self) -> u64 {
+        PAGE_SIZE << self.order
+    }
+    /// Gives up ownership without freeing; the caller frees with `free_pages`.
+    pub fn into_phys(self) -> PhysAddr {
+        let pa = self.pa;
+        core::mem::forget(self);
+        pa
+    }
+}
+
+impl<P: PhysMem> Drop for PageBox<'_, P> {
+    fn drop(&mut self) {
+        let _ = self.pages.free_pages(self.pa, self.order);
+    }
+}
+
+#[cfg(test)]
+#[path = "page_alloc_tests.rs"]
+mod tests;
