@@ -3,6 +3,7 @@
 #   make test
 #   make bench       benchmarks under QEMU -icount shift=0 (table + `bench NAME VALUE UNIT` lines)
 #   make image       build/Image (arm64 Image, for QEMU -kernel, U-Boot booti, Pi kernel8.img)
+#   make sdcard [BOARD=rpi4|rpi3]   Raspberry Pi SD-card image build/sdcard-BOARD.img (default rpi4)
 #   make dtb-info DTB=file.dtb
 SHELL := /bin/bash
 BOARD ?= virt
@@ -12,7 +13,7 @@ BOOTARGS ?=
 BUILD := build
 ELF := target/aarch64-unknown-none/release/ferrite
 
-.PHONY: all setup kernel image run test test-host bench dtb-info clean
+.PHONY: all setup kernel image sdcard run test test-host bench dtb-info clean
 all: image
 
 setup:
@@ -26,6 +27,10 @@ image: kernel
 	@cp $(ELF) $(BUILD)/ferrite.elf
 	@source scripts/lib.sh && make_image $(BUILD)/ferrite.elf $(BUILD)/Image
 	@echo "$(BUILD)/Image ($$(stat -c %s $(BUILD)/Image) bytes), ELF for debugging: $(BUILD)/ferrite.elf"
+
+# BOARD left at its default (virt, for make run) means rpi4 here; QEMU boards are refused.
+sdcard: image
+	@b="$(if $(filter file,$(origin BOARD)),rpi4,$(BOARD))"; scripts/mksdcard "$$b" "$(BUILD)/sdcard-$$b.img"
 
 run: image
 	@BOARD=$(BOARD) MEM=$(MEM) SMP=$(SMP) BOOTARGS="$(BOOTARGS)" scripts/qemu-run $(BUILD)/Image

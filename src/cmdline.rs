@@ -31,6 +31,10 @@ pub struct BootOptions {
     pub ktest_filter: Option<String>,
     /// `ktest.inject=fail|panic|fault|null`.
     pub inject: Option<Inject>,
+    /// `zone_dma_bits=N`: the DMA zone ends at 2^N (overrides the device tree's `dma-ranges`).
+    pub zone_dma_bits: Option<u32>,
+    /// `debug_pagealloc[=on]`: poison free pages and check the poison when they are reused.
+    pub debug_pagealloc: bool,
     /// Options that were not understood, verbatim, with the reason.
     pub rejected: Vec<(String, &'static str)>,
 }
@@ -43,6 +47,8 @@ impl Default for BootOptions {
             semihosting: false,
             ktest_filter: None,
             inject: None,
+            zone_dma_bits: None,
+            debug_pagealloc: false,
             rejected: Vec::new(),
         }
     }
@@ -87,6 +93,12 @@ impl BootOptions {
                     "null" => o.inject = Some(Inject::Null),
                     _ => reject("expected fail, panic, fault or null"),
                 },
+                ("zone_dma_bits", Some(v)) => match v.parse::<u32>() {
+                    Ok(bits) if (24..=48).contains(&bits) => o.zone_dma_bits = Some(bits),
+                    _ => reject("expected a number of bits from 24 to 48"),
+                },
+                ("debug_pagealloc", None | Some("on")) => o.debug_pagealloc = true,
+                ("debug_pagealloc", Some("off")) => o.debug_pagealloc = false,
                 // Options meant for Linux or the firmware that may share a command line.
                 ("console" | "earlycon" | "root" | "rootwait" | "rw" | "ro", _) => {}
                 _ => reject("unknown option"),
@@ -119,6 +131,8 @@ mod tests {
         assert!(o.semihosting);
         assert_eq!(o.inject, Some(Inject::Null));
         assert_eq!(o.ktest_filter.as_deref(), Some("machine"));
+        let o = BootOptions::parse("zone_dma_bits=30 debug_pagealloc=on");
+        assert_eq!((o.zone_dma_bits, o.debug_pagealloc), (Some(30), true));
         assert!(o.rejected.is_empty());
     }
 

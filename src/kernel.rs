@@ -19,6 +19,8 @@ pub struct BootInfo {
     pub kimage: KernelImage,
     /// Exception level at entry (2 from the Pi firmware or QEMU with virtualization, else 1).
     pub entry_el: u8,
+    /// The generic timer's count at the image's first instruction.
+    pub entry_ticks: u64,
 }
 
 pub struct Kernel {

@@ -50,9 +50,7 @@ mod boot {
             .unwrap_or("");
         let options = BootOptions::parse(bootargs);
         logger::init(options.log_level);
-        let psci = describe::describe(&tree, BootRanges::default())
-            .ok()
-            .and_then(|m| m.psci_method);
+        let psci = describe::psci_method(&tree);
         power::configure(options.semihosting, psci);
 
         info!(
@@ -109,6 +107,26 @@ mod boot {
         if let Err(e) = mmu::retire_identity_map() {
             fail(format_args!("cannot drop the identity map: {e}"));
         }
+        match mm::init::init(&machine, options.zone_dma_bits, options.debug_pagealloc) {
+            Ok(r) => {
+                info!(
+                    "Page allocator: {} KiB of RAM, {} KiB reserved, {} KiB of page metadata ({} bytes a page, {} section(s)){}",
+                    r.ram >> 10,
+                    r.reserved >> 10,
+                    r.metadata_bytes >> 10,
+                    core::mem::size_of::<mm::page::Page>(),
+                    r.sections,
+                    if options.debug_pagealloc { ", debug_pagealloc on" } else { "" }
+                );
+                if let Some(lines) = mm::init::PAGES.with(|a| a.zone_ranges()) {
+                    for line in lines {
+                        info!("{line}");
+                    }
+                }
+                let _ = r.limits;
+            }
+            Err(e) => fail(format_args!("cannot start the page allocator: {e}")),
+        }
         for line in layout::describe(&boot.kimage, machine.ram_bytes()) {
             info!("{line}");
         }
@@ -132,6 +150,10 @@ mod boot {
                 names.join(", ")
             ));
         };
+        let ticks = ferrite::arch::aarch64::timer::ticks() - kernel.boot.entry_ticks;
+        let ns = ticks as u128 * 1_000_000_000 / ferrite::arch::aarch64::timer::frequency() as u128;
+        // Under QEMU -icount shift=0 a nanosecond is an instruction: `make bench` reads this.
+        info!("Boot: {ns} ns from the first instruction to the job");
         info!("Running job '{}': {}", job.name, job.about);
         let status = (job.main)(kernel);
         info!("Job '{}' finished: {:?}", job.name, status);

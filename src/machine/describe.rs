@@ -290,18 +290,7 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
             }
         }
     }
-    m.psci_method = tree
-        .all()
-        .find(|&n| {
-            tree.prop_strs(n, "compatible")
-                .any(|c| c.starts_with("arm,psci"))
-                && tree.is_available(n)
-        })
-        .and_then(|n| match tree.prop_str(n, "method") {
-            Some("hvc") => Some(PsciMethod::Hvc),
-            Some("smc") => Some(PsciMethod::Smc),
-            _ => None,
-        });
+    m.psci_method = psci_method(tree);
     if let Some(cpus) = tree.find("/cpus") {
         let mut methods: Vec<&str> = Vec::new();
         for &c in &tree.node(cpus).children {
@@ -501,6 +490,21 @@ fn describe_reserved_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), Ma
             .push(format!("reserved-memory {}: {}", r.name, r.reason));
     }
     Ok(())
+}
+
+/// The PSCI conduit of the first available `arm,psci*` node.
+pub fn psci_method(tree: &DeviceTree) -> Option<PsciMethod> {
+    tree.all()
+        .find(|&n| {
+            tree.prop_strs(n, "compatible")
+                .any(|c| c.starts_with("arm,psci"))
+                && tree.is_available(n)
+        })
+        .and_then(|n| match tree.prop_str(n, "method") {
+            Some("hvc") => Some(PsciMethod::Hvc),
+            Some("smc") => Some(PsciMethod::Smc),
+            _ => None,
+        })
 }
 
 /// The highest `align`-aligned base where `size` bytes fit in one of `free`, as memblock allocates.

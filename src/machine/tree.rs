@@ -33,6 +33,8 @@ pub struct DeviceTree<'a> {
     pub nodes: Vec<Node<'a>>,
     /// `/memreserve/` entries as (address, size), zero-sized ones included as written.
     pub memreserve: Vec<(u64, u64)>,
+    /// (phandle, node), sorted, for interrupt-parent and clock lookups.
+    phandles: Vec<(u32, usize)>,
 }
 
 fn be32(data: &[u8], at: usize) -> u32 {
@@ -111,11 +113,25 @@ impl<'a> DeviceTree<'a> {
                 _ => break,
             }
         }
-        Ok(DeviceTree {
+        let mut tree = DeviceTree {
             header,
             nodes,
             memreserve,
-        })
+            phandles: Vec::new(),
+        };
+        let mut phandles: Vec<(u32, usize)> = tree
+            .all()
+            .filter_map(|n| {
+                tree.prop_u32(n, "phandle")
+                    .or_else(|| tree.prop_u32(n, "linux,phandle"))
+                    .map(|p| (p, n))
+            })
+            .collect();
+        // The first node with a phandle wins if a broken tree repeats one.
+        phandles.sort_by_key(|&(p, n)| (p, n));
+        phandles.dedup_by_key(|&mut (p, _)| p);
+        tree.phandles = phandles;
+        Ok(tree)
     }
 
     pub fn root(&self) -> usize {
@@ -268,10 +284,11 @@ impl<'a> DeviceTree<'a> {
     }
 
     pub fn by_phandle(&self, phandle: u32) -> Option<usize> {
-        (0..self.nodes.len()).find(|&n| {
-            self.prop_u32(n, "phandle") == Some(phandle)
-                || self.prop_u32(n, "linux,phandle") == Some(phandle)
-        })
+        let i = self
+            .phandles
+            .binary_search_by_key(&phandle, |&(p, _)| p)
+            .ok()?;
+        Some(self.phandles[i].1)
     }
 
     /// Every node, in blob order.

@@ -11,6 +11,7 @@ pub mod pgtable;
 
 pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 pub mod gfp;
+pub mod init;
 pub mod memblock;
 pub mod page;
 pub mod page_alloc;

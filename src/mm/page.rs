@@ -111,6 +111,14 @@ impl MemMap {
 
     /// The metadata of `pfn`, if its section has a map.
     #[inline]
+    pub fn get_mut(&mut self, pfn: u64) -> Option<&mut Page> {
+        // SAFETY: `get` returns a pointer into a populated array that only this map hands out,
+        // and `&mut self` makes the reference unique.
+        self.get(pfn).map(|p| unsafe { &mut *p })
+    }
+
+    /// The metadata of `pfn`, if its section has a map, as a pointer (for initialising it).
+    #[inline]
     pub fn get(&self, pfn: u64) -> Option<*mut Page> {
         let section = *self.sections.get((pfn >> SECTION_SHIFT) as usize)?;
         if section.is_null() {

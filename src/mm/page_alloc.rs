@@ -164,15 +164,18 @@ impl<P: PhysMem> PageAllocator<P> {
         self.zones.iter().position(|z| z.spans(pfn))
     }
 
-    fn page(&self, pfn: u64) -> Option<&mut Page> {
-        // SAFETY: the map's arrays are ours alone and `&mut self` methods serialise access; no two
-        // references to the same page are alive at once in this module.
-        self.map.get(pfn).map(|p| unsafe { &mut *p })
+    fn page(&mut self, pfn: u64) -> Option<&mut Page> {
+        self.map.get_mut(pfn)
+    }
+
+    fn page_ref(&self, pfn: u64) -> Option<&Page> {
+        // SAFETY: shared access to populated metadata while no `&mut` to it exists (`&self`).
+        self.map.get(pfn).map(|p| unsafe { &*p })
     }
 
     /// Initialises every page of the max-order block at `block_pfn` (all not free, not reserved,
     /// in their zone) and marks the block initialised.
-    fn init_block(map: &MemMap, zones: &[Zone; 3], state: &mut [u8], block_pfn: u64) {
+    fn init_block(map: &mut MemMap, zones: &[Zone; 3], state: &mut [u8], block_pfn: u64) {
         let b = (block_pfn / BLOCK_PAGES) as usize;
         for pfn in block_pfn..block_pfn + BLOCK_PAGES {
             if let Some(p) = map.get(pfn) {
@@ -225,7 +228,7 @@ impl<P: PhysMem> PageAllocator<P> {
                         unsafe { p.write(Page::new(z, 0)) };
                     }
                     self.block_state[b] = BLOCK_FREE_UNINIT;
-                    self.zones[z].add_free_block(&self.map, block, MAX_ORDER);
+                    self.zones[z].add_free_block(&mut self.map, block, MAX_ORDER);
                     self.zones[z].managed += BLOCK_PAGES;
                     self.zones[z].free += BLOCK_PAGES;
                     if self.debug_pagealloc {
@@ -234,7 +237,7 @@ impl<P: PhysMem> PageAllocator<P> {
                 } else if parts.is_empty() {
                     self.block_state[b] = BLOCK_RESERVED_UNINIT;
                 } else {
-                    Self::init_block(&self.map, &self.zones, &mut self.block_state, block);
+                    Self::init_block(&mut self.map, &self.zones, &mut self.block_state, block);
                     self.blocks_initialised += 1;
                     for pfn in block..block_end {
                         if let Some(p) = self.page(pfn) {
@@ -254,7 +257,7 @@ impl<P: PhysMem> PageAllocator<P> {
                             if self.debug_pagealloc {
                                 self.poison(pfn, 0);
                             }
-                            self.zones[z].buddy_free(&self.map, pfn, 0);
+                            self.zones[z].buddy_free(&mut self.map, pfn, 0);
                         }
                     }
                 }
@@ -281,10 +284,15 @@ impl<P: PhysMem> PageAllocator<P> {
             z.watermark = [min, min + step, min + 2 * step];
         }
         const RATIO: [u64; 3] = [256, 256, 32];
-        for i in 0..3 {
+        let managed: [u64; 3] = [
+            self.zones[0].managed,
+            self.zones[1].managed,
+            self.zones[2].managed,
+        ];
+        for (i, z) in self.zones.iter_mut().enumerate() {
             for j in 0..3 {
-                self.zones[i].lowmem_reserve[j] = if j > i {
-                    self.zones[i + 1..=j].iter().map(|z| z.managed).sum::<u64>() / RATIO[i]
+                z.lowmem_reserve[j] = if j > i {
+                    managed[i + 1..=j].iter().sum::<u64>() / RATIO[i]
                 } else {
                     0
                 };
@@ -337,7 +345,7 @@ impl<P: PhysMem> PageAllocator<P> {
                 (zones[1].start_pfn, zones[1].end_pfn),
                 (zones[2].start_pfn, zones[2].end_pfn),
             ];
-            let mut init = |m: &MemMap, head: u64| {
+            let mut init = |m: &mut MemMap, head: u64| {
                 let b = (head / BLOCK_PAGES) as usize;
                 if block_state[b] == BLOCK_FREE_UNINIT {
                     for pfn in head..head + BLOCK_PAGES {
@@ -582,7 +590,7 @@ impl<P: PhysMem> PageAllocator<P> {
                 let mut n = 0;
                 while pfn != super::page::NIL {
                     let p = self
-                        .page(pfn)
+                        .page_ref(pfn)
                         .ok_or(format!("listed frame {pfn:#x} has no metadata"))?;
                     if !p.has(PG_BUDDY) || p.order() as usize != o {
                         return Err(format!(
@@ -650,10 +658,14 @@ fn isqrt(n: u64) -> u64 {
     n.isqrt()
 }
 
+/// Called when a zone falls below its low watermark, with the preferred zone and the order
+/// wanted; returns the pages it freed.
+pub type ReclaimHook = fn(ZoneId, u8) -> u64;
+
 /// The kernel-wide allocator: the lock, the reclaim hook and the allocation policy.
 pub struct GlobalPages<P: PhysMem> {
     inner: spin::Mutex<Option<PageAllocator<P>>>,
-    reclaim: spin::Mutex<Option<fn(ZoneId, u8) -> u64>>,
+    reclaim: spin::Mutex<Option<ReclaimHook>>,
 }
 
 impl<P: PhysMem> Default for GlobalPages<P> {
@@ -684,7 +696,7 @@ impl<P: PhysMem> GlobalPages<P> {
     }
 
     /// Called when a zone falls below its low watermark; returns pages freed.
-    pub fn set_reclaim_hook(&self, hook: fn(ZoneId, u8) -> u64) {
+    pub fn set_reclaim_hook(&self, hook: ReclaimHook) {
         *self.reclaim.lock() = Some(hook);
     }
 

@@ -148,13 +148,12 @@ impl Zone {
     // The page accessors below take the map explicitly: the zone does not own it.
 
     #[inline]
-    fn page(map: &MemMap, pfn: u64) -> &mut Page {
-        // SAFETY: callers pass frames of this zone, whose sections are populated; the allocator
-        // holds the only access to the map while it runs.
-        unsafe { &mut *map.get(pfn).unwrap_unchecked() }
+    fn page(map: &mut MemMap, pfn: u64) -> &mut Page {
+        // SAFETY: callers pass frames of this zone, whose sections are populated.
+        unsafe { map.get_mut(pfn).unwrap_unchecked() }
     }
 
-    fn push(&mut self, map: &MemMap, pfn: u64, order: u8) {
+    fn push(&mut self, map: &mut MemMap, pfn: u64, order: u8) {
         let area = &mut self.free_area[order as usize];
         let head = area.head;
         {
@@ -171,7 +170,7 @@ impl Zone {
         area.count += 1;
     }
 
-    fn unlink(&mut self, map: &MemMap, pfn: u64, order: u8) {
+    fn unlink(&mut self, map: &mut MemMap, pfn: u64, order: u8) {
         let (prev, next) = {
             let p = Self::page(map, pfn);
             p.flags &= !PG_BUDDY;
@@ -193,9 +192,9 @@ impl Zone {
     /// (lazy metadata initialisation).
     pub fn buddy_alloc(
         &mut self,
-        map: &MemMap,
+        map: &mut MemMap,
         order: u8,
-        init_block: &mut dyn FnMut(&MemMap, u64),
+        init_block: &mut dyn FnMut(&mut MemMap, u64),
     ) -> Option<u64> {
         let mut o = order;
         while (o as usize) < NR_ORDERS && self.free_area[o as usize].head == NIL {
@@ -218,15 +217,13 @@ impl Zone {
     }
 
     /// Returns a block to the buddy lists, merging it with free buddies.
-    pub fn buddy_free(&mut self, map: &MemMap, mut pfn: u64, mut order: u8) {
+    pub fn buddy_free(&mut self, map: &mut MemMap, mut pfn: u64, mut order: u8) {
         while order < MAX_ORDER {
             let buddy = pfn ^ (1 << order);
             if !self.spans(buddy) {
                 break;
             }
-            let Some(b) = map.get(buddy) else { break };
-            // SAFETY: `b` is the populated metadata of a frame in this zone.
-            let b = unsafe { &*b };
+            let Some(b) = map.get_mut(buddy) else { break };
             if !b.has(PG_BUDDY) || b.order() != order {
                 break;
             }
@@ -239,7 +236,7 @@ impl Zone {
     }
 
     /// Puts a block on the free lists without merging (boot: max-order blocks of free RAM).
-    pub fn add_free_block(&mut self, map: &MemMap, pfn: u64, order: u8) {
+    pub fn add_free_block(&mut self, map: &mut MemMap, pfn: u64, order: u8) {
         self.push(map, pfn, order);
     }
 
@@ -247,8 +244,8 @@ impl Zone {
     #[inline]
     pub fn pcp_alloc(
         &mut self,
-        map: &MemMap,
-        init_block: &mut dyn FnMut(&MemMap, u64),
+        map: &mut MemMap,
+        init_block: &mut dyn FnMut(&mut MemMap, u64),
     ) -> Option<u64> {
         if self.pcp_count == 0 {
             for _ in 0..PCP_BATCH {
@@ -271,7 +268,7 @@ impl Zone {
 
     /// Returns an order-0 page to the per-CPU list, draining a batch when it is full.
     #[inline]
-    pub fn pcp_free(&mut self, map: &MemMap, pfn: u64) {
+    pub fn pcp_free(&mut self, map: &mut MemMap, pfn: u64) {
         if self.pcp_count == PCP_HIGH {
             self.pcp_drain(map, PCP_BATCH);
         }
@@ -281,7 +278,7 @@ impl Zone {
     }
 
     /// Gives up to `n` per-CPU pages back to the buddy lists (oldest first).
-    pub fn pcp_drain(&mut self, map: &MemMap, n: usize) {
+    pub fn pcp_drain(&mut self, map: &mut MemMap, n: usize) {
         let n = n.min(self.pcp_count);
         for i in 0..n {
             let pfn = self.pcp[i];

@@ -73,7 +73,7 @@ pub fn image() -> KernelImage {
 
 /// Called by entry.S in the high half, on the boot stack, MMU on.
 #[no_mangle]
-extern "C" fn arch_boot_entry(dtb: u64, load_base: u64, entry_el: u64) -> ! {
+extern "C" fn arch_boot_entry(dtb: u64, load_base: u64, entry_el: u64, entry_ticks: u64) -> ! {
     let image = *IMAGE.call_once(|| kernel_image(load_base));
     super::mmu::adopt_boot_tables(&image);
     let boot = BootInfo {
@@ -81,6 +81,7 @@ extern "C" fn arch_boot_entry(dtb: u64, load_base: u64, entry_el: u64) -> ! {
         image: PhysRange::new(PhysAddr::new(load_base), image.end() - image.start()),
         kimage: image,
         entry_el: entry_el as u8,
+        entry_ticks,
     };
     // SAFETY: `kernel_main` is defined once, in the kernel binary, with this signature.
     unsafe { kernel_main(boot) }

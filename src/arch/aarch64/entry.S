@@ -29,6 +29,7 @@ _head:
 
 .section .text.boot, "ax"
 primary_entry:
+    mrs     x23, cntvct_el0               // when Ferrite started, for the boot-cost report
     mov     x19, x0                       // device tree address from the loader
     mrs     x20, CurrentEL
     lsr     x20, x20, #2                  // entry exception level, reported later
@@ -130,6 +131,7 @@ at_el1:
     mov     x0, x19                       // device tree (physical)
     mov     x1, x21                       // where the image was loaded (physical)
     mov     x2, x20                       // entry exception level
+    mov     x3, x23                       // counter at the first instruction
     bl      arch_boot_entry
 park:
     wfe

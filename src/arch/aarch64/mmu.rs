@@ -161,6 +161,7 @@ extern "C" {
     static __rodata_end: u8;
     static __bss_start: u8;
     static __kernel_end: u8;
+    static __noinit_start: u8;
 }
 
 fn sym(s: *const u8) -> u64 {
@@ -185,13 +186,19 @@ pub fn image_sections() -> (Span, Span, Span, Span) {
     )
 }
 
-/// Maps the image's sections at `offset` from their physical addresses with W^X permissions.
-fn map_image(pt: &mut KernelPageTable, offset: u64) -> Result<(), MapError> {
+/// Maps the image's sections at `offset` from their physical addresses with W^X permissions;
+/// `whole` includes the `.noinit` tail (boot heap, table pool), which the identity map needs not.
+fn map_image(pt: &mut KernelPageTable, offset: u64, whole: bool) -> Result<(), MapError> {
     let (text, rodata, data, bss) = image_sections();
+    let rw_end = if whole {
+        bss.1
+    } else {
+        sym(&raw const __noinit_start)
+    };
     let parts = [
         (text, Attrs::KERNEL_RX),
         (rodata, Attrs::KERNEL_RO),
-        ((data.0, bss.1), Attrs::KERNEL_RW),
+        ((data.0, rw_end), Attrs::KERNEL_RW),
     ];
     for ((start, end), attrs) in parts {
         if end > start {
@@ -222,7 +229,7 @@ fn build_boot_tables(dtb_pa: u64, load_pa: u64) -> Result<(), MapError> {
     let boot = unsafe { &mut *BOOT_TABLES.0.get() };
 
     let mut kernel = PageTable::new(Half::Upper, BootPool, ArchTlb)?;
-    map_image(&mut kernel, offset)?;
+    map_image(&mut kernel, offset, true)?;
     // SAFETY: with the MMU off the loader's tree is readable at its physical address.
     if let Some(blob) = unsafe { super::boot::device_tree_blob_at(dtb_pa as *const u8) } {
         let start = dtb_pa & !(PAGE_SIZE - 1);
@@ -232,7 +239,7 @@ fn build_boot_tables(dtb_pa: u64, load_pa: u64) -> Result<(), MapError> {
         boot.dtb_window = Some((va, size));
     }
     let mut identity = PageTable::new(Half::Lower, BootPool, ArchTlb)?;
-    map_image(&mut identity, 0)?;
+    map_image(&mut identity, 0, false)?;
     boot.kernel = Some(kernel);
     boot.identity = Some(identity);
     Ok(())
