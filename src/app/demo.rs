@@ -13,30 +13,33 @@ pub const JOB: Job = Job {
     main: demo,
 };
 
-/// The memory summary as far as the boot knows it: RAM the allocators will manage (RAM less every
-/// reservation) and what the boot heap holds.
+/// `/proc/meminfo`: the page allocator's totals, plus what the boot reserved and the boot heap.
+#[cfg(target_os = "none")]
 pub fn meminfo(kernel: &Kernel) -> MemInfo {
-    let m = &kernel.machine;
-    let total = m.ram_bytes() - m.reserved_bytes();
-    let (heap_used, _) = early_heap_usage();
     let mut info = MemInfo::default();
-    info.push("MemTotal", total);
-    info.push("MemFree", total);
-    info.push("MemAvailable", total);
-    info.push("Reserved", m.reserved_bytes());
+    if let Some(lines) = crate::mm::init::PAGES.with(|a| a.meminfo()) {
+        for (label, bytes) in lines {
+            info.push(label, bytes);
+        }
+    }
+    // RAM the allocator does not manage: firmware, image, tree, page metadata.
+    let present = crate::mm::init::PAGES
+        .with(|a| a.zones().iter().map(|z| z.present).sum::<u64>())
+        .unwrap_or(0);
+    let managed = crate::mm::init::PAGES
+        .with(|a| a.managed_pages())
+        .unwrap_or(0);
+    info.push("Reserved", (present - managed) * crate::mm::PAGE_SIZE);
     info.push("KernelImage", kernel.boot.image.size);
+    let (heap_used, heap_total) = crate::mm::early_heap::usage();
     info.push("BootHeapUsed", heap_used as u64);
+    info.push("BootHeapTotal", heap_total as u64);
     info
 }
 
-#[cfg(target_os = "none")]
-fn early_heap_usage() -> (usize, usize) {
-    crate::mm::early_heap::usage()
-}
-
 #[cfg(not(target_os = "none"))]
-fn early_heap_usage() -> (usize, usize) {
-    (0, 0)
+pub fn meminfo(_kernel: &Kernel) -> MemInfo {
+    MemInfo::default()
 }
 
 fn demo(kernel: &'static Kernel) -> JobStatus {
@@ -49,5 +52,18 @@ fn demo(kernel: &'static Kernel) -> JobStatus {
     crate::kprint!("{}", crate::machine::report::iomem(&kernel.machine));
     crate::kprintln!("/proc/meminfo:");
     crate::kprint!("{}", meminfo(kernel).format());
+    #[cfg(target_os = "none")]
+    {
+        let pages = &crate::mm::init::PAGES;
+        pages.with(|a| a.drain_pcp());
+        crate::kprintln!("/proc/buddyinfo:");
+        for line in pages.with(|a| a.buddyinfo()).unwrap_or_default() {
+            crate::kprintln!("{line}");
+        }
+        crate::kprintln!("/proc/zoneinfo (summary):");
+        for line in pages.with(|a| a.zoneinfo()).unwrap_or_default() {
+            crate::kprintln!("{line}");
+        }
+    }
     JobStatus::Success
 }

@@ -30,7 +30,15 @@ unsafe impl PhysMem for LinearMap {
 /// The kernel's page allocator.
 pub static PAGES: GlobalPages<LinearMap> = GlobalPages::new();
 
-/// What the bring-up did, for the boot log.
+static REPORT: spin::Once<InitReport> = spin::Once::new();
+
+/// What `init` did, once it has run.
+pub fn report() -> Option<InitReport> {
+    REPORT.get().copied()
+}
+
+/// What the bring-up did, for the boot log and the self-tests.
+#[derive(Debug, Clone, Copy)]
 pub struct InitReport {
     pub limits: ZoneLimits,
     pub ram: u64,
@@ -93,5 +101,6 @@ pub fn init(
         sections,
     };
     PAGES.install(allocator);
+    REPORT.call_once(|| report);
     Ok(report)
 }

@@ -15,4 +15,6 @@ pub mod init;
 pub mod memblock;
 pub mod page;
 pub mod page_alloc;
+#[cfg(target_os = "none")]
+mod selftests;
 pub mod zone;

@@ -31,6 +31,9 @@ impl ZoneId {
     pub fn index(self) -> usize {
         self as usize
     }
+    pub fn all() -> [ZoneId; 3] {
+        ZONES
+    }
 }
 
 /// Where the zones end, as physical addresses (exclusive).

@@ -88,19 +88,27 @@ unsafe impl TableAlloc for BootPool {
                 let bit = (!*word).trailing_zeros() as usize;
                 let index = w * 64 + bit;
                 if index >= POOL_PAGES {
-                    return None;
+                    break;
                 }
                 *word |= 1 << bit;
                 return Some(PhysAddr::new(s.pa + index as u64 * PAGE_SIZE));
             }
         }
-        None
+        // The pool is for the boot; once the page allocator runs, tables come from it.
+        crate::mm::init::PAGES
+            .alloc_pages(crate::mm::gfp::Gfp::KERNEL | crate::mm::gfp::Gfp::NOWARN, 0)
+            .ok()
     }
 
     fn free_table(&mut self, pa: PhysAddr) {
         let s = Self::state();
-        let index = ((pa.as_u64() - s.pa) / PAGE_SIZE) as usize;
-        s.used[index / 64] &= !(1 << (index % 64));
+        let pool_end = s.pa + POOL_PAGES as u64 * PAGE_SIZE;
+        if (s.pa..pool_end).contains(&pa.as_u64()) {
+            let index = ((pa.as_u64() - s.pa) / PAGE_SIZE) as usize;
+            s.used[index / 64] &= !(1 << (index % 64));
+        } else {
+            let _ = crate::mm::init::PAGES.free_pages(pa, 0);
+        }
     }
 
     fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {

@@ -217,3 +217,49 @@ ktest!(hardware_and_software_walks_agree, {
     }
     Ok(())
 });
+
+ktest!(page_tables_outgrow_the_boot_pool_into_the_page_allocator, {
+    use crate::mm::init::PAGES;
+    use crate::mm::pgtable::Attrs;
+    let free_before = PAGES.with(|a| {
+        a.drain_pcp();
+        a.free_pages()
+    });
+    let mut guard = mmu::KERNEL_PT.lock();
+    let pt = guard
+        .as_mut()
+        .ok_or(TestError::Fail("no kernel tables".into()))?;
+    let tables_before = pt.tables_in_use();
+    // 160 pages 1 GiB apart: each needs its own level-2 and level-3 table.
+    let base = layout::VMALLOC_START + (1 << 40);
+    let target = crate::mm::PhysAddr::new(0x4000_0000);
+    for i in 0..160u64 {
+        pt.map(
+            VirtAddr::new(base + (i << 30)),
+            target,
+            4096,
+            Attrs::KERNEL_RO,
+        )
+        .map_err(|e| TestError::Fail(alloc::format!("map {i}: {e}")))?;
+    }
+    kassert!(
+        pt.tables_in_use() >= tables_before + 320,
+        "tables: {}",
+        pt.tables_in_use()
+    );
+    for i in [0u64, 77, 159] {
+        let va = VirtAddr::new(base + (i << 30));
+        kassert_eq!(pt.translate(va).map(|t| t.pa), Some(target));
+        kassert_eq!(mmu::translate_hw(va), Some(target));
+    }
+    pt.unmap(VirtAddr::new(base), 160 << 30)
+        .map_err(|e| TestError::Fail(alloc::format!("{e}")))?;
+    kassert_eq!(pt.tables_in_use(), tables_before);
+    drop(guard);
+    let free_after = PAGES.with(|a| {
+        a.drain_pcp();
+        a.free_pages()
+    });
+    kassert_eq!(free_after, free_before);
+    Ok(())
+});
