@@ -72,6 +72,28 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
     let _ = pt.unmap(blocks, B * (2 << 20));
     drop(guard);
 
+    // Page allocator: alloc+free pairs through the kernel-wide API (lock included).
+    use crate::mm::gfp::Gfp;
+    use crate::mm::init::PAGES;
+    for (name, order) in [("page.alloc_free_o0", 0u8), ("page.alloc_free_o3", 3)] {
+        // Warm up: the first pair fills the per-CPU list and initialises a block.
+        if let Ok(pa) = PAGES.alloc_pages(Gfp::KERNEL, order) {
+            let _ = PAGES.free_pages(pa, order);
+        }
+        const P: u64 = 4000;
+        let t0 = timer::ticks();
+        for _ in 0..P {
+            match PAGES.alloc_pages(Gfp::KERNEL, order) {
+                Ok(pa) => {
+                    let _ = PAGES.free_pages(pa, order);
+                }
+                Err(_) => return JobStatus::Failure,
+            }
+        }
+        let t1 = timer::ticks();
+        results.push((name, per_iteration(t1 - t0, freq, P), "insn"));
+    }
+
     crate::kprintln!("{:<28} {:>12}  unit", "benchmark", "value");
     for (name, value, unit) in &results {
         crate::kprintln!("{name:<28} {value:>12}  {unit}");

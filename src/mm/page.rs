@@ -17,7 +17,7 @@ pub const PG_PCP: u32 = 1 << 3;
 /// Filled with the debug_pagealloc poison while free.
 pub const PG_POISONED: u32 = 1 << 4;
 const ORDER_SHIFT: u32 = 8;
-const ORDER_MASK: u32 = 0xf << ORDER_SHIFT;
+pub(crate) const ORDER_MASK: u32 = 0xf << ORDER_SHIFT;
 const ZONE_SHIFT: u32 = 12;
 const ZONE_MASK: u32 = 0x3 << ZONE_SHIFT;
 

@@ -116,6 +116,9 @@ pub struct PageAllocator<P: PhysMem> {
     pub poison_errors: u64,
     /// Lazily initialised blocks so far (for reports).
     pub blocks_initialised: u64,
+    /// Per highest allowed zone, the first zone at or below it with memory (the fast path's
+    /// choice; the full path still falls back further).
+    first_zone: [u8; 3],
 }
 
 impl<P: PhysMem> PageAllocator<P> {
@@ -153,6 +156,7 @@ impl<P: PhysMem> PageAllocator<P> {
             reclaim_wanted: false,
             poison_errors: 0,
             blocks_initialised: 0,
+            first_zone: [0, 1, 2],
         }
     }
 
@@ -283,6 +287,12 @@ impl<P: PhysMem> PageAllocator<P> {
             let step = (min / 4).max(z.managed * 10 / 10_000);
             z.watermark = [min, min + step, min + 2 * step];
         }
+        for highest in 0..3 {
+            self.first_zone[highest] = (0..=highest)
+                .rev()
+                .find(|&z| self.zones[z].managed > 0)
+                .unwrap_or(0) as u8;
+        }
         const RATIO: [u64; 3] = [256, 256, 32];
         let managed: [u64; 3] = [
             self.zones[0].managed,
@@ -309,6 +319,64 @@ impl<P: PhysMem> PageAllocator<P> {
         } else {
             2
         }
+    }
+
+    /// The fast path of `alloc` for order 0: a page from the per-CPU list of the first zone with
+    /// memory the flags allow, above its low watermark. `None` means: take the full path.
+    /// Also says whether the zone fell below its low watermark (reclaim should run).
+    #[inline(always)]
+    pub fn alloc_fast(&mut self, gfp: Gfp) -> Option<(PhysAddr, bool)> {
+        if self.debug_pagealloc || gfp.contains(Gfp::ZERO) {
+            return None;
+        }
+        let highest = Self::highest_zone(gfp);
+        let zi = self.first_zone[highest] as usize;
+        let z = &mut self.zones[zi];
+        let floor = z.watermark[1] + z.lowmem_reserve[highest];
+        let pfn = z.pcp_pop_raw(floor)?;
+        z.stats.alloc_success += 1;
+        let low = z.free < z.watermark[1];
+        // SAFETY: the page came off this zone's list: its metadata is populated.
+        let p = unsafe { self.map.get_mut(pfn).unwrap_unchecked() };
+        p.flags = (p.flags & !(PG_PCP | super::page::ORDER_MASK)) | PG_ALLOCATED;
+        p.refcount = 1;
+        p.private = 0;
+        Some((PhysAddr::new(pfn << PAGE_SHIFT), low))
+    }
+
+    /// The fast path of `free` for order 0: straight onto the per-CPU list when everything
+    /// checks out. `false` means: take the full path (which also reports errors).
+    #[inline(always)]
+    pub fn free_fast(&mut self, pa: PhysAddr) -> bool {
+        if self.debug_pagealloc {
+            return false;
+        }
+        let pfn = pa.as_u64() >> PAGE_SHIFT;
+        // Only an initialised block's metadata can be trusted (and then its zone bits too).
+        if self.block_state.get((pfn / BLOCK_PAGES) as usize) != Some(&BLOCK_INIT) {
+            return false;
+        }
+        let Some(p) = self.map.get_mut(pfn) else {
+            return false;
+        };
+        if p.flags & (PG_ALLOCATED | super::page::ORDER_MASK) != PG_ALLOCATED {
+            return false;
+        }
+        let zi = p.zone();
+        let old = p.flags;
+        p.flags = (old & !PG_ALLOCATED) | PG_PCP;
+        p.refcount = 0;
+        let z = &mut self.zones[zi];
+        if !z.pcp_push_raw(pfn) {
+            // Full list: undo, and let the full path drain a batch.
+            if let Some(p) = self.map.get_mut(pfn) {
+                p.flags = old;
+                p.refcount = 1;
+            }
+            return false;
+        }
+        z.stats.frees += 1;
+        true
     }
 
     /// One attempt over the zones the flags allow, highest first, keeping `mark` intact.
@@ -714,7 +782,27 @@ impl<P: PhysMem> GlobalPages<P> {
     }
 
     /// `alloc_pages`: 2^order contiguous pages, naturally aligned, from the zones `gfp` allows.
+    /// The order-0 fast path is inlined into callers; everything else is an out-of-line call.
+    #[inline(always)]
     pub fn alloc_pages(&self, gfp: Gfp, order: u8) -> Result<PhysAddr, AllocError> {
+        if order == 0 {
+            let mut guard = self.inner.lock();
+            if let Some(a) = guard.as_mut() {
+                if let Some((pa, low)) = a.alloc_fast(gfp) {
+                    drop(guard);
+                    if low {
+                        self.reclaim(gfp, 0);
+                    }
+                    return Ok(pa);
+                }
+            }
+        }
+        self.alloc_pages_slow(gfp, order)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_slow(&self, gfp: Gfp, order: u8) -> Result<PhysAddr, AllocError> {
         // Fast path: above the low watermark.
         if let Ok((pa, wanted)) = self.try_alloc(gfp, order, Mark::Low) {
             if wanted {
@@ -760,7 +848,17 @@ impl<P: PhysMem> GlobalPages<P> {
     }
 
     /// `free_pages`: refuses (and reports) a bad free, leaving the allocator as it was.
+    #[inline(always)]
     pub fn free_pages(&self, pa: PhysAddr, order: u8) -> Result<(), FreeError> {
+        if order == 0 && self.inner.lock().as_mut().is_some_and(|a| a.free_fast(pa)) {
+            return Ok(());
+        }
+        self.free_pages_slow(pa, order)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_pages_slow(&self, pa: PhysAddr, order: u8) -> Result<(), FreeError> {
         let r = self
             .inner
             .lock()

@@ -280,6 +280,32 @@ impl Zone {
         self.pcp_count += 1;
     }
 
+    /// The fast path of an order-0 allocation: the top of a non-empty per-CPU list, if the zone
+    /// stays above `floor` free pages. The caller updates the page's flags (it clears PG_PCP).
+    #[inline(always)]
+    pub fn pcp_pop_raw(&mut self, floor: u64) -> Option<u64> {
+        if self.pcp_count == 0 || self.free <= floor {
+            return None;
+        }
+        self.pcp_count -= 1;
+        self.free -= 1;
+        // SAFETY: pcp_count was in 1..=PCP_HIGH, so the index is in bounds.
+        Some(unsafe { *self.pcp.get_unchecked(self.pcp_count) })
+    }
+
+    /// The fast path of an order-0 free: onto the per-CPU list if it has room. The caller has set
+    /// PG_PCP on the page.
+    #[inline(always)]
+    pub fn pcp_push_raw(&mut self, pfn: u64) -> bool {
+        if self.pcp_count == PCP_HIGH {
+            return false;
+        }
+        self.pcp[self.pcp_count] = pfn;
+        self.pcp_count += 1;
+        self.free += 1;
+        true
+    }
+
     /// Gives up to `n` per-CPU pages back to the buddy lists (oldest first).
     pub fn pcp_drain(&mut self, map: &mut MemMap, n: usize) {
         let n = n.min(self.pcp_count);
