@@ -110,6 +110,13 @@ fn check_pi3(name: &str, j: &Json) {
         "{name}"
     );
     check_bcm2837(name, j);
+    let zones = j.get("zones");
+    assert_eq!(zones.get("dma_end").str(), "0x3f000000", "{name}: {zones}");
+    assert_eq!(
+        zones.get("dma32_end").str(),
+        "0x40000000",
+        "{name}: {zones}"
+    );
     let uart = j.get("uart");
     assert_eq!(
         uart.get("compatible").str(),
@@ -135,6 +142,11 @@ fn check_pi3(name: &str, j: &Json) {
 /// What every BCM2837 (Raspberry Pi 3, Zero 2, CM3) tree says.
 fn check_bcm2837(name: &str, j: &Json) {
     assert_eq!(j.get("dma_limit").str(), "0x3f000000", "{name}");
+    // DMA below the dma-ranges window (or the end of a smaller RAM); DMA32 up to 4 GiB, clipped
+    // to the RAM there is.
+    let zones = j.get("zones");
+    let dma_end = u64::from_str_radix(&zones.get("dma_end").str()[2..], 16).unwrap();
+    assert!(dma_end > 0 && dma_end <= 0x3f00_0000, "{name}: {zones}");
     assert_eq!(j.get("cpus").u64(), 4, "{name}");
     assert_eq!(j.get("cpu_enable_method").str(), "spin-table", "{name}");
     assert!(j.get("psci_method").is_null(), "{name}");
@@ -160,6 +172,19 @@ fn check_bcm2711(name: &str, j: &Json) {
         j.get("warnings")
     );
     assert_eq!(j.get("dma_limit").str(), "0x40000000", "{name}");
+    // The 1 GiB DMA zone and DMA32 to 4 GiB, for the RAM the firmware will report from 0.
+    let zones = j.get("zones");
+    assert_eq!(zones.get("dma_end").str(), "0x40000000", "{name}: {zones}");
+    assert_eq!(
+        zones.get("dma32_end").str(),
+        "0x100000000",
+        "{name}: {zones}"
+    );
+    assert_eq!(
+        zones.get("ram_known"),
+        &Json::Bool(false),
+        "{name}: {zones}"
+    );
     assert_eq!(j.get("cpus").u64(), 4, "{name}");
     let uart = j.get("uart");
     assert_eq!(
@@ -191,6 +216,13 @@ fn check_virt(name: &str, j: &Json) {
     assert_eq!(uart.get("base").str(), "0x9000000", "{name}");
     assert_eq!(uart.get("clock_hz").u64(), 24_000_000, "{name}");
     assert!(j.get("dma_limit").is_null(), "{name}");
+    // Nothing restricts DMA: everything below 4 GiB is the DMA zone, DMA32 is empty.
+    let zones = j.get("zones");
+    assert_eq!(
+        zones.get("dma_end"),
+        zones.get("dma32_end"),
+        "{name}: {zones}"
+    );
     let virtio = j.get("virtio_mmio").items();
     assert_eq!(virtio.len(), 32, "{name}");
     assert_eq!(

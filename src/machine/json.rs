@@ -80,6 +80,22 @@ pub fn to_json(m: &Machine) -> String {
         }),
     ));
     fields.push(("dma_limit", opt(m.dma_limit.map(hex))));
+    // The zone limits the kernel derives (mm::zone, the same code): for this tree's RAM, or, for a
+    // tree whose firmware fills in the RAM at boot, for RAM starting at 0.
+    let (start, end) = match (m.memory.first(), m.memory.last()) {
+        (Some(f), Some(l)) => (f.base.as_u64(), l.end().min(u64::MAX as u128) as u64),
+        _ => (0, u64::MAX),
+    };
+    let limits = crate::mm::zone::zone_limits(m.dma_limit, None, start, end);
+    fields.push((
+        "zones",
+        format!(
+            "{{\"dma_end\": {}, \"dma32_end\": {}, \"ram_known\": {}}}",
+            hex(limits.dma_end),
+            hex(limits.dma32_end),
+            !m.memory.is_empty()
+        ),
+    ));
     fields.push((
         "uart",
         opt(m.uart.as_ref().map(|u| {
