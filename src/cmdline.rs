@@ -35,6 +35,8 @@ pub struct BootOptions {
     pub zone_dma_bits: Option<u32>,
     /// `debug_pagealloc[=on]`: poison free pages and check the poison when they are reused.
     pub debug_pagealloc: bool,
+    /// `slub_debug[=FZP]`: slab red zones (Z), poisoning (P), consistency checks (F); all if bare.
+    pub slub_debug: u32,
     /// Options that were not understood, verbatim, with the reason.
     pub rejected: Vec<(String, &'static str)>,
 }
@@ -49,6 +51,7 @@ impl Default for BootOptions {
             inject: None,
             zone_dma_bits: None,
             debug_pagealloc: false,
+            slub_debug: 0,
             rejected: Vec::new(),
         }
     }
@@ -99,6 +102,25 @@ impl BootOptions {
                 },
                 ("debug_pagealloc", None | Some("on")) => o.debug_pagealloc = true,
                 ("debug_pagealloc", Some("off")) => o.debug_pagealloc = false,
+                ("slub_debug", None) => o.slub_debug = crate::mm::slab::SLAB_DEBUG_ALL,
+                ("slub_debug", Some(v)) => {
+                    let mut flags = 0;
+                    for c in v.chars() {
+                        flags |= match c {
+                            'F' | 'f' => crate::mm::slab::SLAB_CONSISTENCY,
+                            'Z' | 'z' => crate::mm::slab::SLAB_RED_ZONE,
+                            'P' | 'p' => crate::mm::slab::SLAB_POISON,
+                            '-' => 0,
+                            _ => u32::MAX,
+                        };
+                    }
+                    if flags == u32::MAX {
+                        reject("expected slub_debug or slub_debug=[FZP]");
+                    } else {
+                        o.slub_debug =
+                            flags | crate::mm::slab::SLAB_CONSISTENCY * (flags != 0) as u32;
+                    }
+                }
                 // Options meant for Linux or the firmware that may share a command line.
                 ("console" | "earlycon" | "root" | "rootwait" | "rw" | "ro", _) => {}
                 _ => reject("unknown option"),

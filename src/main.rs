@@ -118,7 +118,8 @@ mod boot {
                     r.sections,
                     if options.debug_pagealloc { ", debug_pagealloc on" } else { "" }
                 );
-                if let Some(lines) = mm::init::PAGES.with(|a| a.zone_ranges()) {
+                mm::heap::init(options.slub_debug);
+                if let Some(lines) = mm::init::PAGES.snapshot().map(|s| s.zone_ranges()) {
                     for line in lines {
                         info!("{line}");
                     }

@@ -57,11 +57,11 @@ fn demo(kernel: &'static Kernel) -> JobStatus {
         let pages = &crate::mm::init::PAGES;
         pages.with(|a| a.drain_pcp());
         crate::kprintln!("/proc/buddyinfo:");
-        for line in pages.with(|a| a.buddyinfo()).unwrap_or_default() {
+        for line in pages.snapshot().map(|s| s.buddyinfo()).unwrap_or_default() {
             crate::kprintln!("{line}");
         }
         crate::kprintln!("/proc/zoneinfo (summary):");
-        for line in pages.with(|a| a.zoneinfo()).unwrap_or_default() {
+        for line in pages.snapshot().map(|s| s.zoneinfo()).unwrap_or_default() {
             crate::kprintln!("{line}");
         }
     }

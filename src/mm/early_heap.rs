@@ -1,10 +1,10 @@
-//! The boot heap: a fixed region in BSS that backs `alloc` from the first Rust instruction, before
-//! the kernel knows where its RAM is. It is the global allocator until the page and slab
-//! allocators exist; it must stay small, since BSS is part of the image the loader reserves.
+//! The boot heap: a fixed region in the image (`.noinit`) that backs `alloc` from the first Rust
+//! instruction until `kmalloc` exists. It keeps serving whatever it allocated before (those
+//! objects are freed back to it); it must stay small, since it is part of the image.
 
 use buddy_system_allocator::LockedHeap;
 
-const EARLY_HEAP_SIZE: usize = 2 << 20;
+pub const EARLY_HEAP_SIZE: usize = 2 << 20;
 
 #[repr(C, align(4096))]
 struct HeapSpace([u8; EARLY_HEAP_SIZE]);
@@ -14,10 +14,9 @@ struct HeapSpace([u8; EARLY_HEAP_SIZE]);
 #[link_section = ".noinit.early_heap"]
 static mut HEAP_SPACE: core::mem::MaybeUninit<HeapSpace> = core::mem::MaybeUninit::uninit();
 
-#[global_allocator]
-static HEAP: LockedHeap<32> = LockedHeap::empty();
+pub static HEAP: LockedHeap<32> = LockedHeap::empty();
 
-/// Hands the BSS region to the allocator. Call once, first thing in `kernel_main`.
+/// Hands the region to the allocator. Call once, first thing in `kernel_main`.
 pub fn init() {
     // SAFETY: called once on the boot core before anything allocates; the region is ours alone
     // and lives for the whole run.
@@ -25,6 +24,13 @@ pub fn init() {
         let start = &raw mut HEAP_SPACE as usize;
         HEAP.lock().init(start, EARLY_HEAP_SIZE);
     }
+}
+
+/// Whether `ptr` was handed out by the boot heap.
+#[inline(always)]
+pub fn contains(ptr: *const u8) -> bool {
+    let start = &raw const HEAP_SPACE as usize;
+    (start..start + EARLY_HEAP_SIZE).contains(&(ptr as usize))
 }
 
 /// (bytes in use, bytes managed), for reports.

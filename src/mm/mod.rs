@@ -11,10 +11,15 @@ pub mod pgtable;
 
 pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 pub mod gfp;
+#[cfg(target_os = "none")]
+pub mod heap;
 pub mod init;
+pub mod kmalloc;
 pub mod memblock;
 pub mod page;
 pub mod page_alloc;
 #[cfg(target_os = "none")]
 mod selftests;
+pub mod slab;
+pub mod vmalloc;
 pub mod zone;

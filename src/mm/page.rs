@@ -16,6 +16,8 @@ pub const PG_RESERVED: u32 = 1 << 2;
 pub const PG_PCP: u32 = 1 << 3;
 /// Filled with the debug_pagealloc poison while free.
 pub const PG_POISONED: u32 = 1 << 4;
+/// Part of a slab: `private` is the owning cache.
+pub const PG_SLAB: u32 = 1 << 5;
 const ORDER_SHIFT: u32 = 8;
 pub(crate) const ORDER_MASK: u32 = 0xf << ORDER_SHIFT;
 const ZONE_SHIFT: u32 = 12;
@@ -109,6 +111,15 @@ impl MemMap {
         self.sections.len()
     }
 
+    /// A read-only copy of the section table, for lock-free metadata lookups by the owners of
+    /// allocated pages (slab's `kfree`). Valid as long as the map lives; the table never moves.
+    pub fn view(&self) -> MemMapView {
+        MemMapView {
+            sections: self.sections.as_ptr(),
+            len: self.sections.len(),
+        }
+    }
+
     /// The metadata of `pfn`, if its section has a map.
     #[inline]
     pub fn get_mut(&mut self, pfn: u64) -> Option<&mut Page> {
@@ -125,6 +136,44 @@ impl MemMap {
             return None;
         }
         // SAFETY: the index is below PAGES_PER_SECTION, inside the populated array.
+        Some(unsafe { section.add((pfn & (PAGES_PER_SECTION - 1)) as usize) })
+    }
+}
+
+/// See `MemMap::view`.
+#[derive(Clone, Copy)]
+pub struct MemMapView {
+    sections: *const *mut Page,
+    len: usize,
+}
+
+// SAFETY: the table it points at is never written after the map is built, and lives as long as
+// the kernel; the `Page`s behind it belong to whoever owns the page they describe.
+unsafe impl Send for MemMapView {}
+// SAFETY: as above.
+unsafe impl Sync for MemMapView {}
+
+impl MemMapView {
+    pub const fn empty() -> MemMapView {
+        MemMapView {
+            sections: core::ptr::null(),
+            len: 0,
+        }
+    }
+
+    /// The metadata of `pfn`, if its section has a map.
+    #[inline(always)]
+    pub fn get(&self, pfn: u64) -> Option<*mut Page> {
+        let index = (pfn >> SECTION_SHIFT) as usize;
+        if index >= self.len {
+            return None;
+        }
+        // SAFETY: index < len, inside the section table `view` copied.
+        let section = unsafe { *self.sections.add(index) };
+        if section.is_null() {
+            return None;
+        }
+        // SAFETY: the offset is below PAGES_PER_SECTION, inside the populated array.
         Some(unsafe { section.add((pfn & (PAGES_PER_SECTION - 1)) as usize) })
     }
 }

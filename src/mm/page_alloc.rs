@@ -572,67 +572,26 @@ impl<P: PhysMem> PageAllocator<P> {
         self.zones.iter().map(|z| z.free).sum()
     }
 
-    /// `/proc/buddyinfo` lines, one per populated zone.
-    pub fn buddyinfo(&self) -> Vec<String> {
-        self.zones
-            .iter()
-            .filter(|z| z.present > 0)
-            .map(|z| {
-                let mut line = format!("Node 0, zone {:>8} ", z.id.name());
-                for n in z.buddyinfo() {
-                    line.push_str(&format!("{n:>6} "));
+    /// A copy of the zones' numbers, for reports: formatting allocates, which must never happen
+    /// under the allocator's lock (the allocation would need that lock).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            zones: core::array::from_fn(|i| {
+                let z = &self.zones[i];
+                ZoneSnapshot {
+                    id: z.id,
+                    start_pfn: z.start_pfn,
+                    end_pfn: z.end_pfn,
+                    present: z.present,
+                    managed: z.managed,
+                    free: z.free,
+                    watermark: z.watermark,
+                    lowmem_reserve: z.lowmem_reserve,
+                    buddy: z.buddyinfo(),
+                    stats: z.stats,
                 }
-                line
-            })
-            .collect()
-    }
-
-    /// A `/proc/zoneinfo`-like summary: spans, counts, watermarks and protections.
-    pub fn zoneinfo(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for z in &self.zones {
-            out.push(format!("Node 0, zone {:>8}", z.id.name()));
-            if z.present == 0 {
-                out.push("  (empty)".into());
-                continue;
-            }
-            out.push(format!(
-                "  range    [mem {:#011x}-{:#011x}]",
-                z.start_pfn << PAGE_SHIFT,
-                (z.end_pfn << PAGE_SHIFT) - 1
-            ));
-            out.push(format!("  pages free     {}", z.free));
-            out.push(format!("        min      {}", z.watermark[0]));
-            out.push(format!("        low      {}", z.watermark[1]));
-            out.push(format!("        high     {}", z.watermark[2]));
-            out.push(format!("        spanned  {}", z.end_pfn - z.start_pfn));
-            out.push(format!("        present  {}", z.present));
-            out.push(format!("        managed  {}", z.managed));
-            out.push(format!(
-                "        protection: ({}, {}, {})",
-                z.lowmem_reserve[0], z.lowmem_reserve[1], z.lowmem_reserve[2]
-            ));
+            }),
         }
-        out
-    }
-
-    /// Zone boundaries as Linux prints them at boot.
-    pub fn zone_ranges(&self) -> Vec<String> {
-        let mut out = alloc::vec![String::from("Zone ranges:")];
-        for z in &self.zones {
-            if z.present == 0 {
-                out.push(format!("  {:<8} empty", z.id.name()));
-            } else {
-                out.push(format!(
-                    "  {:<8} [mem {:#018x}-{:#018x}] {} pages managed",
-                    z.id.name(),
-                    z.start_pfn << PAGE_SHIFT,
-                    (z.end_pfn << PAGE_SHIFT) - 1,
-                    z.managed
-                ));
-            }
-        }
-        out
     }
 
     /// Lines for `/proc/meminfo`: total, free and available (free minus the high watermarks).
@@ -707,6 +666,11 @@ impl<P: PhysMem> PageAllocator<P> {
         &self.phys
     }
 
+    /// A lock-free view of the page metadata (see `MemMap::view`).
+    pub fn map_view(&self) -> super::page::MemMapView {
+        self.map.view()
+    }
+
     pub fn zones(&self) -> &[Zone; 3] {
         &self.zones
     }
@@ -719,6 +683,92 @@ impl<P: PhysMem> PageAllocator<P> {
     /// Largest free block order per zone, for warnings.
     pub fn nr_orders() -> usize {
         NR_ORDERS
+    }
+}
+
+/// One zone's numbers at a moment (see `PageAllocator::snapshot`).
+#[derive(Debug, Clone, Copy)]
+pub struct ZoneSnapshot {
+    pub id: ZoneId,
+    pub start_pfn: u64,
+    pub end_pfn: u64,
+    pub present: u64,
+    pub managed: u64,
+    pub free: u64,
+    pub watermark: [u64; 3],
+    pub lowmem_reserve: [u64; 3],
+    pub buddy: [u64; NR_ORDERS],
+    pub stats: super::zone::ZoneStats,
+}
+
+/// The allocator's numbers at a moment, with the Linux-format reports.
+#[derive(Debug, Clone, Copy)]
+pub struct Snapshot {
+    pub zones: [ZoneSnapshot; 3],
+}
+
+impl Snapshot {
+    /// `/proc/buddyinfo` lines, one per populated zone.
+    pub fn buddyinfo(&self) -> Vec<String> {
+        self.zones
+            .iter()
+            .filter(|z| z.present > 0)
+            .map(|z| {
+                let mut line = format!("Node 0, zone {:>8} ", z.id.name());
+                for n in z.buddy {
+                    line.push_str(&format!("{n:>6} "));
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// A `/proc/zoneinfo`-like summary: spans, counts, watermarks and protections.
+    pub fn zoneinfo(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for z in &self.zones {
+            out.push(format!("Node 0, zone {:>8}", z.id.name()));
+            if z.present == 0 {
+                out.push("  (empty)".into());
+                continue;
+            }
+            out.push(format!(
+                "  range    [mem {:#011x}-{:#011x}]",
+                z.start_pfn << PAGE_SHIFT,
+                (z.end_pfn << PAGE_SHIFT) - 1
+            ));
+            out.push(format!("  pages free     {}", z.free));
+            out.push(format!("        min      {}", z.watermark[0]));
+            out.push(format!("        low      {}", z.watermark[1]));
+            out.push(format!("        high     {}", z.watermark[2]));
+            out.push(format!("        spanned  {}", z.end_pfn - z.start_pfn));
+            out.push(format!("        present  {}", z.present));
+            out.push(format!("        managed  {}", z.managed));
+            out.push(format!(
+                "        protection: ({}, {}, {})",
+                z.lowmem_reserve[0], z.lowmem_reserve[1], z.lowmem_reserve[2]
+            ));
+        }
+        out
+    }
+
+    /// Zone boundaries as Linux prints them at boot.
+    pub fn zone_ranges(&self) -> Vec<String> {
+        let mut out = alloc::vec![String::from("Zone ranges:")];
+        for z in &self.zones {
+            if z.present == 0 {
+                out.push(format!("  {:<8} empty", z.id.name()));
+            } else {
+                out.push(format!(
+                    "  {:<8} [mem {:#018x}-{:#018x}] {} pages managed",
+                    z.id.name(),
+                    z.start_pfn << PAGE_SHIFT,
+                    (z.end_pfn << PAGE_SHIFT) - 1,
+                    z.managed
+                ));
+            }
+        }
+        out
     }
 }
 
@@ -758,7 +808,13 @@ impl<P: PhysMem> GlobalPages<P> {
         self.inner.lock().is_some()
     }
 
-    /// Runs `f` on the allocator, if there is one.
+    /// The zones' numbers now (see `PageAllocator::snapshot`).
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        self.with(|a| a.snapshot())
+    }
+
+    /// Runs `f` on the allocator, if there is one. `f` must not allocate memory: the global
+    /// allocator may need this lock.
     pub fn with<R>(&self, f: impl FnOnce(&mut PageAllocator<P>) -> R) -> Option<R> {
         self.inner.lock().as_mut().map(f)
     }
@@ -840,8 +896,8 @@ impl<P: PhysMem> GlobalPages<P> {
 
     fn warn_failure(&self, err: &AllocError) {
         log::warn!("{err}");
-        if let Some(lines) = self.with(|a| a.buddyinfo()) {
-            for line in lines {
+        if let Some(snapshot) = self.snapshot() {
+            for line in snapshot.buddyinfo() {
                 log::warn!("  {line}");
             }
         }

@@ -341,13 +341,13 @@ impl SimRam {
 #[test]
 fn reports_use_linux_formats() {
     let s = setup(false);
-    let info = s.alloc.buddyinfo();
+    let info = s.alloc.snapshot().buddyinfo();
     assert_eq!(info.len(), 3);
     assert!(info[0].starts_with("Node 0, zone      DMA "), "{}", info[0]);
     assert_eq!(info[0].split_whitespace().count(), 4 + 11);
-    let zi = s.alloc.zoneinfo().join("\n");
+    let zi = s.alloc.snapshot().zoneinfo().join("\n");
     assert!(zi.contains("Node 0, zone   Normal") && zi.contains("        min      "));
-    let ranges = s.alloc.zone_ranges();
+    let ranges = s.alloc.snapshot().zone_ranges();
     assert!(
         ranges[1].contains("DMA      [mem 0x0000000040000000-0x000000005fffffff]"),
         "{}",

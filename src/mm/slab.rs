@@ -1,0 +1,722 @@
+//! Slab caches, SLUB-like: objects of one size carved from slabs of 2^order pages taken from the
+//! page allocator. Allocation pops a per-CPU free list of the current slab; frees of objects of
+//! that slab push onto it; everything else goes through the locked slow path with partial and
+//! full slabs. Empty slabs go back to the page allocator when the shrinker runs (or when more
+//! than `MIN_PARTIAL` pile up). `slub_debug` adds red zones, poisoning and checks that report a
+//! defect with the cache's name and the offset instead of corrupting memory.
+//!
+//! Owns the object layout and the slab lists; must never touch page-allocator internals (pages
+//! come through `SlabBackend`) nor assume where memory is (portable, tested on the host).
+
+use alloc::format;
+use alloc::string::String;
+use core::fmt;
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use super::gfp::Gfp;
+use super::page::{Page, NIL, PG_SLAB};
+use super::PAGE_SIZE;
+
+/// Where slabs come from.
+///
+/// # Safety
+/// `alloc_pages` must return 2^order pages, naturally aligned (a slab's address rounded down to
+/// its size finds its start), readable and writable and used by nobody else until
+/// `free_pages`; `page_meta` must return the metadata of the page holding an address for every
+/// page `alloc_pages` returned, and nothing else may modify that metadata while the slab owns it.
+pub unsafe trait SlabBackend: Sync {
+    fn alloc_pages(&self, order: u8, gfp: Gfp) -> Option<NonNull<u8>>;
+    /// # Safety
+    /// `va` and `order` must be from `alloc_pages`, and nothing may use the pages afterwards.
+    unsafe fn free_pages(&self, va: NonNull<u8>, order: u8);
+    fn page_meta(&self, va: *const u8) -> Option<NonNull<Page>>;
+}
+
+/// Optional debugging (`slub_debug`).
+pub const SLAB_RED_ZONE: u32 = 1 << 0;
+pub const SLAB_POISON: u32 = 1 << 1;
+/// Object state tracking: double and invalid frees.
+pub const SLAB_CONSISTENCY: u32 = 1 << 2;
+pub const SLAB_DEBUG_ALL: u32 = SLAB_RED_ZONE | SLAB_POISON | SLAB_CONSISTENCY;
+
+const RED_LEFT: u8 = 0xbb;
+const RED_RIGHT: u8 = 0xcc;
+const POISON_FREE: u8 = 0x6b;
+const POISON_END: u8 = 0xa5;
+const STATE_ALLOCATED: u64 = 0xa110_ca7e_d0bb_ec70;
+const STATE_FREE: u64 = 0xf4ee_d0bb_ec70_f4ee;
+/// Empty slabs kept on the partial list before frees start handing them back.
+const MIN_PARTIAL: usize = 4;
+
+/// A defect `slub_debug` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlabDefect {
+    DoubleFree { object: u64 },
+    NotObjectStart { ptr: u64, offset: u64 },
+    RedzoneLeft { object: u64, offset: i64, value: u8 },
+    RedzoneRight { object: u64, offset: u64, value: u8 },
+    UseAfterFree { object: u64, offset: u64, value: u8 },
+    WrongCache { ptr: u64, owner: String },
+}
+
+impl fmt::Display for SlabDefect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlabDefect::DoubleFree { object } => write!(f, "double free of object {object:#x}"),
+            SlabDefect::NotObjectStart { ptr, offset } => {
+                write!(f, "free of {ptr:#x}, which is {offset:#x} bytes into an object, not its start")
+            }
+            SlabDefect::RedzoneLeft { object, offset, value } => write!(
+                f,
+                "write before object {object:#x}: left red zone at offset {offset} holds {value:#04x}"
+            ),
+            SlabDefect::RedzoneRight { object, offset, value } => write!(
+                f,
+                "write past the end of object {object:#x}: right red zone at offset {offset:#x} holds {value:#04x}"
+            ),
+            SlabDefect::UseAfterFree { object, offset, value } => write!(
+                f,
+                "object {object:#x} was written while free: offset {offset:#x} holds {value:#04x} (poison {POISON_FREE:#04x})"
+            ),
+            SlabDefect::WrongCache { ptr, owner } => write!(f, "{ptr:#x} belongs to cache {owner}"),
+        }
+    }
+}
+
+/// Counters for `/proc/slabinfo`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SlabStats {
+    pub active_objs: u64,
+    pub num_objs: u64,
+    pub num_slabs: u64,
+    pub empty_slabs: u64,
+    pub partial_slabs: u64,
+}
+
+struct Inner {
+    /// Free objects of the CPU slab.
+    freelist: *mut u8,
+    /// The CPU slab's start (0: none). While it is the CPU slab its own free list is empty.
+    cpu_slab: usize,
+    /// Doubly linked through `Page::prev/next` (slab start addresses; NIL ends).
+    partial: u64,
+    nr_partial: usize,
+    nr_empty: usize,
+    nr_slabs: u64,
+    active: u64,
+}
+
+// SAFETY: the raw pointers are into slabs this cache owns; the cache's lock serialises access.
+unsafe impl Send for Inner {}
+
+/// A cache of equal-sized objects.
+pub struct KmemCache {
+    name: &'static str,
+    /// What the user asked for.
+    object_size: usize,
+    /// Bytes from one object to the next.
+    stride: usize,
+    /// Offset of the object in its stride (the left red zone, if any).
+    left: usize,
+    /// Offset of the free-list pointer in the stride.
+    free_off: usize,
+    /// Offset of the state word (debug only).
+    state_off: usize,
+    pub order: u8,
+    pub objects: usize,
+    pub align: usize,
+    pub debug: u32,
+    gfp: Gfp,
+    ctor: Option<fn(*mut u8)>,
+    backend: &'static dyn SlabBackend,
+    inner: spin::Mutex<Inner>,
+    /// Defects `slub_debug` reported (for tests and reports).
+    pub defects: AtomicU64,
+}
+
+fn round_up(v: usize, a: usize) -> usize {
+    v.div_ceil(a) * a
+}
+
+impl KmemCache {
+    /// A cache of `size`-byte objects aligned to `align` (a power of two, at least 8), with slabs
+    /// of the smallest order that wastes under 1/8 of a slab (at most order 3).
+    pub fn new(
+        name: &'static str,
+        size: usize,
+        align: usize,
+        gfp: Gfp,
+        ctor: Option<fn(*mut u8)>,
+        debug: u32,
+        backend: &'static dyn SlabBackend,
+    ) -> KmemCache {
+        let align = align.max(8).next_power_of_two();
+        let object_size = size.max(1);
+        let (left, free_off, state_off, stride) = if debug != 0 {
+            // [left red zone][object][right red zone >= 8][free pointer][state]
+            let left = align.max(16);
+            let right_start = left + round_up(object_size, 8);
+            let free_off = right_start + 8 + (round_up(object_size, 8) - object_size);
+            let free_off = round_up(free_off, 8);
+            let state_off = free_off + 8;
+            (left, free_off, state_off, round_up(state_off + 8, align))
+        } else {
+            let stride = round_up(object_size, align);
+            // A constructed object keeps its contents while free: the pointer goes after it.
+            match ctor {
+                Some(_) => (0, stride, stride, round_up(stride + 8, align)),
+                None => (0, 0, 0, stride.max(8)),
+            }
+        };
+        let mut order = 0u8;
+        while order < 3 {
+            let bytes = (PAGE_SIZE as usize) << order;
+            if bytes >= stride && (bytes % stride) * 8 <= bytes {
+                break;
+            }
+            order += 1;
+        }
+        let objects = ((PAGE_SIZE as usize) << order) / stride;
+        KmemCache {
+            name,
+            object_size,
+            stride,
+            left,
+            free_off,
+            state_off,
+            order,
+            objects,
+            align,
+            debug,
+            gfp,
+            ctor,
+            backend,
+            inner: spin::Mutex::new(Inner {
+                freelist: ptr::null_mut(),
+                cpu_slab: 0,
+                partial: NIL,
+                nr_partial: 0,
+                nr_empty: 0,
+                nr_slabs: 0,
+                active: 0,
+            }),
+            defects: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    pub fn object_size(&self) -> usize {
+        self.object_size
+    }
+    pub fn slab_bytes(&self) -> usize {
+        (PAGE_SIZE as usize) << self.order
+    }
+
+    #[inline(always)]
+    fn slab_of(&self, p: usize) -> usize {
+        p & !(self.slab_bytes() - 1)
+    }
+
+    /// # Safety: `obj` is an object (stride start) of one of our slabs.
+    #[inline(always)]
+    unsafe fn next_of(&self, obj: *mut u8) -> *mut u8 {
+        // SAFETY: the free pointer slot lies inside the object's stride, 8-aligned.
+        unsafe { obj.add(self.free_off).cast::<*mut u8>().read() }
+    }
+
+    #[inline(always)]
+    unsafe fn set_next(&self, obj: *mut u8, next: *mut u8) {
+        // SAFETY: as in `next_of`.
+        unsafe { obj.add(self.free_off).cast::<*mut u8>().write(next) }
+    }
+
+    /// Allocates an object. The fast path pops the CPU slab's free list.
+    #[inline]
+    pub fn alloc(&self) -> Option<NonNull<u8>> {
+        let mut g = self.inner.lock();
+        let obj = g.freelist;
+        if !obj.is_null() && self.debug == 0 {
+            // SAFETY: a free object of the CPU slab.
+            g.freelist = unsafe { self.next_of(obj) };
+            g.active += 1;
+            // SAFETY: non-null, checked above.
+            return Some(unsafe { NonNull::new_unchecked(obj) });
+        }
+        self.alloc_slow(&mut g)
+    }
+
+    #[inline(never)]
+    fn alloc_slow(&self, g: &mut Inner) -> Option<NonNull<u8>> {
+        if g.freelist.is_null() {
+            self.refill(g)?;
+        }
+        let obj = g.freelist;
+        // SAFETY: `refill` left a non-empty free list of the CPU slab.
+        g.freelist = unsafe { self.next_of(obj) };
+        g.active += 1;
+        if self.debug != 0 {
+            self.check_on_alloc(obj);
+        }
+        // SAFETY: objects are non-null slab addresses; the user part starts `left` bytes in.
+        Some(unsafe { NonNull::new_unchecked(obj.add(self.left)) })
+    }
+
+    fn meta(&self, slab: usize) -> &mut Page {
+        let p = self
+            .backend
+            .page_meta(slab as *const u8)
+            .expect("slab pages have metadata");
+        // SAFETY: the backend guarantees the metadata of our slab is ours while the slab lives,
+        // and the cache lock serialises every access to it.
+        unsafe { &mut *p.as_ptr() }
+    }
+
+    fn inuse(p: &Page) -> usize {
+        (p.refcount >> 16) as usize
+    }
+    /// Offset of the slab's first free object plus one (0: none).
+    fn free_head(p: &Page) -> usize {
+        (p.refcount & 0xffff) as usize
+    }
+    fn set_counts(p: &mut Page, inuse: usize, free_head: usize) {
+        p.refcount = ((inuse as u32) << 16) | free_head as u32;
+    }
+
+    fn partial_unlink(&self, g: &mut Inner, slab: usize) {
+        let (prev, next) = {
+            let m = self.meta(slab);
+            (m.prev, m.next)
+        };
+        if prev != NIL {
+            self.meta(prev as usize).next = next;
+        } else {
+            g.partial = next;
+        }
+        if next != NIL {
+            self.meta(next as usize).prev = prev;
+        }
+        g.nr_partial -= 1;
+    }
+
+    fn partial_push(&self, g: &mut Inner, slab: usize) {
+        let head = g.partial;
+        {
+            let m = self.meta(slab);
+            m.prev = NIL;
+            m.next = head;
+        }
+        if head != NIL {
+            self.meta(head as usize).prev = slab as u64;
+        }
+        g.partial = slab as u64;
+        g.nr_partial += 1;
+    }
+
+    /// Gives the CPU slab back to the lists (its free objects back to it) and takes a partial or
+    /// new slab's objects as the CPU free list.
+    fn refill(&self, g: &mut Inner) -> Option<()> {
+        self.deactivate(g);
+        let slab = if g.partial != NIL {
+            let slab = g.partial as usize;
+            self.partial_unlink(g, slab);
+            if Self::inuse(self.meta(slab)) == 0 {
+                g.nr_empty -= 1;
+            }
+            slab
+        } else {
+            self.new_slab(g)?
+        };
+        // Move the slab's free list to the CPU: the slab counts as fully in use while it is the
+        // CPU slab (frees to it go to the CPU list).
+        let m = self.meta(slab);
+        let head = Self::free_head(m);
+        Self::set_counts(m, self.objects, 0);
+        g.freelist = if head == 0 {
+            ptr::null_mut()
+        } else {
+            (slab + head - 1) as *mut u8
+        };
+        g.cpu_slab = slab;
+        Some(())
+    }
+
+    /// Returns the CPU slab's free objects to it and puts it where its count says.
+    fn deactivate(&self, g: &mut Inner) {
+        let slab = g.cpu_slab;
+        if slab == 0 {
+            return;
+        }
+        g.cpu_slab = 0;
+        let mut free = 0;
+        let mut head: *mut u8 = ptr::null_mut();
+        let mut obj = core::mem::replace(&mut g.freelist, ptr::null_mut());
+        while !obj.is_null() {
+            // SAFETY: objects on the CPU list belong to the CPU slab.
+            let next = unsafe { self.next_of(obj) };
+            // SAFETY: as above.
+            unsafe { self.set_next(obj, head) };
+            head = obj;
+            free += 1;
+            obj = next;
+        }
+        let inuse = self.objects - free;
+        let m = self.meta(slab);
+        let head_off = if head.is_null() {
+            0
+        } else {
+            head as usize - slab + 1
+        };
+        Self::set_counts(m, inuse, head_off);
+        if inuse < self.objects {
+            self.partial_push(g, slab);
+            if inuse == 0 {
+                g.nr_empty += 1;
+            }
+        }
+    }
+
+    fn new_slab(&self, g: &mut Inner) -> Option<usize> {
+        let base = self
+            .backend
+            .alloc_pages(self.order, self.gfp | Gfp::NOWARN)?;
+        let slab = base.as_ptr() as usize;
+        for i in 0..(1usize << self.order) {
+            if let Some(p) = self
+                .backend
+                .page_meta((slab + i * PAGE_SIZE as usize) as *const u8)
+            {
+                // SAFETY: the backend gave us these pages and their metadata.
+                let p = unsafe { &mut *p.as_ptr() };
+                p.flags |= PG_SLAB;
+                p.private = self as *const KmemCache as u64;
+            }
+        }
+        // Thread the free list through the objects, first object first.
+        let mut head = 0usize;
+        for i in (0..self.objects).rev() {
+            let obj = (slab + i * self.stride) as *mut u8;
+            // SAFETY: inside the new slab.
+            unsafe {
+                self.set_next(
+                    obj,
+                    if head == 0 {
+                        ptr::null_mut()
+                    } else {
+                        (slab + head - 1) as *mut u8
+                    },
+                );
+                if self.debug != 0 {
+                    self.init_debug(obj);
+                }
+                if let Some(ctor) = self.ctor {
+                    ctor(obj.add(self.left));
+                }
+            }
+            head = i * self.stride + 1;
+        }
+        Self::set_counts(self.meta(slab), 0, head);
+        g.nr_slabs += 1;
+        Some(slab)
+    }
+
+    /// Frees an object of this cache. The fast path pushes onto the CPU free list.
+    ///
+    /// # Safety
+    /// `ptr` must be a live object of this cache (under `slub_debug` a bad pointer is reported
+    /// instead).
+    #[inline]
+    pub unsafe fn free(&self, ptr: NonNull<u8>) {
+        let p = ptr.as_ptr();
+        let mut g = self.inner.lock();
+        if self.debug == 0 && self.slab_of(p as usize) == g.cpu_slab {
+            // SAFETY: an object of the CPU slab, free again.
+            unsafe { self.set_next(p, g.freelist) };
+            g.freelist = p;
+            g.active -= 1;
+            return;
+        }
+        self.free_slow(&mut g, p);
+    }
+
+    #[inline(never)]
+    fn free_slow(&self, g: &mut Inner, p: *mut u8) {
+        let slab = self.slab_of(p as usize);
+        let mut obj = p;
+        if self.debug != 0 {
+            match self.check_on_free(slab, p) {
+                Ok(o) => obj = o,
+                Err(defect) => {
+                    self.report(&defect);
+                    return;
+                }
+            }
+        }
+        g.active -= 1;
+        if slab == g.cpu_slab {
+            // SAFETY: an object of the CPU slab.
+            unsafe { self.set_next(obj, g.freelist) };
+            g.freelist = obj;
+            return;
+        }
+        let (inuse, head) = {
+            let m = self.meta(slab);
+            (Self::inuse(m), Self::free_head(m))
+        };
+        let next = if head == 0 {
+            ptr::null_mut()
+        } else {
+            (slab + head - 1) as *mut u8
+        };
+        // SAFETY: an object of `slab`.
+        unsafe { self.set_next(obj, next) };
+        let inuse = inuse - 1;
+        Self::set_counts(self.meta(slab), inuse, obj as usize - slab + 1);
+        if inuse + 1 == self.objects {
+            // It was full: now it has room.
+            self.partial_push(g, slab);
+        }
+        if inuse == 0 {
+            g.nr_empty += 1;
+            if g.nr_empty > MIN_PARTIAL {
+                self.partial_unlink(g, slab);
+                g.nr_empty -= 1;
+                self.discard(g, slab);
+            }
+        }
+    }
+
+    fn discard(&self, g: &mut Inner, slab: usize) {
+        for i in 0..(1usize << self.order) {
+            if let Some(p) = self
+                .backend
+                .page_meta((slab + i * PAGE_SIZE as usize) as *const u8)
+            {
+                // SAFETY: our slab's metadata, about to go back.
+                let p = unsafe { &mut *p.as_ptr() };
+                p.flags &= !PG_SLAB;
+                p.private = 0;
+                p.prev = NIL;
+                p.next = NIL;
+            }
+        }
+        Self::set_counts(self.meta(slab), 0, 0);
+        // The allocator expects an allocated head with refcount 1.
+        self.meta(slab).refcount = 1;
+        g.nr_slabs -= 1;
+        // SAFETY: the slab is ours and nothing references its objects (none is in use).
+        unsafe {
+            self.backend
+                .free_pages(NonNull::new_unchecked(slab as *mut u8), self.order)
+        };
+    }
+
+    /// Gives every empty slab back to the page allocator (the shrinker). Returns pages freed.
+    /// A cache busy on this CPU (the reclaim path can run inside its own refill) is skipped.
+    pub fn shrink(&self) -> u64 {
+        let Some(mut g) = self.inner.try_lock() else {
+            return 0;
+        };
+        self.deactivate(&mut g);
+        let mut freed = 0;
+        let mut slab = g.partial;
+        while slab != NIL {
+            let next = self.meta(slab as usize).next;
+            if Self::inuse(self.meta(slab as usize)) == 0 {
+                self.partial_unlink(&mut g, slab as usize);
+                g.nr_empty -= 1;
+                self.discard(&mut g, slab as usize);
+                freed += 1u64 << self.order;
+            }
+            slab = next;
+        }
+        freed
+    }
+
+    pub fn stats(&self) -> SlabStats {
+        let g = self.inner.lock();
+        SlabStats {
+            active_objs: g.active,
+            num_objs: g.nr_slabs * self.objects as u64,
+            num_slabs: g.nr_slabs,
+            empty_slabs: g.nr_empty as u64,
+            partial_slabs: g.nr_partial as u64,
+        }
+    }
+
+    /// The `/proc/slabinfo` line.
+    pub fn slabinfo(&self) -> String {
+        let s = self.stats();
+        format!(
+            "{:<17} {:>6} {:>6} {:>6} {:>4} {:>4} : tunables {:>4} {:>4} {:>4} : slabdata {:>6} {:>6} {:>6}",
+            self.name,
+            s.active_objs,
+            s.num_objs,
+            self.object_size,
+            self.objects,
+            1u32 << self.order,
+            0,
+            0,
+            0,
+            s.num_slabs,
+            s.num_slabs,
+            0
+        )
+    }
+
+    // --- slub_debug ---
+
+    /// # Safety: `obj` is a stride start inside a slab of ours.
+    unsafe fn init_debug(&self, obj: *mut u8) {
+        // SAFETY: all offsets are inside the stride.
+        unsafe {
+            if self.debug & SLAB_RED_ZONE != 0 {
+                obj.write_bytes(RED_LEFT, self.left);
+                let right = obj.add(self.left + self.object_size);
+                right.write_bytes(RED_RIGHT, self.free_off - self.left - self.object_size);
+            }
+            if self.debug & SLAB_POISON != 0 {
+                self.poison(obj);
+            }
+            obj.add(self.state_off).cast::<u64>().write(STATE_FREE);
+        }
+    }
+
+    unsafe fn poison(&self, obj: *mut u8) {
+        // SAFETY: the object part of the stride.
+        unsafe {
+            let o = obj.add(self.left);
+            o.write_bytes(POISON_FREE, self.object_size);
+            o.add(self.object_size - 1).write(POISON_END);
+        }
+    }
+
+    fn report(&self, defect: &SlabDefect) {
+        self.defects.fetch_add(1, Ordering::Relaxed);
+        log::error!("slub_debug: cache {}: {defect}", self.name);
+    }
+
+    fn check_redzones(&self, obj: *mut u8) -> Result<(), SlabDefect> {
+        if self.debug & SLAB_RED_ZONE == 0 {
+            return Ok(());
+        }
+        let user = obj as u64 + self.left as u64;
+        // SAFETY: inside the stride.
+        let left = unsafe { core::slice::from_raw_parts(obj, self.left) };
+        if let Some(i) = left.iter().position(|&b| b != RED_LEFT) {
+            return Err(SlabDefect::RedzoneLeft {
+                object: user,
+                offset: i as i64 - self.left as i64,
+                value: left[i],
+            });
+        }
+        let right_len = self.free_off - self.left - self.object_size;
+        // SAFETY: inside the stride.
+        let right = unsafe {
+            core::slice::from_raw_parts(obj.add(self.left + self.object_size), right_len)
+        };
+        if let Some(i) = right.iter().position(|&b| b != RED_RIGHT) {
+            return Err(SlabDefect::RedzoneRight {
+                object: user,
+                offset: (self.object_size + i) as u64,
+                value: right[i],
+            });
+        }
+        Ok(())
+    }
+
+    fn repair_redzones(&self, obj: *mut u8) {
+        if self.debug & SLAB_RED_ZONE != 0 {
+            // SAFETY: inside the stride.
+            unsafe {
+                obj.write_bytes(RED_LEFT, self.left);
+                obj.add(self.left + self.object_size)
+                    .write_bytes(RED_RIGHT, self.free_off - self.left - self.object_size);
+            }
+        }
+    }
+
+    fn check_on_alloc(&self, obj: *mut u8) {
+        if self.debug & SLAB_POISON != 0 {
+            // SAFETY: the object part of a free object's stride.
+            let bytes =
+                unsafe { core::slice::from_raw_parts(obj.add(self.left), self.object_size) };
+            let last = self.object_size - 1;
+            if let Some(i) = bytes
+                .iter()
+                .enumerate()
+                .position(|(i, &b)| b != if i == last { POISON_END } else { POISON_FREE })
+            {
+                self.report(&SlabDefect::UseAfterFree {
+                    object: obj as u64 + self.left as u64,
+                    offset: i as u64,
+                    value: bytes[i],
+                });
+            }
+        }
+        if let Err(d) = self.check_redzones(obj) {
+            self.report(&d);
+            self.repair_redzones(obj);
+        }
+        // SAFETY: the state word of the stride.
+        unsafe { obj.add(self.state_off).cast::<u64>().write(STATE_ALLOCATED) };
+        if let Some(ctor) = self.ctor {
+            // Poison overwrote what the constructor set up.
+            // SAFETY: the object is ours now.
+            unsafe { ctor(obj.add(self.left)) };
+        }
+    }
+
+    /// Validates a free under slub_debug; returns the object's stride start.
+    fn check_on_free(&self, slab: usize, p: *mut u8) -> Result<*mut u8, SlabDefect> {
+        let owner = self.backend.page_meta(p).map(|m| {
+            // SAFETY: metadata of a page holding `p`; only read.
+            let m = unsafe { m.as_ref() };
+            (m.flags & PG_SLAB != 0, m.private)
+        });
+        if owner != Some((true, self as *const KmemCache as u64)) {
+            return Err(SlabDefect::WrongCache {
+                ptr: p as u64,
+                owner: String::from("(not this cache)"),
+            });
+        }
+        let off = p as usize - slab;
+        let rel = off
+            .checked_sub(self.left)
+            .map(|r| (r / self.stride, r % self.stride));
+        let index = match rel {
+            Some((i, 0)) if i < self.objects => i,
+            _ => {
+                let into = (off % self.stride).wrapping_sub(self.left) as u64;
+                return Err(SlabDefect::NotObjectStart {
+                    ptr: p as u64,
+                    offset: into,
+                });
+            }
+        };
+        let obj = (slab + index * self.stride) as *mut u8;
+        // SAFETY: the state word of a stride in our slab.
+        let state = unsafe { obj.add(self.state_off).cast::<u64>().read() };
+        if state != STATE_ALLOCATED {
+            return Err(SlabDefect::DoubleFree { object: p as u64 });
+        }
+        if let Err(d) = self.check_redzones(obj) {
+            self.report(&d);
+            self.repair_redzones(obj);
+        }
+        // SAFETY: as above.
+        unsafe {
+            obj.add(self.state_off).cast::<u64>().write(STATE_FREE);
+            if self.debug & SLAB_POISON != 0 {
+                self.poison(obj);
+            }
+        }
+        Ok(obj)
+    }
+}
+
+#[cfg(test)]
+#[path = "slab_tests.rs"]
+mod tests;
