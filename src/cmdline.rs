@@ -17,6 +17,10 @@ pub enum Inject {
     Fault,
     /// The kernel reads through a null pointer after the tests (a translation fault).
     Null,
+    /// The kernel reads the guard page after a vmalloc area.
+    Guard,
+    /// A recursion overflows a vmalloc'ed kernel stack.
+    Stack,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +33,7 @@ pub struct BootOptions {
     pub semihosting: bool,
     /// `ktest.filter=`: run only self-tests whose name contains this.
     pub ktest_filter: Option<String>,
-    /// `ktest.inject=fail|panic|fault|null`.
+    /// `ktest.inject=fail|panic|fault|null|guard|stack`.
     pub inject: Option<Inject>,
     /// `zone_dma_bits=N`: the DMA zone ends at 2^N (overrides the device tree's `dma-ranges`).
     pub zone_dma_bits: Option<u32>,
@@ -57,14 +61,25 @@ impl Default for BootOptions {
     }
 }
 
-/// Linux's console log levels mapped onto `log`'s.
+/// Linux's console log level (messages of a priority below N are shown: 4 shows errors, 5
+/// warnings, 7 information, 8 debugging) mapped onto `log`'s levels, or a level by name.
 pub fn parse_level(value: &str) -> Option<LevelFilter> {
+    if let Ok(n) = value.parse::<u32>() {
+        return Some(match n {
+            0 => LevelFilter::Off,
+            1..=4 => LevelFilter::Error,
+            5 | 6 => LevelFilter::Warn,
+            7 => LevelFilter::Info,
+            8 => LevelFilter::Debug,
+            _ => LevelFilter::Trace,
+        });
+    }
     Some(match value {
-        "0" | "1" | "2" | "3" | "error" => LevelFilter::Error,
-        "4" | "warn" => LevelFilter::Warn,
-        "5" | "6" | "info" => LevelFilter::Info,
-        "7" | "debug" => LevelFilter::Debug,
-        "8" | "trace" => LevelFilter::Trace,
+        "error" => LevelFilter::Error,
+        "warn" => LevelFilter::Warn,
+        "info" => LevelFilter::Info,
+        "debug" => LevelFilter::Debug,
+        "trace" => LevelFilter::Trace,
         "off" => LevelFilter::Off,
         _ => return None,
     })
@@ -85,8 +100,9 @@ impl BootOptions {
                     Some(level) => o.log_level = level,
                     None => reject("not a log level"),
                 },
-                ("quiet", None) => o.log_level = LevelFilter::Warn,
-                ("debug", None) => o.log_level = LevelFilter::Debug,
+                // As Linux: `quiet` is loglevel 4 (errors), `debug` is 10 (everything).
+                ("quiet", None) => o.log_level = LevelFilter::Error,
+                ("debug", None) => o.log_level = LevelFilter::Trace,
                 ("semihosting", None) => o.semihosting = true,
                 ("ktest.filter", Some(v)) => o.ktest_filter = Some(v.into()),
                 ("ktest.inject", Some(v)) => match v {
@@ -94,7 +110,9 @@ impl BootOptions {
                     "panic" => o.inject = Some(Inject::Panic),
                     "fault" => o.inject = Some(Inject::Fault),
                     "null" => o.inject = Some(Inject::Null),
-                    _ => reject("expected fail, panic, fault or null"),
+                    "guard" => o.inject = Some(Inject::Guard),
+                    "stack" => o.inject = Some(Inject::Stack),
+                    _ => reject("expected fail, panic, fault, null, guard or stack"),
                 },
                 ("zone_dma_bits", Some(v)) => match v.parse::<u32>() {
                     Ok(bits) if (24..=48).contains(&bits) => o.zone_dma_bits = Some(bits),
@@ -118,7 +136,7 @@ impl BootOptions {
                         reject("expected slub_debug or slub_debug=[FZP]");
                     } else {
                         o.slub_debug =
-                            flags | crate::mm::slab::SLAB_CONSISTENCY * (flags != 0) as u32;
+                            flags | (crate::mm::slab::SLAB_CONSISTENCY * (flags != 0) as u32);
                     }
                 }
                 // Options meant for Linux or the firmware that may share a command line.
@@ -146,7 +164,7 @@ mod tests {
     #[test]
     fn parses_known_options() {
         let o = BootOptions::parse(
-            "  run=selftest loglevel=7 semihosting ktest.inject=null ktest.filter=machine ",
+            "  run=selftest loglevel=8 semihosting ktest.inject=null ktest.filter=machine ",
         );
         assert_eq!(o.job, "selftest");
         assert_eq!(o.log_level, LevelFilter::Debug);
@@ -173,10 +191,12 @@ mod tests {
 
     #[test]
     fn linux_levels_map_onto_log_levels() {
-        assert_eq!(parse_level("3"), Some(LevelFilter::Error));
-        assert_eq!(parse_level("4"), Some(LevelFilter::Warn));
-        assert_eq!(parse_level("6"), Some(LevelFilter::Info));
-        assert_eq!(parse_level("8"), Some(LevelFilter::Trace));
-        assert_eq!(parse_level("9"), None);
+        assert_eq!(parse_level("0"), Some(LevelFilter::Off));
+        assert_eq!(parse_level("4"), Some(LevelFilter::Error));
+        assert_eq!(parse_level("5"), Some(LevelFilter::Warn));
+        assert_eq!(parse_level("7"), Some(LevelFilter::Info));
+        assert_eq!(parse_level("8"), Some(LevelFilter::Debug));
+        assert_eq!(parse_level("15"), Some(LevelFilter::Trace));
+        assert_eq!(parse_level("loud"), None);
     }
 }

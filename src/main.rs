@@ -72,10 +72,13 @@ mod boot {
             image: Some(boot.image),
             dtb: Some(PhysRange::new(boot.dtb, blob.len() as u64)),
         };
-        let machine = match describe::describe(&tree, ranges) {
+        let mut machine = match describe::describe(&tree, ranges) {
             Ok(m) => m,
             Err(e) => fail(format_args!("{e}")),
         };
+        for lost in machine.clip_memory(layout::linear_reach(mmu::pa_bits())) {
+            warn!("RAM {lost} is beyond what this CPU or the linear map can address; not used");
+        }
         for line in report::lines(&machine) {
             info!("{line}");
         }

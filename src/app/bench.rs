@@ -94,6 +94,55 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
         results.push((name, per_iteration(t1 - t0, freq, P), "insn"));
     }
 
+    // Slab: kmalloc(64)+kfree and a cache's alloc+free (fast paths, after a warm-up), and
+    // vmalloc(64 KiB)+vfree.
+    if let Some(k) = crate::mm::heap::kmalloc_caches() {
+        const S: u64 = 4000;
+        if let Some(p) = k.kmalloc(64, Gfp::KERNEL) {
+            // SAFETY: from kmalloc.
+            unsafe { k.kfree(p.as_ptr()) };
+        }
+        let t0 = timer::ticks();
+        for _ in 0..S {
+            if let Some(p) = k.kmalloc(64, Gfp::KERNEL) {
+                // SAFETY: from kmalloc, not used again.
+                unsafe { k.kfree(core::hint::black_box(p.as_ptr())) };
+            }
+        }
+        let t1 = timer::ticks();
+        results.push(("slab.kmalloc64", per_iteration(t1 - t0, freq, S), "insn"));
+        if let Some(backend) = crate::mm::heap::slab_backend() {
+            let cache =
+                crate::mm::slab::KmemCache::new("bench-48", 48, 8, Gfp::KERNEL, None, 0, backend);
+            if let Some(p) = cache.alloc() {
+                // SAFETY: from this cache.
+                unsafe { cache.free(p) };
+            }
+            let t0 = timer::ticks();
+            for _ in 0..S {
+                if let Some(p) = cache.alloc() {
+                    // SAFETY: from this cache, not used again.
+                    unsafe { cache.free(core::hint::black_box(p)) };
+                }
+            }
+            let t1 = timer::ticks();
+            results.push(("slab.cache", per_iteration(t1 - t0, freq, S), "insn"));
+            cache.shrink();
+        }
+    }
+    {
+        const V: u64 = 200;
+        let t0 = timer::ticks();
+        for _ in 0..V {
+            if let Ok(p) = crate::mm::vmap::vmalloc(64 << 10) {
+                // SAFETY: not used again.
+                unsafe { crate::mm::vmap::vfree(core::hint::black_box(p.as_ptr())) };
+            }
+        }
+        let t1 = timer::ticks();
+        results.push(("vmalloc.64k", per_iteration(t1 - t0, freq, V), "insn"));
+    }
+
     crate::kprintln!("{:<28} {:>12}  unit", "benchmark", "value");
     for (name, value, unit) in &results {
         crate::kprintln!("{name:<28} {value:>12}  {unit}");

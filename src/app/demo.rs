@@ -60,6 +60,16 @@ fn demo(kernel: &'static Kernel) -> JobStatus {
         for line in pages.snapshot().map(|s| s.buddyinfo()).unwrap_or_default() {
             crate::kprintln!("{line}");
         }
+        crate::kprintln!("/proc/slabinfo:");
+        crate::kprintln!("slabinfo - version: 2.1");
+        crate::kprintln!(
+            "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>"
+        );
+        if let Some(k) = crate::mm::heap::kmalloc_caches() {
+            for cache in k.caches() {
+                crate::kprintln!("{}", cache.slabinfo());
+            }
+        }
         crate::kprintln!("/proc/zoneinfo (summary):");
         for line in pages.snapshot().map(|s| s.zoneinfo()).unwrap_or_default() {
             crate::kprintln!("{line}");

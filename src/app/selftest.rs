@@ -38,12 +38,33 @@ fn selftest(kernel: &'static Kernel) -> JobStatus {
     );
     match kernel.options.inject {
         Some(Inject::Panic) => panic!("panic injected by ktest.inject=panic"),
-        // SAFETY: UDF is permanently undefined; the resulting exception is the point.
-        Some(Inject::Fault) => unsafe { core::arch::asm!("udf #0x7e") },
+        Some(Inject::Fault) => crate::arch::aarch64::provoke::undefined_instruction(),
         // SAFETY: reading address 0 faults (page 0 is never mapped); the report is the point.
-        Some(Inject::Null) => unsafe {
-            core::arch::asm!("ldr {t}, [{z}]", z = in(reg) 0u64, t = out(reg) _)
-        },
+        Some(Inject::Null) => unsafe { crate::arch::aarch64::provoke::read(0) },
+        Some(Inject::Guard) => {
+            if let Ok(p) = crate::mm::vmap::vmalloc(64 << 10) {
+                let guard = p.as_ptr() as u64 + (64 << 10);
+                // SAFETY: reading the unmapped guard page: the fault report is the point.
+                unsafe { crate::arch::aarch64::provoke::read(guard) };
+            }
+        }
+        Some(Inject::Stack) => {
+            extern "C" fn recurse(depth: usize) {
+                let mut frame = [0u8; 256];
+                frame[depth % 256] = depth as u8;
+                core::hint::black_box(&mut frame);
+                // Bounded only by the stack: the overflow is the point.
+                if core::hint::black_box(depth) < usize::MAX {
+                    recurse(depth + 1);
+                }
+                core::hint::black_box(&frame);
+            }
+            if let Ok(stack) =
+                crate::mm::vmap::KernelStack::new(crate::mm::vmap::KernelStack::DEFAULT_SIZE)
+            {
+                let _ = crate::arch::aarch64::stack::run_on_stack(&stack, recurse, 0, false);
+            }
+        }
         _ => {}
     }
     if summary.all_passed() {

@@ -1,16 +1,32 @@
 //! Host benchmarks, Ferrite beside its peers in one run (`make bench` prints them): the page
-//! allocator against `buddy_system_allocator`'s `FrameAllocator` over the same 256 MiB of frames.
-//! Each figure is the best of several rounds, in nanoseconds per alloc+free pair.
+//! allocator against `buddy_system_allocator`'s `FrameAllocator` over the same 256 MiB of frames,
+//! and the slab allocator (`kmalloc` + `kfree` on slab caches over the page allocator) against
+//! `buddy_system_allocator::Heap`, `linked_list_allocator::Heap`, `talc` and the system `malloc`.
+//! Each figure is the best of several rounds after a warm-up round, in nanoseconds per
+//! alloc+free pair.
+//!
+//! Fairness of the slab table: every heap allocator gets its own arena of the same size, and the
+//! ones that need `&mut` sit behind the same `spin::Mutex` Ferrite's caches take on every call (as
+//! each would as a kernel's global allocator); `malloc` brings its own (per-thread) locking. All
+//! requests are 8-byte aligned, and every pointer goes through `black_box`.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::ptr::NonNull;
 use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator;
 use ferrite::mm::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
 use ferrite::mm::gfp::Gfp;
-use ferrite::mm::page::{MemMap, Page, PAGES_PER_SECTION};
+use ferrite::mm::kmalloc::Kmalloc;
+use ferrite::mm::page::{MemMap, MemMapView, Page, PAGES_PER_SECTION};
 use ferrite::mm::page_alloc::{GlobalPages, PageAllocator, PhysMem};
-use ferrite::mm::zone::ZoneLimits;
+use ferrite::mm::slab::SlabBackend;
+use ferrite::mm::zone::{ZoneLimits, MAX_ORDER};
+use spin::Mutex;
+use talc::base::Talc;
+use talc::source::Claim;
+use talc::DefaultBinning;
 
 /// Page contents for the allocator: a real buffer, though these benchmarks never touch it.
 struct Ram(Vec<u8>, u64);
@@ -55,6 +71,290 @@ fn best(mut f: impl FnMut() -> f64) -> f64 {
     (0..ROUNDS).map(|_| f()).fold(f64::INFINITY, f64::min)
 }
 
+// --- The slab table ---
+
+/// Bytes of arena each heap allocator gets.
+const ARENA: usize = 64 << 20;
+/// Where the slab bench's page allocator puts its arena in "physical" addresses.
+const SLAB_BASE: u64 = 0x8000_0000;
+const SLAB_SIZES: [usize; 4] = [16, 64, 256, 512];
+/// Objects alive at once in the ring pattern.
+const RING: usize = 64;
+
+/// A fresh arena, aligned to the largest buddy block (so buddy blocks are naturally aligned as
+/// host addresses too), leaked.
+fn arena() -> *mut u8 {
+    let layout = Layout::from_size_align(ARENA, 4096 << MAX_ORDER).expect("arena layout");
+    // SAFETY: a non-zero size.
+    let p = unsafe { std::alloc::alloc(layout) };
+    assert!(!p.is_null(), "no memory for a {ARENA}-byte arena");
+    p
+}
+
+/// Frames of a host arena.
+struct ArenaRam {
+    base: *mut u8,
+    base_pfn: u64,
+}
+
+// SAFETY: the arena is leaked and reached only under the page allocator's lock.
+unsafe impl Send for ArenaRam {}
+
+// SAFETY: every managed frame lies in the arena.
+unsafe impl PhysMem for ArenaRam {
+    fn page_ptr(&self, pfn: u64) -> *mut u8 {
+        self.base
+            .wrapping_add(((pfn - self.base_pfn) << PAGE_SHIFT) as usize)
+    }
+}
+
+/// Slabs for Ferrite's `kmalloc`, as the kernel's backend: the page allocator's order-0 fast
+/// path, metadata through the lock-free memory-map view.
+struct HostSlabBackend {
+    pages: GlobalPages<ArenaRam>,
+    view: MemMapView,
+    va_base: usize,
+}
+
+// SAFETY: blocks come from the page allocator over the arena (naturally aligned, as the arena is
+// aligned to the largest block), ours until freed; `page_meta` is the allocator's metadata.
+unsafe impl SlabBackend for HostSlabBackend {
+    #[inline]
+    fn alloc_pages(&self, order: u8, gfp: Gfp) -> Option<NonNull<u8>> {
+        let pa = self.pages.alloc_pages(gfp, order).ok()?;
+        NonNull::new((self.va_base + (pa.as_u64() - SLAB_BASE) as usize) as *mut u8)
+    }
+
+    unsafe fn free_pages(&self, va: NonNull<u8>, order: u8) {
+        let pa = SLAB_BASE + (va.as_ptr() as usize - self.va_base) as u64;
+        let _ = self.pages.free_pages(PhysAddr::new(pa), order);
+    }
+
+    #[inline(always)]
+    fn page_meta(&self, va: *const u8) -> Option<NonNull<Page>> {
+        let off = (va as usize).wrapping_sub(self.va_base);
+        if off >= ARENA {
+            return None;
+        }
+        NonNull::new(self.view.get((SLAB_BASE + off as u64) >> PAGE_SHIFT)?)
+    }
+}
+
+fn ferrite_kmalloc() -> &'static Kmalloc {
+    let base = arena();
+    let size = ARENA as u64;
+    let memory = [PhysRange::new(PhysAddr::new(SLAB_BASE), size)];
+    let mut map = MemMap::new((SLAB_BASE + size) >> PAGE_SHIFT);
+    for sec in MemMap::sections_of(
+        Pfn::new(SLAB_BASE >> PAGE_SHIFT),
+        Pfn::new((SLAB_BASE + size) >> PAGE_SHIFT),
+    ) {
+        let pages: &'static mut [Page] = vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak();
+        // SAFETY: a leaked array of a section's length, used by this map only.
+        unsafe { map.populate(sec, pages.as_mut_ptr()) };
+    }
+    let ram = ArenaRam {
+        base,
+        base_pfn: SLAB_BASE >> PAGE_SHIFT,
+    };
+    let limits = ZoneLimits {
+        dma_end: SLAB_BASE + size,
+        dma32_end: SLAB_BASE + size,
+    };
+    let mut a = PageAllocator::new(ram, map, &memory, limits);
+    a.release(&memory, &memory);
+    a.setup_watermarks();
+    let view = a.map_view();
+    let backend: &'static HostSlabBackend = Box::leak(Box::new(HostSlabBackend {
+        pages: GlobalPages::new(),
+        view,
+        va_base: base as usize,
+    }));
+    backend.pages.install(a);
+    // Leaked before first use: slab pages record their cache's address.
+    Box::leak(Box::new(Kmalloc::new(backend, 0)))
+}
+
+/// An allocator under test: `alloc` never fails in these benchmarks (it panics instead).
+trait Heap {
+    fn alloc(&self, size: usize) -> *mut u8;
+    /// # Safety
+    /// `p` must come from `alloc(size)` and not be used afterwards.
+    unsafe fn free(&self, p: *mut u8, size: usize);
+}
+
+fn layout(size: usize) -> Layout {
+    Layout::from_size_align(size, 8).expect("layout")
+}
+
+struct Ferrite(&'static Kmalloc);
+
+impl Heap for Ferrite {
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        self.0.kmalloc(size, Gfp::KERNEL).expect("ferrite").as_ptr()
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8, _size: usize) {
+        // SAFETY: from `kmalloc`, given up by the caller.
+        unsafe { self.0.kfree(p) }
+    }
+}
+
+struct Buddy(Mutex<buddy_system_allocator::Heap<32>>);
+
+impl Heap for Buddy {
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        self.0.lock().alloc(layout(size)).expect("buddy").as_ptr()
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8, size: usize) {
+        // SAFETY: from `alloc` with this layout.
+        unsafe {
+            self.0
+                .lock()
+                .dealloc(NonNull::new_unchecked(p), layout(size))
+        }
+    }
+}
+
+struct LinkedList(Mutex<linked_list_allocator::Heap>);
+
+impl Heap for LinkedList {
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate_first_fit(layout(size))
+            .expect("linked_list")
+            .as_ptr()
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8, size: usize) {
+        // SAFETY: from `allocate_first_fit` with this layout.
+        unsafe {
+            self.0
+                .lock()
+                .deallocate(NonNull::new_unchecked(p), layout(size))
+        }
+    }
+}
+
+struct Tlsf(Mutex<Talc<Claim, DefaultBinning>>);
+
+impl Heap for Tlsf {
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: a non-zero size.
+        unsafe { self.0.lock().allocate(layout(size)) }
+            .expect("talc")
+            .as_ptr()
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8, size: usize) {
+        // SAFETY: from `allocate` with this layout.
+        unsafe { self.0.lock().deallocate(p, layout(size)) }
+    }
+}
+
+struct Malloc;
+
+impl Heap for Malloc {
+    #[inline(always)]
+    fn alloc(&self, size: usize) -> *mut u8 {
+        // SAFETY: a non-zero size.
+        let p = unsafe { System.alloc(layout(size)) };
+        assert!(!p.is_null(), "malloc");
+        p
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: *mut u8, size: usize) {
+        // SAFETY: from `System.alloc` with this layout.
+        unsafe { System.dealloc(p, layout(size)) }
+    }
+}
+
+/// ns per alloc+free pair of one size: warm-up round, then the best of `ROUNDS`.
+fn pairs<H: Heap>(h: &H, size: usize) -> f64 {
+    let round = || {
+        let t = Instant::now();
+        for _ in 0..PAIRS {
+            let p = black_box(h.alloc(black_box(size)));
+            // SAFETY: just allocated with `size`.
+            unsafe { h.free(p, size) };
+        }
+        t.elapsed().as_nanos() as f64 / PAIRS as f64
+    };
+    round();
+    best(round)
+}
+
+/// ns per pair with `RING` objects of mixed sizes alive: each step frees the oldest and
+/// allocates a new one (writing its first byte), as a kernel's short-lived objects behave.
+fn ring<H: Heap>(h: &H) -> f64 {
+    let size_of = |i: u64| SLAB_SIZES[(i.wrapping_mul(0x9e37_79b9) >> 7) as usize % 4];
+    let mut slots: Vec<(*mut u8, usize)> = (0..RING as u64)
+        .map(|i| (h.alloc(size_of(i)), size_of(i)))
+        .collect();
+    let mut round = || {
+        let t = Instant::now();
+        for i in 0..PAIRS {
+            let k = i as usize % RING;
+            let (old, old_size) = slots[k];
+            // SAFETY: allocated with `old_size` and dropped from the ring now.
+            unsafe { h.free(black_box(old), old_size) };
+            let size = size_of(i);
+            let p = black_box(h.alloc(size));
+            // SAFETY: a fresh object of at least one byte.
+            unsafe { p.write(i as u8) };
+            slots[k] = (p, size);
+        }
+        t.elapsed().as_nanos() as f64 / PAIRS as f64
+    };
+    round();
+    let ns = best(&mut round);
+    for (p, size) in slots {
+        // SAFETY: the ring's live objects.
+        unsafe { h.free(p, size) };
+    }
+    ns
+}
+
+fn bench_heap<H: Heap>(name: &str, h: &H, results: &mut Vec<(String, f64)>) {
+    for size in SLAB_SIZES {
+        results.push((format!("host.slab.{name}.{size}"), pairs(h, size)));
+    }
+    results.push((format!("host.slab.{name}.ring{RING}"), ring(h)));
+}
+
+fn slab_benches(results: &mut Vec<(String, f64)>) {
+    let k = ferrite_kmalloc();
+    bench_heap("ferrite", &Ferrite(k), results);
+    let live: u64 = k.caches().map(|c| c.stats().active_objs).sum();
+    assert_eq!(live, 0, "ferrite: objects left after the benchmark");
+
+    let mut buddy = buddy_system_allocator::Heap::<32>::new();
+    // SAFETY: a fresh arena, used by this heap only.
+    unsafe { buddy.init(arena() as usize, ARENA) };
+    bench_heap("buddy_system_allocator", &Buddy(Mutex::new(buddy)), results);
+
+    let mut list = linked_list_allocator::Heap::empty();
+    // SAFETY: as above.
+    unsafe { list.init(arena(), ARENA) };
+    bench_heap(
+        "linked_list_allocator",
+        &LinkedList(Mutex::new(list)),
+        results,
+    );
+
+    // SAFETY: as above: `Claim` hands the arena to talc on its first allocation.
+    let talc = Talc::new(unsafe { Claim::new(arena(), ARENA) });
+    bench_heap("talc", &Tlsf(Mutex::new(talc)), results);
+
+    bench_heap("malloc", &Malloc, results);
+}
+
 fn main() {
     let mut results: Vec<(String, f64)> = Vec::new();
     let global: GlobalPages<Ram> = GlobalPages::new();
@@ -95,6 +395,7 @@ fn main() {
         });
         results.push((format!("host.page.buddy_system_allocator{suffix}"), ns));
     }
+    slab_benches(&mut results);
     println!("{:<40} {:>10}  unit", "benchmark", "value");
     for (name, ns) in &results {
         println!("{name:<40} {ns:>10.1}  ns per alloc+free pair");

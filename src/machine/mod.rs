@@ -35,6 +35,36 @@ pub enum MachineError {
     },
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_past_the_limit_is_clipped() {
+        let mut m = Machine {
+            memory: alloc::vec![
+                PhysRange::new(PhysAddr::new(0x4000_0000), 0x4000_0000),
+                PhysRange::new(PhysAddr::new((1 << 44) - 0x1000), 0x2000),
+                PhysRange::new(PhysAddr::new(1 << 47), 0x1000),
+            ],
+            ..Machine::default()
+        };
+        let dropped = m.clip_memory(1 << 44);
+        assert_eq!(m.memory.len(), 2);
+        assert_eq!(
+            m.memory[1],
+            PhysRange::new(PhysAddr::new((1 << 44) - 0x1000), 0x1000)
+        );
+        assert_eq!(
+            dropped,
+            alloc::vec![
+                PhysRange::new(PhysAddr::new(1 << 44), 0x1000),
+                PhysRange::new(PhysAddr::new(1 << 47), 0x1000),
+            ]
+        );
+    }
+}
+
 impl fmt::Display for MachineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -236,6 +266,30 @@ impl Machine {
         }
         describe::merge(&mut ranges);
         ranges.iter().map(|r| r.size).sum()
+    }
+
+    /// Drops RAM at or above `limit` (what the CPU can address, or the linear map can hold), as
+    /// Linux's `arm64_memblock_init` does; returns the parts dropped, for a warning each.
+    pub fn clip_memory(&mut self, limit: u64) -> Vec<PhysRange> {
+        let mut dropped = Vec::new();
+        let mut kept = Vec::new();
+        for bank in &self.memory {
+            if bank.end() <= limit as u128 {
+                kept.push(*bank);
+                continue;
+            }
+            if bank.base.as_u64() < limit {
+                kept.push(PhysRange::new(bank.base, limit - bank.base.as_u64()));
+                dropped.push(PhysRange::new(
+                    PhysAddr::new(limit),
+                    (bank.end() - limit as u128) as u64,
+                ));
+            } else {
+                dropped.push(*bank);
+            }
+        }
+        self.memory = kept;
+        dropped
     }
 
     /// The bank holding `addr`, if it is RAM.

@@ -63,7 +63,7 @@ pub fn init(
     let (dram_start, dram_end) = (first.base.as_u64(), last.end() as u64);
     let limits = zone_limits(machine.dma_limit, zone_dma_bits, dram_start, dram_end);
 
-    let mut map = MemMap::new(dram_end >> PAGE_SHIFT);
+    let mut map = MemMap::with_range(dram_start >> PAGE_SHIFT, dram_end >> PAGE_SHIFT);
     let mut wanted: Vec<usize> = Vec::new();
     for bank in &memory {
         let (s, e) = (bank.base.pfn(), Pfn::new((bank.end() >> PAGE_SHIFT) as u64));

@@ -82,9 +82,13 @@ pub struct Kmalloc {
 
 impl Kmalloc {
     pub fn new(backend: &'static dyn SlabBackend, debug: u32) -> Kmalloc {
+        // Objects are aligned to the largest power of two dividing their size (as Linux's
+        // kmalloc guarantees), which `kmalloc_index` relies on, slub_debug or not.
         let make = |names: &[&'static str; 13], gfp: Gfp| {
             core::array::from_fn(|i| {
-                KmemCache::new(names[i], KMALLOC_SIZES[i], 8, gfp, None, debug, backend)
+                let size = KMALLOC_SIZES[i];
+                let align = (1usize << size.trailing_zeros()).min(PAGE_SIZE as usize);
+                KmemCache::new(names[i], size, align, gfp, None, debug, backend)
             })
         };
         Kmalloc {
@@ -168,7 +172,7 @@ impl Kmalloc {
         };
         // SAFETY: only read.
         let m = unsafe { meta.as_ref() };
-        if m.flags & PG_ALLOCATED == 0 || (ptr as usize) % PAGE_SIZE as usize != 0 {
+        if m.flags & PG_ALLOCATED == 0 || !(ptr as usize).is_multiple_of(PAGE_SIZE as usize) {
             log::error!("kfree({ptr:p}): not the start of a kmalloc allocation");
             return;
         }
@@ -211,7 +215,7 @@ impl Kmalloc {
         gfp: Gfp,
     ) -> Option<NonNull<u8>> {
         let old = self.ksize(ptr);
-        if new_size <= old && new_size > 0 && (ptr as usize) % align == 0 {
+        if new_size <= old && new_size > 0 && (ptr as usize).is_multiple_of(align) {
             return NonNull::new(ptr);
         }
         let new = self.kmalloc_aligned(new_size, align, gfp)?;

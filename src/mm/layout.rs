@@ -26,6 +26,18 @@ pub const USER_END: u64 = 1 << 48;
 /// The kernel image is placed at `KIMAGE_BASE` plus its load address modulo this.
 pub const KIMAGE_ALIGN: u64 = 2 << 20;
 
+/// The first physical address the kernel cannot use as RAM: past what the CPU can address
+/// (`pa_bits`) or what the linear map can hold.
+pub const fn linear_reach(pa_bits: u32) -> u64 {
+    let cpu = 1u64 << pa_bits;
+    let linear = LINEAR_END - PAGE_OFFSET;
+    if cpu < linear {
+        cpu
+    } else {
+        linear
+    }
+}
+
 /// The linear-map address of a physical address.
 pub const fn phys_to_virt(pa: PhysAddr) -> VirtAddr {
     VirtAddr::new(pa.as_u64() + PAGE_OFFSET)

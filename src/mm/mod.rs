@@ -13,6 +13,8 @@ pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 pub mod gfp;
 #[cfg(target_os = "none")]
 pub mod heap;
+#[cfg(target_os = "none")]
+mod heap_selftests;
 pub mod init;
 pub mod kmalloc;
 pub mod memblock;
@@ -22,4 +24,6 @@ pub mod page_alloc;
 mod selftests;
 pub mod slab;
 pub mod vmalloc;
+#[cfg(target_os = "none")]
+pub mod vmap;
 pub mod zone;

@@ -71,8 +71,10 @@ pub const PAGES_PER_SECTION: u64 = 1 << SECTION_SHIFT;
 
 /// The memory map: page frame number to metadata.
 pub struct MemMap {
-    /// Per section, the address of its first `Page` (null where there is no RAM).
+    /// Per section from `base`, the address of its first `Page` (null where there is no RAM).
     sections: Vec<*mut Page>,
+    /// The first section the table covers (RAM need not start at 0).
+    base: usize,
 }
 
 // SAFETY: the arrays behind the pointers belong to the memory map alone, and the page allocator
@@ -82,9 +84,17 @@ unsafe impl Send for MemMap {}
 impl MemMap {
     /// A map for frames below `end_pfn`, with no section populated yet.
     pub fn new(end_pfn: u64) -> MemMap {
-        let n = end_pfn.div_ceil(PAGES_PER_SECTION) as usize;
+        Self::with_range(0, end_pfn)
+    }
+
+    /// A map for frames `[start_pfn, end_pfn)`: the table costs a pointer per 128 MiB of that
+    /// span only, wherever RAM sits.
+    pub fn with_range(start_pfn: u64, end_pfn: u64) -> MemMap {
+        let base = (start_pfn >> SECTION_SHIFT) as usize;
+        let n = (end_pfn.div_ceil(PAGES_PER_SECTION) as usize).saturating_sub(base);
         MemMap {
             sections: alloc::vec![core::ptr::null_mut(); n],
+            base,
         }
     }
 
@@ -100,11 +110,14 @@ impl MemMap {
     /// `pages` must be valid for reads and writes of `PAGES_PER_SECTION` `Page`s for as long as
     /// the map lives, and used by nothing else. Its contents may be garbage.
     pub unsafe fn populate(&mut self, index: usize, pages: *mut Page) {
-        self.sections[index] = pages;
+        self.sections[index - self.base] = pages;
     }
 
     pub fn is_populated(&self, index: usize) -> bool {
-        self.sections.get(index).is_some_and(|p| !p.is_null())
+        index
+            .checked_sub(self.base)
+            .and_then(|i| self.sections.get(i))
+            .is_some_and(|p| !p.is_null())
     }
 
     pub fn section_count(&self) -> usize {
@@ -117,6 +130,7 @@ impl MemMap {
         MemMapView {
             sections: self.sections.as_ptr(),
             len: self.sections.len(),
+            base: self.base,
         }
     }
 
@@ -131,7 +145,9 @@ impl MemMap {
     /// The metadata of `pfn`, if its section has a map, as a pointer (for initialising it).
     #[inline]
     pub fn get(&self, pfn: u64) -> Option<*mut Page> {
-        let section = *self.sections.get((pfn >> SECTION_SHIFT) as usize)?;
+        let section = *self
+            .sections
+            .get(((pfn >> SECTION_SHIFT) as usize).wrapping_sub(self.base))?;
         if section.is_null() {
             return None;
         }
@@ -145,6 +161,7 @@ impl MemMap {
 pub struct MemMapView {
     sections: *const *mut Page,
     len: usize,
+    base: usize,
 }
 
 // SAFETY: the table it points at is never written after the map is built, and lives as long as
@@ -158,13 +175,14 @@ impl MemMapView {
         MemMapView {
             sections: core::ptr::null(),
             len: 0,
+            base: 0,
         }
     }
 
     /// The metadata of `pfn`, if its section has a map.
     #[inline(always)]
     pub fn get(&self, pfn: u64) -> Option<*mut Page> {
-        let index = (pfn >> SECTION_SHIFT) as usize;
+        let index = ((pfn >> SECTION_SHIFT) as usize).wrapping_sub(self.base);
         if index >= self.len {
             return None;
         }

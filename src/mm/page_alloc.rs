@@ -71,6 +71,8 @@ pub enum FreeError {
         allocated: u8,
     },
     BadOrder(u8),
+    /// Not a page boundary: no allocation starts there.
+    Misaligned(u64),
 }
 
 impl fmt::Display for FreeError {
@@ -99,6 +101,7 @@ impl fmt::Display for FreeError {
                 pa(pfn)
             ),
             FreeError::BadOrder(o) => write!(f, "free with order {o} (at most {MAX_ORDER})"),
+            FreeError::Misaligned(a) => write!(f, "free of {a:#x}: not a page boundary"),
         }
     }
 }
@@ -107,11 +110,11 @@ pub struct PageAllocator<P: PhysMem> {
     map: MemMap,
     zones: [Zone; 3],
     block_state: Vec<u8>,
+    /// The max-order block `block_state[0]` describes.
+    block_base: u64,
     phys: P,
     /// Poison freed pages and check the poison when they are handed out again.
     pub debug_pagealloc: bool,
-    /// An allocation left a zone below its low watermark: reclaim should run.
-    reclaim_wanted: bool,
     /// Pages found modified while free (debug_pagealloc).
     pub poison_errors: u64,
     /// Lazily initialised blocks so far (for reports).
@@ -146,14 +149,15 @@ impl<P: PhysMem> PageAllocator<P> {
                 }
             }
         }
-        let blocks = end.div_ceil(BLOCK_PAGES) as usize;
+        let block_base = start / BLOCK_PAGES;
+        let blocks = (end.div_ceil(BLOCK_PAGES) - block_base) as usize;
         PageAllocator {
             map,
             zones,
             block_state: alloc::vec![BLOCK_NONE; blocks],
+            block_base,
             phys,
             debug_pagealloc: false,
-            reclaim_wanted: false,
             poison_errors: 0,
             blocks_initialised: 0,
             first_zone: [0, 1, 2],
@@ -179,8 +183,7 @@ impl<P: PhysMem> PageAllocator<P> {
 
     /// Initialises every page of the max-order block at `block_pfn` (all not free, not reserved,
     /// in their zone) and marks the block initialised.
-    fn init_block(map: &mut MemMap, zones: &[Zone; 3], state: &mut [u8], block_pfn: u64) {
-        let b = (block_pfn / BLOCK_PAGES) as usize;
+    fn init_block(map: &mut MemMap, zones: &[Zone; 3], state: &mut [u8], b: usize, block_pfn: u64) {
         for pfn in block_pfn..block_pfn + BLOCK_PAGES {
             if let Some(p) = map.get(pfn) {
                 let zone = zones.iter().position(|z| z.spans(pfn)).unwrap_or(0);
@@ -204,7 +207,7 @@ impl<P: PhysMem> PageAllocator<P> {
             let mut block = s & !(BLOCK_PAGES - 1);
             while block < e {
                 let block_end = block + BLOCK_PAGES;
-                let b = (block / BLOCK_PAGES) as usize;
+                let b = (block / BLOCK_PAGES - self.block_base) as usize;
                 if self.block_state[b] != BLOCK_NONE {
                     block = block_end; // shared with the previous bank, done already
                     continue;
@@ -212,18 +215,16 @@ impl<P: PhysMem> PageAllocator<P> {
                 while fi < free.len() && ((free[fi].end() >> PAGE_SHIFT) as u64) <= block {
                     fi += 1;
                 }
-                // The free frames inside this block.
-                let mut parts: Vec<(u64, u64)> = Vec::new();
-                let mut j = fi;
-                while j < free.len() && (free[j].base.as_u64() >> PAGE_SHIFT) < block_end {
-                    let fs = (free[j].base.as_u64() >> PAGE_SHIFT).max(block);
-                    let fe = ((free[j].end() >> PAGE_SHIFT) as u64).min(block_end);
-                    if fs < fe {
-                        parts.push((fs, fe));
-                    }
-                    j += 1;
-                }
-                let whole = parts.len() == 1 && parts[0] == (block, block_end);
+                // The free ranges inside this block start at `fi` (no allocation: this loop runs
+                // once per 4 MiB of RAM).
+                let part = |j: usize| -> Option<(u64, u64)> {
+                    let f = free.get(j)?;
+                    let fs = (f.base.as_u64() >> PAGE_SHIFT).max(block);
+                    let fe = ((f.end() >> PAGE_SHIFT) as u64).min(block_end);
+                    ((f.base.as_u64() >> PAGE_SHIFT) < block_end).then_some((fs, fe))
+                };
+                let first = part(fi).filter(|&(fs, fe)| fs < fe);
+                let whole = first == Some((block, block_end));
                 let zi = self.zone_index(block);
                 if whole && zi.is_some_and(|z| self.zones[z].spans(block_end - 1)) {
                     let z = zi.unwrap_or(0);
@@ -238,17 +239,19 @@ impl<P: PhysMem> PageAllocator<P> {
                     if self.debug_pagealloc {
                         self.poison(block, MAX_ORDER);
                     }
-                } else if parts.is_empty() {
+                } else if first.is_none() {
                     self.block_state[b] = BLOCK_RESERVED_UNINIT;
                 } else {
-                    Self::init_block(&mut self.map, &self.zones, &mut self.block_state, block);
+                    Self::init_block(&mut self.map, &self.zones, &mut self.block_state, b, block);
                     self.blocks_initialised += 1;
                     for pfn in block..block_end {
                         if let Some(p) = self.page(pfn) {
                             p.flags |= PG_RESERVED;
                         }
                     }
-                    for (fs, fe) in parts {
+                    let mut j = fi;
+                    while let Some((fs, fe)) = part(j) {
+                        j += 1;
                         for pfn in fs..fe {
                             if let Some(p) = self.page(pfn) {
                                 p.flags &= !PG_RESERVED;
@@ -323,9 +326,8 @@ impl<P: PhysMem> PageAllocator<P> {
 
     /// The fast path of `alloc` for order 0: a page from the per-CPU list of the first zone with
     /// memory the flags allow, above its low watermark. `None` means: take the full path.
-    /// Also says whether the zone fell below its low watermark (reclaim should run).
     #[inline(always)]
-    pub fn alloc_fast(&mut self, gfp: Gfp) -> Option<(PhysAddr, bool)> {
+    pub fn alloc_fast(&mut self, gfp: Gfp) -> Option<PhysAddr> {
         if self.debug_pagealloc || gfp.contains(Gfp::ZERO) {
             return None;
         }
@@ -335,25 +337,28 @@ impl<P: PhysMem> PageAllocator<P> {
         let floor = z.watermark[1] + z.lowmem_reserve[highest];
         let pfn = z.pcp_pop_raw(floor)?;
         z.stats.alloc_success += 1;
-        let low = z.free < z.watermark[1];
         // SAFETY: the page came off this zone's list: its metadata is populated.
         let p = unsafe { self.map.get_mut(pfn).unwrap_unchecked() };
         p.flags = (p.flags & !(PG_PCP | super::page::ORDER_MASK)) | PG_ALLOCATED;
         p.refcount = 1;
         p.private = 0;
-        Some((PhysAddr::new(pfn << PAGE_SHIFT), low))
+        Some(PhysAddr::new(pfn << PAGE_SHIFT))
     }
 
     /// The fast path of `free` for order 0: straight onto the per-CPU list when everything
     /// checks out. `false` means: take the full path (which also reports errors).
     #[inline(always)]
     pub fn free_fast(&mut self, pa: PhysAddr) -> bool {
-        if self.debug_pagealloc {
+        if self.debug_pagealloc || !pa.is_aligned(PAGE_SIZE) {
             return false;
         }
         let pfn = pa.as_u64() >> PAGE_SHIFT;
         // Only an initialised block's metadata can be trusted (and then its zone bits too).
-        if self.block_state.get((pfn / BLOCK_PAGES) as usize) != Some(&BLOCK_INIT) {
+        if self
+            .block_state
+            .get((pfn / BLOCK_PAGES).wrapping_sub(self.block_base) as usize)
+            != Some(&BLOCK_INIT)
+        {
             return false;
         }
         let Some(p) = self.map.get_mut(pfn) else {
@@ -392,8 +397,10 @@ impl<P: PhysMem> PageAllocator<P> {
                 zones,
                 block_state,
                 blocks_initialised,
+                block_base,
                 ..
             } = self;
+            let block_base = *block_base;
             let z = &zones[zi];
             if z.managed == 0 {
                 continue;
@@ -414,7 +421,7 @@ impl<P: PhysMem> PageAllocator<P> {
                 (zones[2].start_pfn, zones[2].end_pfn),
             ];
             let mut init = |m: &mut MemMap, head: u64| {
-                let b = (head / BLOCK_PAGES) as usize;
+                let b = (head / BLOCK_PAGES - block_base) as usize;
                 if block_state[b] == BLOCK_FREE_UNINIT {
                     for pfn in head..head + BLOCK_PAGES {
                         if let Some(p) = m.get(pfn) {
@@ -439,9 +446,6 @@ impl<P: PhysMem> PageAllocator<P> {
             let Some(pfn) = got else { continue };
             zone.free -= pages;
             zone.stats.alloc_success += 1;
-            if zone.free < zone.watermark[1] {
-                self.reclaim_wanted = true;
-            }
             if let Some(p) = self.page(pfn) {
                 p.flags = (p.flags & !(PG_BUDDY | PG_PCP)) | PG_ALLOCATED;
                 p.set_order(order);
@@ -471,6 +475,9 @@ impl<P: PhysMem> PageAllocator<P> {
 
     /// Frees a block allocated with `order`, or explains why it cannot be.
     pub fn free(&mut self, pa: PhysAddr, order: u8) -> Result<(), FreeError> {
+        if !pa.is_aligned(PAGE_SIZE) {
+            return Err(FreeError::Misaligned(pa.as_u64()));
+        }
         let pfn = pa.as_u64() >> PAGE_SHIFT;
         if order > MAX_ORDER {
             return Err(FreeError::BadOrder(order));
@@ -478,7 +485,7 @@ impl<P: PhysMem> PageAllocator<P> {
         let zi = self.zone_index(pfn).ok_or(FreeError::NotRam(pfn))?;
         match self
             .block_state
-            .get((pfn / BLOCK_PAGES) as usize)
+            .get((pfn / BLOCK_PAGES).wrapping_sub(self.block_base) as usize)
             .copied()
             .unwrap_or(BLOCK_NONE)
         {
@@ -528,11 +535,6 @@ impl<P: PhysMem> PageAllocator<P> {
             let n = z.pcp_count();
             z.pcp_drain(map, n);
         }
-    }
-
-    /// Takes and clears the "a zone crossed its low watermark" signal.
-    pub fn take_reclaim_wanted(&mut self) -> bool {
-        core::mem::take(&mut self.reclaim_wanted)
     }
 
     fn poison(&mut self, pfn: u64, order: u8) {
@@ -673,16 +675,6 @@ impl<P: PhysMem> PageAllocator<P> {
 
     pub fn zones(&self) -> &[Zone; 3] {
         &self.zones
-    }
-
-    /// All zone ids, for reports.
-    pub fn zone_ids() -> [ZoneId; 3] {
-        ZONES
-    }
-
-    /// Largest free block order per zone, for warnings.
-    pub fn nr_orders() -> usize {
-        NR_ORDERS
     }
 }
 
@@ -830,11 +822,12 @@ impl<P: PhysMem> GlobalPages<P> {
         hook.map_or(0, |h| h(zone, order))
     }
 
-    fn try_alloc(&self, gfp: Gfp, order: u8, mark: Mark) -> Result<(PhysAddr, bool), AllocError> {
+    fn try_alloc(&self, gfp: Gfp, order: u8, mark: Mark) -> Result<PhysAddr, AllocError> {
         let mut guard = self.inner.lock();
-        let a = guard.as_mut().ok_or(AllocError { gfp, order })?;
-        let r = a.alloc(gfp, order, mark);
-        Ok((r?, a.take_reclaim_wanted()))
+        guard
+            .as_mut()
+            .ok_or(AllocError { gfp, order })?
+            .alloc(gfp, order, mark)
     }
 
     /// `alloc_pages`: 2^order contiguous pages, naturally aligned, from the zones `gfp` allows.
@@ -844,11 +837,7 @@ impl<P: PhysMem> GlobalPages<P> {
         if order == 0 {
             let mut guard = self.inner.lock();
             if let Some(a) = guard.as_mut() {
-                if let Some((pa, low)) = a.alloc_fast(gfp) {
-                    drop(guard);
-                    if low {
-                        self.reclaim(gfp, 0);
-                    }
+                if let Some(pa) = a.alloc_fast(gfp) {
                     return Ok(pa);
                 }
             }
@@ -859,25 +848,23 @@ impl<P: PhysMem> GlobalPages<P> {
     #[cold]
     #[inline(never)]
     fn alloc_pages_slow(&self, gfp: Gfp, order: u8) -> Result<PhysAddr, AllocError> {
-        // Fast path: above the low watermark.
-        if let Ok((pa, wanted)) = self.try_alloc(gfp, order, Mark::Low) {
-            if wanted {
-                self.reclaim(gfp, order);
-            }
+        // Above the low watermark everywhere it may look: no reclaim needed.
+        if let Ok(pa) = self.try_alloc(gfp, order, Mark::Low) {
             return Ok(pa);
         }
-        // Below low: wake reclaim, then dig to the min watermark.
+        // Crossing low: the reclaim hook runs (Linux wakes kswapd here), then the request may dig
+        // down to the min watermark.
         self.reclaim(gfp, order);
-        if let Ok((pa, _)) = self.try_alloc(gfp, order, Mark::Min) {
+        if let Ok(pa) = self.try_alloc(gfp, order, Mark::Min) {
             return Ok(pa);
         }
         if !gfp.contains(Gfp::NORETRY) {
             let mut progress = self.reclaim(gfp, order);
-            if let Ok((pa, _)) = self.try_alloc(gfp, order, Mark::Min) {
+            if let Ok(pa) = self.try_alloc(gfp, order, Mark::Min) {
                 return Ok(pa);
             }
             while gfp.contains(Gfp::NOFAIL) && progress > 0 {
-                if let Ok((pa, _)) = self.try_alloc(gfp, order, Mark::Min) {
+                if let Ok(pa) = self.try_alloc(gfp, order, Mark::Min) {
                     return Ok(pa);
                 }
                 progress = self.reclaim(gfp, order);

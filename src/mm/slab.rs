@@ -104,7 +104,6 @@ struct Inner {
     nr_partial: usize,
     nr_empty: usize,
     nr_slabs: u64,
-    active: u64,
 }
 
 // SAFETY: the raw pointers are into slabs this cache owns; the cache's lock serialises access.
@@ -124,6 +123,8 @@ pub struct KmemCache {
     /// Offset of the state word (debug only).
     state_off: usize,
     pub order: u8,
+    /// `!(slab bytes - 1)`: a slab's start from any address in it.
+    slab_mask: usize,
     pub objects: usize,
     pub align: usize,
     pub debug: u32,
@@ -186,6 +187,7 @@ impl KmemCache {
             free_off,
             state_off,
             order,
+            slab_mask: !(((PAGE_SIZE as usize) << order) - 1),
             objects,
             align,
             debug,
@@ -199,7 +201,6 @@ impl KmemCache {
                 nr_partial: 0,
                 nr_empty: 0,
                 nr_slabs: 0,
-                active: 0,
             }),
             defects: AtomicU64::new(0),
         }
@@ -217,7 +218,7 @@ impl KmemCache {
 
     #[inline(always)]
     fn slab_of(&self, p: usize) -> usize {
-        p & !(self.slab_bytes() - 1)
+        p & self.slab_mask
     }
 
     /// # Safety: `obj` is an object (stride start) of one of our slabs.
@@ -234,14 +235,13 @@ impl KmemCache {
     }
 
     /// Allocates an object. The fast path pops the CPU slab's free list.
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&self) -> Option<NonNull<u8>> {
         let mut g = self.inner.lock();
         let obj = g.freelist;
         if !obj.is_null() && self.debug == 0 {
             // SAFETY: a free object of the CPU slab.
             g.freelist = unsafe { self.next_of(obj) };
-            g.active += 1;
             // SAFETY: non-null, checked above.
             return Some(unsafe { NonNull::new_unchecked(obj) });
         }
@@ -256,7 +256,6 @@ impl KmemCache {
         let obj = g.freelist;
         // SAFETY: `refill` left a non-empty free list of the CPU slab.
         g.freelist = unsafe { self.next_of(obj) };
-        g.active += 1;
         if self.debug != 0 {
             self.check_on_alloc(obj);
         }
@@ -264,6 +263,9 @@ impl KmemCache {
         Some(unsafe { NonNull::new_unchecked(obj.add(self.left)) })
     }
 
+    // The `&mut` comes from the backend's metadata, not from `&self`: it is unique because every
+    // caller holds this cache's lock and uses it for one statement or block at a time.
+    #[allow(clippy::mut_from_ref)]
     fn meta(&self, slab: usize) -> &mut Page {
         let p = self
             .backend
@@ -427,7 +429,7 @@ impl KmemCache {
     /// # Safety
     /// `ptr` must be a live object of this cache (under `slub_debug` a bad pointer is reported
     /// instead).
-    #[inline]
+    #[inline(always)]
     pub unsafe fn free(&self, ptr: NonNull<u8>) {
         let p = ptr.as_ptr();
         let mut g = self.inner.lock();
@@ -435,7 +437,6 @@ impl KmemCache {
             // SAFETY: an object of the CPU slab, free again.
             unsafe { self.set_next(p, g.freelist) };
             g.freelist = p;
-            g.active -= 1;
             return;
         }
         self.free_slow(&mut g, p);
@@ -454,7 +455,6 @@ impl KmemCache {
                 }
             }
         }
-        g.active -= 1;
         if slab == g.cpu_slab {
             // SAFETY: an object of the CPU slab.
             unsafe { self.set_next(obj, g.freelist) };
@@ -535,10 +535,25 @@ impl KmemCache {
         freed
     }
 
+    /// Counts are worked out here rather than kept on the fast paths: free objects are the CPU
+    /// list plus what partial slabs have free (full slabs have none).
     pub fn stats(&self) -> SlabStats {
         let g = self.inner.lock();
+        let mut free = 0u64;
+        let mut obj = g.freelist;
+        while !obj.is_null() {
+            free += 1;
+            // SAFETY: objects on the CPU list belong to the CPU slab.
+            obj = unsafe { self.next_of(obj) };
+        }
+        let mut slab = g.partial;
+        while slab != NIL {
+            let m = self.meta(slab as usize);
+            free += (self.objects - Self::inuse(m)) as u64;
+            slab = m.next;
+        }
         SlabStats {
-            active_objs: g.active,
+            active_objs: g.nr_slabs * self.objects as u64 - free,
             num_objs: g.nr_slabs * self.objects as u64,
             num_slabs: g.nr_slabs,
             empty_slabs: g.nr_empty as u64,

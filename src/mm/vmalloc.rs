@@ -110,7 +110,7 @@ impl VmapAreas {
         kind: VmKind,
         pages: Vec<PhysAddr>,
     ) -> Option<u64> {
-        if size == 0 || size % PAGE_SIZE != 0 || !align.is_power_of_two() {
+        if size == 0 || !size.is_multiple_of(PAGE_SIZE) || !align.is_power_of_two() {
             return None;
         }
         let align = align.max(PAGE_SIZE);
@@ -244,7 +244,7 @@ mod tests {
         let mut rng = Rng(7);
         let mut live: BTreeMap<u64, u64> = BTreeMap::new();
         for step in 0..5000 {
-            if rng.next() % 3 != 0 || live.is_empty() {
+            if !rng.next().is_multiple_of(3) || live.is_empty() {
                 let size = (1 + rng.next() % 16) * P;
                 let align = [P, P, 4 * P, 16 * P][(rng.next() % 4) as usize];
                 let Some(start) = v.alloc(size, align, VmKind::Vmalloc, Vec::new()) else {

@@ -1,4 +1,5 @@
-//! Data-cache maintenance by address range, with the line size CTR_EL0 reports.
+//! Data-cache maintenance by address range, with the line size CTR_EL0 reports. Owns only the
+//! instructions; must never decide on its own which memory to discard.
 
 use core::arch::asm;
 
@@ -13,12 +14,15 @@ pub fn dcache_line() -> u64 {
 }
 
 /// Invalidates (discards) cached copies of `[start, end)` so memory's contents win.
-pub fn invalidate_dcache_range(start: u64, end: u64) {
+///
+/// # Safety
+/// Dirty data in the range is lost: the caller must know memory holds what it needs (written
+/// with the caches off, or not needed at all).
+pub unsafe fn invalidate_dcache_range(start: u64, end: u64) {
     let line = dcache_line();
     let mut a = start & !(line - 1);
     while a < end {
-        // SAFETY: only used on ranges whose memory already holds the right data (written with
-        // the caches off), so discarding cached copies loses nothing.
+        // SAFETY: the caller vouches that discarding cached copies of the range loses nothing.
         unsafe { asm!("dc ivac, {}", in(reg) a) };
         a += line;
     }

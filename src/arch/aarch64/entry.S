@@ -45,6 +45,7 @@ primary_entry:
 drop_from_el2:
     mov     x1, #HCR_EL2_RW               // EL1 runs AArch64, nothing trapped to EL2
     msr     hcr_el2, x1
+    isb                                   // E2H is now 0: CNTHCTL_EL2 has its EL1 layout
     mrs     x1, cnthctl_el2
     orr     x1, x1, #CNTHCTL_EL1PCEN_PCTEN
     msr     cnthctl_el2, x1
@@ -61,9 +62,32 @@ drop_from_el2:
     eret
 
 at_el1:
+    ldr     x1, =SCTLR_EL1_RES1           // a known state, whoever ran EL1 before us
+    msr     sctlr_el1, x1
+    msr     spsel, #1
     mov     x1, #CPACR_EL1_FPEN           // Rust code uses NEON registers
     msr     cpacr_el1, x1
     isb
+
+    // The loader may have left dirty cache lines over our data and BSS; one evicted while we
+    // write with the caches off would overwrite our writes. Discard them first (the boot
+    // protocol has the loader clean the image itself to memory).
+    adrp    x2, __data_start
+    add     x2, x2, :lo12:__data_start
+    adrp    x3, __noinit_start
+    add     x3, x3, :lo12:__noinit_start
+    mrs     x4, ctr_el0
+    ubfx    x4, x4, #16, #4               // DminLine: log2(words)
+    mov     x5, #4
+    lsl     x5, x5, x4                    // line size in bytes
+    sub     x6, x5, #1
+    bic     x2, x2, x6
+0:  cmp     x2, x3
+    b.hs    9f
+    dc      ivac, x2
+    add     x2, x2, x5
+    b       0b
+9:  dsb     sy
 
     // Apply R_AARCH64_RELATIVE relocations: *(base + offset) = base + addend.
     adrp    x21, __kernel_start

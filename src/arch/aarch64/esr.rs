@@ -2,8 +2,8 @@
 //! for aborts the fault kind, the translation level and the access. Pure: no registers are read
 //! here, so the host tests check the decoding (Arm ARM D17.2.37, ESR_EL1).
 
-use alloc::format;
 use alloc::string::String;
+use core::fmt;
 
 /// The exception class field, ESR[31:26].
 pub fn class(esr: u64) -> u8 {
@@ -176,28 +176,39 @@ pub fn abort(esr: u64) -> Option<Abort> {
     })
 }
 
-/// One line: class, and for aborts the fault, level and access; for BRK the comment.
-pub fn describe(esr: u64) -> String {
-    let ec = class(esr);
-    let mut text = format!("{} (EC {:#04x})", class_name(ec), ec);
-    if let Some(a) = abort(esr) {
-        text.push_str(&format!(": {}", a.kind.name()));
-        if let Some(level) = a.kind.level() {
-            text.push_str(&format!(" at level {level}"));
+/// One line: class, and for aborts the fault, level and access; for BRK the comment. A
+/// `Display` value, so the exception report can print it without allocating.
+pub struct Describe(pub u64);
+
+impl fmt::Display for Describe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let esr = self.0;
+        let ec = class(esr);
+        write!(f, "{} (EC {:#04x})", class_name(ec), ec)?;
+        if let Some(a) = abort(esr) {
+            write!(f, ": {}", a.kind.name())?;
+            if let Some(level) = a.kind.level() {
+                write!(f, " at level {level}")?;
+            }
+            if let FaultKind::Other(code) = a.kind {
+                write!(f, " (status {code:#04x})")?;
+            }
+            write!(f, ", {} access", a.access.as_str())?;
+            if !a.far_valid {
+                write!(f, ", FAR not valid")?;
+            }
+        } else if ec == ec::BRK64 {
+            write!(f, ": comment {:#x}", iss(esr) & 0xffff)?;
+        } else if matches!(ec, ec::SVC64 | ec::HVC64 | ec::SMC64) {
+            write!(f, ": immediate {:#x}", iss(esr) & 0xffff)?;
         }
-        if let FaultKind::Other(code) = a.kind {
-            text.push_str(&format!(" (status {code:#04x})"));
-        }
-        text.push_str(&format!(", {} access", a.access.as_str()));
-        if !a.far_valid {
-            text.push_str(", FAR not valid");
-        }
-    } else if ec == ec::BRK64 {
-        text.push_str(&format!(": comment {:#x}", iss(esr) & 0xffff));
-    } else if matches!(ec, ec::SVC64 | ec::HVC64 | ec::SMC64) {
-        text.push_str(&format!(": immediate {:#x}", iss(esr) & 0xffff));
+        Ok(())
     }
-    text
+}
+
+/// `Describe` as a string (tests, logs).
+pub fn describe(esr: u64) -> String {
+    alloc::format!("{}", Describe(esr))
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
+use aarch64_cpu::registers::Readable;
+
 use super::esr;
 use super::power::{self, ExitStatus};
 use crate::console::emergency_print;
@@ -70,6 +72,11 @@ pub fn catch_exception(f: impl FnOnce()) -> Option<Caught> {
 
 #[no_mangle]
 extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
+    if kind < 4 {
+        // Taken while running on SP_EL0 (a kernel stack from `run_on_stack`): that is the
+        // interrupted stack pointer, not the handler's.
+        frame.sp = aarch64_cpu::registers::SP_EL0.get();
+    }
     let synchronous_here = kind == 0 || kind == 4;
     if synchronous_here
         && CATCH_STATE
@@ -89,6 +96,12 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
         return;
     }
     report(frame, kind);
+    if kind == 0 && super::stack::take_trap(frame.esr, frame.far, &mut frame.elr, &mut frame.spsr) {
+        emergency_print(format_args!(
+            "*** The call was trapped: it is abandoned, the kernel goes on.\n"
+        ));
+        return;
+    }
     power::shutdown(ExitStatus::Failure);
 }
 
@@ -110,6 +123,9 @@ fn report_abort(frame: &ExceptionFrame, abort: esr::Abort) {
         Some(level) => emergency_print(format_args!(" at level {level}\n")),
         None => emergency_print(format_args!("\n")),
     }
+    if region == crate::mm::layout::Region::Vmalloc {
+        crate::mm::vmap::report_fault(frame.far, &|args| emergency_print(args));
+    }
     if region == crate::mm::layout::Region::LinearMap {
         emergency_print(format_args!(
             "  (physical {:#x} through the linear map)\n",
@@ -125,7 +141,7 @@ fn report_abort(frame: &ExceptionFrame, abort: esr::Abort) {
     if let Some(guard) = tables {
         if let Some(pt) = guard.as_ref() {
             emergency_print(format_args!("  walk:"));
-            for (level, d) in pt.walk(crate::mm::VirtAddr::new(frame.far)) {
+            for (level, d) in pt.walk(crate::mm::VirtAddr::new(frame.far)).iter() {
                 emergency_print(format_args!(" L{level} {d:#018x}"));
             }
             emergency_print(format_args!("\n"));
@@ -133,8 +149,18 @@ fn report_abort(frame: &ExceptionFrame, abort: esr::Abort) {
     }
 }
 
-/// Prints everything a person needs to find the cause: where, why, and the registers.
+static REPORTING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Prints everything a person needs to find the cause: where, why, and the registers. A fault
+/// inside the report itself (a corrupt table, say) stops at once instead of recursing.
 fn report(frame: &ExceptionFrame, kind: u64) {
+    if REPORTING.swap(true, Ordering::SeqCst) {
+        emergency_print(format_args!(
+            "\n*** Exception while reporting an exception (ESR {:#x}, FAR {:#x}, ELR {:#x}); stopping.\n",
+            frame.esr, frame.far, frame.elr
+        ));
+        super::cpu::halt();
+    }
     let kind_name = KIND_NAMES
         .get(kind as usize)
         .copied()
@@ -142,7 +168,7 @@ fn report(frame: &ExceptionFrame, kind: u64) {
     emergency_print(format_args!("\n*** Unexpected exception: {kind_name}\n"));
     let synchronous = kind.is_multiple_of(4);
     if synchronous {
-        emergency_print(format_args!("  cause: {}\n", esr::describe(frame.esr)));
+        emergency_print(format_args!("  cause: {}\n", esr::Describe(frame.esr)));
         if let Some(abort) = esr::abort(frame.esr) {
             report_abort(frame, abort);
         }
@@ -161,4 +187,5 @@ fn report(frame: &ExceptionFrame, kind: u64) {
         emergency_print(format_args!("\n"));
     }
     emergency_print(format_args!("*** Stopping.\n"));
+    REPORTING.store(false, Ordering::SeqCst);
 }

@@ -32,12 +32,25 @@ const POOL_PAGES: usize = 96;
 #[repr(C, align(4096))]
 struct PoolPages([[u64; 512]; POOL_PAGES]);
 
-/// State touched by the boot core only: before the MMU is on (no atomics may be used then, as
-/// exclusives need cacheable memory on real hardware) and afterwards under `KERNEL_PT`'s lock.
+/// State touched by the boot core only before the MMU is on (no atomics may be used then, as
+/// exclusives need cacheable memory on real hardware), and afterwards only under `POOL_LOCK`
+/// (the kernel's and the application's tables share the pool but not a lock).
 struct BootCell<T>(UnsafeCell<T>);
-// SAFETY: see the type's comment: one core, and accesses are serialised by the boot order and then
-// by the page-table lock.
+// SAFETY: see the type's comment: one core and no locks before the MMU is on, `POOL_LOCK` after.
 unsafe impl<T> Sync for BootCell<T> {}
+
+/// Serialises the pool once the MMU is on (set by `adopt_boot_tables`).
+static POOL_LOCK: Mutex<()> = Mutex::new(());
+static MMU_ON: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// Runs `f` with the pool to itself: under `POOL_LOCK` once atomics work, directly before.
+fn with_pool<R>(f: impl FnOnce(&mut PoolState) -> R) -> R {
+    let _guard = MMU_ON
+        .load(core::sync::atomic::Ordering::Relaxed)
+        .then(|| POOL_LOCK.lock());
+    // SAFETY: see `BootCell`: the lock (or the single-core MMU-off phase) makes this unique.
+    f(unsafe { &mut *POOL_STATE.0.get() })
+}
 
 struct PoolState {
     used: [u64; POOL_PAGES.div_ceil(64)],
@@ -64,17 +77,8 @@ static POOL_STATE: BootCell<PoolState> = BootCell(UnsafeCell::new(PoolState {
 pub struct BootPool;
 
 impl BootPool {
-    fn state() -> &'static mut PoolState {
-        // SAFETY: see `BootCell`: only the page-table code of the boot core gets here, serially.
-        unsafe { &mut *POOL_STATE.0.get() }
-    }
-
     pub fn pages_used() -> usize {
-        Self::state()
-            .used
-            .iter()
-            .map(|w| w.count_ones() as usize)
-            .sum()
+        with_pool(|s| s.used.iter().map(|w| w.count_ones() as usize).sum())
     }
 }
 
@@ -82,17 +86,22 @@ impl BootPool {
 // `table_ptr` addresses them (or RAM, through the linear map) where they are accessible now.
 unsafe impl TableAlloc for BootPool {
     fn alloc_table(&mut self) -> Option<PhysAddr> {
-        let s = Self::state();
-        for (w, word) in s.used.iter_mut().enumerate() {
-            if *word != u64::MAX {
-                let bit = (!*word).trailing_zeros() as usize;
-                let index = w * 64 + bit;
-                if index >= POOL_PAGES {
-                    break;
+        let from_pool = with_pool(|s| {
+            for (w, word) in s.used.iter_mut().enumerate() {
+                if *word != u64::MAX {
+                    let bit = (!*word).trailing_zeros() as usize;
+                    let index = w * 64 + bit;
+                    if index >= POOL_PAGES {
+                        break;
+                    }
+                    *word |= 1 << bit;
+                    return Some(PhysAddr::new(s.pa + index as u64 * PAGE_SIZE));
                 }
-                *word |= 1 << bit;
-                return Some(PhysAddr::new(s.pa + index as u64 * PAGE_SIZE));
             }
+            None
+        });
+        if from_pool.is_some() || !MMU_ON.load(core::sync::atomic::Ordering::Relaxed) {
+            return from_pool;
         }
         // The pool is for the boot; once the page allocator runs, tables come from it.
         crate::mm::init::PAGES
@@ -101,18 +110,25 @@ unsafe impl TableAlloc for BootPool {
     }
 
     fn free_table(&mut self, pa: PhysAddr) {
-        let s = Self::state();
-        let pool_end = s.pa + POOL_PAGES as u64 * PAGE_SIZE;
-        if (s.pa..pool_end).contains(&pa.as_u64()) {
-            let index = ((pa.as_u64() - s.pa) / PAGE_SIZE) as usize;
-            s.used[index / 64] &= !(1 << (index % 64));
-        } else {
+        let in_pool = with_pool(|s| {
+            let pool_end = s.pa + POOL_PAGES as u64 * PAGE_SIZE;
+            let inside = (s.pa..pool_end).contains(&pa.as_u64());
+            if inside {
+                let index = ((pa.as_u64() - s.pa) / PAGE_SIZE) as usize;
+                s.used[index / 64] &= !(1 << (index % 64));
+            }
+            inside
+        });
+        if !in_pool {
             let _ = crate::mm::init::PAGES.free_pages(pa, 0);
         }
     }
 
     fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
-        let s = Self::state();
+        // Read without the lock: these fields are written once before the MMU is on, and
+        // `image_offset` once in `adopt_boot_tables`, before anything else runs.
+        // SAFETY: see above; only plain reads.
+        let s = unsafe { &*POOL_STATE.0.get() };
         let p = pa.as_u64();
         if (s.image_pa.0..s.image_pa.1).contains(&p) {
             (p + s.image_offset) as *mut u64
@@ -228,8 +244,12 @@ pub fn kimage_offset(load_pa: u64) -> u64 {
 
 fn build_boot_tables(dtb_pa: u64, load_pa: u64) -> Result<(), MapError> {
     let (_, _, _, (_, end)) = image_sections();
-    let s = BootPool::state();
+    // SAFETY: the MMU-off phase: this core alone, before anything reads the pool.
+    let s = unsafe { &mut *POOL_STATE.0.get() };
     s.pa = sym(POOL.0.get() as *const u8);
+    // As for data and BSS in entry.S: no stale dirty line may overwrite the tables we write.
+    // SAFETY: the pool holds nothing yet; its memory contents do not matter.
+    unsafe { super::cache::invalidate_dcache_range(s.pa, s.pa + POOL_PAGES as u64 * PAGE_SIZE) };
     s.image_offset = 0;
     s.image_pa = (load_pa, end);
     let offset = kimage_offset(load_pa);
@@ -302,7 +322,8 @@ fn program_and_enable(kernel_root: u64, identity_root: u64, invalidate: (u64, u6
     TTBR1_EL1.set(kernel_root);
     // Data and BSS (tables included) were written with the caches off; a loader may have left
     // stale lines for those addresses, which must not win once the caches are on.
-    super::cache::invalidate_dcache_range(invalidate.0, invalidate.1);
+    // SAFETY: this memory was written with the caches off, so memory holds its contents.
+    unsafe { super::cache::invalidate_dcache_range(invalidate.0, invalidate.1) };
     barrier::dsb(barrier::ISH);
     // SAFETY: no translation is in use yet; this drops whatever the loader left in the TLB.
     unsafe { asm!("tlbi vmalle1") };
@@ -334,15 +355,15 @@ extern "C" fn arch_early_mmu(dtb_pa: u64, load_pa: u64) -> u64 {
     let (_, _, (data, _), (_, _)) = image_sections();
     // Everything written with the caches off: data, BSS, and the pool pages taken (the pool is
     // the last thing in the image that was written).
-    let s = BootPool::state();
-    let pool_end = s.pa + (BootPool::pages_used() as u64 + 1) * PAGE_SIZE;
+    let pool_end = with_pool(|s| s.pa) + (BootPool::pages_used() as u64 + 1) * PAGE_SIZE;
     program_and_enable(kernel_root, identity_root, (data, pool_end.max(data)));
     kimage_offset(load_pa)
 }
 
 /// After the jump to the high half: takes the boot tables into their locks. Call once, first.
 pub fn adopt_boot_tables(image: &KernelImage) {
-    BootPool::state().image_offset = image.va_offset;
+    with_pool(|s| s.image_offset = image.va_offset);
+    MMU_ON.store(true, core::sync::atomic::Ordering::SeqCst);
     // SAFETY: the MMU-off phase is over; from here on these tables live behind the locks.
     let boot = unsafe { &mut *BOOT_TABLES.0.get() };
     *KERNEL_PT.lock() = boot.kernel.take();

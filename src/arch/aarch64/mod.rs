@@ -18,6 +18,10 @@ mod mmu_selftests;
 #[cfg(target_os = "none")]
 pub mod power;
 #[cfg(target_os = "none")]
+pub mod provoke;
+#[cfg(target_os = "none")]
 mod selftests;
+#[cfg(target_os = "none")]
+pub mod stack;
 #[cfg(target_os = "none")]
 pub mod timer;

@@ -3,7 +3,6 @@
 //! forgotten them), TLB invalidation by VA batched per operation with one full invalidation past a
 //! threshold, and all-or-nothing mapping (a failed map leaves nothing behind).
 
-use alloc::vec::Vec;
 use core::fmt;
 
 use super::desc::{self, Attrs};
@@ -114,6 +113,19 @@ pub struct Translation {
     pub level: u8,
 }
 
+/// The descriptors of one walk, level by level.
+#[derive(Debug, Clone, Copy)]
+pub struct Walk {
+    entries: [(u8, u64); 4],
+    len: usize,
+}
+
+impl Walk {
+    pub fn iter(&self) -> impl Iterator<Item = (u8, u64)> + '_ {
+        self.entries[..self.len].iter().copied()
+    }
+}
+
 /// Pending TLB work of one operation. Invalidations by VA are issued as entries are cleared and
 /// waited for once at the end (as Linux batches them); past the threshold the rest become one
 /// full invalidation. Freed tables wait in a small array until the wait; a full array forces an
@@ -121,6 +133,8 @@ pub struct Translation {
 const BATCH_TABLES: usize = 8;
 
 struct Batch {
+    /// Lazy unmap: clear leaves only; no invalidation, no table freed (the caller purges later).
+    lazy: bool,
     issued: usize,
     /// More invalidations than the threshold: a full one is due.
     overflow: bool,
@@ -131,6 +145,7 @@ struct Batch {
 impl Batch {
     fn new() -> Self {
         Batch {
+            lazy: false,
             issued: 0,
             overflow: false,
             freed: [PhysAddr::new(0); BATCH_TABLES],
@@ -166,6 +181,7 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             tables_in_use: 1,
         };
         pt.zero(root);
+        pt.tlb.sync_tables();
         Ok(pt)
     }
 
@@ -213,6 +229,9 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
     fn alloc(&mut self) -> Result<PhysAddr, MapError> {
         let pa = self.mem.alloc_table().ok_or(MapError::NoMemory)?;
         self.zero(pa);
+        // The zeroes must reach the walker before the table is linked: a speculative walk of the
+        // new link must never read the page's old contents.
+        self.tlb.sync_tables();
         self.tables_in_use += 1;
         Ok(pa)
     }
@@ -256,8 +275,13 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                 value: pa.as_u64(),
             });
         }
-        pa.checked_add(size - 1)
-            .ok_or(MapError::OutOfRange { va, size })?;
+        // Descriptors hold 48 bits of output address: anything above would silently wrap.
+        if pa
+            .checked_add(size - 1)
+            .is_none_or(|last| last.as_u64() >= 1 << 48)
+        {
+            return Err(MapError::OutOfRange { va, size });
+        }
         let mut v = start;
         while v < end {
             let p = pa.as_u64() + (v - start);
@@ -343,6 +367,28 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         result.map(|_| unmapped)
     }
 
+    /// Clears the leaf entries of the range without invalidating the TLB or freeing tables: the
+    /// caller guarantees nothing uses the range until it calls `flush_all` (vmalloc's lazy purge,
+    /// which then `unmap`s the range again to free empty tables).
+    pub fn unmap_lazy(&mut self, va: VirtAddr, size: u64) -> Result<u64, MapError> {
+        let (start, end) = self.check_range(va, size)?;
+        let mut batch = Batch::new();
+        batch.lazy = true;
+        let root = self.root;
+        let mut unmapped = 0;
+        let result = self.unmap_in(
+            root,
+            0,
+            self.half.base(),
+            start,
+            end,
+            &mut batch,
+            &mut unmapped,
+        );
+        self.tlb.sync_tables();
+        result.map(|_| unmapped)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn unmap_in(
         &mut self,
@@ -365,7 +411,9 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             let covered = start <= e_va && e_va + (size - 1) < end;
             if desc::is_table(e, level) {
                 let child = PhysAddr::new(desc::addr(e));
-                if self.unmap_in(child, level + 1, e_va, start, end, batch, unmapped)? {
+                if self.unmap_in(child, level + 1, e_va, start, end, batch, unmapped)?
+                    && !batch.lazy
+                {
                     self.write(table, i, 0);
                     self.invalidate(batch, e_va);
                     self.defer_free(batch, child);
@@ -514,11 +562,14 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                     self.write(table, i, 0);
                     self.tlb.sync_tables();
                     self.tlb.flush_va(VirtAddr::new(e_va));
+                    self.write(table, i, new);
                 } else {
+                    // Permissions only: no break-before-make, but the new entry must be written
+                    // before the TLB is told to forget the old one.
+                    self.write(table, i, new);
                     self.invalidate(batch, e_va);
                 }
-                self.write(table, i, new);
-            } else if desc::is_leaf(e, level) {
+            } else if desc::is_leaf(e, level) && desc::attrs_of(e) != attrs {
                 let child = self.split(table, i, level, e_va)?;
                 self.protect_in(child, level + 1, e_va, start, end, attrs, batch)?;
             }
@@ -526,14 +577,13 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         Ok(())
     }
 
-    /// Starts invalidating the entry just cleared at `va` (the first one publishes the clears).
+    /// Starts invalidating the entry just changed at `va`: the change is published first (DSB
+    /// ISHST), so no walk after the TLBI can see the old entry; the completion wait is batched.
     fn invalidate(&mut self, batch: &mut Batch, va: u64) {
-        if batch.overflow {
+        if batch.overflow || batch.lazy {
             return;
         }
-        if batch.issued == 0 {
-            self.tlb.sync_tables();
-        }
+        self.tlb.sync_tables();
         if batch.issued < self.flush_all_threshold {
             self.tlb.invalidate_va(VirtAddr::new(va));
             batch.issued += 1;
@@ -577,6 +627,12 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         self.release(&mut batch);
     }
 
+    /// One full TLB invalidation (the end of a lazy purge).
+    pub fn flush_all_now(&mut self) {
+        self.tlb.sync_tables();
+        self.tlb.flush_all();
+    }
+
     /// The software walk: where `va` leads, if anywhere.
     pub fn translate(&self, va: VirtAddr) -> Option<Translation> {
         let v = va.as_u64();
@@ -603,14 +659,19 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         None
     }
 
-    /// The descriptors a walk of `va` reads, level by level (for fault reports).
-    pub fn walk(&self, va: VirtAddr) -> Vec<(u8, u64)> {
+    /// The descriptors a walk of `va` reads, level by level (for fault reports; no allocation,
+    /// as a report may run inside an allocator).
+    pub fn walk(&self, va: VirtAddr) -> Walk {
         let v = va.as_u64();
-        let mut out = Vec::new();
+        let mut out = Walk {
+            entries: [(0, 0); 4],
+            len: 0,
+        };
         let mut table = self.root;
         for level in 0..=3u8 {
             let e = self.read(table, desc::index(v, level));
-            out.push((level, e));
+            out.entries[out.len] = (level, e);
+            out.len += 1;
             if !desc::is_table(e, level) {
                 break;
             }

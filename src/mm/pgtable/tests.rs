@@ -375,3 +375,78 @@ fn random_operations_agree_with_a_model_and_leak_nothing() {
         }
     }
 }
+
+#[test]
+fn lazy_unmap_clears_without_invalidating_and_a_later_unmap_frees_the_tables() {
+    let mut pt = table(Half::Upper);
+    let base = 0xffff_8000_0000_0000;
+    pt.map(va(base), pa(0x4000_0000), 4 * K4, Attrs::KERNEL_RW)
+        .unwrap();
+    let tables = pt.tables_in_use();
+    assert_eq!(pt.unmap_lazy(va(base), 4 * K4), Ok(4 * K4));
+    assert!(pt.translate(va(base)).is_none());
+    assert!(
+        pt.flusher().by_va.is_empty() && pt.flusher().full == 0,
+        "no invalidation yet"
+    );
+    assert_eq!(pt.tables_in_use(), tables, "tables stay until the purge");
+    pt.flush_all_now();
+    assert_eq!(pt.unmap(va(base), 4 * K4), Ok(0));
+    assert_eq!(pt.tables_in_use(), 1);
+}
+
+/// A flusher that checks the order of events: every TLBI must follow a publication (sync) of
+/// the entry it is about, and a new table's zeroes must be published before it is linked.
+#[derive(Default)]
+struct OrderingTlb {
+    /// Writes published since the last sync? (set by the test's memory through `dirty`)
+    log: Vec<&'static str>,
+}
+
+impl TlbFlush for OrderingTlb {
+    fn sync_tables(&mut self) {
+        self.log.push("sync");
+    }
+    fn invalidate_va(&mut self, _va: VirtAddr) {
+        self.log.push("tlbi");
+    }
+    fn invalidate_all(&mut self) {
+        self.log.push("tlbi-all");
+    }
+    fn wait(&mut self) {
+        self.log.push("wait");
+    }
+}
+
+#[test]
+fn every_invalidation_follows_a_publication_and_ends_with_a_wait() {
+    let mut pt = PageTable::new(Half::Lower, SimMemory::default(), OrderingTlb::default()).unwrap();
+    pt.map(va(0x20_0000), pa(0x4000_0000), 8 * K4, Attrs::USER_RW)
+        .unwrap();
+    pt.flusher().log.clear();
+    pt.unmap(va(0x20_0000), 4 * K4).unwrap();
+    pt.protect(va(0x20_0000 + 4 * K4), 2 * K4, Attrs::KERNEL_RO)
+        .unwrap();
+    let log = &pt.flusher().log;
+    for (i, e) in log.iter().enumerate() {
+        if *e == "tlbi" {
+            assert_eq!(log[i - 1], "sync", "TLBI without a DSB before it: {log:?}");
+        }
+    }
+    assert_eq!(log.last(), Some(&"wait"));
+    assert_eq!(log.iter().filter(|e| **e == "tlbi").count(), 6);
+}
+
+#[test]
+fn physical_addresses_past_48_bits_are_refused() {
+    let mut pt = table(Half::Upper);
+    let r = pt.map(va(0xffff_0000_0000_0000), pa(1 << 48), K4, Attrs::KERNEL_RW);
+    assert!(matches!(r, Err(MapError::OutOfRange { .. })));
+    let r = pt.map(
+        va(0xffff_0000_0000_0000),
+        pa((1 << 48) - K4),
+        2 * K4,
+        Attrs::KERNEL_RW,
+    );
+    assert!(matches!(r, Err(MapError::OutOfRange { .. })));
+}

@@ -1,0 +1,109 @@
+//! Running code on another kernel stack (a vmalloc'ed `KernelStack`): the call runs with SP_EL0
+//! as its stack pointer, so exceptions are taken on the boot stack (SP_EL1) and a stack overflow
+//! can still be reported. A call armed with `trap` that overflows is abandoned and reported
+//! instead of stopping the kernel (self-tests use this). One level only: not re-entrant.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::mm::vmap::KernelStack;
+
+global_asm!(
+    r#"
+.section .text.run_on_stack, "ax"
+.global arch_run_on_stack
+// x0: new stack top, x1: function (extern "C" fn(usize)), x2: its argument.
+// Returns 0 when the function returned, 1 when a trapped fault abandoned it.
+arch_run_on_stack:
+    stp     x29, x30, [sp, #-96]!
+    stp     x19, x20, [sp, #16]
+    stp     x21, x22, [sp, #32]
+    stp     x23, x24, [sp, #48]
+    stp     x25, x26, [sp, #64]
+    stp     x27, x28, [sp, #80]
+    mov     x29, sp
+    adrp    x9, ARCH_RECOVER_SP
+    add     x9, x9, :lo12:ARCH_RECOVER_SP
+    mov     x10, sp
+    str     x10, [x9]
+    msr     sp_el0, x0
+    msr     spsel, #0
+    mov     x0, x2
+    mov     x29, xzr
+    blr     x1
+    msr     spsel, #1
+    mov     x0, #0
+    b       1f
+.global arch_stack_recover
+arch_stack_recover:
+    adrp    x9, ARCH_RECOVER_SP
+    add     x9, x9, :lo12:ARCH_RECOVER_SP
+    ldr     x10, [x9]
+    mov     sp, x10
+    mov     x0, #1
+1:  ldp     x19, x20, [sp, #16]
+    ldp     x21, x22, [sp, #32]
+    ldp     x23, x24, [sp, #48]
+    ldp     x25, x26, [sp, #64]
+    ldp     x27, x28, [sp, #80]
+    ldp     x29, x30, [sp], #96
+    ret
+"#
+);
+
+extern "C" {
+    fn arch_run_on_stack(top: u64, f: extern "C" fn(usize), arg: usize) -> u64;
+    fn arch_stack_recover();
+}
+
+/// The boot stack pointer to return to after a trapped fault (read by the assembly above).
+#[no_mangle]
+static ARCH_RECOVER_SP: AtomicU64 = AtomicU64::new(0);
+
+static TRAP: AtomicBool = AtomicBool::new(false);
+static TRAPPED_ESR: AtomicU64 = AtomicU64::new(0);
+static TRAPPED_FAR: AtomicU64 = AtomicU64::new(0);
+
+/// A fault that ended a trapped call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trapped {
+    pub esr: u64,
+    pub far: u64,
+}
+
+/// Calls `f(arg)` on `stack`. With `trap`, a synchronous exception inside it is reported and the
+/// call abandoned (`Err`); without, it is reported and the kernel stops, as anywhere else.
+pub fn run_on_stack(
+    stack: &KernelStack,
+    f: extern "C" fn(usize),
+    arg: usize,
+    trap: bool,
+) -> Result<(), Trapped> {
+    TRAP.store(trap, Ordering::SeqCst);
+    // SAFETY: the stack is mapped and ours for the call; the assembly saves and restores every
+    // callee-saved register and switches back to SP_EL1 on both exits.
+    let r = unsafe { arch_run_on_stack(stack.top(), f, arg) };
+    TRAP.store(false, Ordering::SeqCst);
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Trapped {
+            esr: TRAPPED_ESR.load(Ordering::SeqCst),
+            far: TRAPPED_FAR.load(Ordering::SeqCst),
+        })
+    }
+}
+
+/// Called by the exception handler for a synchronous exception taken on SP_EL0: if the call was
+/// armed, records the fault and makes the exception return into the recovery path.
+pub(super) fn take_trap(esr: u64, far: u64, elr: &mut u64, spsr: &mut u64) -> bool {
+    if !TRAP.swap(false, Ordering::SeqCst) {
+        return false;
+    }
+    TRAPPED_ESR.store(esr, Ordering::SeqCst);
+    TRAPPED_FAR.store(far, Ordering::SeqCst);
+    *elr = arch_stack_recover as *const () as u64;
+    // Return to EL1 using SP_EL1 (EL1h), where the recovery path restores the caller's frame.
+    *spsr = (*spsr & !0xf) | 0b0101;
+    true
+}
