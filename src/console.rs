@@ -20,6 +20,19 @@ pub fn is_ready() -> bool {
     PORT.is_completed()
 }
 
+/// Moves the console to another mapping of its registers.
+///
+/// # Safety
+/// `base` must map the console UART's registers for the rest of the kernel's life.
+pub unsafe fn rebase(base: usize) {
+    if let Some(port) = PORT.get() {
+        let _guard = LOCK.lock();
+        port.flush();
+        // SAFETY: forwarded from the caller.
+        unsafe { port.rebase(base) };
+    }
+}
+
 /// The console's register base, for reports.
 pub fn base() -> Option<usize> {
     PORT.get().map(|p| p.base())

@@ -122,6 +122,17 @@ mod boot {
                     if options.debug_pagealloc { ", debug_pagealloc on" } else { "" }
                 );
                 mm::heap::init(options.slub_debug);
+                mm::ioremap::init(&machine.memory);
+                // The console moves from its boot mapping to ioremap's, and the boot mappings go.
+                match mm::ioremap::ioremap(uart.base, uart.size) {
+                    Ok(io) => {
+                        // SAFETY: `io` maps the console UART's registers and is kept for good.
+                        unsafe { console::rebase(io.addr().as_u64() as usize) };
+                        core::mem::forget(io);
+                        mmu::early_iounmap_all();
+                    }
+                    Err(e) => warn!("console stays on its boot mapping: {e}"),
+                }
                 if let Some(lines) = mm::init::PAGES.snapshot().map(|s| s.zone_ranges()) {
                     for line in lines {
                         info!("{line}");

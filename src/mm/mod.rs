@@ -16,6 +16,8 @@ pub mod heap;
 #[cfg(target_os = "none")]
 mod heap_selftests;
 pub mod init;
+#[cfg(target_os = "none")]
+pub mod ioremap;
 pub mod kmalloc;
 pub mod memblock;
 pub mod page;

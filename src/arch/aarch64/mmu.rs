@@ -20,9 +20,7 @@ use spin::Mutex;
 
 use crate::machine::Machine;
 use crate::mm::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
-use crate::mm::layout::{
-    self, KernelImage, IOREMAP_END, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET,
-};
+use crate::mm::layout::{self, KernelImage, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET};
 use crate::mm::pgtable::{Attrs, Half, MapError, PageTable, TableAlloc, TlbFlush};
 
 /// Table pages available before the page allocator exists: enough for the image, the console and
@@ -389,7 +387,7 @@ pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, 
         })?;
     let len = end.as_u64() - start.as_u64();
     let mut next = IOREMAP_NEXT.lock();
-    if *next + len + PAGE_SIZE > IOREMAP_END {
+    if *next + len + PAGE_SIZE > IOREMAP_EARLY_END {
         return Err(MapError::NoMemory);
     }
     let va = VirtAddr::new(*next);
@@ -400,6 +398,18 @@ pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, 
         .map(va, start, len, attrs)?;
     *next += len + PAGE_SIZE;
     Ok(VirtAddr::new(va.as_u64() + (pa.as_u64() - start.as_u64())))
+}
+
+/// The start of the ioremap area `ioremap` may use: the first 16 MiB belong to `early_ioremap`.
+pub const IOREMAP_EARLY_END: u64 = IOREMAP_START + (16 << 20);
+
+/// Unmaps every `early_ioremap` mapping (once their users moved to `ioremap`).
+pub fn early_iounmap_all() {
+    let mut next = IOREMAP_NEXT.lock();
+    if let Some(pt) = KERNEL_PT.lock().as_mut() {
+        let _ = pt.unmap(VirtAddr::new(IOREMAP_START), *next - IOREMAP_START);
+    }
+    *next = IOREMAP_EARLY_END;
 }
 
 /// RAM the linear map covers: every bank, minus `no-map` reservations.

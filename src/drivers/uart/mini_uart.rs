@@ -38,7 +38,8 @@ register_structs! {
 const SPIN_LIMIT: u32 = 1_000_000;
 
 pub struct MiniUart {
-    regs: &'static Registers,
+    /// Where the registers are mapped now (`rebase` moves it: boot mapping, then ioremap).
+    base: core::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: the registers are only read and written whole through volatile accesses; the console
@@ -54,30 +55,44 @@ impl MiniUart {
     pub unsafe fn new(base: usize) -> MiniUart {
         // SAFETY: the caller guarantees `base` is the register block.
         let regs = unsafe { &*(base as *const Registers) };
+        let base = core::sync::atomic::AtomicUsize::new(base);
         regs.ier.set(0);
         regs.cntl
             .modify(CNTL::TX_ENABLE::SET + CNTL::RX_ENABLE::SET);
-        MiniUart { regs }
+        MiniUart { base }
     }
 
     pub fn write_byte(&self, byte: u8) {
         let mut spins = 0;
-        while !self.regs.lsr.is_set(LSR::TX_EMPTY) && spins < SPIN_LIMIT {
+        while !self.regs().lsr.is_set(LSR::TX_EMPTY) && spins < SPIN_LIMIT {
             spins += 1;
             core::hint::spin_loop();
         }
-        self.regs.io.set(byte as u32);
+        self.regs().io.set(byte as u32);
     }
 
     pub fn flush(&self) {
         let mut spins = 0;
-        while !self.regs.lsr.is_set(LSR::TX_IDLE) && spins < SPIN_LIMIT {
+        while !self.regs().lsr.is_set(LSR::TX_IDLE) && spins < SPIN_LIMIT {
             spins += 1;
             core::hint::spin_loop();
         }
     }
 
     pub fn base(&self) -> usize {
-        self.regs as *const Registers as usize
+        self.base.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn regs(&self) -> &Registers {
+        // SAFETY: `new` and `rebase` only accept addresses mapping this device's registers.
+        unsafe { &*(self.base() as *const Registers) }
+    }
+
+    /// Moves to another mapping of the same registers.
+    ///
+    /// # Safety
+    /// `base` must map this device's register block for the rest of the kernel's life.
+    pub unsafe fn rebase(&self, base: usize) {
+        self.base.store(base, core::sync::atomic::Ordering::SeqCst);
     }
 }

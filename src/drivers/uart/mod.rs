@@ -50,4 +50,17 @@ impl SerialPort {
             SerialPort::MiniUart(u) => u.base(),
         }
     }
+
+    /// Moves to another mapping of the same registers (the boot mapping to `ioremap`'s).
+    ///
+    /// # Safety
+    /// `base` must map this port's register block for the rest of the kernel's life.
+    pub unsafe fn rebase(&self, base: usize) {
+        match self {
+            // SAFETY: forwarded.
+            SerialPort::Pl011(u) => unsafe { u.rebase(base) },
+            // SAFETY: forwarded.
+            SerialPort::MiniUart(u) => unsafe { u.rebase(base) },
+        }
+    }
 }

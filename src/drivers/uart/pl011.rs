@@ -44,7 +44,8 @@ const BAUD: u32 = 115_200;
 const SPIN_LIMIT: u32 = 1_000_000;
 
 pub struct Pl011 {
-    regs: &'static Registers,
+    /// Where the registers are mapped now (`rebase` moves it: boot mapping, then ioremap).
+    base: core::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: the registers are only read and written whole through volatile accesses; the console
@@ -59,7 +60,8 @@ impl Pl011 {
     pub unsafe fn new(base: usize, clock_hz: Option<u32>) -> Pl011 {
         // SAFETY: the caller guarantees `base` is the register block.
         let regs = unsafe { &*(base as *const Registers) };
-        let uart = Pl011 { regs };
+        let base = core::sync::atomic::AtomicUsize::new(base);
+        let uart = Pl011 { base };
         if let Some(clock) = clock_hz.filter(|&c| c >= 16 * BAUD) {
             uart.flush();
             regs.cr.write(CR::UARTEN::CLEAR);
@@ -76,22 +78,35 @@ impl Pl011 {
 
     pub fn write_byte(&self, byte: u8) {
         let mut spins = 0;
-        while self.regs.fr.is_set(FR::TXFF) && spins < SPIN_LIMIT {
+        while self.regs().fr.is_set(FR::TXFF) && spins < SPIN_LIMIT {
             spins += 1;
             core::hint::spin_loop();
         }
-        self.regs.dr.set(byte as u32);
+        self.regs().dr.set(byte as u32);
     }
 
     pub fn flush(&self) {
         let mut spins = 0;
-        while self.regs.fr.is_set(FR::BUSY) && spins < SPIN_LIMIT {
+        while self.regs().fr.is_set(FR::BUSY) && spins < SPIN_LIMIT {
             spins += 1;
             core::hint::spin_loop();
         }
     }
 
     pub fn base(&self) -> usize {
-        self.regs as *const Registers as usize
+        self.base.load(core::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn regs(&self) -> &Registers {
+        // SAFETY: `new` and `rebase` only accept addresses mapping this device's registers.
+        unsafe { &*(self.base() as *const Registers) }
+    }
+
+    /// Moves to another mapping of the same registers.
+    ///
+    /// # Safety
+    /// `base` must map this device's register block for the rest of the kernel's life.
+    pub unsafe fn rebase(&self, base: usize) {
+        self.base.store(base, core::sync::atomic::Ordering::SeqCst);
     }
 }
