@@ -10,6 +10,7 @@ pub mod meminfo;
 pub mod pgtable;
 
 pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
+pub mod dma;
 pub mod gfp;
 #[cfg(target_os = "none")]
 pub mod heap;

@@ -361,3 +361,23 @@ fn reports_use_linux_formats() {
     assert_eq!(total.1, free.1);
     assert!(avail.1 < free.1);
 }
+
+#[test]
+fn allocations_below_a_limit_stay_below_it() {
+    let mut s = setup(false);
+    let a = &mut s.alloc;
+    let limit = PhysAddr::new(G + 64 * M);
+    let mut got = Vec::new();
+    while let Ok(pa) = a.alloc_below(Gfp::KERNEL, 2, limit) {
+        assert!(pa.as_u64() + 4 * 4096 <= limit.as_u64(), "{pa} crosses {limit}");
+        got.push(pa);
+    }
+    // Most of the 64 MiB (minus the image's reservation) was found, 16 KiB at a time.
+    assert!(got.len() > 3000, "only {} blocks below the limit", got.len());
+    assert!(a.alloc_below(Gfp::KERNEL, 0, PhysAddr::new(G)).is_err(), "nothing lies below RAM");
+    for pa in got {
+        a.free(pa, 2).unwrap();
+    }
+    a.drain_pcp();
+    assert_eq!(a.check_free_lists().unwrap(), a.managed_pages());
+}

@@ -219,6 +219,38 @@ impl Zone {
         Some(pfn)
     }
 
+    /// Like `buddy_alloc`, but only a block whose first 2^order pages end at or below `limit_pfn`
+    /// (for devices that cannot reach higher). Scans the free lists: for rare DMA allocations.
+    pub fn buddy_alloc_below(
+        &mut self,
+        map: &mut MemMap,
+        order: u8,
+        limit_pfn: u64,
+        init_block: &mut dyn FnMut(&mut MemMap, u64),
+    ) -> Option<u64> {
+        for o in order..=MAX_ORDER {
+            let mut pfn = self.free_area[o as usize].head;
+            while pfn != NIL && pfn + (1 << order) > limit_pfn {
+                pfn = Self::page(map, pfn).next;
+            }
+            if pfn == NIL {
+                continue;
+            }
+            self.unlink(map, pfn, o);
+            if o == MAX_ORDER {
+                init_block(map, pfn);
+            }
+            let mut k = o;
+            while k > order {
+                k -= 1;
+                self.push(map, pfn + (1 << k), k);
+                self.stats.splits += 1;
+            }
+            return Some(pfn);
+        }
+        None
+    }
+
     /// Returns a block to the buddy lists, merging it with free buddies.
     pub fn buddy_free(&mut self, map: &mut MemMap, mut pfn: u64, mut order: u8) {
         while order < MAX_ORDER {

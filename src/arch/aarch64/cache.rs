@@ -28,3 +28,37 @@ pub unsafe fn invalidate_dcache_range(start: u64, end: u64) {
     }
     barrier::dsb(barrier::SY);
 }
+
+/// Cache maintenance for DMA, by virtual address range and the line size CTR_EL0 reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOp {
+    /// Write dirty lines back (the device will read): DC CVAC.
+    Clean,
+    /// Discard lines (the device wrote memory): DC IVAC.
+    Invalidate,
+    /// Both (either may happen): DC CIVAC.
+    CleanInvalidate,
+}
+
+/// Performs `op` on every line of `[start, start + len)` and waits for it (DSB SY).
+///
+/// # Safety
+/// `Invalidate` discards dirty data in the range (partial lines at its ends included): the
+/// caller must own whole lines or accept that.
+pub unsafe fn dma_cache_op(op: CacheOp, start: u64, len: u64) {
+    let line = dcache_line();
+    let mut a = start & !(line - 1);
+    let end = start + len;
+    while a < end {
+        // SAFETY: maintenance on memory the caller owns; the caller vouches for invalidation.
+        unsafe {
+            match op {
+                CacheOp::Clean => asm!("dc cvac, {}", in(reg) a),
+                CacheOp::Invalidate => asm!("dc ivac, {}", in(reg) a),
+                CacheOp::CleanInvalidate => asm!("dc civac, {}", in(reg) a),
+            }
+        }
+        a += line;
+    }
+    barrier::dsb(barrier::SY);
+}

@@ -1,0 +1,493 @@
+//! The DMA API: a device's view of memory (bus addresses through its `dma-ranges`, a mask, whether
+//! it snoops the caches), coherent buffers (`dma_alloc_coherent`, a pool for small ones), and
+//! streaming mappings (`dma_map_single` with the direction in the type, `sync_for_cpu` /
+//! `sync_for_device`, bounce buffers when a page is out of reach). Every mapping checks in
+//! software that the bus address is inside the device's reach: QEMU does not model the Pi's DMA
+//! limits, so only this check catches the bug before a real board corrupts memory.
+//! The address arithmetic is portable (tested on the host); the rest is kernel only. Cache
+//! maintenance instructions stay in `arch::aarch64::cache`.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::addr::PhysAddr;
+
+/// An address as a device puts it on its bus.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct DmaAddr(u64);
+
+impl DmaAddr {
+    pub const fn new(v: u64) -> DmaAddr {
+        DmaAddr(v)
+    }
+    pub const fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for DmaAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DmaAddr({:#x})", self.0)
+    }
+}
+
+impl fmt::Display for DmaAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+/// One window of a device's `dma-ranges`: CPU `[cpu, cpu + size)` is bus `[bus, bus + size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DmaRange {
+    pub cpu: PhysAddr,
+    pub bus: u64,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DmaError {
+    /// The memory is outside every window, or past the device's mask.
+    OutOfReach { pa: PhysAddr, len: usize, device: &'static str },
+    /// No memory the device can reach is free.
+    NoMemory { size: usize, device: &'static str },
+    /// The buffer is not in the linear map (map vmalloc memory page by page).
+    NotLinear(u64),
+    ZeroSize,
+}
+
+impl fmt::Display for DmaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DmaError::OutOfReach { pa, len, device } => {
+                write!(f, "DMA: {pa} + {len:#x} is out of {device}'s reach")
+            }
+            DmaError::NoMemory { size, device } => {
+                write!(f, "DMA: no memory {device} can reach for {size:#x} bytes")
+            }
+            DmaError::NotLinear(va) => write!(f, "DMA: buffer {va:#x} is not in the linear map"),
+            DmaError::ZeroSize => write!(f, "DMA: zero-length mapping"),
+        }
+    }
+}
+
+/// A device's view of memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmaDevice {
+    pub name: &'static str,
+    /// Empty: bus addresses are CPU physical addresses.
+    pub ranges: Vec<DmaRange>,
+    /// The highest bus address the device can drive (`DMA_BIT_MASK(n)`).
+    pub mask: u64,
+    /// The device snoops the CPU caches (`dma-coherent`): no cache maintenance needed.
+    pub coherent: bool,
+}
+
+/// `DMA_BIT_MASK(bits)`.
+pub const fn dma_bit_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1 << bits) - 1
+    }
+}
+
+impl DmaDevice {
+    pub fn new(name: &'static str, ranges: Vec<DmaRange>, mask: u64, coherent: bool) -> DmaDevice {
+        DmaDevice { name, ranges, mask, coherent }
+    }
+
+    /// The bus address of CPU `[pa, pa + len)`, if the device can reach all of it.
+    pub fn phys_to_dma(&self, pa: PhysAddr, len: usize) -> Result<DmaAddr, DmaError> {
+        let out = DmaError::OutOfReach { pa, len, device: self.name };
+        if len == 0 {
+            return Err(DmaError::ZeroSize);
+        }
+        let last = pa.as_u64().checked_add(len as u64 - 1).ok_or(out)?;
+        let bus = if self.ranges.is_empty() {
+            pa.as_u64()
+        } else {
+            let r = self
+                .ranges
+                .iter()
+                .find(|r| pa >= r.cpu && last - r.cpu.as_u64() < r.size)
+                .ok_or(out)?;
+            r.bus + (pa.as_u64() - r.cpu.as_u64())
+        };
+        let bus_last = bus.checked_add(len as u64 - 1).ok_or(out)?;
+        if bus_last > self.mask {
+            return Err(out);
+        }
+        Ok(DmaAddr(bus))
+    }
+
+    /// The CPU address behind a bus address.
+    pub fn dma_to_phys(&self, dma: DmaAddr) -> Option<PhysAddr> {
+        if self.ranges.is_empty() {
+            return Some(PhysAddr::new(dma.0));
+        }
+        self.ranges
+            .iter()
+            .find(|r| dma.0 >= r.bus && dma.0 - r.bus < r.size)
+            .map(|r| PhysAddr::new(r.cpu.as_u64() + (dma.0 - r.bus)))
+    }
+
+    /// One past the highest CPU address the device reaches (for choosing where to allocate).
+    pub fn cpu_limit(&self) -> PhysAddr {
+        if self.ranges.is_empty() {
+            return PhysAddr::new(self.mask.saturating_add(1).max(self.mask));
+        }
+        let end = self
+            .ranges
+            .iter()
+            .filter(|r| r.bus <= self.mask)
+            .map(|r| {
+                let usable = r.size.min(self.mask - r.bus + 1);
+                r.cpu.as_u64() as u128 + usable as u128
+            })
+            .max()
+            .unwrap_or(0);
+        PhysAddr::new(end.min(u64::MAX as u128) as u64)
+    }
+}
+
+/// Where data goes: fixed in the type, so a mapping cannot be synced the wrong way.
+pub trait Direction {
+    /// The device reads the buffer.
+    const TO_DEVICE: bool;
+    /// The device writes the buffer.
+    const FROM_DEVICE: bool;
+}
+
+pub struct ToDevice;
+pub struct FromDevice;
+pub struct Bidirectional;
+
+impl Direction for ToDevice {
+    const TO_DEVICE: bool = true;
+    const FROM_DEVICE: bool = false;
+}
+impl Direction for FromDevice {
+    const TO_DEVICE: bool = false;
+    const FROM_DEVICE: bool = true;
+}
+impl Direction for Bidirectional {
+    const TO_DEVICE: bool = true;
+    const FROM_DEVICE: bool = true;
+}
+
+#[cfg(target_os = "none")]
+pub use kernel::*;
+
+#[cfg(target_os = "none")]
+mod kernel {
+    use core::marker::PhantomData;
+    use core::ptr::NonNull;
+
+    use super::*;
+    use crate::arch::aarch64::cache::{dma_cache_op, CacheOp};
+    use crate::mm::gfp::Gfp;
+    use crate::mm::init::PAGES;
+    use crate::mm::layout::{phys_to_virt, virt_to_phys};
+    use crate::mm::pgtable::{Attrs, MemType};
+    use crate::mm::vmap;
+    use crate::mm::{VirtAddr, PAGE_SIZE};
+
+    fn order_for(size: usize) -> u8 {
+        (size.div_ceil(PAGE_SIZE as usize)).next_power_of_two().trailing_zeros() as u8
+    }
+
+    /// Pages the device reaches, zeroed.
+    fn alloc_reachable(dev: &DmaDevice, order: u8) -> Result<PhysAddr, DmaError> {
+        let size = (PAGE_SIZE as usize) << order;
+        let limit = dev.cpu_limit();
+        PAGES
+            .alloc_pages_below(Gfp::KERNEL | Gfp::ZERO | Gfp::NOWARN, order, limit)
+            .map_err(|_| DmaError::NoMemory { size, device: dev.name })
+    }
+
+    /// A coherent buffer: CPU and device see the same bytes without maintenance. Freed on drop.
+    pub struct DmaCoherent {
+        cpu: NonNull<u8>,
+        dma: DmaAddr,
+        pa: PhysAddr,
+        size: usize,
+        order: u8,
+        /// Mapped non-cacheable through vmap (a non-coherent device).
+        remapped: bool,
+    }
+
+    // SAFETY: plain memory owned by this value.
+    unsafe impl Send for DmaCoherent {}
+
+    impl DmaCoherent {
+        pub fn cpu_ptr(&self) -> *mut u8 {
+            self.cpu.as_ptr()
+        }
+        pub fn dma_addr(&self) -> DmaAddr {
+            self.dma
+        }
+        pub fn phys(&self) -> PhysAddr {
+            self.pa
+        }
+        pub fn size(&self) -> usize {
+            self.size
+        }
+        /// Whether the CPU sees it non-cacheable (for a device that does not snoop caches).
+        pub fn is_uncached(&self) -> bool {
+            self.remapped
+        }
+    }
+
+    impl Drop for DmaCoherent {
+        fn drop(&mut self) {
+            if self.remapped {
+                // SAFETY: the vmap mapping is ours and unused from here on.
+                let _ = unsafe { vmap::vunmap(self.cpu.as_ptr()) };
+            }
+            let _ = PAGES.free_pages(self.pa, self.order);
+        }
+    }
+
+    /// `dma_alloc_coherent`: zeroed memory the device reaches. For a device that does not snoop
+    /// the caches the linear map's cacheable alias is cleaned and invalidated first and the CPU
+    /// uses a Normal non-cacheable mapping.
+    pub fn dma_alloc_coherent(dev: &DmaDevice, size: usize) -> Result<DmaCoherent, DmaError> {
+        if size == 0 {
+            return Err(DmaError::ZeroSize);
+        }
+        let order = order_for(size);
+        let pa = alloc_reachable(dev, order)?;
+        let bytes = (PAGE_SIZE as usize) << order;
+        let dma = match dev.phys_to_dma(pa, bytes) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = PAGES.free_pages(pa, order);
+                return Err(e);
+            }
+        };
+        let linear = phys_to_virt(pa).as_u64();
+        if dev.coherent {
+            // SAFETY: the linear map covers the allocation.
+            let cpu = unsafe { NonNull::new_unchecked(linear as *mut u8) };
+            return Ok(DmaCoherent { cpu, dma, pa, size, order, remapped: false });
+        }
+        // No dirty cacheable alias may later be written back over what the device wrote.
+        // SAFETY: the pages are ours and hold only the zeroes just written.
+        unsafe { dma_cache_op(CacheOp::CleanInvalidate, linear, bytes as u64) };
+        let pages: Vec<PhysAddr> = (0..1u64 << order).map(|i| PhysAddr::new(pa.as_u64() + i * PAGE_SIZE)).collect();
+        let attrs = Attrs::KERNEL_RW.with_mem(MemType::NormalNc);
+        match vmap::vmap(&pages, attrs) {
+            Ok(cpu) => Ok(DmaCoherent { cpu, dma, pa, size, order, remapped: true }),
+            Err(_) => {
+                let _ = PAGES.free_pages(pa, order);
+                Err(DmaError::NoMemory { size, device: dev.name })
+            }
+        }
+    }
+
+    /// A pool of small coherent blocks (descriptor rings, request headers): Linux's `dma_pool`.
+    pub struct DmaPool {
+        block: usize,
+        chunks: Vec<DmaCoherent>,
+        free: Vec<(usize, usize)>,
+        dev: DmaDevice,
+    }
+
+    /// A block from a `DmaPool`; give it back with `DmaPool::free`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct PoolBlock {
+        pub cpu: *mut u8,
+        pub dma: DmaAddr,
+        chunk: usize,
+        offset: usize,
+    }
+
+    impl DmaPool {
+        /// Blocks of `size` bytes aligned to `align` (a power of two).
+        pub fn new(dev: &DmaDevice, size: usize, align: usize) -> DmaPool {
+            let block = size.max(1).next_multiple_of(align.max(8).next_power_of_two());
+            DmaPool { block, chunks: Vec::new(), free: Vec::new(), dev: dev.clone() }
+        }
+
+        pub fn alloc(&mut self) -> Result<PoolBlock, DmaError> {
+            if self.free.is_empty() {
+                let chunk = dma_alloc_coherent(&self.dev, PAGE_SIZE as usize)?;
+                let index = self.chunks.len();
+                let n = chunk.size() / self.block;
+                self.chunks.push(chunk);
+                self.free.extend((0..n).rev().map(|i| (index, i * self.block)));
+            }
+            let (chunk, offset) = self.free.pop().ok_or(DmaError::NoMemory { size: self.block, device: self.dev.name })?;
+            let c = &self.chunks[chunk];
+            // SAFETY: `offset` is inside the chunk.
+            let cpu = unsafe { c.cpu_ptr().add(offset) };
+            // SAFETY: zero the block for its new owner.
+            unsafe { cpu.write_bytes(0, self.block) };
+            Ok(PoolBlock { cpu, dma: DmaAddr(c.dma_addr().as_u64() + offset as u64), chunk, offset })
+        }
+
+        pub fn free(&mut self, block: PoolBlock) {
+            self.free.push((block.chunk, block.offset));
+        }
+
+        pub fn block_size(&self) -> usize {
+            self.block
+        }
+    }
+
+    /// A streaming mapping of a buffer for one device and one direction. Unmapped on drop (with
+    /// the CPU's view synced first when the device may have written).
+    pub struct DmaMapping<D: Direction> {
+        dma: DmaAddr,
+        buf: *mut u8,
+        len: usize,
+        coherent: bool,
+        /// A bounce buffer (pages the device reaches) standing in for an unreachable buffer.
+        bounce: Option<(PhysAddr, u8)>,
+        _direction: PhantomData<D>,
+    }
+
+    impl<D: Direction> DmaMapping<D> {
+        pub fn dma_addr(&self) -> DmaAddr {
+            self.dma
+        }
+        pub fn len(&self) -> usize {
+            self.len
+        }
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+        pub fn is_bounced(&self) -> bool {
+            self.bounce.is_some()
+        }
+
+        fn device_side(&self) -> *mut u8 {
+            match self.bounce {
+                Some((pa, _)) => phys_to_virt(pa).as_u64() as *mut u8,
+                None => self.buf,
+            }
+        }
+
+        /// Before the CPU reads what the device wrote: invalidate stale lines; copy back from a
+        /// bounce buffer.
+        pub fn sync_for_cpu(&mut self) {
+            if !D::FROM_DEVICE {
+                return;
+            }
+            let side = self.device_side() as u64;
+            if !self.coherent {
+                // SAFETY: the device side is ours for the mapping's life; its lines hold nothing
+                // the CPU wrote since `sync_for_device` cleaned them.
+                unsafe { dma_cache_op(CacheOp::Invalidate, side, self.len as u64) };
+            }
+            if self.bounce.is_some() {
+                // SAFETY: both buffers are `len` bytes, distinct, and ours.
+                unsafe { core::ptr::copy_nonoverlapping(side as *const u8, self.buf, self.len) };
+            }
+        }
+
+        /// Before the device reads (or writes) the buffer: copy into a bounce buffer; clean the
+        /// CPU's writes out of the caches (and for reads, write back and drop partial lines).
+        pub fn sync_for_device(&mut self) {
+            let side = self.device_side();
+            if self.bounce.is_some() && D::TO_DEVICE {
+                // SAFETY: as in `sync_for_cpu`.
+                unsafe { core::ptr::copy_nonoverlapping(self.buf, side, self.len) };
+            }
+            if !self.coherent {
+                let op = if D::FROM_DEVICE { CacheOp::CleanInvalidate } else { CacheOp::Clean };
+                // SAFETY: cleaning loses nothing; the invalidate half only drops lines just
+                // written back.
+                unsafe { dma_cache_op(op, side as u64, self.len as u64) };
+            }
+        }
+    }
+
+    impl<D: Direction> Drop for DmaMapping<D> {
+        fn drop(&mut self) {
+            self.sync_for_cpu();
+            if let Some((pa, order)) = self.bounce {
+                let _ = PAGES.free_pages(pa, order);
+            }
+        }
+    }
+
+    /// `dma_map_single`: maps `len` bytes at `buf` (linear-map memory: kmalloc, pages) for `dev`,
+    /// bouncing through reachable pages if the device cannot reach them, and syncs for the device.
+    pub fn dma_map_single<D: Direction>(dev: &DmaDevice, buf: *mut u8, len: usize) -> Result<DmaMapping<D>, DmaError> {
+        if len == 0 {
+            return Err(DmaError::ZeroSize);
+        }
+        let pa = virt_to_phys(VirtAddr::new(buf as u64)).ok_or(DmaError::NotLinear(buf as u64))?;
+        let (dma, bounce) = match dev.phys_to_dma(pa, len) {
+            Ok(dma) => (dma, None),
+            Err(DmaError::OutOfReach { .. }) => {
+                let order = order_for(len);
+                let bpa = alloc_reachable(dev, order)?;
+                match dev.phys_to_dma(bpa, len) {
+                    Ok(dma) => (dma, Some((bpa, order))),
+                    Err(e) => {
+                        let _ = PAGES.free_pages(bpa, order);
+                        return Err(e);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let mut m = DmaMapping { dma, buf, len, coherent: dev.coherent, bounce, _direction: PhantomData };
+        m.sync_for_device();
+        Ok(m)
+    }
+
+    /// `dma_map_sg`: one mapping per segment (segments may bounce independently).
+    pub fn dma_map_sg<D: Direction>(dev: &DmaDevice, segments: &[(*mut u8, usize)]) -> Result<Vec<DmaMapping<D>>, DmaError> {
+        segments.iter().map(|&(buf, len)| dma_map_single::<D>(dev, buf, len)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pi3_device() -> DmaDevice {
+        // Raspberry Pi 3: the first 1008 MiB of RAM at bus 0xc000_0000.
+        DmaDevice::new(
+            "pi3",
+            alloc::vec![DmaRange { cpu: PhysAddr::new(0), bus: 0xc000_0000, size: 0x3f00_0000 }],
+            dma_bit_mask(32),
+            false,
+        )
+    }
+
+    #[test]
+    fn bus_addresses_go_through_the_windows() {
+        let d = pi3_device();
+        assert_eq!(d.phys_to_dma(PhysAddr::new(0x1000), 0x1000), Ok(DmaAddr::new(0xc000_1000)));
+        assert_eq!(d.dma_to_phys(DmaAddr::new(0xc000_1000)), Some(PhysAddr::new(0x1000)));
+        assert!(matches!(d.phys_to_dma(PhysAddr::new(0x3eff_f000), 0x2000), Err(DmaError::OutOfReach { .. })));
+        assert_eq!(d.cpu_limit(), PhysAddr::new(0x3f00_0000));
+        let identity = DmaDevice::new("virt", Vec::new(), dma_bit_mask(64), true);
+        assert_eq!(identity.phys_to_dma(PhysAddr::new(0x4000_0000), 8), Ok(DmaAddr::new(0x4000_0000)));
+        assert_eq!(identity.cpu_limit(), PhysAddr::new(u64::MAX));
+    }
+
+    #[test]
+    fn the_mask_limits_reach() {
+        let d = DmaDevice::new("30-bit", Vec::new(), dma_bit_mask(30), true);
+        assert!(d.phys_to_dma(PhysAddr::new(0x3fff_f000), 0x1000).is_ok());
+        assert!(d.phys_to_dma(PhysAddr::new(0x3fff_f000), 0x1001).is_err());
+        assert_eq!(d.cpu_limit(), PhysAddr::new(0x4000_0000));
+        // A window whose bus side passes the mask is usable only below it.
+        let w = DmaDevice::new(
+            "window",
+            alloc::vec![DmaRange { cpu: PhysAddr::new(0x4000_0000), bus: 0, size: 0x8000_0000 }],
+            dma_bit_mask(30),
+            true,
+        );
+        assert_eq!(w.cpu_limit(), PhysAddr::new(0x8000_0000));
+        assert!(w.phys_to_dma(PhysAddr::new(0x8000_0000), 0x1000).is_err());
+        assert_eq!(w.phys_to_dma(PhysAddr::new(0x4000_2000), 0x10), Ok(DmaAddr::new(0x2000)));
+        assert_eq!(d.phys_to_dma(PhysAddr::new(0x1000), 0), Err(DmaError::ZeroSize));
+    }
+}
