@@ -278,6 +278,11 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
     describe_reserved_memory(tree, &mut m)?;
     m.dma_limit = dma_limit(tree);
     m.uart = find_uart(tree)?;
+    if let Some(path) = m.uart.as_ref().map(|u| u.path.clone()) {
+        if let Some(node) = tree.find(&path) {
+            m.platform_dma = dma_view(tree, node);
+        }
+    }
     for node in tree.all() {
         if tree.is_compatible(node, "virtio,mmio") && tree.is_available(node) {
             if let Some(&range) = reg_cpu(tree, node)?.first() {
@@ -286,6 +291,7 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
                     size: range.size,
                     irq: interrupt_id(tree, node),
                     dma_coherent: is_dma_coherent(tree, node),
+                    dma_ranges: dma_view(tree, node),
                 });
             }
         }
@@ -547,6 +553,34 @@ fn dma_limit(tree: &DeviceTree) -> Option<u64> {
         }
     }
     limit.filter(|&l| l <= u64::MAX as u128).map(|l| l as u64)
+}
+
+/// A device's DMA windows: the nearest ancestor bus with a non-empty `dma-ranges` gives bus
+/// addresses (child side) for CPU addresses (its parent side, translated up to the CPU).
+pub fn dma_view(tree: &DeviceTree, node: usize) -> Vec<crate::mm::dma::DmaRange> {
+    let mut bus = tree.node(node).parent;
+    while let Some(b) = bus {
+        if let Ok(Some(list)) = range_entries(tree, b, "dma-ranges") {
+            if !list.is_empty() {
+                let Some(parent) = tree.node(b).parent else {
+                    return Vec::new();
+                };
+                return list
+                    .into_iter()
+                    .filter_map(|[child, parent_addr, size]| {
+                        let cpu = translate_from(tree, parent, parent_addr, "dma-ranges")?;
+                        Some(crate::mm::dma::DmaRange {
+                            cpu: PhysAddr::new(cpu),
+                            bus: child,
+                            size,
+                        })
+                    })
+                    .collect();
+            }
+        }
+        bus = tree.node(b).parent;
+    }
+    Vec::new()
 }
 
 fn is_dma_coherent(tree: &DeviceTree, node: usize) -> bool {

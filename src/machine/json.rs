@@ -122,6 +122,12 @@ pub fn to_json(m: &Machine) -> String {
         }),
     ));
     fields.push((
+        "platform_dma",
+        list(&m.platform_dma, |r| {
+            format!("[{}, {}, {}]", hex(r.cpu.as_u64()), hex(r.bus), hex(r.size))
+        }),
+    ));
+    fields.push((
         "psci_method",
         opt(m.psci_method.map(|p| string(p.as_str()))),
     ));

@@ -134,6 +134,8 @@ pub struct VirtioMmio {
     /// The GIC interrupt ID (SPI n is 32 + n), if the node has an interrupt.
     pub irq: Option<u32>,
     pub dma_coherent: bool,
+    /// Its DMA windows (empty: bus addresses are CPU addresses).
+    pub dma_ranges: Vec<crate::mm::dma::DmaRange>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,6 +205,9 @@ pub struct Machine {
     /// First CPU physical address the most restricted DMA master cannot reach.
     pub dma_limit: Option<u64>,
     pub uart: Option<Uart>,
+    /// The DMA windows of devices on the console's bus (the SoC bus on a Raspberry Pi; empty
+    /// where bus addresses are CPU addresses).
+    pub platform_dma: Vec<crate::mm::dma::DmaRange>,
     pub virtio_mmio: Vec<VirtioMmio>,
     pub psci_method: Option<PsciMethod>,
     pub cpus: usize,

@@ -54,6 +54,14 @@ pub fn lines(m: &Machine) -> Vec<String> {
         Some(limit) => format!("DMA limit: {limit:#x} (most restrictive dma-ranges)"),
         None => "DMA limit: none (no dma-ranges restricts DMA)".into(),
     });
+    for r in &m.platform_dma {
+        out.push(format!(
+            "Platform DMA window: CPU {:#x}-{:#x} is bus {:#x}",
+            r.cpu.as_u64(),
+            r.cpu.as_u64() + r.size.saturating_sub(1),
+            r.bus
+        ));
+    }
     if let Some(u) = &m.uart {
         out.push(format!(
             "Console: {} at {:#x} ({}{})",

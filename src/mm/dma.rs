@@ -48,9 +48,16 @@ pub struct DmaRange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DmaError {
     /// The memory is outside every window, or past the device's mask.
-    OutOfReach { pa: PhysAddr, len: usize, device: &'static str },
+    OutOfReach {
+        pa: PhysAddr,
+        len: usize,
+        device: &'static str,
+    },
     /// No memory the device can reach is free.
-    NoMemory { size: usize, device: &'static str },
+    NoMemory {
+        size: usize,
+        device: &'static str,
+    },
     /// The buffer is not in the linear map (map vmalloc memory page by page).
     NotLinear(u64),
     ZeroSize,
@@ -94,12 +101,21 @@ pub const fn dma_bit_mask(bits: u32) -> u64 {
 
 impl DmaDevice {
     pub fn new(name: &'static str, ranges: Vec<DmaRange>, mask: u64, coherent: bool) -> DmaDevice {
-        DmaDevice { name, ranges, mask, coherent }
+        DmaDevice {
+            name,
+            ranges,
+            mask,
+            coherent,
+        }
     }
 
     /// The bus address of CPU `[pa, pa + len)`, if the device can reach all of it.
     pub fn phys_to_dma(&self, pa: PhysAddr, len: usize) -> Result<DmaAddr, DmaError> {
-        let out = DmaError::OutOfReach { pa, len, device: self.name };
+        let out = DmaError::OutOfReach {
+            pa,
+            len,
+            device: self.name,
+        };
         if len == 0 {
             return Err(DmaError::ZeroSize);
         }
@@ -194,7 +210,9 @@ mod kernel {
     use crate::mm::{VirtAddr, PAGE_SIZE};
 
     fn order_for(size: usize) -> u8 {
-        (size.div_ceil(PAGE_SIZE as usize)).next_power_of_two().trailing_zeros() as u8
+        (size.div_ceil(PAGE_SIZE as usize))
+            .next_power_of_two()
+            .trailing_zeros() as u8
     }
 
     /// Pages the device reaches, zeroed.
@@ -203,7 +221,10 @@ mod kernel {
         let limit = dev.cpu_limit();
         PAGES
             .alloc_pages_below(Gfp::KERNEL | Gfp::ZERO | Gfp::NOWARN, order, limit)
-            .map_err(|_| DmaError::NoMemory { size, device: dev.name })
+            .map_err(|_| DmaError::NoMemory {
+                size,
+                device: dev.name,
+            })
     }
 
     /// A coherent buffer: CPU and device see the same bytes without maintenance. Freed on drop.
@@ -270,18 +291,37 @@ mod kernel {
         if dev.coherent {
             // SAFETY: the linear map covers the allocation.
             let cpu = unsafe { NonNull::new_unchecked(linear as *mut u8) };
-            return Ok(DmaCoherent { cpu, dma, pa, size, order, remapped: false });
+            return Ok(DmaCoherent {
+                cpu,
+                dma,
+                pa,
+                size,
+                order,
+                remapped: false,
+            });
         }
         // No dirty cacheable alias may later be written back over what the device wrote.
         // SAFETY: the pages are ours and hold only the zeroes just written.
         unsafe { dma_cache_op(CacheOp::CleanInvalidate, linear, bytes as u64) };
-        let pages: Vec<PhysAddr> = (0..1u64 << order).map(|i| PhysAddr::new(pa.as_u64() + i * PAGE_SIZE)).collect();
+        let pages: Vec<PhysAddr> = (0..1u64 << order)
+            .map(|i| PhysAddr::new(pa.as_u64() + i * PAGE_SIZE))
+            .collect();
         let attrs = Attrs::KERNEL_RW.with_mem(MemType::NormalNc);
         match vmap::vmap(&pages, attrs) {
-            Ok(cpu) => Ok(DmaCoherent { cpu, dma, pa, size, order, remapped: true }),
+            Ok(cpu) => Ok(DmaCoherent {
+                cpu,
+                dma,
+                pa,
+                size,
+                order,
+                remapped: true,
+            }),
             Err(_) => {
                 let _ = PAGES.free_pages(pa, order);
-                Err(DmaError::NoMemory { size, device: dev.name })
+                Err(DmaError::NoMemory {
+                    size,
+                    device: dev.name,
+                })
             }
         }
     }
@@ -306,8 +346,15 @@ mod kernel {
     impl DmaPool {
         /// Blocks of `size` bytes aligned to `align` (a power of two).
         pub fn new(dev: &DmaDevice, size: usize, align: usize) -> DmaPool {
-            let block = size.max(1).next_multiple_of(align.max(8).next_power_of_two());
-            DmaPool { block, chunks: Vec::new(), free: Vec::new(), dev: dev.clone() }
+            let block = size
+                .max(1)
+                .next_multiple_of(align.max(8).next_power_of_two());
+            DmaPool {
+                block,
+                chunks: Vec::new(),
+                free: Vec::new(),
+                dev: dev.clone(),
+            }
         }
 
         pub fn alloc(&mut self) -> Result<PoolBlock, DmaError> {
@@ -316,15 +363,24 @@ mod kernel {
                 let index = self.chunks.len();
                 let n = chunk.size() / self.block;
                 self.chunks.push(chunk);
-                self.free.extend((0..n).rev().map(|i| (index, i * self.block)));
+                self.free
+                    .extend((0..n).rev().map(|i| (index, i * self.block)));
             }
-            let (chunk, offset) = self.free.pop().ok_or(DmaError::NoMemory { size: self.block, device: self.dev.name })?;
+            let (chunk, offset) = self.free.pop().ok_or(DmaError::NoMemory {
+                size: self.block,
+                device: self.dev.name,
+            })?;
             let c = &self.chunks[chunk];
             // SAFETY: `offset` is inside the chunk.
             let cpu = unsafe { c.cpu_ptr().add(offset) };
             // SAFETY: zero the block for its new owner.
             unsafe { cpu.write_bytes(0, self.block) };
-            Ok(PoolBlock { cpu, dma: DmaAddr(c.dma_addr().as_u64() + offset as u64), chunk, offset })
+            Ok(PoolBlock {
+                cpu,
+                dma: DmaAddr(c.dma_addr().as_u64() + offset as u64),
+                chunk,
+                offset,
+            })
         }
 
         pub fn free(&mut self, block: PoolBlock) {
@@ -396,7 +452,11 @@ mod kernel {
                 unsafe { core::ptr::copy_nonoverlapping(self.buf, side, self.len) };
             }
             if !self.coherent {
-                let op = if D::FROM_DEVICE { CacheOp::CleanInvalidate } else { CacheOp::Clean };
+                let op = if D::FROM_DEVICE {
+                    CacheOp::CleanInvalidate
+                } else {
+                    CacheOp::Clean
+                };
                 // SAFETY: cleaning loses nothing; the invalidate half only drops lines just
                 // written back.
                 unsafe { dma_cache_op(op, side as u64, self.len as u64) };
@@ -415,7 +475,11 @@ mod kernel {
 
     /// `dma_map_single`: maps `len` bytes at `buf` (linear-map memory: kmalloc, pages) for `dev`,
     /// bouncing through reachable pages if the device cannot reach them, and syncs for the device.
-    pub fn dma_map_single<D: Direction>(dev: &DmaDevice, buf: *mut u8, len: usize) -> Result<DmaMapping<D>, DmaError> {
+    pub fn dma_map_single<D: Direction>(
+        dev: &DmaDevice,
+        buf: *mut u8,
+        len: usize,
+    ) -> Result<DmaMapping<D>, DmaError> {
         if len == 0 {
             return Err(DmaError::ZeroSize);
         }
@@ -435,14 +499,27 @@ mod kernel {
             }
             Err(e) => return Err(e),
         };
-        let mut m = DmaMapping { dma, buf, len, coherent: dev.coherent, bounce, _direction: PhantomData };
+        let mut m = DmaMapping {
+            dma,
+            buf,
+            len,
+            coherent: dev.coherent,
+            bounce,
+            _direction: PhantomData,
+        };
         m.sync_for_device();
         Ok(m)
     }
 
     /// `dma_map_sg`: one mapping per segment (segments may bounce independently).
-    pub fn dma_map_sg<D: Direction>(dev: &DmaDevice, segments: &[(*mut u8, usize)]) -> Result<Vec<DmaMapping<D>>, DmaError> {
-        segments.iter().map(|&(buf, len)| dma_map_single::<D>(dev, buf, len)).collect()
+    pub fn dma_map_sg<D: Direction>(
+        dev: &DmaDevice,
+        segments: &[(*mut u8, usize)],
+    ) -> Result<Vec<DmaMapping<D>>, DmaError> {
+        segments
+            .iter()
+            .map(|&(buf, len)| dma_map_single::<D>(dev, buf, len))
+            .collect()
     }
 }
 
@@ -454,7 +531,11 @@ mod tests {
         // Raspberry Pi 3: the first 1008 MiB of RAM at bus 0xc000_0000.
         DmaDevice::new(
             "pi3",
-            alloc::vec![DmaRange { cpu: PhysAddr::new(0), bus: 0xc000_0000, size: 0x3f00_0000 }],
+            alloc::vec![DmaRange {
+                cpu: PhysAddr::new(0),
+                bus: 0xc000_0000,
+                size: 0x3f00_0000
+            }],
             dma_bit_mask(32),
             false,
         )
@@ -463,12 +544,24 @@ mod tests {
     #[test]
     fn bus_addresses_go_through_the_windows() {
         let d = pi3_device();
-        assert_eq!(d.phys_to_dma(PhysAddr::new(0x1000), 0x1000), Ok(DmaAddr::new(0xc000_1000)));
-        assert_eq!(d.dma_to_phys(DmaAddr::new(0xc000_1000)), Some(PhysAddr::new(0x1000)));
-        assert!(matches!(d.phys_to_dma(PhysAddr::new(0x3eff_f000), 0x2000), Err(DmaError::OutOfReach { .. })));
+        assert_eq!(
+            d.phys_to_dma(PhysAddr::new(0x1000), 0x1000),
+            Ok(DmaAddr::new(0xc000_1000))
+        );
+        assert_eq!(
+            d.dma_to_phys(DmaAddr::new(0xc000_1000)),
+            Some(PhysAddr::new(0x1000))
+        );
+        assert!(matches!(
+            d.phys_to_dma(PhysAddr::new(0x3eff_f000), 0x2000),
+            Err(DmaError::OutOfReach { .. })
+        ));
         assert_eq!(d.cpu_limit(), PhysAddr::new(0x3f00_0000));
         let identity = DmaDevice::new("virt", Vec::new(), dma_bit_mask(64), true);
-        assert_eq!(identity.phys_to_dma(PhysAddr::new(0x4000_0000), 8), Ok(DmaAddr::new(0x4000_0000)));
+        assert_eq!(
+            identity.phys_to_dma(PhysAddr::new(0x4000_0000), 8),
+            Ok(DmaAddr::new(0x4000_0000))
+        );
         assert_eq!(identity.cpu_limit(), PhysAddr::new(u64::MAX));
     }
 
@@ -481,13 +574,23 @@ mod tests {
         // A window whose bus side passes the mask is usable only below it.
         let w = DmaDevice::new(
             "window",
-            alloc::vec![DmaRange { cpu: PhysAddr::new(0x4000_0000), bus: 0, size: 0x8000_0000 }],
+            alloc::vec![DmaRange {
+                cpu: PhysAddr::new(0x4000_0000),
+                bus: 0,
+                size: 0x8000_0000
+            }],
             dma_bit_mask(30),
             true,
         );
         assert_eq!(w.cpu_limit(), PhysAddr::new(0x8000_0000));
         assert!(w.phys_to_dma(PhysAddr::new(0x8000_0000), 0x1000).is_err());
-        assert_eq!(w.phys_to_dma(PhysAddr::new(0x4000_2000), 0x10), Ok(DmaAddr::new(0x2000)));
-        assert_eq!(d.phys_to_dma(PhysAddr::new(0x1000), 0), Err(DmaError::ZeroSize));
+        assert_eq!(
+            w.phys_to_dma(PhysAddr::new(0x4000_2000), 0x10),
+            Ok(DmaAddr::new(0x2000))
+        );
+        assert_eq!(
+            d.phys_to_dma(PhysAddr::new(0x1000), 0),
+            Err(DmaError::ZeroSize)
+        );
     }
 }

@@ -11,6 +11,8 @@ pub mod pgtable;
 
 pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 pub mod dma;
+#[cfg(target_os = "none")]
+mod dma_selftests;
 pub mod gfp;
 #[cfg(target_os = "none")]
 pub mod heap;

@@ -475,25 +475,44 @@ impl<P: PhysMem> PageAllocator<P> {
 
     /// Allocates a block lying wholly below `limit` (a device's reach), from the zones the
     /// flags allow, keeping the min watermark; scans free lists (DMA allocations are rare).
-    pub fn alloc_below(&mut self, gfp: Gfp, order: u8, limit: PhysAddr) -> Result<PhysAddr, AllocError> {
+    pub fn alloc_below(
+        &mut self,
+        gfp: Gfp,
+        order: u8,
+        limit: PhysAddr,
+    ) -> Result<PhysAddr, AllocError> {
         if order > MAX_ORDER {
             return Err(AllocError { gfp, order });
         }
         let limit_pfn = limit.as_u64() >> PAGE_SHIFT;
         let pages = 1u64 << order;
         for zi in (0..=Self::highest_zone(gfp)).rev() {
-            let Self { map, zones, block_state, blocks_initialised, block_base, .. } = self;
+            let Self {
+                map,
+                zones,
+                block_state,
+                blocks_initialised,
+                block_base,
+                ..
+            } = self;
             let block_base = *block_base;
-            if zones[zi].managed == 0 || zones[zi].start_pfn + pages > limit_pfn || zones[zi].free < pages + zones[zi].watermark[0] {
+            if zones[zi].managed == 0
+                || zones[zi].start_pfn + pages > limit_pfn
+                || zones[zi].free < pages + zones[zi].watermark[0]
+            {
                 continue;
             }
-            let spans: [(u64, u64); 3] = core::array::from_fn(|i| (zones[i].start_pfn, zones[i].end_pfn));
+            let spans: [(u64, u64); 3] =
+                core::array::from_fn(|i| (zones[i].start_pfn, zones[i].end_pfn));
             let mut init = |m: &mut MemMap, head: u64| {
                 let b = (head / BLOCK_PAGES - block_base) as usize;
                 if block_state[b] == BLOCK_FREE_UNINIT {
                     for pfn in head..head + BLOCK_PAGES {
                         if let Some(p) = m.get(pfn) {
-                            let zone = spans.iter().position(|&(s, e)| pfn >= s && pfn < e).unwrap_or(0);
+                            let zone = spans
+                                .iter()
+                                .position(|&(s, e)| pfn >= s && pfn < e)
+                                .unwrap_or(0);
                             // SAFETY: populated metadata of a block nobody else references.
                             unsafe { p.write(Page::new(zone, 0)) };
                         }
@@ -503,7 +522,9 @@ impl<P: PhysMem> PageAllocator<P> {
                 }
             };
             let zone = &mut zones[zi];
-            let Some(pfn) = zone.buddy_alloc_below(map, order, limit_pfn, &mut init) else { continue };
+            let Some(pfn) = zone.buddy_alloc_below(map, order, limit_pfn, &mut init) else {
+                continue;
+            };
             zone.free -= pages;
             zone.stats.alloc_success += 1;
             if let Some(p) = self.page(pfn) {
@@ -518,7 +539,11 @@ impl<P: PhysMem> PageAllocator<P> {
             if gfp.contains(Gfp::ZERO) {
                 for i in 0..pages {
                     // SAFETY: `PhysMem` maps every managed frame; this block is now ours.
-                    unsafe { self.phys.page_ptr(pfn + i).write_bytes(0, PAGE_SIZE as usize) };
+                    unsafe {
+                        self.phys
+                            .page_ptr(pfn + i)
+                            .write_bytes(0, PAGE_SIZE as usize)
+                    };
                 }
             }
             return Ok(PhysAddr::new(pfn << PAGE_SHIFT));
@@ -969,8 +994,19 @@ impl<P: PhysMem> GlobalPages<P> {
     }
 
     /// `alloc_pages` for a device that reaches only below `limit`.
-    pub fn alloc_pages_below(&self, gfp: Gfp, order: u8, limit: PhysAddr) -> Result<PhysAddr, AllocError> {
-        let r = self.inner.lock().as_mut().map_or(Err(AllocError { gfp, order }), |a| a.alloc_below(gfp, order, limit));
+    pub fn alloc_pages_below(
+        &self,
+        gfp: Gfp,
+        order: u8,
+        limit: PhysAddr,
+    ) -> Result<PhysAddr, AllocError> {
+        let r = self
+            .inner
+            .lock()
+            .as_mut()
+            .map_or(Err(AllocError { gfp, order }), |a| {
+                a.alloc_below(gfp, order, limit)
+            });
         if r.is_err() && !gfp.contains(Gfp::NOWARN) {
             log::warn!("page allocation below {limit} failed: order {order}, gfp {gfp:?}");
         }

@@ -369,12 +369,22 @@ fn allocations_below_a_limit_stay_below_it() {
     let limit = PhysAddr::new(G + 64 * M);
     let mut got = Vec::new();
     while let Ok(pa) = a.alloc_below(Gfp::KERNEL, 2, limit) {
-        assert!(pa.as_u64() + 4 * 4096 <= limit.as_u64(), "{pa} crosses {limit}");
+        assert!(
+            pa.as_u64() + 4 * 4096 <= limit.as_u64(),
+            "{pa} crosses {limit}"
+        );
         got.push(pa);
     }
     // Most of the 64 MiB (minus the image's reservation) was found, 16 KiB at a time.
-    assert!(got.len() > 3000, "only {} blocks below the limit", got.len());
-    assert!(a.alloc_below(Gfp::KERNEL, 0, PhysAddr::new(G)).is_err(), "nothing lies below RAM");
+    assert!(
+        got.len() > 3000,
+        "only {} blocks below the limit",
+        got.len()
+    );
+    assert!(
+        a.alloc_below(Gfp::KERNEL, 0, PhysAddr::new(G)).is_err(),
+        "nothing lies below RAM"
+    );
     for pa in got {
         a.free(pa, 2).unwrap();
     }
