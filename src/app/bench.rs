@@ -143,6 +143,26 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
         results.push(("vmalloc.64k", per_iteration(t1 - t0, freq, V), "insn"));
     }
 
+    // Demand-zero faults: the first write to each page of a lazy region (fault, zeroing, mapping).
+    {
+        const PAGES_N: u64 = 1024;
+        if let Ok(base) = crate::mm::fault::mmap(PAGES_N * 4096, crate::mm::vma::Prot::RW, "bench")
+        {
+            let t0 = timer::ticks();
+            for i in 0..PAGES_N {
+                // SAFETY: inside the region just created.
+                unsafe { ((base + i * 4096) as *mut u8).write_volatile(1) };
+            }
+            let t1 = timer::ticks();
+            results.push((
+                "fault.demand_zero",
+                per_iteration(t1 - t0, freq, PAGES_N),
+                "insn",
+            ));
+            let _ = crate::mm::fault::munmap(base, PAGES_N * 4096);
+        }
+    }
+
     crate::kprintln!("{:<28} {:>12}  unit", "benchmark", "value");
     for (name, value, unit) in &results {
         crate::kprintln!("{name:<28} {value:>12}  {unit}");

@@ -2,3 +2,4 @@
 //! (today the boot identity view, later `ioremap`) is its caller's job.
 
 pub mod uart;
+pub mod virtio;

@@ -25,6 +25,13 @@ unsafe impl PhysMem for LinearMap {
     fn page_ptr(&self, pfn: u64) -> *mut u8 {
         layout::phys_to_virt(Pfn::new(pfn).addr()).as_u64() as *mut u8
     }
+
+    #[cfg(target_os = "none")]
+    fn zero_page(&self, pfn: u64) {
+        // SAFETY: the linear map maps the frame Normal cacheable and writable; the allocator
+        // calls this only on frames it is handing out.
+        unsafe { crate::arch::aarch64::cache::zero_page(self.page_ptr(pfn) as u64) }
+    }
 }
 
 /// The kernel's page allocator.

@@ -13,6 +13,10 @@ pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 pub mod dma;
 #[cfg(target_os = "none")]
 mod dma_selftests;
+#[cfg(target_os = "none")]
+pub mod fault;
+#[cfg(target_os = "none")]
+mod fault_selftests;
 pub mod gfp;
 #[cfg(target_os = "none")]
 pub mod heap;
@@ -28,6 +32,7 @@ pub mod page_alloc;
 #[cfg(target_os = "none")]
 mod selftests;
 pub mod slab;
+pub mod vma;
 pub mod vmalloc;
 #[cfg(target_os = "none")]
 pub mod vmap;

@@ -78,6 +78,32 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
         frame.sp = aarch64_cpu::registers::SP_EL0.get();
     }
     let synchronous_here = kind == 0 || kind == 4;
+    // The application's lazy regions: a translation fault there may just be a first touch.
+    let mut real_fault = None;
+    if synchronous_here && frame.far < crate::mm::layout::USER_END {
+        if let Some(abort) = esr::abort(frame.esr) {
+            if matches!(abort.kind, esr::FaultKind::Translation { .. })
+                && abort.far_valid
+                && frame.far >= crate::mm::layout::USER_START
+            {
+                let write = abort.access == esr::Access::Write;
+                let exec = abort.access == esr::Access::Execute;
+                match crate::mm::fault::handle_page_fault(frame.far, write, exec) {
+                    Ok(()) => return,
+                    Err(e) => real_fault = Some(e),
+                }
+            } else if matches!(abort.kind, esr::FaultKind::Permission { .. })
+                && frame.far >= crate::mm::layout::USER_START
+            {
+                real_fault = crate::mm::fault::handle_page_fault(
+                    frame.far,
+                    abort.access == esr::Access::Write,
+                    abort.access == esr::Access::Execute,
+                )
+                .err();
+            }
+        }
+    }
     if synchronous_here
         && CATCH_STATE
             .compare_exchange(ARMED, CAUGHT, Ordering::SeqCst, Ordering::SeqCst)
@@ -95,7 +121,7 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
         }
         return;
     }
-    report(frame, kind);
+    report(frame, kind, real_fault);
     if kind == 0 && super::stack::take_trap(frame.esr, frame.far, &mut frame.elr, &mut frame.spsr) {
         emergency_print(format_args!(
             "*** The call was trapped: it is abandoned, the kernel goes on.\n"
@@ -153,7 +179,7 @@ static REPORTING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 
 /// Prints everything a person needs to find the cause: where, why, and the registers. A fault
 /// inside the report itself (a corrupt table, say) stops at once instead of recursing.
-fn report(frame: &ExceptionFrame, kind: u64) {
+fn report(frame: &ExceptionFrame, kind: u64, real_fault: Option<crate::mm::fault::RealFault>) {
     if REPORTING.swap(true, Ordering::SeqCst) {
         emergency_print(format_args!(
             "\n*** Exception while reporting an exception (ESR {:#x}, FAR {:#x}, ELR {:#x}); stopping.\n",
@@ -171,6 +197,9 @@ fn report(frame: &ExceptionFrame, kind: u64) {
         emergency_print(format_args!("  cause: {}\n", esr::Describe(frame.esr)));
         if let Some(abort) = esr::abort(frame.esr) {
             report_abort(frame, abort);
+        }
+        if let Some(f) = real_fault {
+            crate::mm::fault::describe(f, &|args| emergency_print(args));
         }
     }
     emergency_print(format_args!(

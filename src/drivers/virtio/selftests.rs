@@ -1,0 +1,386 @@
+//! Self-tests of the virtio-mmio transport, the split virtqueue and virtio-blk on the running
+//! machine. The data tests write only to a scratch disk: a writable virtio-blk disk of exactly
+//! 16 MiB (the boot tests attach one), and only at sectors 2048 and above; without one they are
+//! skipped. Every byte written is read back and compared; the patterns depend on the disk offset
+//! and on a per-run seed, so misplaced sectors and stale data from an earlier run both fail.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::blk::{BlkError, VirtioBlk, SECTOR_SIZE, S_UNSUPP};
+use super::mmio::{MmioError, MmioErrorKind, MmioTransport, LEGACY_PAGE};
+use super::queue::{queue_size, QueueLayout, MAX_QUEUE_SIZE, RING_ALIGN};
+use crate::arch::aarch64::timer;
+use crate::ktest::TestError;
+use crate::mm::gfp::Gfp;
+use crate::mm::init::PAGES;
+use crate::mm::layout;
+use crate::{kassert, kassert_eq, ktest};
+
+/// The scratch disk's exact size.
+const SCRATCH_BYTES: u64 = 16 << 20;
+/// Nothing below this sector is ever written.
+const FIRST_SCRATCH_SECTOR: u64 = 2048;
+const PAGE: usize = 4096;
+
+fn fail(what: impl core::fmt::Display) -> TestError {
+    TestError::Fail(format!("{what}"))
+}
+
+/// The scratch disk, claimed (other disks found on the way are released again).
+fn scratch_disk() -> Result<VirtioBlk, TestError> {
+    VirtioBlk::probe_all()
+        .into_iter()
+        .find(|d| d.capacity_bytes() == SCRATCH_BYTES && !d.read_only())
+        .ok_or(TestError::Skip(
+            "no writable 16 MiB virtio-blk scratch disk attached".into(),
+        ))
+}
+
+/// A seed that differs from run to run.
+fn seed() -> u64 {
+    timer::ticks() | 1
+}
+
+/// The byte expected at disk offset `pos` for `seed`.
+fn pattern(seed: u64, pos: u64) -> u8 {
+    let x = (pos ^ seed.rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (x >> 56) as u8 ^ pos as u8
+}
+
+fn fill(buf: &mut [u8], seed: u64, sector: u64) {
+    let base = sector * SECTOR_SIZE as u64;
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = pattern(seed, base + i as u64);
+    }
+}
+
+/// Every byte of `buf` against the pattern of the sectors from `sector`.
+fn check(buf: &[u8], seed: u64, sector: u64, what: &str) -> Result<(), TestError> {
+    let base = sector * SECTOR_SIZE as u64;
+    for (i, &b) in buf.iter().enumerate() {
+        let want = pattern(seed, base + i as u64);
+        if b != want {
+            let bad = buf
+                .iter()
+                .enumerate()
+                .filter(|&(k, &v)| v != pattern(seed, base + k as u64))
+                .count();
+            return Err(fail(format!(
+                "{what}: byte {i} (sector {}+{}) is {b:#04x}, not {want:#04x}; {bad}/{} differ",
+                sector + (i / SECTOR_SIZE) as u64,
+                i % SECTOR_SIZE,
+                buf.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn io(e: BlkError) -> TestError {
+    fail(e)
+}
+
+/// A slice of `len` bytes inside `v` starting `skew` bytes past a page boundary.
+fn skewed(v: &mut [u8], skew: usize, len: usize) -> &mut [u8] {
+    let start = (PAGE - v.as_ptr() as usize % PAGE) % PAGE + skew;
+    &mut v[start..start + len]
+}
+
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+
+ktest!(queue_layout_fits_both_transports, {
+    for shift in 0..=15u32 {
+        let n = 1u16 << shift;
+        let l = QueueLayout::new(n);
+        let size = n as usize;
+        kassert_eq!(l.desc, 0);
+        // Legacy: the available ring right after the table, the used ring at the next
+        // QueueAlign boundary after the available ring (used_event included).
+        kassert_eq!(l.avail, 16 * size);
+        kassert_eq!(
+            l.used as u64,
+            ((l.avail + 6 + 2 * size) as u64).next_multiple_of(LEGACY_PAGE)
+        );
+        // Modern: 16-, 2- and 4-byte alignment.
+        kassert!(l.avail.is_multiple_of(2) && l.used.is_multiple_of(RING_ALIGN));
+        kassert_eq!(l.bytes, l.used + 6 + 8 * size);
+    }
+    kassert_eq!(queue_size(0), None);
+    kassert_eq!(queue_size(1), Some(1));
+    kassert_eq!(queue_size(100), Some(64));
+    kassert_eq!(queue_size(256), Some(MAX_QUEUE_SIZE));
+    kassert_eq!(queue_size(u32::MAX), Some(MAX_QUEUE_SIZE));
+    Ok(())
+});
+
+ktest!(mmio_probe_tells_empty_slots_from_devices, {
+    let k = crate::kernel::get().ok_or(fail("kernel state not published"))?;
+    let slots = &k.machine.virtio_mmio;
+    if slots.is_empty() {
+        return Err(TestError::Skip(
+            "no virtio-mmio slots on this machine".into(),
+        ));
+    }
+    let (mut empty, mut devices) = (0, 0);
+    for slot in slots {
+        match MmioTransport::probe(slot) {
+            Ok(t) => {
+                kassert!(t.device_id() != 0);
+                kassert_eq!(t.base(), slot.base);
+                devices += 1;
+            }
+            Err(MmioError {
+                kind: MmioErrorKind::NoDevice,
+                base,
+            }) => {
+                kassert_eq!(base, slot.base);
+                empty += 1;
+            }
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    kassert_eq!(empty + devices, slots.len());
+    Ok(())
+});
+
+ktest!(blk_page_aligned_single_page, {
+    let mut disk = scratch_disk()?;
+    let s = seed();
+    let sector = FIRST_SCRATCH_SECTOR;
+    let mut out = Box::new(Page([0; PAGE]));
+    fill(&mut out.0, s, sector);
+    disk.write(sector, &out.0).map_err(io)?;
+    let mut back = Box::new(Page([0x5a; PAGE]));
+    disk.read(sector, &mut back.0).map_err(io)?;
+    check(&back.0, s, sector, "page-aligned read-back")?;
+    kassert!(disk.stats().write_requests == 1 && disk.stats().read_requests == 1);
+    Ok(())
+});
+
+ktest!(blk_unaligned_multi_page, {
+    let mut disk = scratch_disk()?;
+    let s = seed();
+    let sector = FIRST_SCRATCH_SECTOR + 512;
+    let len = 3 * PAGE + 512;
+    // Odd start, four pages spanned, pieces that are not whole sectors.
+    let mut out_mem = vec![0u8; len + 2 * PAGE];
+    let out = skewed(&mut out_mem, 0x201, len);
+    kassert!(out.as_ptr() as usize % 2 == 1);
+    fill(out, s, sector);
+    disk.write(sector, out).map_err(io)?;
+    let mut back_mem = vec![0xa5u8; len + 2 * PAGE];
+    let back = skewed(&mut back_mem, 0xfff, len);
+    disk.read(sector, back).map_err(io)?;
+    check(back, s, sector, "unaligned read-back")?;
+    // The bytes around the buffer are untouched.
+    let start = back.as_ptr() as usize - back_mem.as_ptr() as usize;
+    kassert!(back_mem[..start].iter().all(|&b| b == 0xa5));
+    kassert!(back_mem[start + len..].iter().all(|&b| b == 0xa5));
+    Ok(())
+});
+
+ktest!(blk_boxed_64k, {
+    let mut disk = scratch_disk()?;
+    let s = seed();
+    let sector = FIRST_SCRATCH_SECTOR + 2048;
+    let mut out: Box<[u8]> = vec![0u8; 64 << 10].into_boxed_slice();
+    fill(&mut out, s, sector);
+    disk.write(sector, &out).map_err(io)?;
+    disk.flush().map_err(io)?;
+    let mut back: Box<[u8]> = vec![0u8; 64 << 10].into_boxed_slice();
+    disk.read(sector, &mut back).map_err(io)?;
+    check(&back, s, sector, "64 KiB read-back")?;
+    // A part of it by itself lands where it should.
+    let mut part = vec![0u8; 3 * SECTOR_SIZE];
+    disk.read(sector + 37, &mut part).map_err(io)?;
+    check(&part, s, sector + 37, "partial read")?;
+    Ok(())
+});
+
+ktest!(blk_vectored_and_split_requests, {
+    let mut disk = scratch_disk()?;
+    let s = seed();
+    // Three buffers, one of them unaligned, to consecutive sectors in one request.
+    let sector = FIRST_SCRATCH_SECTOR + 6144;
+    let mut a = vec![0u8; SECTOR_SIZE];
+    let mut b_mem = vec![0u8; 3 * PAGE];
+    let b = skewed(&mut b_mem, 0x333, 2 * PAGE);
+    let mut c = vec![0u8; 3 * SECTOR_SIZE];
+    fill(&mut a, s, sector);
+    fill(b, s, sector + 1);
+    fill(&mut c, s, sector + 1 + (2 * PAGE / SECTOR_SIZE) as u64);
+    let before = disk.stats();
+    disk.write_vectored(sector, &[&a, b, &c]).map_err(io)?;
+    kassert_eq!(disk.stats().write_requests, before.write_requests + 1);
+    let total = a.len() + b.len() + c.len();
+    let mut back = vec![0u8; total];
+    disk.read(sector, &mut back).map_err(io)?;
+    check(&back, s, sector, "vectored write, contiguous read")?;
+    let mut x = vec![0u8; 2 * SECTOR_SIZE];
+    let mut y = vec![0u8; total - 2 * SECTOR_SIZE];
+    disk.read_vectored(sector, &mut [&mut x, &mut y])
+        .map_err(io)?;
+    check(&x, s, sector, "vectored read, first")?;
+    check(&y, s, sector + 2, "vectored read, second")?;
+
+    // With three segments a request, an unaligned 40 KiB buffer needs many requests whose
+    // boundaries fall inside pieces.
+    disk.limit_segments(3);
+    let sector = FIRST_SCRATCH_SECTOR + 6656;
+    let len = 40 << 10;
+    let mut out_mem = vec![0u8; len + 2 * PAGE];
+    let out = skewed(&mut out_mem, 0x123, len);
+    fill(out, s ^ 0xff, sector);
+    let before = disk.stats();
+    disk.write(sector, out).map_err(io)?;
+    let writes = disk.stats().write_requests - before.write_requests;
+    kassert!(
+        writes >= 4,
+        "only {writes} requests for 11 pieces at 3 a request"
+    );
+    let mut back_mem = vec![0u8; len + 2 * PAGE];
+    let back = skewed(&mut back_mem, 0x5, len);
+    disk.read(sector, back).map_err(io)?;
+    check(back, s ^ 0xff, sector, "split read-back")?;
+    Ok(())
+});
+
+ktest!(blk_large_request_is_split_by_segment_limit, {
+    let mut disk = scratch_disk()?;
+    let s = seed();
+    let sector = FIRST_SCRATCH_SECTOR + 14336;
+    let len = 1 << 20;
+    let mut out = vec![0u8; len];
+    fill(&mut out, s, sector);
+    let before = disk.stats();
+    disk.write(sector, &out).map_err(io)?;
+    let writes = disk.stats().write_requests - before.write_requests;
+    let pages = len / PAGE;
+    kassert_eq!(writes as usize, pages.div_ceil(disk.max_segments()));
+    let mut back = vec![0u8; len];
+    disk.read(sector, &mut back).map_err(io)?;
+    check(&back, s, sector, "1 MiB read-back")?;
+    Ok(())
+});
+
+ktest!(blk_bounced_buffers, {
+    let mut disk = scratch_disk()?;
+    let s = seed();
+    let sector = FIRST_SCRATCH_SECTOR + 10240;
+    let ram = crate::kernel::get()
+        .and_then(|k| k.machine.memory.first())
+        .ok_or(fail("no RAM in the machine description"))?
+        .base
+        .as_u64();
+    // The device reaches RAM below `limit` (rings, request block and at least 32 MiB); the
+    // buffers are pages above it, so every piece of them bounces.
+    let limit = (disk.min_dma_mask() + 1)
+        .max(ram + (32 << 20))
+        .next_multiple_of(1 << 20);
+    const ORDER: u8 = 5;
+    let len = (PAGE << ORDER) / 2;
+    let mut held = Vec::new();
+    let block = loop {
+        let pa = PAGES.alloc_pages(Gfp::KERNEL, ORDER).map_err(fail)?;
+        if pa.as_u64() >= limit {
+            break pa;
+        }
+        held.push(pa);
+        if held.len() > 100_000 {
+            break pa;
+        }
+    };
+    for pa in held.drain(..) {
+        PAGES.free_pages(pa, ORDER).map_err(fail)?;
+    }
+    let result = (|| {
+        if block.as_u64() < limit {
+            return Err(TestError::Skip(format!("no free pages above {limit:#x}")));
+        }
+        kassert!(disk.restrict_dma_mask(limit - 1));
+        let va = layout::phys_to_virt(block).as_u64() as *mut u8;
+        // SAFETY: the block is ours (2^ORDER pages in the linear map) until freed below; the two
+        // halves do not overlap.
+        let (out, back) = unsafe {
+            (
+                core::slice::from_raw_parts_mut(va, len),
+                core::slice::from_raw_parts_mut(va.add(len), len),
+            )
+        };
+        fill(out, s, sector);
+        back.fill(0);
+        let before = disk.stats();
+        disk.write(sector, out).map_err(io)?;
+        disk.read(sector, back).map_err(io)?;
+        let bounced = disk.stats().bounced_segments - before.bounced_segments;
+        kassert!(
+            bounced >= 2 * (len / PAGE) as u64,
+            "only {bounced} bounced pieces below {limit:#x}"
+        );
+        check(back, s, sector, "bounced read-back")
+    })();
+    PAGES.free_pages(block, ORDER).map_err(fail)?;
+    result
+});
+
+ktest!(blk_flush_range_checks_and_device_errors, {
+    let mut disk = scratch_disk()?;
+    let cap = disk.capacity_sectors();
+    disk.flush().map_err(io)?;
+    let mut buf = vec![0u8; 2 * SECTOR_SIZE];
+    let before = disk.stats();
+    for (sector, len) in [
+        (cap - 1, 1024),
+        (cap, 512),
+        (u64::MAX, 512),
+        (u64::MAX - 1, 1024),
+    ] {
+        match disk.read(sector, &mut buf[..len]) {
+            Err(BlkError::OutOfRange { .. }) => {}
+            other => return Err(fail(format!("read of {len} bytes at {sector}: {other:?}"))),
+        }
+    }
+    match disk.write(cap, &buf[..512]) {
+        Err(BlkError::OutOfRange { .. }) => {}
+        other => return Err(fail(format!("write past the end: {other:?}"))),
+    }
+    match disk.read(FIRST_SCRATCH_SECTOR, &mut buf[..100]) {
+        Err(BlkError::BadLength { len: 100 }) => {}
+        other => return Err(fail(format!("read of 100 bytes: {other:?}"))),
+    }
+    // Refused before any I/O.
+    kassert_eq!(disk.stats(), before);
+    // The last sector is readable.
+    disk.read(cap - 1, &mut buf[..512]).map_err(io)?;
+    // A request type the device does not know comes back as UNSUPP, and the device still works.
+    match disk.raw_request(0x40) {
+        Err(BlkError::Io { status, .. }) if status == S_UNSUPP => {}
+        other => return Err(fail(format!("unknown request type: {other:?}"))),
+    }
+    kassert!(disk.is_usable());
+    disk.read(cap - 1, &mut buf[..512]).map_err(io)?;
+    // An empty transfer is fine and does nothing.
+    disk.read(FIRST_SCRATCH_SECTOR, &mut []).map_err(io)?;
+    Ok(())
+});
+
+ktest!(blk_claimed_disk_is_not_probed_twice, {
+    let disk = scratch_disk()?;
+    let again = VirtioBlk::probe_all();
+    kassert!(
+        again.iter().all(|d| d.base() != disk.base()),
+        "the claimed disk at {} was set up a second time",
+        disk.base()
+    );
+    let base = disk.base();
+    drop(again);
+    drop(disk);
+    // Released on drop: it can be claimed again.
+    let d = scratch_disk()?;
+    kassert_eq!(d.base(), base);
+    Ok(())
+});

@@ -1,0 +1,105 @@
+//! Self-tests of the application's address space: demand-zero first touches, munmap giving pages
+//! back, and the real faults (no region, a permission the region lacks) staying real.
+
+use core::sync::atomic::Ordering;
+
+use crate::arch::aarch64::esr::{self, Access, FaultKind};
+use crate::arch::aarch64::exception::catch_exception;
+use crate::arch::aarch64::provoke;
+use crate::ktest::TestError;
+use crate::mm::fault::{self, PGFAULT};
+use crate::mm::init::PAGES;
+use crate::mm::vma::Prot;
+use crate::{kassert, kassert_eq, ktest};
+
+fn fail(what: impl core::fmt::Display) -> TestError {
+    TestError::Fail(alloc::format!("{what}"))
+}
+
+fn free_pages() -> u64 {
+    PAGES
+        .with(|a| {
+            a.drain_pcp();
+            a.free_pages()
+        })
+        .unwrap_or(0)
+}
+
+ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
+    let before = free_pages();
+    let len = 64 << 10;
+    let base = fault::mmap(len, Prot::RW, "ktest").map_err(fail)?;
+    kassert!((crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&base));
+    let faults = PGFAULT.load(Ordering::Relaxed);
+    // SAFETY: inside the region just created; the first read faults in a zero page.
+    let first = unsafe { (base as *const u64).read_volatile() };
+    kassert_eq!(first, 0);
+    kassert_eq!(PGFAULT.load(Ordering::Relaxed), faults + 1);
+    for i in 0..len / 8 {
+        // SAFETY: inside the region.
+        unsafe { ((base + i * 8) as *mut u64).write_volatile(i ^ base) };
+    }
+    kassert_eq!(PGFAULT.load(Ordering::Relaxed), faults + len / 4096);
+    for i in 0..len / 8 {
+        // SAFETY: as above.
+        kassert_eq!(
+            unsafe { ((base + i * 8) as *const u64).read_volatile() },
+            i ^ base
+        );
+    }
+    fault::munmap(base, len).map_err(fail)?;
+    kassert_eq!(free_pages(), before);
+    // Gone: touching it now is a real fault.
+    let caught = catch_exception(|| {
+        // SAFETY: an access expected to fault and be skipped.
+        unsafe { provoke::read(base) }
+    });
+    kassert!(caught.is_some(), "the unmapped region still answered");
+    Ok(())
+});
+
+ktest!(out_of_region_and_protection_faults_are_real, {
+    let len = 8 << 10;
+    let base = fault::mmap(len, Prot::RW, "ktest-ro").map_err(fail)?;
+    // Outside every region (just past this one, which the next mmap would not fill).
+    let outside = base + (1 << 30);
+    let caught = catch_exception(|| {
+        // SAFETY: an access expected to fault and be skipped.
+        unsafe { provoke::read(outside) }
+    })
+    .ok_or(fail("no fault outside every region"))?;
+    kassert!(matches!(
+        esr::abort(caught.esr).map(|a| a.kind),
+        Some(FaultKind::Translation { .. })
+    ));
+    kassert_eq!(
+        fault::handle_page_fault(outside, false, false),
+        Err(fault::RealFault::NoRegion)
+    );
+    // SAFETY: inside the region: faults in a page.
+    unsafe { (base as *mut u64).write_volatile(7) };
+    fault::mprotect(base, len, Prot::READ).map_err(fail)?;
+    // SAFETY: reading is still allowed.
+    kassert_eq!(unsafe { (base as *const u64).read_volatile() }, 7);
+    let caught = catch_exception(|| {
+        // SAFETY: a write to a read-only page, expected to fault and be skipped.
+        unsafe { provoke::write(base) }
+    })
+    .ok_or(fail("a write to a read-only region did not fault"))?;
+    let a = esr::abort(caught.esr).ok_or(fail("not an abort"))?;
+    kassert!(
+        matches!(a.kind, FaultKind::Permission { .. }),
+        "{:?}",
+        a.kind
+    );
+    kassert_eq!(a.access, Access::Write);
+    // An untouched page of a read-only region: the fault handler refuses the write too.
+    kassert!(matches!(
+        fault::handle_page_fault(base + 4096, true, false),
+        Err(fault::RealFault::Protection { .. })
+    ));
+    // SAFETY: the value survived the failed write.
+    kassert_eq!(unsafe { (base as *const u64).read_volatile() }, 7);
+    fault::munmap(base, len).map_err(fail)?;
+    Ok(())
+});

@@ -1,0 +1,329 @@
+//! The application's address space (TTBR0): regions (VMAs) with permissions, created by an
+//! `mmap`-like call, removed by `munmap`, changed by `mprotect`, found in O(log n). Owns the
+//! region bookkeeping and the fault decision (what a fault at an address means); must not touch
+//! page tables or pages (the kernel's fault handler does, in `mm::fault`).
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::layout::{USER_END, USER_START};
+use super::PAGE_SIZE;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prot {
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+impl Prot {
+    pub const NONE: Prot = Prot {
+        read: false,
+        write: false,
+        exec: false,
+    };
+    pub const READ: Prot = Prot {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    pub const RW: Prot = Prot {
+        read: true,
+        write: true,
+        exec: false,
+    };
+}
+
+impl fmt::Display for Prot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}{}",
+            if self.read { 'r' } else { '-' },
+            if self.write { 'w' } else { '-' },
+            if self.exec { 'x' } else { '-' }
+        )
+    }
+}
+
+/// One region: `[start, end)`, page aligned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    pub prot: Prot,
+    pub name: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VmaError {
+    Misaligned(u64),
+    /// Empty, wrapping, or outside the application's space (page 0 included).
+    OutOfRange {
+        addr: u64,
+        len: u64,
+    },
+    /// `MAP_FIXED_NOREPLACE`-like: something is there already.
+    Exists {
+        addr: u64,
+    },
+    /// No gap large enough.
+    NoSpace(u64),
+    /// `mprotect` over a hole.
+    NotMapped(u64),
+}
+
+impl fmt::Display for VmaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VmaError::Misaligned(a) => write!(f, "{a:#x} is not page aligned"),
+            VmaError::OutOfRange { addr, len } => {
+                write!(f, "{addr:#x} + {len:#x} is outside the application's space")
+            }
+            VmaError::Exists { addr } => write!(f, "a region already covers {addr:#x}"),
+            VmaError::NoSpace(len) => write!(f, "no free range of {len:#x} bytes"),
+            VmaError::NotMapped(a) => write!(f, "{a:#x} is in no region"),
+        }
+    }
+}
+
+/// What a fault at an address means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultDecision {
+    /// Map a zeroed page with the region's permissions (first touch of a lazy region).
+    DemandZero { prot: Prot },
+    /// The access is not allowed by the region: a real fault.
+    Protection { vma: Vma },
+    /// No region: a real fault.
+    NoRegion,
+}
+
+#[derive(Default)]
+pub struct AddressSpace {
+    vmas: BTreeMap<u64, Vma>,
+    /// Where `mmap` without a hint starts looking.
+    pub mmap_base: u64,
+}
+
+fn check(addr: u64, len: u64) -> Result<u64, VmaError> {
+    if !addr.is_multiple_of(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+        return Err(VmaError::Misaligned(if addr.is_multiple_of(PAGE_SIZE) {
+            len
+        } else {
+            addr
+        }));
+    }
+    let end = addr
+        .checked_add(len)
+        .filter(|&e| len > 0 && addr >= USER_START && e <= USER_END);
+    end.ok_or(VmaError::OutOfRange { addr, len })
+}
+
+impl AddressSpace {
+    pub fn new() -> AddressSpace {
+        AddressSpace {
+            vmas: BTreeMap::new(),
+            mmap_base: 0x10_0000_0000,
+        }
+    }
+
+    /// The region containing `addr`: O(log n).
+    pub fn find(&self, addr: u64) -> Option<&Vma> {
+        self.vmas
+            .range(..=addr)
+            .next_back()
+            .map(|(_, v)| v)
+            .filter(|v| addr < v.end)
+    }
+
+    fn overlaps(&self, start: u64, end: u64) -> Option<u64> {
+        if let Some(v) = self.find(start) {
+            return Some(v.start.max(start));
+        }
+        self.vmas.range(start..end).next().map(|(&s, _)| s)
+    }
+
+    /// `mmap`: a lazy anonymous region of `len` bytes, at `hint` exactly if given (refused if it
+    /// overlaps), else in the first gap at or above `mmap_base`. Nothing is mapped until touched.
+    pub fn mmap(
+        &mut self,
+        hint: Option<u64>,
+        len: u64,
+        prot: Prot,
+        name: &'static str,
+    ) -> Result<u64, VmaError> {
+        let start = match hint {
+            Some(addr) => {
+                let end = check(addr, len)?;
+                if let Some(at) = self.overlaps(addr, end) {
+                    return Err(VmaError::Exists { addr: at });
+                }
+                addr
+            }
+            None => {
+                check(USER_START, len)?;
+                let mut cursor = self.mmap_base;
+                loop {
+                    let end = cursor
+                        .checked_add(len)
+                        .filter(|&e| e <= USER_END)
+                        .ok_or(VmaError::NoSpace(len))?;
+                    match self.overlaps(cursor, end) {
+                        None => break cursor,
+                        Some(at) => cursor = self.find(at).map_or(at + PAGE_SIZE, |v| v.end),
+                    }
+                }
+            }
+        };
+        self.vmas.insert(
+            start,
+            Vma {
+                start,
+                end: start + len,
+                prot,
+                name,
+            },
+        );
+        Ok(start)
+    }
+
+    /// Cuts regions so that `addr` is a boundary.
+    fn split_at(&mut self, addr: u64) {
+        let Some(v) = self.find(addr).cloned() else {
+            return;
+        };
+        if v.start == addr {
+            return;
+        }
+        self.vmas.insert(
+            v.start,
+            Vma {
+                end: addr,
+                ..v.clone()
+            },
+        );
+        self.vmas.insert(addr, Vma { start: addr, ..v });
+    }
+
+    /// `munmap`: removes whatever lies in the range (holes are fine); returns the removed pieces
+    /// (the caller unmaps their pages).
+    pub fn munmap(&mut self, addr: u64, len: u64) -> Result<Vec<Vma>, VmaError> {
+        let end = check(addr, len)?;
+        self.split_at(addr);
+        self.split_at(end);
+        let keys: Vec<u64> = self.vmas.range(addr..end).map(|(&k, _)| k).collect();
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| self.vmas.remove(&k))
+            .collect())
+    }
+
+    /// `mprotect`: new permissions for a range wholly inside regions.
+    pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), VmaError> {
+        let end = check(addr, len)?;
+        let mut a = addr;
+        while a < end {
+            let v = self.find(a).ok_or(VmaError::NotMapped(a))?;
+            a = v.end;
+        }
+        self.split_at(addr);
+        self.split_at(end);
+        for (_, v) in self.vmas.range_mut(addr..end) {
+            v.prot = prot;
+        }
+        Ok(())
+    }
+
+    /// What a fault at `addr` with this access means.
+    pub fn decide(&self, addr: u64, write: bool, exec: bool) -> FaultDecision {
+        match self.find(addr) {
+            None => FaultDecision::NoRegion,
+            Some(v) => {
+                let allowed = if exec {
+                    v.prot.exec
+                } else if write {
+                    v.prot.write
+                } else {
+                    v.prot.read
+                };
+                if allowed {
+                    FaultDecision::DemandZero { prot: v.prot }
+                } else {
+                    FaultDecision::Protection { vma: v.clone() }
+                }
+            }
+        }
+    }
+
+    pub fn regions(&self) -> impl Iterator<Item = &Vma> {
+        self.vmas.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: u64 = PAGE_SIZE;
+
+    #[test]
+    fn mmap_finds_gaps_and_refuses_overlaps_and_page_zero() {
+        let mut a = AddressSpace::new();
+        let x = a.mmap(None, 4 * P, Prot::RW, "x").unwrap();
+        let y = a.mmap(None, 2 * P, Prot::READ, "y").unwrap();
+        assert_eq!(y, x + 4 * P);
+        assert_eq!(
+            a.mmap(Some(x + P), P, Prot::RW, "z"),
+            Err(VmaError::Exists { addr: x + P })
+        );
+        assert!(matches!(
+            a.mmap(Some(0), P, Prot::RW, "null"),
+            Err(VmaError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            a.mmap(Some(USER_END - P), 2 * P, Prot::RW, "top"),
+            Err(VmaError::OutOfRange { .. })
+        ));
+        assert_eq!(
+            a.mmap(Some(x + 1), P, Prot::RW, "odd"),
+            Err(VmaError::Misaligned(x + 1))
+        );
+        assert_eq!(a.find(x + 3 * P + 5).map(|v| v.name), Some("x"));
+        assert_eq!(a.find(y + 2 * P), None);
+    }
+
+    #[test]
+    fn munmap_and_mprotect_split_regions() {
+        let mut a = AddressSpace::new();
+        let x = a.mmap(None, 8 * P, Prot::RW, "x").unwrap();
+        let removed = a.munmap(x + 2 * P, 2 * P).unwrap();
+        assert_eq!(removed.len(), 1);
+        assert_eq!((removed[0].start, removed[0].end), (x + 2 * P, x + 4 * P));
+        assert!(a.find(x + 2 * P).is_none());
+        assert_eq!(a.find(x + P).map(|v| v.end), Some(x + 2 * P));
+        a.mprotect(x + 5 * P, P, Prot::READ).unwrap();
+        assert_eq!(
+            a.decide(x + 5 * P, true, false),
+            FaultDecision::Protection {
+                vma: a.find(x + 5 * P).unwrap().clone()
+            }
+        );
+        assert_eq!(
+            a.decide(x + 6 * P, true, false),
+            FaultDecision::DemandZero { prot: Prot::RW }
+        );
+        assert_eq!(a.decide(x + 2 * P, false, false), FaultDecision::NoRegion);
+        assert_eq!(
+            a.decide(x, false, true),
+            FaultDecision::Protection {
+                vma: a.find(x).unwrap().clone()
+            }
+        );
+        assert_eq!(
+            a.mprotect(x + P, 3 * P, Prot::READ),
+            Err(VmaError::NotMapped(x + 2 * P))
+        );
+        assert_eq!(a.regions().count(), 4);
+    }
+}
