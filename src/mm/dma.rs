@@ -209,6 +209,23 @@ mod kernel {
     use crate::mm::vmap;
     use crate::mm::{VirtAddr, PAGE_SIZE};
 
+    /// Cache maintenance done for streaming mappings, by kind (clean, invalidate, both): the
+    /// self-tests check that each direction did what it must.
+    pub static CACHE_OPS: [core::sync::atomic::AtomicU64; 3] =
+        [const { core::sync::atomic::AtomicU64::new(0) }; 3];
+
+    fn cache_op(op: CacheOp, start: u64, len: u64) {
+        let i = match op {
+            CacheOp::Clean => 0,
+            CacheOp::Invalidate => 1,
+            CacheOp::CleanInvalidate => 2,
+        };
+        CACHE_OPS[i].fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: callers pass memory owned by a mapping; see each call site for why the
+        // operation loses nothing.
+        unsafe { dma_cache_op(op, start, len) };
+    }
+
     fn order_for(size: usize) -> u8 {
         (size.div_ceil(PAGE_SIZE as usize))
             .next_power_of_two()
@@ -433,9 +450,10 @@ mod kernel {
             }
             let side = self.device_side() as u64;
             if !self.coherent {
-                // SAFETY: the device side is ours for the mapping's life; its lines hold nothing
-                // the CPU wrote since `sync_for_device` cleaned them.
-                unsafe { dma_cache_op(CacheOp::Invalidate, side, self.len as u64) };
+                // The device side is ours for the mapping's life, and whole cache lines (an
+                // unaligned buffer of a non-coherent device is bounced): invalidating loses
+                // nothing the CPU wrote.
+                cache_op(CacheOp::Invalidate, side, self.len as u64);
             }
             if self.bounce.is_some() {
                 // SAFETY: both buffers are `len` bytes, distinct, and ours.
@@ -457,9 +475,8 @@ mod kernel {
                 } else {
                     CacheOp::Clean
                 };
-                // SAFETY: cleaning loses nothing; the invalidate half only drops lines just
-                // written back.
-                unsafe { dma_cache_op(op, side as u64, self.len as u64) };
+                // Cleaning loses nothing; the invalidate half only drops lines just written back.
+                cache_op(op, side as u64, self.len as u64);
             }
         }
     }
@@ -484,7 +501,23 @@ mod kernel {
             return Err(DmaError::ZeroSize);
         }
         let pa = virt_to_phys(VirtAddr::new(buf as u64)).ok_or(DmaError::NotLinear(buf as u64))?;
-        let (dma, bounce) = match dev.phys_to_dma(pa, len) {
+        // A device that does not snoop may only write whole cache lines of ours: invalidating a
+        // line it shares with other data would lose the CPU's writes there. Such buffers bounce
+        // (as Linux bounces small kmalloc buffers for non-coherent DMA).
+        let line = crate::arch::aarch64::cache::dcache_line() as usize;
+        let partial_lines = !dev.coherent
+            && D::FROM_DEVICE
+            && (!(buf as usize).is_multiple_of(line) || !len.is_multiple_of(line));
+        let reach = if partial_lines {
+            Err(DmaError::OutOfReach {
+                pa,
+                len,
+                device: dev.name,
+            })
+        } else {
+            dev.phys_to_dma(pa, len)
+        };
+        let (dma, bounce) = match reach {
             Ok(dma) => (dma, None),
             Err(DmaError::OutOfReach { .. }) => {
                 let order = order_for(len);

@@ -1,6 +1,8 @@
 //! The aarch64 layer: the only code that uses assembly, system registers and barriers. `esr` is
 //! pure decoding and is tested on the host; everything else exists only in the kernel build.
 
+#[cfg(target_os = "none")]
+pub mod barrier;
 pub mod esr;
 
 #[cfg(target_os = "none")]

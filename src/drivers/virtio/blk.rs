@@ -435,6 +435,12 @@ impl VirtioBlk {
         true
     }
 
+    /// Treats the device as not snooping the caches (self-tests of the DMA API's cache
+    /// maintenance with a device that really does DMA).
+    pub(super) fn set_coherent(&mut self, coherent: bool) {
+        self.dev.coherent = coherent;
+    }
+
     /// Lowers the segment limit (self-tests of request splitting).
     pub(super) fn limit_segments(&mut self, n: usize) {
         self.max_segments = n.clamp(1, self.max_segments);

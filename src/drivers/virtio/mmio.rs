@@ -516,7 +516,7 @@ impl MmioTransport {
     /// Tells the device there are new buffers in queue `queue`. Everything written to the rings
     /// before is visible to the device first.
     pub fn notify(&self, queue: u16) {
-        fence(Ordering::SeqCst);
+        crate::arch::aarch64::barrier::wmb();
         self.regs.write32(QUEUE_NOTIFY, queue as u32);
     }
 

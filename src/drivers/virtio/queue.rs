@@ -12,7 +12,6 @@
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{fence, Ordering};
 
 use crate::arch::aarch64::timer;
 use crate::mm::dma::{dma_alloc_coherent, DmaAddr, DmaCoherent, DmaDevice, DmaError};
@@ -268,7 +267,7 @@ impl VirtQueue {
                 .write_volatile(head.to_le())
         };
         // The descriptors and the ring entry are visible before the index that publishes them.
-        fence(Ordering::SeqCst);
+        crate::arch::aarch64::barrier::dma_wmb();
         self.avail_idx = self.avail_idx.wrapping_add(1);
         // SAFETY: the available ring's `idx` field, 2-byte aligned.
         unsafe {
@@ -276,7 +275,7 @@ impl VirtQueue {
                 .write_volatile(self.avail_idx.to_le())
         };
         // The index is visible before whatever comes next (the notification).
-        fence(Ordering::SeqCst);
+        crate::arch::aarch64::barrier::dma_wmb();
         Ok(head)
     }
 
@@ -290,7 +289,7 @@ impl VirtQueue {
             return Ok(None);
         }
         // The entry is read after the index that says it is there.
-        fence(Ordering::SeqCst);
+        crate::arch::aarch64::barrier::dma_rmb();
         let slot = (self.last_used % self.layout.size) as usize;
         let elem = self.layout.used + 4 + 8 * slot;
         // SAFETY: `ring[slot]` of the used ring, `slot < size`, 4-byte aligned.

@@ -384,3 +384,44 @@ ktest!(blk_claimed_disk_is_not_probed_twice, {
     kassert_eq!(d.base(), base);
     Ok(())
 });
+
+ktest!(blk_non_coherent_cache_maintenance_each_direction, {
+    use crate::mm::dma::CACHE_OPS;
+    use core::sync::atomic::Ordering::Relaxed;
+    let mut disk = scratch_disk()?;
+    disk.set_coherent(false);
+    let s = seed() ^ 0x55;
+    let sector = FIRST_SCRATCH_SECTOR + 20480;
+    let ops = || {
+        [
+            CACHE_OPS[0].load(Relaxed),
+            CACHE_OPS[1].load(Relaxed),
+            CACHE_OPS[2].load(Relaxed),
+        ]
+    };
+    // An unaligned multi-page buffer: written (clean), read back (bounced for partial lines, then
+    // invalidated and copied).
+    let len = 3 * PAGE + 1024;
+    let mut out = alloc::vec![0u8; len + 8];
+    let mut back = alloc::vec![0u8; len + 8];
+    let (o, b) = (&mut out[3..3 + len], &mut back[5..5 + len]);
+    fill(o, s, sector);
+    let before = ops();
+    disk.write(sector, o).map_err(io)?;
+    let after_write = ops();
+    kassert!(
+        after_write[0] > before[0],
+        "no clean before the device read the buffer"
+    );
+    disk.read(sector, b).map_err(io)?;
+    let after_read = ops();
+    kassert!(
+        after_read[1] > after_write[1],
+        "no invalidate before the CPU read what the device wrote"
+    );
+    kassert!(
+        after_read[2] > after_write[2],
+        "no clean+invalidate before the device wrote"
+    );
+    check(b, s, sector, "non-coherent read-back")
+});
