@@ -87,7 +87,7 @@ impl Kmalloc {
         let make = |names: &[&'static str; 13], gfp: Gfp| {
             core::array::from_fn(|i| {
                 let size = KMALLOC_SIZES[i];
-                let align = (1usize << size.trailing_zeros()).min(PAGE_SIZE as usize);
+                let align = 1usize << size.trailing_zeros();
                 KmemCache::new(names[i], size, align, gfp, None, debug, backend)
             })
         };

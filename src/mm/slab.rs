@@ -178,7 +178,17 @@ impl KmemCache {
             }
             order += 1;
         }
+        // Objects over 32 KiB get a 64 KiB slab (the free-list offsets are 16 bits); larger ones
+        // do not fit a slab at all: such a cache refuses every allocation, with a report.
+        if ((PAGE_SIZE as usize) << order) < stride {
+            order = 4;
+        }
         let objects = ((PAGE_SIZE as usize) << order) / stride;
+        if objects == 0 {
+            log::error!(
+                "slab: cache {name}: objects of {size} bytes do not fit a slab (64 KiB at most)"
+            );
+        }
         KmemCache {
             name,
             object_size,
@@ -381,6 +391,9 @@ impl KmemCache {
     }
 
     fn new_slab(&self, g: &mut Inner) -> Option<usize> {
+        if self.objects == 0 {
+            return None;
+        }
         let base = self
             .backend
             .alloc_pages(self.order, self.gfp | Gfp::NOWARN)?;
@@ -413,7 +426,9 @@ impl KmemCache {
                 if self.debug != 0 {
                     self.init_debug(obj);
                 }
-                if let Some(ctor) = self.ctor {
+                // Under poisoning the object is constructed when it is handed out instead
+                // (`check_on_alloc`): constructing it now would read as a write after free.
+                if let Some(ctor) = self.ctor.filter(|_| self.debug & SLAB_POISON == 0) {
                     ctor(obj.add(self.left));
                 }
             }
@@ -569,7 +584,7 @@ impl KmemCache {
             self.name,
             s.active_objs,
             s.num_objs,
-            self.object_size,
+            self.stride,
             self.objects,
             1u32 << self.order,
             0,
@@ -677,8 +692,8 @@ impl KmemCache {
         }
         // SAFETY: the state word of the stride.
         unsafe { obj.add(self.state_off).cast::<u64>().write(STATE_ALLOCATED) };
-        if let Some(ctor) = self.ctor {
-            // Poison overwrote what the constructor set up.
+        if let Some(ctor) = self.ctor.filter(|_| self.debug & SLAB_POISON != 0) {
+            // Poisoned objects are constructed here, when handed out (not at slab creation).
             // SAFETY: the object is ours now.
             unsafe { ctor(obj.add(self.left)) };
         }
@@ -729,6 +744,81 @@ impl KmemCache {
             }
         }
         Ok(obj)
+    }
+}
+
+/// A cache of `T`s handing out owners: `KmemCache<T>` in the words.
+pub struct TypedCache<T> {
+    cache: KmemCache,
+    _type: core::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> TypedCache<T> {
+    pub fn new(
+        name: &'static str,
+        gfp: Gfp,
+        debug: u32,
+        backend: &'static dyn SlabBackend,
+    ) -> TypedCache<T> {
+        let cache = KmemCache::new(
+            name,
+            core::mem::size_of::<T>(),
+            core::mem::align_of::<T>(),
+            gfp,
+            None,
+            debug,
+            backend,
+        );
+        TypedCache {
+            cache,
+            _type: core::marker::PhantomData,
+        }
+    }
+
+    /// A new object holding `value`, freed (and dropped) when the owner is.
+    pub fn alloc(&self, value: T) -> Option<SlabBox<'_, T>> {
+        let p = self.cache.alloc()?.cast::<T>();
+        // SAFETY: a fresh object of at least `size_of::<T>()` bytes, aligned for `T`.
+        unsafe { p.as_ptr().write(value) };
+        Some(SlabBox {
+            ptr: p,
+            cache: self,
+        })
+    }
+
+    pub fn cache(&self) -> &KmemCache {
+        &self.cache
+    }
+}
+
+/// A `T` in a slab object; drops `T` and frees the object when dropped.
+pub struct SlabBox<'c, T> {
+    ptr: NonNull<T>,
+    cache: &'c TypedCache<T>,
+}
+
+impl<T> core::ops::Deref for SlabBox<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: initialised in `alloc`, owned by this box.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> core::ops::DerefMut for SlabBox<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above, uniquely.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T> Drop for SlabBox<'_, T> {
+    fn drop(&mut self) {
+        // SAFETY: the value is initialised and dropped once; the object came from this cache.
+        unsafe {
+            self.ptr.as_ptr().drop_in_place();
+            self.cache.cache.free(self.ptr.cast());
+        }
     }
 }
 
