@@ -32,6 +32,8 @@ pub mod page_alloc;
 #[cfg(target_os = "none")]
 mod selftests;
 pub mod slab;
+pub mod swap_header;
+pub mod swap_slots;
 pub mod vma;
 pub mod vmalloc;
 #[cfg(target_os = "none")]

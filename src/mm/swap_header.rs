@@ -1,0 +1,176 @@
+//! Linux's swap area header (`SWAPSPACE2`, version 1) in page 0 of a swap disk: the magic in the
+//! page's last 10 bytes, the last usable page, and the bad-page list, so that util-linux's
+//! `mkswap` prepares a disk for Ferrite and a Ferrite swap disk reads as swap to Linux tools.
+//! Owns the format only (parse and write a 4 KiB page); must never touch a disk.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::PAGE_SIZE;
+
+const PAGE: usize = PAGE_SIZE as usize;
+pub const MAGIC: &[u8; 10] = b"SWAPSPACE2";
+/// Offsets in page 0 (`union swap_header` in linux/swap.h): 1024 boot bytes, then the info.
+const VERSION: usize = 1024;
+const LAST_PAGE: usize = 1028;
+const NR_BADPAGES: usize = 1032;
+const UUID: usize = 1036;
+const LABEL: usize = 1052;
+/// After 117 u32 of padding.
+const BADPAGES: usize = 1068 + 117 * 4;
+/// Bad-page entries that fit before the magic.
+pub const MAX_BADPAGES: usize = (PAGE - 10 - BADPAGES) / 4;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapHeader {
+    /// The last page the area may use (the header is page 0; slots are pages 1..=last_page).
+    pub last_page: u32,
+    pub bad_pages: Vec<u32>,
+    pub uuid: [u8; 16],
+    pub label: [u8; 16],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwapHeaderError {
+    /// No `SWAPSPACE2` signature: not a swap area (never written unless told).
+    NoSignature,
+    UnsupportedVersion(u32),
+    /// The header claims more pages than the disk has, or none.
+    BadSize { last_page: u32, disk_pages: u64 },
+    BadPageList { count: u32 },
+    /// A bad page outside the area.
+    BadPageOutOfRange(u32),
+}
+
+impl fmt::Display for SwapHeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwapHeaderError::NoSignature => write!(f, "no SWAPSPACE2 signature: not a swap area"),
+            SwapHeaderError::UnsupportedVersion(v) => write!(f, "swap header version {v} (only 1 is known)"),
+            SwapHeaderError::BadSize { last_page, disk_pages } => {
+                write!(f, "swap header says last page {last_page}, the disk has {disk_pages} pages")
+            }
+            SwapHeaderError::BadPageList { count } => write!(f, "swap header lists {count} bad pages (at most {MAX_BADPAGES})"),
+            SwapHeaderError::BadPageOutOfRange(p) => write!(f, "bad page {p} is outside the swap area"),
+        }
+    }
+}
+
+fn u32_at(page: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]])
+}
+
+impl SwapHeader {
+    /// A header for a disk of `disk_pages` pages (the whole disk, like `mkswap` without a size).
+    pub fn for_disk(disk_pages: u64, uuid: [u8; 16]) -> SwapHeader {
+        SwapHeader {
+            last_page: disk_pages.saturating_sub(1).min(u32::MAX as u64) as u32,
+            bad_pages: Vec::new(),
+            uuid,
+            label: *b"ferrite-swap\0\0\0\0",
+        }
+    }
+
+    /// Reads page 0 of a disk of `disk_pages` pages.
+    pub fn parse(page: &[u8], disk_pages: u64) -> Result<SwapHeader, SwapHeaderError> {
+        if page.len() < PAGE || &page[PAGE - 10..PAGE] != MAGIC {
+            return Err(SwapHeaderError::NoSignature);
+        }
+        let version = u32_at(page, VERSION);
+        if version != 1 {
+            return Err(SwapHeaderError::UnsupportedVersion(version));
+        }
+        let last_page = u32_at(page, LAST_PAGE);
+        if last_page == 0 || last_page as u64 >= disk_pages {
+            return Err(SwapHeaderError::BadSize { last_page, disk_pages });
+        }
+        let count = u32_at(page, NR_BADPAGES);
+        if count as usize > MAX_BADPAGES {
+            return Err(SwapHeaderError::BadPageList { count });
+        }
+        let mut bad_pages = Vec::with_capacity(count as usize);
+        for i in 0..count as usize {
+            let p = u32_at(page, BADPAGES + 4 * i);
+            if p == 0 || p > last_page {
+                return Err(SwapHeaderError::BadPageOutOfRange(p));
+            }
+            bad_pages.push(p);
+        }
+        let mut uuid = [0; 16];
+        uuid.copy_from_slice(&page[UUID..UUID + 16]);
+        let mut label = [0; 16];
+        label.copy_from_slice(&page[LABEL..LABEL + 16]);
+        Ok(SwapHeader { last_page, bad_pages, uuid, label })
+    }
+
+    /// Writes the header into page 0 (the boot bytes are left zero).
+    pub fn write(&self, page: &mut [u8]) -> Result<(), SwapHeaderError> {
+        if self.bad_pages.len() > MAX_BADPAGES {
+            return Err(SwapHeaderError::BadPageList { count: self.bad_pages.len() as u32 });
+        }
+        page[..PAGE].fill(0);
+        page[VERSION..VERSION + 4].copy_from_slice(&1u32.to_le_bytes());
+        page[LAST_PAGE..LAST_PAGE + 4].copy_from_slice(&self.last_page.to_le_bytes());
+        page[NR_BADPAGES..NR_BADPAGES + 4].copy_from_slice(&(self.bad_pages.len() as u32).to_le_bytes());
+        page[UUID..UUID + 16].copy_from_slice(&self.uuid);
+        page[LABEL..LABEL + 16].copy_from_slice(&self.label);
+        for (i, p) in self.bad_pages.iter().enumerate() {
+            page[BADPAGES + 4 * i..BADPAGES + 4 * i + 4].copy_from_slice(&p.to_le_bytes());
+        }
+        page[PAGE - 10..PAGE].copy_from_slice(MAGIC);
+        Ok(())
+    }
+
+    /// Usable slots: pages 1..=last_page minus the bad ones.
+    pub fn usable_pages(&self) -> u64 {
+        self.last_page as u64 - self.bad_pages.len() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_parse_round_trips_and_checks() {
+        let mut h = SwapHeader::for_disk(131072, [7; 16]);
+        h.bad_pages = alloc::vec![5, 99];
+        let mut page = alloc::vec![0xffu8; PAGE];
+        h.write(&mut page).unwrap();
+        assert_eq!(&page[PAGE - 10..], MAGIC);
+        assert_eq!(SwapHeader::parse(&page, 131072), Ok(h.clone()));
+        assert_eq!(h.usable_pages(), 131071 - 2);
+        assert!(matches!(SwapHeader::parse(&page, 1000), Err(SwapHeaderError::BadSize { .. })));
+        page[PAGE - 1] = b'X';
+        assert_eq!(SwapHeader::parse(&page, 131072), Err(SwapHeaderError::NoSignature));
+        assert_eq!(SwapHeader::parse(&[0u8; 100], 10), Err(SwapHeaderError::NoSignature));
+    }
+
+    #[test]
+    fn reads_what_util_linux_mkswap_writes() {
+        let Ok(dir) = std::env::var("CARGO_TARGET_TMPDIR").or_else(|_| std::env::var("TMPDIR")).or(Ok::<_, ()>("/tmp".into()))
+        else {
+            return;
+        };
+        let path = std::path::Path::new(&dir).join(format!("ferrite-mkswap-{}.img", std::process::id()));
+        std::fs::write(&path, alloc::vec![0u8; 8 << 20]).unwrap();
+        let mkswap = ["/usr/sbin/mkswap", "/sbin/mkswap"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let Some(mkswap) = mkswap else {
+            eprintln!("note: mkswap (util-linux) not installed; only the round trip was checked");
+            return;
+        };
+        let out = std::process::Command::new(mkswap).args(["-L", "ktest", "-U", "00112233-4455-6677-8899-aabbccddeeff"]).arg(&path).output().unwrap();
+        assert!(out.status.success(), "mkswap: {}", String::from_utf8_lossy(&out.stderr));
+        let disk = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        let h = SwapHeader::parse(&disk[..PAGE], (disk.len() / PAGE) as u64).unwrap();
+        assert_eq!(h.last_page as usize, disk.len() / PAGE - 1);
+        assert!(h.bad_pages.is_empty());
+        assert_eq!(&h.label[..6], b"ktest\0");
+        assert_eq!(h.uuid[0..2], [0x00, 0x11]);
+        // And ours is byte-for-byte what Linux reads: the same fields at the same places.
+        let mut ours = alloc::vec![0u8; PAGE];
+        h.write(&mut ours).unwrap();
+        assert_eq!(&ours[1024..], &disk[1024..PAGE]);
+    }
+}
