@@ -41,6 +41,8 @@ pub struct BootOptions {
     pub debug_pagealloc: bool,
     /// `slub_debug[=FZP]`: slab red zones (Z), poisoning (P), consistency checks (F); all if bare.
     pub slub_debug: u32,
+    /// Options for a job (`memstress.size=64M`): key without the job's prefix, and value.
+    pub job_params: Vec<(String, String)>,
     /// Options that were not understood, verbatim, with the reason.
     pub rejected: Vec<(String, &'static str)>,
 }
@@ -56,6 +58,7 @@ impl Default for BootOptions {
             zone_dma_bits: None,
             debug_pagealloc: false,
             slub_debug: 0,
+            job_params: Vec::new(),
             rejected: Vec::new(),
         }
     }
@@ -86,6 +89,15 @@ pub fn parse_level(value: &str) -> Option<LevelFilter> {
 }
 
 impl BootOptions {
+    /// A job's option by full name (`memstress.size`).
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.job_params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn parse(cmdline: &str) -> BootOptions {
         let mut o = BootOptions::default();
         for word in cmdline.split_ascii_whitespace() {
@@ -138,6 +150,9 @@ impl BootOptions {
                         o.slub_debug =
                             flags | (crate::mm::slab::SLAB_CONSISTENCY * (flags != 0) as u32);
                     }
+                }
+                (k, Some(v)) if k.starts_with("memstress.") => {
+                    o.job_params.push((k.into(), v.into()))
                 }
                 // Options meant for Linux or the firmware that may share a command line.
                 ("console" | "earlycon" | "root" | "rootwait" | "rw" | "ro", _) => {}

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod demo;
+pub mod memstress;
 pub mod selftest;
 
 use crate::kernel::Kernel;
@@ -24,7 +25,7 @@ pub struct Job {
 
 /// Every job in the image. To add one: write `src/app/<name>.rs` with a `pub const JOB: Job`, add
 /// `pub mod <name>;` above and its `JOB` here.
-pub static JOBS: &[Job] = &[demo::JOB, selftest::JOB, bench::JOB];
+pub static JOBS: &[Job] = &[demo::JOB, selftest::JOB, bench::JOB, memstress::JOB];
 
 pub fn find(name: &str) -> Option<&'static Job> {
     JOBS.iter().find(|j| j.name == name)

@@ -36,8 +36,13 @@ pub enum SwapHeaderError {
     NoSignature,
     UnsupportedVersion(u32),
     /// The header claims more pages than the disk has, or none.
-    BadSize { last_page: u32, disk_pages: u64 },
-    BadPageList { count: u32 },
+    BadSize {
+        last_page: u32,
+        disk_pages: u64,
+    },
+    BadPageList {
+        count: u32,
+    },
     /// A bad page outside the area.
     BadPageOutOfRange(u32),
 }
@@ -46,12 +51,25 @@ impl fmt::Display for SwapHeaderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SwapHeaderError::NoSignature => write!(f, "no SWAPSPACE2 signature: not a swap area"),
-            SwapHeaderError::UnsupportedVersion(v) => write!(f, "swap header version {v} (only 1 is known)"),
-            SwapHeaderError::BadSize { last_page, disk_pages } => {
-                write!(f, "swap header says last page {last_page}, the disk has {disk_pages} pages")
+            SwapHeaderError::UnsupportedVersion(v) => {
+                write!(f, "swap header version {v} (only 1 is known)")
             }
-            SwapHeaderError::BadPageList { count } => write!(f, "swap header lists {count} bad pages (at most {MAX_BADPAGES})"),
-            SwapHeaderError::BadPageOutOfRange(p) => write!(f, "bad page {p} is outside the swap area"),
+            SwapHeaderError::BadSize {
+                last_page,
+                disk_pages,
+            } => {
+                write!(
+                    f,
+                    "swap header says last page {last_page}, the disk has {disk_pages} pages"
+                )
+            }
+            SwapHeaderError::BadPageList { count } => write!(
+                f,
+                "swap header lists {count} bad pages (at most {MAX_BADPAGES})"
+            ),
+            SwapHeaderError::BadPageOutOfRange(p) => {
+                write!(f, "bad page {p} is outside the swap area")
+            }
         }
     }
 }
@@ -82,7 +100,10 @@ impl SwapHeader {
         }
         let last_page = u32_at(page, LAST_PAGE);
         if last_page == 0 || last_page as u64 >= disk_pages {
-            return Err(SwapHeaderError::BadSize { last_page, disk_pages });
+            return Err(SwapHeaderError::BadSize {
+                last_page,
+                disk_pages,
+            });
         }
         let count = u32_at(page, NR_BADPAGES);
         if count as usize > MAX_BADPAGES {
@@ -100,18 +121,26 @@ impl SwapHeader {
         uuid.copy_from_slice(&page[UUID..UUID + 16]);
         let mut label = [0; 16];
         label.copy_from_slice(&page[LABEL..LABEL + 16]);
-        Ok(SwapHeader { last_page, bad_pages, uuid, label })
+        Ok(SwapHeader {
+            last_page,
+            bad_pages,
+            uuid,
+            label,
+        })
     }
 
     /// Writes the header into page 0 (the boot bytes are left zero).
     pub fn write(&self, page: &mut [u8]) -> Result<(), SwapHeaderError> {
         if self.bad_pages.len() > MAX_BADPAGES {
-            return Err(SwapHeaderError::BadPageList { count: self.bad_pages.len() as u32 });
+            return Err(SwapHeaderError::BadPageList {
+                count: self.bad_pages.len() as u32,
+            });
         }
         page[..PAGE].fill(0);
         page[VERSION..VERSION + 4].copy_from_slice(&1u32.to_le_bytes());
         page[LAST_PAGE..LAST_PAGE + 4].copy_from_slice(&self.last_page.to_le_bytes());
-        page[NR_BADPAGES..NR_BADPAGES + 4].copy_from_slice(&(self.bad_pages.len() as u32).to_le_bytes());
+        page[NR_BADPAGES..NR_BADPAGES + 4]
+            .copy_from_slice(&(self.bad_pages.len() as u32).to_le_bytes());
         page[UUID..UUID + 16].copy_from_slice(&self.uuid);
         page[LABEL..LABEL + 16].copy_from_slice(&self.label);
         for (i, p) in self.bad_pages.iter().enumerate() {
@@ -140,27 +169,49 @@ mod tests {
         assert_eq!(&page[PAGE - 10..], MAGIC);
         assert_eq!(SwapHeader::parse(&page, 131072), Ok(h.clone()));
         assert_eq!(h.usable_pages(), 131071 - 2);
-        assert!(matches!(SwapHeader::parse(&page, 1000), Err(SwapHeaderError::BadSize { .. })));
+        assert!(matches!(
+            SwapHeader::parse(&page, 1000),
+            Err(SwapHeaderError::BadSize { .. })
+        ));
         page[PAGE - 1] = b'X';
-        assert_eq!(SwapHeader::parse(&page, 131072), Err(SwapHeaderError::NoSignature));
-        assert_eq!(SwapHeader::parse(&[0u8; 100], 10), Err(SwapHeaderError::NoSignature));
+        assert_eq!(
+            SwapHeader::parse(&page, 131072),
+            Err(SwapHeaderError::NoSignature)
+        );
+        assert_eq!(
+            SwapHeader::parse(&[0u8; 100], 10),
+            Err(SwapHeaderError::NoSignature)
+        );
     }
 
     #[test]
     fn reads_what_util_linux_mkswap_writes() {
-        let Ok(dir) = std::env::var("CARGO_TARGET_TMPDIR").or_else(|_| std::env::var("TMPDIR")).or(Ok::<_, ()>("/tmp".into()))
+        let Ok(dir) = std::env::var("CARGO_TARGET_TMPDIR")
+            .or_else(|_| std::env::var("TMPDIR"))
+            .or(Ok::<_, ()>("/tmp".into()))
         else {
             return;
         };
-        let path = std::path::Path::new(&dir).join(format!("ferrite-mkswap-{}.img", std::process::id()));
+        let path =
+            std::path::Path::new(&dir).join(format!("ferrite-mkswap-{}.img", std::process::id()));
         std::fs::write(&path, alloc::vec![0u8; 8 << 20]).unwrap();
-        let mkswap = ["/usr/sbin/mkswap", "/sbin/mkswap"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let mkswap = ["/usr/sbin/mkswap", "/sbin/mkswap"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
         let Some(mkswap) = mkswap else {
             eprintln!("note: mkswap (util-linux) not installed; only the round trip was checked");
             return;
         };
-        let out = std::process::Command::new(mkswap).args(["-L", "ktest", "-U", "00112233-4455-6677-8899-aabbccddeeff"]).arg(&path).output().unwrap();
-        assert!(out.status.success(), "mkswap: {}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new(mkswap)
+            .args(["-L", "ktest", "-U", "00112233-4455-6677-8899-aabbccddeeff"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mkswap: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let disk = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).ok();
         let h = SwapHeader::parse(&disk[..PAGE], (disk.len() / PAGE) as u64).unwrap();

@@ -44,8 +44,16 @@ impl SwapSlots {
                 free += 1;
             }
         }
-        let with_room = (0..clusters).filter(|&c| cluster_free[c as usize] > 0).collect();
-        SwapSlots { state, cluster_free, with_room, current: None, free }
+        let with_room = (0..clusters)
+            .filter(|&c| cluster_free[c as usize] > 0)
+            .collect();
+        SwapSlots {
+            state,
+            cluster_free,
+            with_room,
+            current: None,
+            free,
+        }
     }
 
     pub fn free_slots(&self) -> u64 {

@@ -1,0 +1,190 @@
+//! `run=memstress`: fills a lazily mapped region with a pattern derived from each word's address,
+//! the pass and a seed, verifies every byte, prints the counters, and ends with status 0 only if
+//! every byte verified. Options: `memstress.size=` (bytes with K/M/G, or a multiple of RAM such as
+//! `2x`), `memstress.pattern=seq|random`, `memstress.passes=N`, `memstress.seed=N`. A region
+//! larger than memory (and swap) ends in the out-of-memory report and a failure status.
+
+use log::{error, info};
+
+use super::{Job, JobStatus};
+use crate::kernel::Kernel;
+
+pub const JOB: Job = Job {
+    name: "memstress",
+    about: "fill, verify and report a lazily mapped region",
+    main: memstress,
+};
+
+/// `64M`, `1G`, `4096`, or `2x` (times RAM).
+pub fn parse_size(value: &str, ram: u64) -> Option<u64> {
+    let v = value.trim();
+    if let Some(times) = v.strip_suffix('x') {
+        let f: u64 = times.parse().ok()?;
+        return ram.checked_mul(f);
+    }
+    let (digits, shift) = match v.chars().last()? {
+        'K' | 'k' => (&v[..v.len() - 1], 10),
+        'M' | 'm' => (&v[..v.len() - 1], 20),
+        'G' | 'g' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// The value of the word at `addr` in `pass` (a 64-bit mix, so neighbouring words differ).
+#[inline]
+pub fn pattern(addr: u64, pass: u64, seed: u64) -> u64 {
+    let mut z = addr ^ pass.rotate_left(48) ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The order pages are visited in: in sequence, or a pseudo-random permutation (a full-period
+/// linear congruential walk over the page numbers).
+pub fn page_order(pages: u64, random: bool, seed: u64) -> impl Iterator<Item = u64> {
+    let m = pages.next_power_of_two().max(1);
+    let mut x = seed & (m - 1);
+    let mut left = m;
+    core::iter::from_fn(move || {
+        while left > 0 {
+            left -= 1;
+            let out = if random { x } else { m - 1 - left };
+            // LCG with a = 5 (mod 4 == 1) and odd c has full period over a power of two.
+            x = x.wrapping_mul(5).wrapping_add(2 * seed + 1) & (m - 1);
+            if out < pages {
+                return Some(out);
+            }
+        }
+        None
+    })
+}
+
+#[cfg(target_os = "none")]
+fn memstress(kernel: &'static Kernel) -> JobStatus {
+    use core::sync::atomic::Ordering::Relaxed;
+
+    use crate::mm::fault::{self, PGFAULT, PGMAJFAULT};
+    use crate::mm::vma::Prot;
+
+    let o = &kernel.options;
+    let ram = kernel.machine.ram_bytes();
+    let size = match o.param("memstress.size").map(|v| parse_size(v, ram)) {
+        None => ram / 4,
+        Some(Some(s)) if s > 0 => s.next_multiple_of(4096),
+        Some(_) => {
+            error!(
+                "memstress: memstress.size: expected bytes (K/M/G) or a multiple of RAM such as 2x"
+            );
+            return JobStatus::Failure;
+        }
+    };
+    let random = match o.param("memstress.pattern") {
+        None | Some("seq") => false,
+        Some("random") => true,
+        Some(other) => {
+            error!("memstress: memstress.pattern={other}: expected seq or random");
+            return JobStatus::Failure;
+        }
+    };
+    let passes: u64 = o
+        .param("memstress.passes")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let seed: u64 = o
+        .param("memstress.seed")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let base = match fault::mmap(size, Prot::RW, "memstress") {
+        Ok(b) => b,
+        Err(e) => {
+            error!("memstress: cannot map {size:#x} bytes: {e}");
+            return JobStatus::Failure;
+        }
+    };
+    info!(
+        "memstress: {} MiB at {base:#x}, {} pattern, {passes} pass(es), seed {seed}",
+        size >> 20,
+        if random { "random" } else { "sequential" }
+    );
+    let pages = size / 4096;
+    let mut bad = 0u64;
+    for pass in 0..passes {
+        for p in page_order(pages, random, seed ^ pass) {
+            let page = base + p * 4096;
+            for w in 0..512 {
+                let a = page + w * 8;
+                // SAFETY: inside the region just mapped; faults fill it in.
+                unsafe { (a as *mut u64).write_volatile(pattern(a, pass, seed)) };
+            }
+        }
+        for p in page_order(pages, random, seed ^ pass ^ 0x5555) {
+            let page = base + p * 4096;
+            for w in 0..512 {
+                let a = page + w * 8;
+                // SAFETY: as above.
+                let v = unsafe { (a as *const u64).read_volatile() };
+                if v != pattern(a, pass, seed) {
+                    if bad < 8 {
+                        error!(
+                            "memstress: {a:#x} holds {v:#018x}, expected {:#018x} (pass {pass})",
+                            pattern(a, pass, seed)
+                        );
+                    }
+                    bad += 1;
+                }
+            }
+        }
+        info!("memstress: pass {pass} done, {bad} bad word(s) so far");
+    }
+    let _ = fault::munmap(base, size);
+    crate::kprintln!("/proc/vmstat:");
+    crate::kprintln!("pgfault {}", PGFAULT.load(Relaxed));
+    crate::kprintln!("pgmajfault {}", PGMAJFAULT.load(Relaxed));
+    crate::kprintln!("pswpin 0");
+    crate::kprintln!("pswpout 0");
+    if bad == 0 {
+        info!("memstress: every byte of {} MiB verified", size >> 20);
+        JobStatus::Success
+    } else {
+        error!("memstress: {bad} word(s) did not verify");
+        JobStatus::Failure
+    }
+}
+
+#[cfg(not(target_os = "none"))]
+fn memstress(_kernel: &'static Kernel) -> JobStatus {
+    JobStatus::Failure
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_the_command_line_says() {
+        assert_eq!(parse_size("64M", 0), Some(64 << 20));
+        assert_eq!(parse_size("1g", 0), Some(1 << 30));
+        assert_eq!(parse_size("4096", 0), Some(4096));
+        assert_eq!(parse_size("2x", 1 << 30), Some(2 << 30));
+        assert_eq!(parse_size("x", 1), None);
+        assert_eq!(parse_size("12Q", 1), None);
+    }
+
+    #[test]
+    fn random_order_visits_every_page_once() {
+        for pages in [1u64, 7, 64, 1000] {
+            let mut seen: Vec<u64> = page_order(pages, true, 12345).collect();
+            assert_eq!(seen.len() as u64, pages);
+            seen.sort();
+            assert_eq!(seen, (0..pages).collect::<Vec<_>>());
+        }
+        assert_eq!(
+            page_order(5, false, 9).collect::<Vec<_>>(),
+            alloc::vec![0, 1, 2, 3, 4]
+        );
+        assert_ne!(pattern(0x1000, 0, 1), pattern(0x1008, 0, 1));
+        assert_ne!(pattern(0x1000, 0, 1), pattern(0x1000, 1, 1));
+    }
+}
