@@ -4,8 +4,6 @@
 //! `2x`), `memstress.pattern=seq|random`, `memstress.passes=N`, `memstress.seed=N`. A region
 //! larger than memory (and swap) ends in the out-of-memory report and a failure status.
 
-use log::{error, info};
-
 use super::{Job, JobStatus};
 use crate::kernel::Kernel;
 
@@ -63,6 +61,8 @@ pub fn page_order(pages: u64, random: bool, seed: u64) -> impl Iterator<Item = u
 #[cfg(target_os = "none")]
 fn memstress(kernel: &'static Kernel) -> JobStatus {
     use core::sync::atomic::Ordering::Relaxed;
+
+    use log::{error, info};
 
     use crate::mm::fault::{self, PGFAULT, PGMAJFAULT};
     use crate::mm::vma::Prot;

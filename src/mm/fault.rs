@@ -135,7 +135,7 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
     let Some(pt) = pt.as_mut() else {
         return Err(RealFault::Busy);
     };
-    if pt.map(page, pa, PAGE_SIZE, attrs(prot)).is_err() {
+    if pt.map_page(page, pa, attrs(prot)).is_err() {
         let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::OutOfMemory);
     }

@@ -104,6 +104,8 @@ pub struct AddressSpace {
     vmas: BTreeMap<u64, Vma>,
     /// Where `mmap` without a hint starts looking.
     pub mmap_base: u64,
+    /// The region the last fault fell in (Linux's vmacache): faults come in runs.
+    last: core::cell::Cell<Option<(u64, u64, Prot)>>,
 }
 
 fn check(addr: u64, len: u64) -> Result<u64, VmaError> {
@@ -125,6 +127,7 @@ impl AddressSpace {
         AddressSpace {
             vmas: BTreeMap::new(),
             mmap_base: 0x10_0000_0000,
+            last: core::cell::Cell::new(None),
         }
     }
 
@@ -185,6 +188,7 @@ impl AddressSpace {
                 name,
             },
         );
+        self.last.set(None);
         Ok(start)
     }
 
@@ -210,6 +214,7 @@ impl AddressSpace {
     /// (the caller unmaps their pages).
     pub fn munmap(&mut self, addr: u64, len: u64) -> Result<Vec<Vma>, VmaError> {
         let end = check(addr, len)?;
+        self.last.set(None);
         self.split_at(addr);
         self.split_at(end);
         let keys: Vec<u64> = self.vmas.range(addr..end).map(|(&k, _)| k).collect();
@@ -227,6 +232,7 @@ impl AddressSpace {
             let v = self.find(a).ok_or(VmaError::NotMapped(a))?;
             a = v.end;
         }
+        self.last.set(None);
         self.split_at(addr);
         self.split_at(end);
         for (_, v) in self.vmas.range_mut(addr..end) {

@@ -311,6 +311,32 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         Ok(())
     }
 
+    /// Maps one 4 KiB page (the page-fault path): `map` without the block search.
+    pub fn map_page(&mut self, va: VirtAddr, pa: PhysAddr, attrs: Attrs) -> Result<(), MapError> {
+        let v = va.as_u64();
+        if !va.is_aligned(PAGE_SIZE) || !pa.is_aligned(PAGE_SIZE) {
+            return Err(MapError::Misaligned {
+                what: "address",
+                value: v | pa.as_u64(),
+            });
+        }
+        if !self.half.contains(v, v.wrapping_add(PAGE_SIZE)) || pa.as_u64() >= 1 << 48 {
+            return Err(MapError::OutOfRange {
+                va,
+                size: PAGE_SIZE,
+            });
+        }
+        if let Err(e) = self.install(v, pa.as_u64(), 3, attrs) {
+            let mut batch = Batch::new();
+            let root = self.root;
+            self.prune(root, 0, self.half.base(), v, v + PAGE_SIZE, &mut batch);
+            self.finish(batch);
+            return Err(e);
+        }
+        self.tlb.sync_tables();
+        Ok(())
+    }
+
     fn best_level(&self, va: u64, pa: u64, remaining: u64) -> u8 {
         (self.largest_block_level.max(1)..3)
             .find(|&level| {

@@ -450,3 +450,35 @@ fn physical_addresses_past_48_bits_are_refused() {
     );
     assert!(matches!(r, Err(MapError::OutOfRange { .. })));
 }
+
+#[test]
+fn map_page_is_map_for_one_page() {
+    let mut pt = table(Half::Lower);
+    pt.map_page(va(0x1000), pa(0x4000_0000), Attrs::USER_RW)
+        .unwrap();
+    let t = pt.translate(va(0x1fff)).unwrap();
+    assert_eq!(
+        (t.pa, t.level, t.attrs),
+        (pa(0x4000_0fff), 3, Attrs::USER_RW)
+    );
+    assert_eq!(
+        pt.map_page(va(0x1000), pa(0x5000_0000), Attrs::USER_RW),
+        Err(MapError::Overlap { va: va(0x1000) })
+    );
+    assert!(matches!(
+        pt.map_page(va(0x1001), pa(0), Attrs::USER_RW),
+        Err(MapError::Misaligned { .. })
+    ));
+    assert!(matches!(
+        pt.map_page(va(1 << 48), pa(0), Attrs::USER_RW),
+        Err(MapError::OutOfRange { .. })
+    ));
+    pt.allocator().budget = Some(pt.allocator().pages.len());
+    assert_eq!(
+        pt.map_page(va(0x40_0000_0000), pa(0), Attrs::USER_RW),
+        Err(MapError::NoMemory)
+    );
+    pt.allocator().budget = None;
+    pt.unmap(va(0), 1 << 40).unwrap();
+    assert_eq!(pt.tables_in_use(), 1);
+}
