@@ -36,20 +36,7 @@ fn bad(tree: &DeviceTree, node: usize, property: &'static str, reason: String) -
 
 /// Sorts and merges overlapping or touching ranges.
 pub fn merge(ranges: &mut Vec<PhysRange>) {
-    ranges.retain(|r| r.size != 0);
-    ranges.sort();
-    let mut out: Vec<PhysRange> = Vec::with_capacity(ranges.len());
-    for r in ranges.drain(..) {
-        if let Some(last) = out.last_mut() {
-            if r.base.as_u64() as u128 <= last.end() {
-                let end = last.end().max(r.end());
-                last.size = (end - last.base.as_u64() as u128).min(u64::MAX as u128) as u64;
-                continue;
-            }
-        }
-        out.push(r);
-    }
-    *ranges = out;
+    crate::mm::memblock::normalize(ranges);
 }
 
 /// `ranges` minus every range in `holes`.

@@ -1,5 +1,6 @@
 //! Address newtypes. A physical address, a virtual address and a page frame number are different
 //! things; keeping them apart in the type system stops the commonest kernel bug before it compiles.
+//! Owns arithmetic on addresses; must never dereference one.
 
 use core::fmt;
 

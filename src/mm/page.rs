@@ -14,8 +14,6 @@ pub const PG_ALLOCATED: u32 = 1 << 1;
 pub const PG_RESERVED: u32 = 1 << 2;
 /// Free, on a zone's per-CPU list of order-0 pages.
 pub const PG_PCP: u32 = 1 << 3;
-/// Filled with the debug_pagealloc poison while free.
-pub const PG_POISONED: u32 = 1 << 4;
 /// Part of a slab: `private` is the owning cache.
 pub const PG_SLAB: u32 = 1 << 5;
 const ORDER_SHIFT: u32 = 8;

@@ -880,10 +880,6 @@ impl<P: PhysMem> GlobalPages<P> {
         *self.inner.lock() = Some(allocator);
     }
 
-    pub fn is_ready(&self) -> bool {
-        self.inner.lock().is_some()
-    }
-
     /// The zones' numbers now (see `PageAllocator::snapshot`).
     pub fn snapshot(&self) -> Option<Snapshot> {
         self.with(|a| a.snapshot())

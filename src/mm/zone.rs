@@ -1,6 +1,8 @@
 //! Zones: DMA, DMA32 and NORMAL, their limits (derived as Linux arm64 derives them), and the
 //! buddy allocator each zone runs over its free pages, with a per-CPU-style cache of order-0 pages
 //! in front. Owns free lists and counts; must not choose between zones (that is `page_alloc`).
+//! The list operations trust the frames they are given (they are `pub(crate)` for that reason):
+//! only the page allocator, which checks every frame first, calls them.
 
 use super::page::{MemMap, Page, NIL, PG_BUDDY, PG_PCP};
 
@@ -193,7 +195,7 @@ impl Zone {
     /// Takes a block of `order` from the buddy lists, splitting a larger one if needed.
     /// `init_block` is called on a max-order block before it is first split or handed out
     /// (lazy metadata initialisation).
-    pub fn buddy_alloc(
+    pub(crate) fn buddy_alloc(
         &mut self,
         map: &mut MemMap,
         order: u8,
@@ -221,7 +223,7 @@ impl Zone {
 
     /// Like `buddy_alloc`, but only a block whose first 2^order pages end at or below `limit_pfn`
     /// (for devices that cannot reach higher). Scans the free lists: for rare DMA allocations.
-    pub fn buddy_alloc_below(
+    pub(crate) fn buddy_alloc_below(
         &mut self,
         map: &mut MemMap,
         order: u8,
@@ -252,7 +254,7 @@ impl Zone {
     }
 
     /// Returns a block to the buddy lists, merging it with free buddies.
-    pub fn buddy_free(&mut self, map: &mut MemMap, mut pfn: u64, mut order: u8) {
+    pub(crate) fn buddy_free(&mut self, map: &mut MemMap, mut pfn: u64, mut order: u8) {
         while order < MAX_ORDER {
             let buddy = pfn ^ (1 << order);
             if !self.spans(buddy) {
@@ -271,13 +273,13 @@ impl Zone {
     }
 
     /// Puts a block on the free lists without merging (boot: max-order blocks of free RAM).
-    pub fn add_free_block(&mut self, map: &mut MemMap, pfn: u64, order: u8) {
+    pub(crate) fn add_free_block(&mut self, map: &mut MemMap, pfn: u64, order: u8) {
         self.push(map, pfn, order);
     }
 
     /// An order-0 page from the per-CPU list, refilled in a batch from the buddy lists.
     #[inline]
-    pub fn pcp_alloc(
+    pub(crate) fn pcp_alloc(
         &mut self,
         map: &mut MemMap,
         init_block: &mut dyn FnMut(&mut MemMap, u64),
@@ -303,7 +305,7 @@ impl Zone {
 
     /// Returns an order-0 page to the per-CPU list, draining a batch when it is full.
     #[inline]
-    pub fn pcp_free(&mut self, map: &mut MemMap, pfn: u64) {
+    pub(crate) fn pcp_free(&mut self, map: &mut MemMap, pfn: u64) {
         if self.pcp_count == PCP_HIGH {
             self.pcp_drain(map, PCP_BATCH);
         }
@@ -315,7 +317,7 @@ impl Zone {
     /// The fast path of an order-0 allocation: the top of a non-empty per-CPU list, if the zone
     /// stays above `floor` free pages. The caller updates the page's flags (it clears PG_PCP).
     #[inline(always)]
-    pub fn pcp_pop_raw(&mut self, floor: u64) -> Option<u64> {
+    pub(crate) fn pcp_pop_raw(&mut self, floor: u64) -> Option<u64> {
         if self.pcp_count == 0 || self.free <= floor {
             return None;
         }
@@ -328,7 +330,7 @@ impl Zone {
     /// The fast path of an order-0 free: onto the per-CPU list if it has room. The caller has set
     /// PG_PCP on the page.
     #[inline(always)]
-    pub fn pcp_push_raw(&mut self, pfn: u64) -> bool {
+    pub(crate) fn pcp_push_raw(&mut self, pfn: u64) -> bool {
         if self.pcp_count == PCP_HIGH {
             return false;
         }
@@ -339,7 +341,7 @@ impl Zone {
     }
 
     /// Gives up to `n` per-CPU pages back to the buddy lists (oldest first).
-    pub fn pcp_drain(&mut self, map: &mut MemMap, n: usize) {
+    pub(crate) fn pcp_drain(&mut self, map: &mut MemMap, n: usize) {
         let n = n.min(self.pcp_count);
         for i in 0..n {
             let pfn = self.pcp[i];

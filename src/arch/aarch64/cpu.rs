@@ -1,4 +1,5 @@
-//! The processor itself: exception level, identity, interrupt masking and stopping.
+//! The processor itself: exception level, identity, interrupt masking and stopping. Must never
+//! change the translation regime or caches (that is `mmu` and `cache`).
 
 use aarch64_cpu::asm;
 use aarch64_cpu::registers::{CurrentEL, Readable, Writeable, DAIF, MIDR_EL1, MPIDR_EL1};
