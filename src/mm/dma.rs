@@ -351,13 +351,26 @@ mod kernel {
         dev: DmaDevice,
     }
 
-    /// A block from a `DmaPool`; give it back with `DmaPool::free`.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    /// A block from a `DmaPool`; give it back with `DmaPool::free` (not `Copy`: one owner).
+    #[derive(Debug, PartialEq, Eq)]
     pub struct PoolBlock {
         pub cpu: *mut u8,
         pub dma: DmaAddr,
         chunk: usize,
         offset: usize,
+    }
+
+    impl PoolBlock {
+        /// A second handle to the same block, for the test that a double free is refused.
+        #[doc(hidden)]
+        pub fn forge_for_test(b: &PoolBlock) -> PoolBlock {
+            PoolBlock {
+                cpu: b.cpu,
+                dma: b.dma,
+                chunk: b.chunk,
+                offset: b.offset,
+            }
+        }
     }
 
     impl DmaPool {
@@ -374,9 +387,14 @@ mod kernel {
             }
         }
 
+        /// Bytes of coherent memory each refill takes (at least one block).
+        fn chunk_bytes(&self) -> usize {
+            self.block.max(PAGE_SIZE as usize)
+        }
+
         pub fn alloc(&mut self) -> Result<PoolBlock, DmaError> {
             if self.free.is_empty() {
-                let chunk = dma_alloc_coherent(&self.dev, PAGE_SIZE as usize)?;
+                let chunk = dma_alloc_coherent(&self.dev, self.chunk_bytes())?;
                 let index = self.chunks.len();
                 let n = chunk.size() / self.block;
                 self.chunks.push(chunk);
@@ -400,8 +418,19 @@ mod kernel {
             })
         }
 
-        pub fn free(&mut self, block: PoolBlock) {
+        /// Gives a block back. A block that is not this pool's, or is free already, is refused
+        /// (`false`) rather than handed to two owners.
+        pub fn free(&mut self, block: PoolBlock) -> bool {
+            let valid = self.chunks.get(block.chunk).is_some_and(|c| {
+                block.offset.is_multiple_of(self.block)
+                    && block.offset + self.block <= c.size()
+                    && c.dma_addr().as_u64() + block.offset as u64 == block.dma.as_u64()
+            });
+            if !valid || self.free.contains(&(block.chunk, block.offset)) {
+                return false;
+            }
             self.free.push((block.chunk, block.offset));
+            true
         }
 
         pub fn block_size(&self) -> usize {
@@ -492,7 +521,12 @@ mod kernel {
 
     /// `dma_map_single`: maps `len` bytes at `buf` (linear-map memory: kmalloc, pages) for `dev`,
     /// bouncing through reachable pages if the device cannot reach them, and syncs for the device.
-    pub fn dma_map_single<D: Direction>(
+    ///
+    /// # Safety
+    /// `buf..buf + len` must stay allocated, and not be accessed by the CPU (for directions the
+    /// device writes) or changed (for directions it reads), until the mapping is dropped: the
+    /// mapping's syncs copy into it and maintain its cache lines.
+    pub unsafe fn dma_map_single<D: Direction>(
         dev: &DmaDevice,
         buf: *mut u8,
         len: usize,
@@ -504,7 +538,7 @@ mod kernel {
         // A device that does not snoop may only write whole cache lines of ours: invalidating a
         // line it shares with other data would lose the CPU's writes there. Such buffers bounce
         // (as Linux bounces small kmalloc buffers for non-coherent DMA).
-        let line = crate::arch::aarch64::cache::dcache_line() as usize;
+        let line = crate::arch::aarch64::cache::dma_alignment() as usize;
         let partial_lines = !dev.coherent
             && D::FROM_DEVICE
             && (!(buf as usize).is_multiple_of(line) || !len.is_multiple_of(line));
@@ -540,18 +574,31 @@ mod kernel {
             bounce,
             _direction: PhantomData,
         };
+        if let Some((bpa, _)) = m.bounce {
+            // The bounce buffer starts as a copy of the buffer in every direction: a device that
+            // writes less than all of it (a short read, an error) must not make the copy back
+            // replace the caller's bytes with stale ones (the swiotlb lesson of CVE-2022-0854).
+            // SAFETY: both are `len` bytes, distinct and ours for the mapping.
+            unsafe {
+                core::ptr::copy_nonoverlapping(buf, phys_to_virt(bpa).as_u64() as *mut u8, len)
+            };
+        }
         m.sync_for_device();
         Ok(m)
     }
 
     /// `dma_map_sg`: one mapping per segment (segments may bounce independently).
-    pub fn dma_map_sg<D: Direction>(
+    ///
+    /// # Safety
+    /// As `dma_map_single`, for every segment.
+    pub unsafe fn dma_map_sg<D: Direction>(
         dev: &DmaDevice,
         segments: &[(*mut u8, usize)],
     ) -> Result<Vec<DmaMapping<D>>, DmaError> {
         segments
             .iter()
-            .map(|&(buf, len)| dma_map_single::<D>(dev, buf, len))
+            // SAFETY: forwarded from the caller for each segment.
+            .map(|&(buf, len)| unsafe { dma_map_single::<D>(dev, buf, len) })
             .collect()
     }
 }

@@ -110,9 +110,23 @@ ktest!(coherent_buffers_respect_a_30_bit_mask, {
     kassert!(blocks
         .iter()
         .all(|b| b.dma.as_u64() % 64 == 0 && b.dma.as_u64() <= dma_bit_mask(30)));
+    let first_dma = blocks[0].dma;
     for b in blocks {
-        pool.free(b);
+        kassert!(pool.free(b));
     }
+    // Handing the same block back twice is refused.
+    let again = pool.alloc().map_err(fail)?;
+    let forged = dma::PoolBlock::forge_for_test(&again);
+    kassert!(pool.free(again));
+    kassert!(
+        !pool.free(forged),
+        "a double free of a pool block was accepted"
+    );
+    let _ = first_dma;
+    // Blocks larger than a page get chunks large enough to hold them.
+    let mut big = DmaPool::new(&dev, 8192, 64);
+    let b = big.alloc().map_err(fail)?;
+    kassert!(big.free(b));
     Ok(())
 });
 
@@ -140,7 +154,8 @@ ktest!(unreachable_pages_bounce_and_round_trip, {
         .enumerate()
         .for_each(|(i, b)| *b = i as u8 ^ 0x5a);
     {
-        let m = dma_map_single::<dma::ToDevice>(&dev, va, 4096).map_err(fail)?;
+        // SAFETY: the page is ours and untouched while mapped.
+        let m = unsafe { dma_map_single::<dma::ToDevice>(&dev, va, 4096) }.map_err(fail)?;
         kassert!(m.is_bounced(), "a page above the reach was not bounced");
         kassert!(m.dma_addr().as_u64() + 4095 <= dma_bit_mask(26));
         let bounce =
@@ -154,7 +169,8 @@ ktest!(unreachable_pages_bounce_and_round_trip, {
     }
     // From the device: what it writes into the bounce buffer reaches the page on unmap.
     {
-        let m = dma_map_single::<dma::FromDevice>(&dev, va, 4096).map_err(fail)?;
+        // SAFETY: the page is ours and untouched while mapped.
+        let m = unsafe { dma_map_single::<dma::FromDevice>(&dev, va, 4096) }.map_err(fail)?;
         kassert!(m.is_bounced());
         let bounce =
             layout::phys_to_virt(dev.dma_to_phys(m.dma_addr()).ok_or(fail("bus address"))?);
@@ -170,18 +186,22 @@ ktest!(unreachable_pages_bounce_and_round_trip, {
     let near = PAGES
         .alloc_pages_below(Gfp::KERNEL, 0, PhysAddr::new(limit))
         .map_err(fail)?;
-    let m = dma_map_single::<dma::Bidirectional>(
-        &dev,
-        layout::phys_to_virt(near).as_u64() as *mut u8,
-        512,
-    )
+    // SAFETY: the page is ours and untouched while mapped.
+    let m = unsafe {
+        dma_map_single::<dma::Bidirectional>(
+            &dev,
+            layout::phys_to_virt(near).as_u64() as *mut u8,
+            512,
+        )
+    }
     .map_err(fail)?;
     kassert!(!m.is_bounced());
     kassert_eq!(dev.dma_to_phys(m.dma_addr()), Some(near));
     drop(m);
     PAGES.free_pages(near, 0).map_err(fail)?;
     PAGES.free_pages(page, 0).map_err(fail)?;
-    kassert!(dma_map_single::<dma::ToDevice>(&dev, va, 0).is_err());
+    // SAFETY: a zero-length request is refused before anything is mapped.
+    kassert!(unsafe { dma_map_single::<dma::ToDevice>(&dev, va, 0) }.is_err());
     Ok(())
 });
 

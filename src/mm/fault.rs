@@ -143,6 +143,28 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
     Ok(())
 }
 
+/// A permission fault in the application's space: never a first touch (the page is present), so
+/// always real; says which region refused it.
+pub fn classify_permission_fault(far: u64, write: bool, exec: bool) -> RealFault {
+    let Some(space) = SPACE.try_lock() else {
+        return RealFault::Busy;
+    };
+    let Some(space) = space.as_ref() else {
+        return RealFault::NoRegion;
+    };
+    match space.decide(far, write, exec) {
+        FaultDecision::NoRegion => RealFault::NoRegion,
+        FaultDecision::Protection { vma } => RealFault::Protection {
+            start: vma.start,
+            end: vma.end,
+            prot: vma.prot,
+            name: vma.name,
+        },
+        // The region allows it but the page does not: a page mapped by someone else.
+        FaultDecision::DemandZero { .. } => RealFault::Busy,
+    }
+}
+
 /// Describes a real fault for the exception report, without allocating.
 pub fn describe(fault: RealFault, print: &dyn Fn(core::fmt::Arguments)) {
     match fault {

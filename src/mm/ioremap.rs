@@ -105,7 +105,7 @@ impl IoMem {
     /// A 32-bit register read at `offset` (checked against the mapping).
     pub fn read32(&self, offset: u64) -> u32 {
         assert!(
-            offset + 4 <= self.size && offset.is_multiple_of(4),
+            offset.checked_add(4).is_some_and(|e| e <= self.size) && offset.is_multiple_of(4),
             "register offset {offset:#x} out of range"
         );
         // SAFETY: inside the live device mapping, aligned; a volatile access as devices need.
@@ -115,7 +115,7 @@ impl IoMem {
     /// A 32-bit register write at `offset` (checked against the mapping).
     pub fn write32(&self, offset: u64, value: u32) {
         assert!(
-            offset + 4 <= self.size && offset.is_multiple_of(4),
+            offset.checked_add(4).is_some_and(|e| e <= self.size) && offset.is_multiple_of(4),
             "register offset {offset:#x} out of range"
         );
         // SAFETY: as `read32`.

@@ -129,6 +129,20 @@ impl MemMap {
             sections: self.sections.as_ptr(),
             len: self.sections.len(),
             base: self.base,
+            blocks: core::ptr::null(),
+            nblocks: 0,
+            block_base: 0,
+        }
+    }
+
+    /// `view`, with the page allocator's block states, so lookups skip metadata that was never
+    /// initialised (lazily initialised blocks hold whatever RAM held).
+    pub(crate) fn view_with_blocks(&self, blocks: &[u8], block_base: u64) -> MemMapView {
+        MemMapView {
+            blocks: blocks.as_ptr(),
+            nblocks: blocks.len(),
+            block_base,
+            ..self.view()
         }
     }
 
@@ -160,7 +174,14 @@ pub struct MemMapView {
     sections: *const *mut Page,
     len: usize,
     base: usize,
+    /// The page allocator's per-4 MiB-block metadata states (null: unknown, trust every entry).
+    blocks: *const u8,
+    nblocks: usize,
+    block_base: u64,
 }
+
+/// The block state meaning "every page's metadata here is initialised" (see `page_alloc`).
+pub(crate) const BLOCK_INIT: u8 = 1;
 
 // SAFETY: the table it points at is never written after the map is built, and lives as long as
 // the kernel; the `Page`s behind it belong to whoever owns the page they describe.
@@ -174,12 +195,24 @@ impl MemMapView {
             sections: core::ptr::null(),
             len: 0,
             base: 0,
+            blocks: core::ptr::null(),
+            nblocks: 0,
+            block_base: 0,
         }
     }
 
-    /// The metadata of `pfn`, if its section has a map.
+    /// The metadata of `pfn`, if its section has a map and (when block states are known) its
+    /// block's metadata is initialised.
     #[inline(always)]
     pub fn get(&self, pfn: u64) -> Option<*mut Page> {
+        if !self.blocks.is_null() {
+            let b = (pfn >> 10).wrapping_sub(self.block_base) as usize;
+            // SAFETY: b < nblocks, inside the state array, which lives as long as the allocator
+            // (the kernel's life); a volatile read, as the allocator may change it under its lock.
+            if b >= self.nblocks || unsafe { self.blocks.add(b).read_volatile() } != BLOCK_INIT {
+                return None;
+            }
+        }
         let index = ((pfn >> SECTION_SHIFT) as usize).wrapping_sub(self.base);
         if index >= self.len {
             return None;

@@ -32,7 +32,7 @@ pub unsafe trait PhysMem {
 const BLOCK_PAGES: u64 = 1 << MAX_ORDER;
 /// States of a max-order block's metadata (lazy initialisation).
 const BLOCK_NONE: u8 = 0;
-const BLOCK_INIT: u8 = 1;
+const BLOCK_INIT: u8 = super::page::BLOCK_INIT;
 /// Wholly free, on a free list; only the head page's metadata is valid.
 const BLOCK_FREE_UNINIT: u8 = 2;
 /// Wholly reserved; no page's metadata is valid.
@@ -754,7 +754,8 @@ impl<P: PhysMem> PageAllocator<P> {
 
     /// A lock-free view of the page metadata (see `MemMap::view`).
     pub fn map_view(&self) -> super::page::MemMapView {
-        self.map.view()
+        self.map
+            .view_with_blocks(&self.block_state, self.block_base)
     }
 
     pub fn zones(&self) -> &[Zone; 3] {

@@ -1,12 +1,16 @@
 //! Slab caches, SLUB-like: objects of one size carved from slabs of 2^order pages taken from the
-//! page allocator. Allocation pops a per-CPU free list of the current slab; frees of objects of
+//! page allocator. Allocation pops the free list of the current ("CPU") slab under the cache's
+//! lock (one CPU runs the kernel today); frees of objects of
 //! that slab push onto it; everything else goes through the locked slow path with partial and
 //! full slabs. Empty slabs go back to the page allocator when the shrinker runs (or when more
 //! than `MIN_PARTIAL` pile up). `slub_debug` adds red zones, poisoning and checks that report a
 //! defect with the cache's name and the offset instead of corrupting memory.
 //!
 //! Owns the object layout and the slab lists; must never touch page-allocator internals (pages
-//! come through `SlabBackend`) nor assume where memory is (portable, tested on the host).
+//! come through `SlabBackend`) nor assume where memory is (portable, tested on the host), and
+//! must never allocate while holding a cache lock (kmalloc could be that cache).
+//! Lock order: a cache's lock, then the page allocator's (the reclaim hook's shrinker only
+//! `try_lock`s caches, so a refill that reclaims cannot deadlock on itself).
 
 use alloc::format;
 use alloc::string::String;
@@ -52,12 +56,33 @@ const MIN_PARTIAL: usize = 4;
 /// A defect `slub_debug` found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SlabDefect {
-    DoubleFree { object: u64 },
-    NotObjectStart { ptr: u64, offset: u64 },
-    RedzoneLeft { object: u64, offset: i64, value: u8 },
-    RedzoneRight { object: u64, offset: u64, value: u8 },
-    UseAfterFree { object: u64, offset: u64, value: u8 },
-    WrongCache { ptr: u64, owner: String },
+    DoubleFree {
+        object: u64,
+    },
+    NotObjectStart {
+        ptr: u64,
+        offset: u64,
+    },
+    RedzoneLeft {
+        object: u64,
+        offset: i64,
+        value: u8,
+    },
+    RedzoneRight {
+        object: u64,
+        offset: u64,
+        value: u8,
+    },
+    UseAfterFree {
+        object: u64,
+        offset: u64,
+        value: u8,
+    },
+    /// Freed to a cache it does not belong to; `owner` names the cache it does (or why none).
+    WrongCache {
+        ptr: u64,
+        owner: &'static str,
+    },
 }
 
 impl fmt::Display for SlabDefect {
@@ -79,7 +104,7 @@ impl fmt::Display for SlabDefect {
                 f,
                 "object {object:#x} was written while free: offset {offset:#x} holds {value:#04x} (poison {POISON_FREE:#04x})"
             ),
-            SlabDefect::WrongCache { ptr, owner } => write!(f, "{ptr:#x} belongs to cache {owner}"),
+            SlabDefect::WrongCache { ptr, owner } => write!(f, "{ptr:#x} is not an object of this cache ({owner})"),
         }
     }
 }
@@ -706,10 +731,19 @@ impl KmemCache {
             let m = unsafe { m.as_ref() };
             (m.flags & PG_SLAB != 0, m.private)
         });
+        // No allocation here: this runs under the cache's lock, and kmalloc may be this cache.
         if owner != Some((true, self as *const KmemCache as u64)) {
+            let owner = match owner {
+                Some((true, other)) if other != 0 => {
+                    // SAFETY: a slab page's `private` is its cache, which outlives its objects.
+                    unsafe { (*(other as *const KmemCache)).name() }
+                }
+                Some(_) => "not a slab page",
+                None => "not kernel memory",
+            };
             return Err(SlabDefect::WrongCache {
                 ptr: p as u64,
-                owner: String::from("(not this cache)"),
+                owner,
             });
         }
         let off = p as usize - slab;

@@ -72,6 +72,9 @@ pub enum VmaError {
     NoSpace(u64),
     /// `mprotect` over a hole.
     NotMapped(u64),
+    /// Writable and executable at once (W^X), or no access at all (the application runs at EL1,
+    /// where a present page cannot be made inaccessible without unmapping it; not supported).
+    BadProt(Prot),
 }
 
 impl fmt::Display for VmaError {
@@ -84,6 +87,10 @@ impl fmt::Display for VmaError {
             VmaError::Exists { addr } => write!(f, "a region already covers {addr:#x}"),
             VmaError::NoSpace(len) => write!(f, "no free range of {len:#x} bytes"),
             VmaError::NotMapped(a) => write!(f, "{a:#x} is in no region"),
+            VmaError::BadProt(p) => write!(
+                f,
+                "permissions {p} are refused (W^X; PROT_NONE is not supported)"
+            ),
         }
     }
 }
@@ -122,6 +129,13 @@ fn check(addr: u64, len: u64) -> Result<u64, VmaError> {
     end.ok_or(VmaError::OutOfRange { addr, len })
 }
 
+fn check_prot(prot: Prot) -> Result<(), VmaError> {
+    if (prot.write && prot.exec) || !(prot.read || prot.write || prot.exec) {
+        return Err(VmaError::BadProt(prot));
+    }
+    Ok(())
+}
+
 impl AddressSpace {
     pub fn new() -> AddressSpace {
         AddressSpace {
@@ -156,6 +170,7 @@ impl AddressSpace {
         prot: Prot,
         name: &'static str,
     ) -> Result<u64, VmaError> {
+        check_prot(prot)?;
         let start = match hint {
             Some(addr) => {
                 let end = check(addr, len)?;
@@ -226,6 +241,7 @@ impl AddressSpace {
 
     /// `mprotect`: new permissions for a range wholly inside regions.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), VmaError> {
+        check_prot(prot)?;
         let end = check(addr, len)?;
         let mut a = addr;
         while a < end {
@@ -331,5 +347,16 @@ mod tests {
             Err(VmaError::NotMapped(x + 2 * P))
         );
         assert_eq!(a.regions().count(), 4);
+        let wx = Prot {
+            read: true,
+            write: true,
+            exec: true,
+        };
+        assert_eq!(a.mprotect(x, P, wx), Err(VmaError::BadProt(wx)));
+        assert_eq!(
+            a.mprotect(x, P, Prot::NONE),
+            Err(VmaError::BadProt(Prot::NONE))
+        );
+        assert_eq!(a.mmap(None, P, wx, "wx"), Err(VmaError::BadProt(wx)));
     }
 }

@@ -19,6 +19,9 @@ use super::vmalloc::{VmKind, VmLookup, VmapAreas};
 use crate::arch::aarch64::mmu::KERNEL_PT;
 
 static AREAS: Mutex<Option<VmapAreas>> = Mutex::new(None);
+/// Pages of freed areas, given back only after the purge's TLB flush: until then a stale TLB
+/// entry may still reach them, and a use after `vfree` must not land in their next owner.
+static LAZY_PAGES: Mutex<Vec<PhysAddr>> = Mutex::new(Vec::new());
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VmError {
@@ -63,6 +66,10 @@ fn purge_locked(areas: &mut VmapAreas) {
             let _ = pt.unmap(VirtAddr::new(start), size);
         }
     }
+    drop(pt);
+    for pa in core::mem::take(&mut *LAZY_PAGES.lock()) {
+        let _ = PAGES.free_pages(pa, 0);
+    }
 }
 
 /// Reserves an area, purging lazily freed ranges if that makes room.
@@ -99,9 +106,15 @@ fn map_pages(va: u64, pages: &[PhysAddr], attrs: Attrs) -> Result<(), VmError> {
 }
 
 fn alloc_area(size: usize, gfp: Gfp, kind: VmKind) -> Result<NonNull<u8>, VmError> {
-    let bytes = (size.max(1) as u64).next_multiple_of(PAGE_SIZE);
+    if size == 0 || size as u64 > VMALLOC_END - VMALLOC_START {
+        return Err(VmError::NoSpace(size as u64));
+    }
+    let bytes = (size as u64).next_multiple_of(PAGE_SIZE);
     let n = (bytes / PAGE_SIZE) as usize;
-    let mut pages = Vec::with_capacity(n);
+    let mut pages = Vec::new();
+    if pages.try_reserve_exact(n).is_err() {
+        return Err(VmError::NoMemory(bytes));
+    }
     for _ in 0..n {
         match PAGES.alloc_pages(gfp | Gfp::NOWARN, 0) {
             Ok(pa) => pages.push(pa),
@@ -157,9 +170,7 @@ fn release(ptr: *const u8, expect: &[VmKind]) -> Result<(), VmError> {
             let _ = pt.unmap_lazy(VirtAddr::new(area.start), area.size);
         }
         if area.kind != VmKind::Vmap {
-            for pa in &area.pages {
-                let _ = PAGES.free_pages(*pa, 0);
-            }
+            LAZY_PAGES.lock().extend_from_slice(&area.pages);
         }
         if purge_due {
             purge_locked(areas);
@@ -279,6 +290,9 @@ impl KernelStack {
     pub const DEFAULT_SIZE: usize = 16 << 10;
 
     pub fn new(size: usize) -> Result<KernelStack, VmError> {
+        if size < PAGE_SIZE as usize {
+            return Err(VmError::NoSpace(size as u64));
+        }
         let base = alloc_area(size, Gfp::KERNEL, VmKind::Stack)?;
         Ok(KernelStack {
             base,

@@ -13,6 +13,18 @@ pub fn dcache_line() -> u64 {
     4 << ((ctr >> 16) & 0xf)
 }
 
+/// The alignment a buffer needs so that no cache line of any level is shared with other data
+/// (CTR_EL0.CWG, the cache writeback granule; 2 KiB, the architectural maximum, when it reads 0).
+pub fn dma_alignment() -> u64 {
+    let ctr: u64;
+    // SAFETY: reading the cache type register has no side effects.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr) };
+    match (ctr >> 24) & 0xf {
+        0 => 2048,
+        cwg => (4 << cwg).max(dcache_line()),
+    }
+}
+
 /// Invalidates (discards) cached copies of `[start, end)` so memory's contents win.
 ///
 /// # Safety

@@ -93,14 +93,14 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
                     Err(e) => real_fault = Some(e),
                 }
             } else if matches!(abort.kind, esr::FaultKind::Permission { .. })
+                && abort.far_valid
                 && frame.far >= crate::mm::layout::USER_START
             {
-                real_fault = crate::mm::fault::handle_page_fault(
+                real_fault = Some(crate::mm::fault::classify_permission_fault(
                     frame.far,
                     abort.access == esr::Access::Write,
                     abort.access == esr::Access::Execute,
-                )
-                .err();
+                ));
             }
         }
     }

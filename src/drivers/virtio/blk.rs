@@ -557,7 +557,9 @@ impl VirtioBlk {
         self.chain.clear();
         self.chain.push((self.req.dma_addr(), HEADER_LEN, false));
         for &(ptr, len) in segs {
-            let m = dma_map_single::<D>(&self.dev, ptr, len)?;
+            // SAFETY: the caller's buffer outlives the request (`maps` is dropped before this
+            // function returns) and is not touched while the device works on it.
+            let m = unsafe { dma_map_single::<D>(&self.dev, ptr, len) }?;
             let addr = m.dma_addr().as_u64();
             if m.is_bounced() {
                 self.stats.bounced_segments += 1;
