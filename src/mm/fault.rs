@@ -3,6 +3,9 @@
 //! zeroed page with the region's permissions; anything else (no region, a permission the region
 //! lacks, no memory left) is a real fault, which the exception report then describes. Kernel only.
 //! Lock order: the address space, then the application's page table, then the page allocator.
+//! The fault path only `try_lock`s the first two: a fault taken while they are held (inside the
+//! memory manager itself) is reported, not waited on. With one CPU that is exact; a second CPU
+//! will need owner-aware locks here.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,7 +1,9 @@
 //! Running code on another kernel stack (a vmalloc'ed `KernelStack`): the call runs with SP_EL0
 //! as its stack pointer, so exceptions are taken on the boot stack (SP_EL1) and a stack overflow
 //! can still be reported. A call armed with `trap` that overflows is abandoned and reported
-//! instead of stopping the kernel (self-tests use this). One level only: not re-entrant.
+//! instead of stopping the kernel (self-tests use this). One level only: not re-entrant, one CPU.
+//! An abandoned call does not unwind: whatever locks it held stay held, so only calls that hold
+//! none (the self-tests' recursion) may be trapped.
 
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};

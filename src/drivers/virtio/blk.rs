@@ -40,8 +40,13 @@ pub mod feature {
     pub const FLUSH: u64 = 1 << 9;
 }
 
+/// VIRTIO_F_ACCESS_PLATFORM: the device's DMA goes through the platform's translation (its
+/// `dma-ranges`), which is what the DMA API gives it anyway.
+const ACCESS_PLATFORM: u64 = 1 << 33;
+
 /// What this driver accepts when offered (`VERSION_1` is added by the transport).
-const SUPPORTED: u64 = feature::SIZE_MAX | feature::SEG_MAX | feature::BLK_SIZE | feature::FLUSH;
+const SUPPORTED: u64 =
+    feature::SIZE_MAX | feature::SEG_MAX | feature::BLK_SIZE | feature::FLUSH | ACCESS_PLATFORM;
 
 // Configuration space offsets (§5.2.4).
 const CFG_CAPACITY: u64 = 0;

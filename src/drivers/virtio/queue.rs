@@ -288,6 +288,12 @@ impl VirtQueue {
         if used_idx == self.last_used {
             return Ok(None);
         }
+        // A device cannot have returned more chains than the ring holds: a larger gap is garbage.
+        if used_idx.wrapping_sub(self.last_used) > self.layout.size {
+            return Err(QueueError::BadUsed {
+                id: used_idx as u32,
+            });
+        }
         // The entry is read after the index that says it is there.
         crate::arch::aarch64::barrier::dma_rmb();
         let slot = (self.last_used % self.layout.size) as usize;
