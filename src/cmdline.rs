@@ -41,6 +41,8 @@ pub struct BootOptions {
     pub debug_pagealloc: bool,
     /// `slub_debug[=FZP]`: slab red zones (Z), poisoning (P), consistency checks (F); all if bare.
     pub slub_debug: u32,
+    /// `swap=auto|off|format`: which disk to swap to (auto: the first with a swap signature).
+    pub swap: crate::mm::swapfile::SwapMode,
     /// Options for a job (`memstress.size=64M`): key without the job's prefix, and value.
     pub job_params: Vec<(String, String)>,
     /// Options that were not understood, verbatim, with the reason.
@@ -58,6 +60,7 @@ impl Default for BootOptions {
             zone_dma_bits: None,
             debug_pagealloc: false,
             slub_debug: 0,
+            swap: crate::mm::swapfile::SwapMode::Auto,
             job_params: Vec::new(),
             rejected: Vec::new(),
         }
@@ -151,6 +154,12 @@ impl BootOptions {
                             flags | (crate::mm::slab::SLAB_CONSISTENCY * (flags != 0) as u32);
                     }
                 }
+                ("swap", Some(v)) => match v {
+                    "auto" => o.swap = crate::mm::swapfile::SwapMode::Auto,
+                    "off" => o.swap = crate::mm::swapfile::SwapMode::Off,
+                    "format" => o.swap = crate::mm::swapfile::SwapMode::Format,
+                    _ => reject("expected swap=auto, swap=off or swap=format"),
+                },
                 (k, Some(v)) if k.starts_with("memstress.") => {
                     o.job_params.push((k.into(), v.into()))
                 }
@@ -166,6 +175,20 @@ impl BootOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swap_modes_parse_and_bad_ones_are_rejected() {
+        use crate::mm::swapfile::SwapMode;
+        assert_eq!(BootOptions::parse("").swap, SwapMode::Auto);
+        assert_eq!(BootOptions::parse("swap=off").swap, SwapMode::Off);
+        assert_eq!(BootOptions::parse("swap=format").swap, SwapMode::Format);
+        let o = BootOptions::parse("swap=format swap=auto");
+        assert_eq!(o.swap, SwapMode::Auto);
+        let o = BootOptions::parse("swap=yes");
+        assert_eq!(o.swap, SwapMode::Auto);
+        assert_eq!(o.rejected.len(), 1);
+        assert!(o.rejected[0].1.contains("swap=auto"));
+    }
 
     #[test]
     fn defaults_to_demo_at_info() {

@@ -152,19 +152,14 @@ mod boot {
             mmu::BootPool::pages_used()
         );
 
-        // Swap needs a virtio-blk disk; a Raspberry Pi has none (its SD card is not ours to swap on).
-        match drivers::virtio::count_devices(&machine, drivers::virtio::device_id::BLOCK) {
-            0 => info!("Swap: no virtio-blk disk; running without swap"),
-            n => info!(
-                "Swap: {n} virtio-blk disk(s) found; swap to them is not enabled in this build"
-            ),
-        }
-
         let kernel = kernel::publish(Kernel {
             boot,
             machine,
             options,
         });
+        // Swap needs a virtio-blk disk; a Raspberry Pi has none (its SD card is not ours to swap
+        // on). After publishing: the driver finds its devices through the published machine.
+        mm::swapfile::swapon(kernel.options.swap);
         let Some(job) = app::find(&kernel.options.job) else {
             let names: alloc::vec::Vec<&str> = app::JOBS.iter().map(|j| j.name).collect();
             fail(format_args!(

@@ -29,6 +29,9 @@ pub fn meminfo(kernel: &Kernel) -> MemInfo {
     let managed = crate::mm::init::PAGES
         .with(|a| a.managed_pages())
         .unwrap_or(0);
+    let (swap_total, swap_free) = crate::mm::swapfile::totals();
+    info.push("SwapTotal", swap_total);
+    info.push("SwapFree", swap_free);
     info.push("Reserved", (present - managed) * crate::mm::PAGE_SIZE);
     info.push("KernelImage", kernel.boot.image.size);
     let (heap_used, heap_total) = crate::mm::early_heap::usage();

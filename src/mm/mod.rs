@@ -32,8 +32,10 @@ pub mod page_alloc;
 #[cfg(target_os = "none")]
 mod selftests;
 pub mod slab;
+pub mod swap_entry;
 pub mod swap_header;
 pub mod swap_slots;
+pub mod swapfile;
 pub mod vma;
 pub mod vmalloc;
 #[cfg(target_os = "none")]

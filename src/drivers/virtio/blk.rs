@@ -670,3 +670,27 @@ impl Drop for VirtioBlk {
         }
     }
 }
+
+/// A virtio-blk disk as a swap device: page 0 is the first eight sectors.
+impl crate::mm::swapfile::SwapDisk for VirtioBlk {
+    fn pages(&self) -> u64 {
+        self.capacity_bytes() / crate::mm::PAGE_SIZE
+    }
+    fn read_only(&self) -> bool {
+        VirtioBlk::read_only(self)
+    }
+    fn read_page0(&mut self, page: &mut [u8]) -> Result<(), alloc::string::String> {
+        self.read(0, page).map_err(|e| alloc::format!("{e}"))
+    }
+    fn write_page0(&mut self, page: &[u8]) -> Result<(), alloc::string::String> {
+        self.write(0, page)
+            .and_then(|()| {
+                if self.has_flush() {
+                    self.flush()
+                } else {
+                    Ok(())
+                }
+            })
+            .map_err(|e| alloc::format!("{e}"))
+    }
+}

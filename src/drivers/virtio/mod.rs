@@ -36,17 +36,3 @@ pub mod device_id {
         }
     }
 }
-
-/// How many virtio-mmio slots hold a device of `id`, reading each slot's DeviceID register
-/// (no device is claimed or reset).
-#[cfg(target_os = "none")]
-pub fn count_devices(machine: &crate::machine::Machine, id: u32) -> usize {
-    machine
-        .virtio_mmio
-        .iter()
-        .filter(|slot| {
-            crate::mm::ioremap::ioremap(slot.base, slot.size.min(0x100))
-                .is_ok_and(|io| io.read32(0) == mmio::MAGIC && io.read32(8) == id)
-        })
-        .count()
-}
