@@ -34,6 +34,8 @@ mod selftests;
 pub mod slab;
 pub mod swap_entry;
 pub mod swap_header;
+#[cfg(target_os = "none")]
+mod swap_selftests;
 pub mod swap_slots;
 pub mod swapfile;
 pub mod vma;

@@ -102,6 +102,11 @@ impl SwapSlots {
         (0..n).map_while(|_| self.alloc()).collect()
     }
 
+    /// Whether `slot` holds a page.
+    pub fn in_use(&self, slot: u64) -> bool {
+        self.state.get(slot as usize) == Some(&USED)
+    }
+
     /// Gives a slot back. A slot that is not in use is left alone (reported as `false`).
     pub fn free(&mut self, slot: u64) -> bool {
         if self.state.get(slot as usize) != Some(&USED) {

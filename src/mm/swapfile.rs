@@ -6,7 +6,9 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
+use super::swap_entry::SwapEntry;
 use super::swap_header::{SwapHeader, SwapHeaderError};
 use super::swap_slots::SwapSlots;
 use super::PAGE_SIZE;
@@ -133,18 +135,109 @@ pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> C
     choice
 }
 
-/// An active swap area: its header and slot bookkeeping (the disk itself stays with the caller,
-/// which owns the driver).
+/// An active swap area: its header, slot bookkeeping and the checksum of every page it holds
+/// (the disk itself stays with the caller, which owns the driver).
 pub struct SwapArea {
     pub header: SwapHeader,
     pub slots: SwapSlots,
+    /// Per slot: the checksum of the page written there (0 for a free slot).
+    sums: Vec<u64>,
+}
+
+/// Why a page could not go to swap or come back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwapError {
+    /// No swap area is active.
+    NoSwap,
+    /// Fewer free slots than pages to write.
+    Full { wanted: usize, free: u64 },
+    /// The disk refused a write; the slots are marked bad and the pages stay in memory.
+    Write {
+        first_slot: u64,
+        pages: usize,
+        why: String,
+    },
+    /// The disk refused a read: the page is lost to the application.
+    Read { entry: SwapEntry, why: String },
+    /// The page read back is not the page written.
+    Checksum {
+        entry: SwapEntry,
+        expected: u64,
+        found: u64,
+    },
+    /// The entry names a slot that holds no page (a double free or a stale entry).
+    NotInUse(SwapEntry),
+}
+
+impl fmt::Display for SwapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SwapError::NoSwap => write!(f, "no swap area is active"),
+            SwapError::Full { wanted, free } => {
+                write!(
+                    f,
+                    "swap full: {wanted} page(s) to write, {free} slot(s) free"
+                )
+            }
+            SwapError::Write {
+                first_slot,
+                pages,
+                why,
+            } => write!(
+                f,
+                "swap write of {pages} page(s) at slot {first_slot} failed ({why}); the slots are \
+                 marked bad, the pages stay in memory"
+            ),
+            SwapError::Read { entry, why } => write!(f, "swap read of {entry} failed: {why}"),
+            SwapError::Checksum {
+                entry,
+                expected,
+                found,
+            } => write!(
+                f,
+                "{entry} read back wrong: checksum {found:#018x}, written {expected:#018x}"
+            ),
+            SwapError::NotInUse(entry) => write!(f, "{entry} holds no page"),
+        }
+    }
+}
+
+/// The checksum of a page as it goes to `slot`: every 64-bit word goes through a bijective step
+/// (rotate, xor, multiply by an odd constant), so any change confined to one word always changes
+/// the result; seeding with the slot catches a page that landed in, or was read from, the wrong
+/// place.
+pub fn page_checksum(slot: u64, page: &[u8]) -> u64 {
+    let mut h = slot ^ 0x6a09_e667_f3bc_c908;
+    for w in page.chunks_exact(8) {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        h = (h.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    h
+}
+
+/// Splits slots into runs of consecutive ones: `(index of the run's first slot, length)`, so each
+/// run becomes one disk request.
+pub fn consecutive_runs(slots: &[u64]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, &slot) in slots.iter().enumerate() {
+        match runs.last_mut() {
+            Some((start, len)) if slots[*start] + *len as u64 == slot => *len += 1,
+            _ => runs.push((i, 1)),
+        }
+    }
+    runs
 }
 
 impl SwapArea {
     pub fn new(header: SwapHeader) -> SwapArea {
         let bad: Vec<u64> = header.bad_pages.iter().map(|&p| p as u64).collect();
         let slots = SwapSlots::new(header.last_page as u64, &bad);
-        SwapArea { header, slots }
+        let sums = alloc::vec![0; header.last_page as usize + 1];
+        SwapArea {
+            header,
+            slots,
+            sums,
+        }
     }
 
     /// `SwapTotal` in bytes.
@@ -155,6 +248,72 @@ impl SwapArea {
     /// `SwapFree` in bytes.
     pub fn free_bytes(&self) -> u64 {
         self.slots.free_slots() * PAGE_SIZE
+    }
+
+    /// Slots for `n` pages, as contiguous as the area allows; none at all if fewer are free.
+    pub fn reserve(&mut self, n: usize) -> Result<Vec<u64>, SwapError> {
+        let free = self.slots.free_slots();
+        if (n as u64) > free {
+            return Err(SwapError::Full { wanted: n, free });
+        }
+        let slots = self.slots.alloc_batch(n);
+        debug_assert_eq!(slots.len(), n);
+        Ok(slots)
+    }
+
+    /// The pages are on disk at `slots`: remember what they hold.
+    pub fn commit(&mut self, slots: &[u64], pages: &[&[u8]]) {
+        for (&slot, page) in slots.iter().zip(pages) {
+            self.sums[slot as usize] = page_checksum(slot, page);
+        }
+    }
+
+    /// A write to `slots` failed: they are never used again.
+    pub fn write_failed(&mut self, slots: &[u64]) {
+        for &slot in slots {
+            self.slots.mark_bad(slot);
+        }
+    }
+
+    /// Reserved slots that were not written (another run of the batch failed): free again.
+    pub fn unreserve(&mut self, slots: &[u64]) {
+        for &slot in slots {
+            self.slots.free(slot);
+        }
+    }
+
+    /// The entry may be read: its slot holds a page.
+    pub fn check_in_use(&self, entry: SwapEntry) -> Result<(), SwapError> {
+        if self.slots.in_use(entry.slot()) {
+            Ok(())
+        } else {
+            Err(SwapError::NotInUse(entry))
+        }
+    }
+
+    /// Whether `page`, read from `entry`'s slot, is the page written there.
+    pub fn verify(&self, entry: SwapEntry, page: &[u8]) -> Result<(), SwapError> {
+        self.check_in_use(entry)?;
+        let expected = self.sums[entry.slot() as usize];
+        let found = page_checksum(entry.slot(), page);
+        if found == expected {
+            Ok(())
+        } else {
+            Err(SwapError::Checksum {
+                entry,
+                expected,
+                found,
+            })
+        }
+    }
+
+    /// The page at `entry` is no longer needed (read back for good, or its owner went away).
+    pub fn release(&mut self, entry: SwapEntry) -> Result<(), SwapError> {
+        if !self.slots.free(entry.slot()) {
+            return Err(SwapError::NotInUse(entry));
+        }
+        self.sums[entry.slot() as usize] = 0;
+        Ok(())
     }
 }
 
@@ -227,6 +386,82 @@ pub fn swapon(mode: SwapMode) {
         }
     );
     *SWAP.lock() = Some(ActiveSwap { disk, area });
+}
+
+/// Pages written to swap (`pswpout`) and read back (`pswpin`), as `/proc/vmstat` counts them.
+#[cfg(target_os = "none")]
+pub static PSWPOUT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+#[cfg(target_os = "none")]
+pub static PSWPIN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Writes `pages` (each one 4 KiB page) to swap, each run of consecutive slots in one request,
+/// and returns their entries in order. All or nothing: on any error no entry is returned, the
+/// pages' contents are untouched (the caller keeps them in memory), slots whose write failed are
+/// marked bad and the others given back.
+#[cfg(target_os = "none")]
+pub fn swap_out(pages: &[&[u8]]) -> Result<Vec<SwapEntry>, SwapError> {
+    use core::sync::atomic::Ordering::Relaxed;
+    let mut guard = SWAP.lock();
+    let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
+    let slots = swap.area.reserve(pages.len())?;
+    let sectors_per_page = PAGE_SIZE / crate::drivers::virtio::blk::SECTOR_SIZE as u64;
+    let runs = consecutive_runs(&slots);
+    for (n, &(start, len)) in runs.iter().enumerate() {
+        let first = slots[start];
+        if let Err(e) = swap
+            .disk
+            .write_vectored(first * sectors_per_page, &pages[start..start + len])
+        {
+            swap.area.write_failed(&slots[start..start + len]);
+            for &(s, l) in &runs[..n] {
+                swap.area.unreserve(&slots[s..s + l]);
+            }
+            for &(s, l) in &runs[n + 1..] {
+                swap.area.unreserve(&slots[s..s + l]);
+            }
+            return Err(SwapError::Write {
+                first_slot: first,
+                pages: len,
+                why: format!("{e}"),
+            });
+        }
+    }
+    swap.area.commit(&slots, pages);
+    PSWPOUT.fetch_add(pages.len() as u64, Relaxed);
+    Ok(slots
+        .iter()
+        .map(|&slot| SwapEntry::new(0, slot).expect("slots fit an entry"))
+        .collect())
+}
+
+/// Reads the page at `entry` into `page` and verifies it. On an error `page` must not be handed
+/// to anyone: it may hold part of the read or a page that failed its checksum. The slot stays
+/// in use until [`swap_free`].
+#[cfg(target_os = "none")]
+pub fn swap_in(entry: SwapEntry, page: &mut [u8]) -> Result<(), SwapError> {
+    let mut guard = SWAP.lock();
+    let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
+    swap.area.check_in_use(entry)?;
+    let sector = entry.slot() * (PAGE_SIZE / crate::drivers::virtio::blk::SECTOR_SIZE as u64);
+    swap.disk
+        .read(sector, &mut page[..PAGE])
+        .map_err(|e| SwapError::Read {
+            entry,
+            why: format!("{e}"),
+        })?;
+    swap.area.verify(entry, page)?;
+    PSWPIN.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// The page at `entry` is no longer needed; its slot is free again.
+#[cfg(target_os = "none")]
+pub fn swap_free(entry: SwapEntry) -> Result<(), SwapError> {
+    SWAP.lock()
+        .as_mut()
+        .ok_or(SwapError::NoSwap)?
+        .area
+        .release(entry)
 }
 
 /// `SwapTotal` and `SwapFree` in bytes (zero without swap).
@@ -376,5 +611,81 @@ mod tests {
         let area = SwapArea::new(h);
         assert_eq!(area.total_bytes(), (1023 - 2) * PAGE_SIZE);
         assert_eq!(area.free_bytes(), area.total_bytes());
+    }
+
+    fn page(fill: u64) -> Vec<u8> {
+        (0..PAGE / 8)
+            .flat_map(|i| (fill.wrapping_mul(31) ^ i as u64).to_le_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn checksums_catch_any_one_word_change_and_the_wrong_slot() {
+        let p = page(7);
+        let base = page_checksum(5, &p);
+        assert_ne!(base, page_checksum(6, &p), "same page, other slot");
+        for word in [0, 1, 255, 511] {
+            for bit in [0, 17, 63] {
+                let mut q = p.clone();
+                q[word * 8 + bit / 8] ^= 1 << (bit % 8);
+                assert_ne!(page_checksum(5, &q), base, "word {word} bit {bit}");
+            }
+        }
+        // Two words swapped.
+        let mut q = p.clone();
+        q.copy_within(0..8, 4088);
+        q[0..8].copy_from_slice(&p[4088..4096]);
+        assert_ne!(page_checksum(5, &q), base);
+    }
+
+    #[test]
+    fn runs_of_consecutive_slots() {
+        assert_eq!(consecutive_runs(&[]), alloc::vec![]);
+        assert_eq!(
+            consecutive_runs(&[4, 5, 6, 9, 10, 3]),
+            alloc::vec![(0, 3), (3, 2), (5, 1)]
+        );
+    }
+
+    #[test]
+    fn reserve_commit_verify_release() {
+        let mut area = SwapArea::new(SwapHeader::for_disk(64, [0; 16]));
+        let free = area.slots.free_slots();
+        assert_eq!(
+            area.reserve(64),
+            Err(SwapError::Full {
+                wanted: 64,
+                free: 63
+            })
+        );
+        assert_eq!(
+            area.slots.free_slots(),
+            free,
+            "a refused batch takes nothing"
+        );
+        let slots = area.reserve(3).unwrap();
+        assert_eq!(slots, alloc::vec![1, 2, 3]);
+        let pages = [page(1), page(2), page(3)];
+        let refs: Vec<&[u8]> = pages.iter().map(|p| p.as_slice()).collect();
+        area.commit(&slots, &refs);
+        let e2 = SwapEntry::new(0, 2).unwrap();
+        assert_eq!(area.verify(e2, &pages[1]), Ok(()));
+        assert!(matches!(
+            area.verify(e2, &pages[0]),
+            Err(SwapError::Checksum { .. })
+        ));
+        assert_eq!(area.release(e2), Ok(()));
+        assert_eq!(
+            area.release(e2),
+            Err(SwapError::NotInUse(e2)),
+            "double free"
+        );
+        assert_eq!(area.verify(e2, &pages[1]), Err(SwapError::NotInUse(e2)));
+        // A failed write: slot 3's neighbour run is given back, slot 1 never reused.
+        area.write_failed(&[1]);
+        area.unreserve(&[3]);
+        assert_eq!(area.slots.free_slots(), free - 1);
+        let again = area.reserve(2).unwrap();
+        assert!(!again.contains(&1));
     }
 }

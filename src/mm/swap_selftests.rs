@@ -1,0 +1,139 @@
+//! Self-tests of swap I/O on the running machine: pages written to the active swap area come
+//! back byte for byte, a page changed on disk behind Ferrite's back is refused, and a full area,
+//! a stale entry and a double free are errors. Without an active swap area (a boot without a
+//! `mkswap`'d virtio-blk disk) they are skipped. They give back every slot they take.
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::arch::aarch64::timer;
+use crate::ktest::TestError;
+use crate::mm::swap_entry::SwapEntry;
+use crate::mm::swapfile::{self, SwapError, PSWPIN, PSWPOUT, SWAP};
+use crate::{kassert, kassert_eq, ktest};
+
+const PAGE: usize = 4096;
+
+#[repr(C, align(4096))]
+struct Page([u8; PAGE]);
+
+fn fail(what: impl core::fmt::Display) -> TestError {
+    TestError::Fail(alloc::format!("{what}"))
+}
+
+fn free_slots() -> Result<u64, TestError> {
+    SWAP.lock()
+        .as_ref()
+        .map(|s| s.area.slots.free_slots())
+        .ok_or(TestError::Skip(
+            "no active swap area (attach a mkswap'd virtio-blk disk)".into(),
+        ))
+}
+
+/// Bytes that depend on the page's index and on a per-run seed, so stale data from an earlier
+/// run or a page in the wrong slot both fail.
+fn fill(page: &mut [u8], seed: u64, index: u64) {
+    for (i, w) in page.chunks_exact_mut(8).enumerate() {
+        let v = seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i as u64).rotate_left(17);
+        w.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn pages(n: usize, seed: u64) -> Vec<Box<Page>> {
+    (0..n)
+        .map(|i| {
+            let mut p = Box::new(Page([0; PAGE]));
+            fill(&mut p.0, seed, i as u64);
+            p
+        })
+        .collect()
+}
+
+ktest!(swap_pages_come_back_byte_for_byte, {
+    let free = free_slots()?;
+    let seed = timer::ticks() | 1;
+    let n = 40;
+    let mut bufs = pages(n, seed);
+    let (outs, ins) = (PSWPOUT.load(Relaxed), PSWPIN.load(Relaxed));
+    let refs: Vec<&[u8]> = bufs.iter().map(|p| &p.0[..]).collect();
+    let entries = swapfile::swap_out(&refs).map_err(fail)?;
+    kassert_eq!(entries.len(), n);
+    kassert_eq!(free_slots()?, free - n as u64);
+    kassert_eq!(PSWPOUT.load(Relaxed), outs + n as u64);
+    for p in bufs.iter_mut() {
+        p.0.fill(0);
+    }
+    // Back in reverse order, each checked against what was written.
+    let mut expect = Box::new(Page([0; PAGE]));
+    for (i, &e) in entries.iter().enumerate().rev() {
+        swapfile::swap_in(e, &mut bufs[i].0).map_err(fail)?;
+        fill(&mut expect.0, seed, i as u64);
+        kassert!(bufs[i].0 == expect.0, "page {i} ({e}) came back different");
+    }
+    kassert_eq!(PSWPIN.load(Relaxed), ins + n as u64);
+    for &e in &entries {
+        swapfile::swap_free(e).map_err(fail)?;
+    }
+    kassert_eq!(free_slots()?, free);
+    let again = swapfile::swap_free(entries[0]);
+    kassert!(
+        matches!(again, Err(SwapError::NotInUse(_))),
+        "double free: {again:?}"
+    );
+    Ok(())
+});
+
+ktest!(swap_page_changed_on_disk_is_refused, {
+    free_slots()?;
+    let seed = timer::ticks() | 1;
+    let mut bufs = pages(1, seed);
+    let entry = swapfile::swap_out(&[&bufs[0].0[..]]).map_err(fail)?[0];
+    // Flip one bit of the page on the disk itself.
+    {
+        let mut guard = SWAP.lock();
+        let disk = &mut guard.as_mut().ok_or_else(|| fail("swap went away"))?.disk;
+        let sector = entry.slot() * 8;
+        let mut raw = Box::new(Page([0; PAGE]));
+        disk.read(sector, &mut raw.0).map_err(fail)?;
+        raw.0[1234] ^= 0x10;
+        disk.write(sector, &raw.0).map_err(fail)?;
+    }
+    let ins = PSWPIN.load(Relaxed);
+    let r = swapfile::swap_in(entry, &mut bufs[0].0);
+    kassert!(matches!(r, Err(SwapError::Checksum { .. })), "got {r:?}");
+    // A refused page is not counted as read.
+    kassert_eq!(PSWPIN.load(Relaxed), ins);
+    swapfile::swap_free(entry).map_err(fail)?;
+    Ok(())
+});
+
+ktest!(swap_full_and_stale_entries_are_errors, {
+    let free = free_slots()?;
+    let page = Box::new(Page([0x5a; PAGE]));
+    let too_many: Vec<&[u8]> = (0..=free).map(|_| &page.0[..]).collect();
+    let r = swapfile::swap_out(&too_many);
+    kassert!(
+        matches!(r, Err(SwapError::Full { .. })),
+        "got {:?}",
+        r.map(|e| e.len())
+    );
+    // A refused batch takes no slot.
+    kassert_eq!(free_slots()?, free);
+    // An entry for a slot that holds no page: the last one, unless something uses it.
+    let (last, used) = SWAP
+        .lock()
+        .as_ref()
+        .map(|s| {
+            let last = s.area.header.last_page as u64;
+            (last, s.area.slots.in_use(last))
+        })
+        .ok_or_else(|| fail("swap went away"))?;
+    if !used {
+        let stale = SwapEntry::new(0, last).ok_or_else(|| fail("no entry for the last slot"))?;
+        let mut buf = Box::new(Page([0; PAGE]));
+        let r = swapfile::swap_in(stale, &mut buf.0);
+        kassert!(matches!(r, Err(SwapError::NotInUse(_))), "got {r:?}");
+    }
+    Ok(())
+});
