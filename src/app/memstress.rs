@@ -142,8 +142,10 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
     crate::kprintln!("/proc/vmstat:");
     crate::kprintln!("pgfault {}", PGFAULT.load(Relaxed));
     crate::kprintln!("pgmajfault {}", PGMAJFAULT.load(Relaxed));
-    crate::kprintln!("pswpin 0");
-    crate::kprintln!("pswpout 0");
+    crate::kprintln!("pswpin {}", crate::mm::swapfile::PSWPIN.load(Relaxed));
+    crate::kprintln!("pswpout {}", crate::mm::swapfile::PSWPOUT.load(Relaxed));
+    crate::kprintln!("pgscan {}", crate::mm::fault::PGSCAN.load(Relaxed));
+    crate::kprintln!("pgsteal {}", crate::mm::fault::PGSTEAL.load(Relaxed));
     if bad == 0 {
         info!("memstress: every byte of {} MiB verified", size >> 20);
         JobStatus::Success

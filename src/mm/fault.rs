@@ -7,14 +7,17 @@
 //! memory manager itself) is reported, not waited on. With one CPU that is exact; a second CPU
 //! will need owner-aware locks here.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use alloc::collections::VecDeque;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use spin::Mutex;
 
 use super::gfp::Gfp;
 use super::init::PAGES;
 use super::page_alloc::PhysMem;
-use super::pgtable::{Attrs, MemType};
+use super::pgtable::{desc, Attrs, MemType};
+use super::swap_entry::SwapEntry;
+use super::swapfile::{self, SwapError};
 use super::vma::{AddressSpace, FaultDecision, Prot, VmaError};
 use super::{VirtAddr, PAGE_SIZE};
 use crate::arch::aarch64::mmu::USER_PT;
@@ -24,6 +27,17 @@ static SPACE: Mutex<Option<AddressSpace>> = Mutex::new(None);
 /// `/proc/vmstat` counters.
 pub static PGFAULT: AtomicU64 = AtomicU64::new(0);
 pub static PGMAJFAULT: AtomicU64 = AtomicU64::new(0);
+/// Pages reclaim looked at, and pages it freed by writing them to swap.
+pub static PGSCAN: AtomicU64 = AtomicU64::new(0);
+pub static PGSTEAL: AtomicU64 = AtomicU64::new(0);
+
+/// The application's resident pages, in the order reclaim's clock visits them (the page-table
+/// entry's access flag is the reference bit). Lock order: after the page table.
+static RESIDENT: Mutex<VecDeque<u64>> = Mutex::new(VecDeque::new());
+/// Reclaim is running: allocations it makes itself (the disk driver's) must not re-enter it.
+static IN_RECLAIM: AtomicBool = AtomicBool::new(false);
+/// Pages written to swap per batch: one disk request when the slots are consecutive.
+const RECLAIM_BATCH: usize = 32;
 
 /// Why a fault was not handled (for the exception report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +50,11 @@ pub enum RealFault {
         name: &'static str,
     },
     OutOfMemory,
+    /// The page could not be read back from swap (I/O error or checksum mismatch).
+    SwapIn {
+        slot: u64,
+        checksum: bool,
+    },
     /// The address space or page table was locked by the faulting code itself.
     Busy,
 }
@@ -64,15 +83,22 @@ pub fn mmap(len: u64, prot: Prot, name: &'static str) -> Result<u64, VmaError> {
     with_space(|s| s.mmap(None, len.next_multiple_of(PAGE_SIZE), prot, name))
 }
 
-/// Unmaps and frees every page present in `[start, end)`.
+/// Unmaps and frees every page present in `[start, end)`, and the swap slots of pages that are
+/// on swap.
 fn release_pages(start: u64, end: u64) {
     let mut pt = USER_PT.lock();
     let Some(pt) = pt.as_mut() else { return };
     let mut a = start;
     while a < end {
-        if let Some(t) = pt.translate(VirtAddr::new(a)) {
-            let _ = pt.unmap(VirtAddr::new(a), PAGE_SIZE);
+        let va = VirtAddr::new(a);
+        if let Some(t) = pt.translate(va) {
+            let _ = pt.unmap(va, PAGE_SIZE);
             let _ = PAGES.free_pages(t.pa, 0);
+        } else if let Some(entry) = pt.pte(va).and_then(SwapEntry::from_pte) {
+            let _ = pt.set_pte(va, 0);
+            if let Err(e) = swapfile::swap_free(entry) {
+                log::warn!("munmap at {a:#x}: {e}");
+            }
         }
         a += PAGE_SIZE;
     }
@@ -126,24 +152,163 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
         }
     };
     let page = VirtAddr::new(far & !(PAGE_SIZE - 1));
-    // The order-0 fast path, then zeroing (DC ZVA) outside the allocator's lock.
+    // The order-0 fast path; below the low watermark the allocator runs reclaim first, which
+    // may change the application's entries, so the entry is read only after allocating.
     let pa = PAGES
         .alloc_pages(Gfp::KERNEL | Gfp::NOWARN, 0)
         .map_err(|_| RealFault::OutOfMemory)?;
-    super::init::LinearMap.zero_page(pa.pfn().as_u64());
     let Some(mut pt) = USER_PT.try_lock() else {
         let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::Busy);
     };
     let Some(pt) = pt.as_mut() else {
+        let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::Busy);
     };
+    let swapped = pt.pte(page).and_then(SwapEntry::from_pte);
+    if let Some(entry) = swapped {
+        let frame = super::layout::phys_to_virt(pa).as_u64() as *mut u8;
+        // SAFETY: `pa` is a page just allocated for this fault, mapped read-write by the linear
+        // map and used by nothing else until it is mapped below.
+        let buf = unsafe { core::slice::from_raw_parts_mut(frame, PAGE_SIZE as usize) };
+        if let Err(e) = swapfile::swap_in(entry, buf) {
+            let _ = PAGES.free_pages(pa, 0);
+            log::error!("page at {:#x}: {e}", page.as_u64());
+            return Err(RealFault::SwapIn {
+                slot: entry.slot(),
+                checksum: matches!(e, SwapError::Checksum { .. }),
+            });
+        }
+    } else {
+        super::init::LinearMap.zero_page(pa.pfn().as_u64());
+    }
     if pt.map_page(page, pa, attrs(prot)).is_err() {
         let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::OutOfMemory);
     }
+    if let Some(entry) = swapped {
+        // The page is in memory for good; its slot is free (no swap cache: it is dirty now).
+        let _ = swapfile::swap_free(entry);
+        PGMAJFAULT.fetch_add(1, Ordering::Relaxed);
+    }
+    track_resident(page.as_u64());
     PGFAULT.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// Queues a newly mapped page for reclaim's clock. Only while swap is on: without it nothing
+/// can be reclaimed. The queue grows ahead of need; if it cannot grow the page is simply never
+/// reclaimed.
+fn track_resident(va: u64) {
+    if !swapfile::active() {
+        return;
+    }
+    let mut q = RESIDENT.lock();
+    let grow = q.len().max(4096);
+    if q.len() == q.capacity() && q.try_reserve(grow).is_err() {
+        return;
+    }
+    q.push_back(va);
+}
+
+/// An access-flag fault on a resident application page (software access-flag management): sets
+/// the flag, which tells reclaim's clock the page is in use. `Ok` means retry the access.
+pub fn handle_access_flag(far: u64) -> Result<(), RealFault> {
+    let Some(mut pt) = USER_PT.try_lock() else {
+        return Err(RealFault::Busy);
+    };
+    let Some(pt) = pt.as_mut() else {
+        return Err(RealFault::Busy);
+    };
+    let va = VirtAddr::new(far & !(PAGE_SIZE - 1));
+    match pt.pte(va) {
+        Some(d) if desc::is_leaf(d, 3) => {
+            let _ = pt.set_pte(va, d | desc::AF);
+            Ok(())
+        }
+        _ => Err(RealFault::NoRegion),
+    }
+}
+
+/// The page allocator's reclaim hook once swap is on (it runs when a zone falls below its low
+/// watermark): the slab shrinker, then up to one batch of cold application pages written to
+/// swap and their frames freed. Returns the pages freed. The swap part does nothing when it
+/// would re-enter itself or when the allocating code holds the application's table.
+pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
+    let slabs = super::heap::shrink_slabs(zone, order);
+    if !swapfile::active() || IN_RECLAIM.swap(true, Ordering::Acquire) {
+        return slabs;
+    }
+    let freed = USER_PT
+        .try_lock()
+        .and_then(|mut pt| pt.as_mut().map(shrink_resident))
+        .unwrap_or(0);
+    IN_RECLAIM.store(false, Ordering::Release);
+    slabs + freed
+}
+
+/// The clock: a page whose access flag is set gets it cleared and another round; one found
+/// clear is cold and goes to swap. Pages whose write fails stay mapped and in the queue.
+fn shrink_resident(pt: &mut crate::arch::aarch64::mmu::KernelPageTable) -> u64 {
+    // Never more than the area can take: a batch is written whole or not at all.
+    let want = RECLAIM_BATCH.min(swapfile::free_slots_now() as usize);
+    if want == 0 {
+        return 0;
+    }
+    let mut victims = [(0u64, 0u64); RECLAIM_BATCH];
+    let mut n = 0;
+    // Not waiting: the allocation that called reclaim may be queueing a page itself.
+    let Some(mut q) = RESIDENT.try_lock() else {
+        return 0;
+    };
+    let limit = 2 * q.len();
+    let mut scanned = 0;
+    while n < want && scanned < limit {
+        let Some(va) = q.pop_front() else { break };
+        scanned += 1;
+        let v = VirtAddr::new(va);
+        let Some(d) = pt.pte(v).filter(|&d| desc::is_leaf(d, 3)) else {
+            continue; // unmapped since
+        };
+        if d & desc::AF != 0 {
+            let _ = pt.set_pte(v, d & !desc::AF);
+            q.push_back(va);
+        } else {
+            victims[n] = (va, d);
+            n += 1;
+        }
+    }
+    PGSCAN.fetch_add(scanned as u64, Ordering::Relaxed);
+    if n == 0 {
+        return 0;
+    }
+    let mut pages: [&[u8]; RECLAIM_BATCH] = [&[]; RECLAIM_BATCH];
+    for (slot, &(_, d)) in pages.iter_mut().zip(&victims[..n]) {
+        let frame = super::layout::phys_to_virt(super::PhysAddr::new(desc::addr(d)));
+        // SAFETY: the frame is a mapped application page; the application cannot run while
+        // the fault path or an allocation holds this CPU, so it does not change under the read.
+        *slot =
+            unsafe { core::slice::from_raw_parts(frame.as_u64() as *const u8, PAGE_SIZE as usize) };
+    }
+    match swapfile::swap_out(&pages[..n]) {
+        Ok(entries) => {
+            for (&(va, d), entry) in victims[..n].iter().zip(entries) {
+                let _ = pt.set_pte(VirtAddr::new(va), entry.to_pte());
+                let _ = PAGES.free_pages(super::PhysAddr::new(desc::addr(d)), 0);
+            }
+            PGSTEAL.fetch_add(n as u64, Ordering::Relaxed);
+            n as u64
+        }
+        Err(e) => {
+            if !matches!(e, SwapError::Full { .. }) {
+                log::warn!("reclaim: {e}");
+            }
+            for &(va, _) in &victims[..n] {
+                q.push_back(va);
+            }
+            0
+        }
+    }
 }
 
 /// A permission fault in the application's space: never a first touch (the page is present), so
@@ -175,9 +340,27 @@ pub fn describe(fault: RealFault, print: &dyn Fn(core::fmt::Arguments)) {
         RealFault::Protection { start, end, prot, name } => print(format_args!(
             "  application fault: region [{start:#x}-{end:#x}) {name} is {prot}, which does not allow this access\n"
         )),
-        RealFault::OutOfMemory => print(format_args!(
-            "  out of memory: no page left for the application's fault (pgfault {})\n",
-            PGFAULT.load(Ordering::Relaxed)
+        RealFault::OutOfMemory => {
+            print(format_args!(
+                "  out of memory: no page left for the application's fault (pgfault {})\n",
+                PGFAULT.load(Ordering::Relaxed)
+            ));
+            match swapfile::try_totals() {
+                Some((0, _)) => print(format_args!("  no swap area is active\n")),
+                Some((total, free)) => print(format_args!(
+                    "  swap: {} of {} KiB in use{}\n",
+                    (total - free) / 1024,
+                    total / 1024,
+                    if free == 0 { " (full)" } else { "" }
+                )),
+                None => {}
+            }
+        }
+        RealFault::SwapIn { slot, checksum: true } => print(format_args!(
+            "  swap: the page read back from slot {slot} is not the page written (checksum mismatch); it is not handed to the application\n"
+        )),
+        RealFault::SwapIn { slot, checksum: false } => print(format_args!(
+            "  swap: the page in slot {slot} could not be read back (I/O error)\n"
         )),
         RealFault::Busy => print(format_args!("  the fault happened inside the memory manager itself\n")),
     }

@@ -61,7 +61,7 @@ pub fn init(debug: u32) {
 }
 
 /// The reclaim hook's slab part: empty slabs back to the page allocator.
-fn shrink_slabs(_zone: ZoneId, _order: u8) -> u64 {
+pub(crate) fn shrink_slabs(_zone: ZoneId, _order: u8) -> u64 {
     KMALLOC.get().map_or(0, |k| k.shrink())
 }
 

@@ -386,6 +386,8 @@ pub fn swapon(mode: SwapMode) {
         }
     );
     *SWAP.lock() = Some(ActiveSwap { disk, area });
+    ACTIVE.store(true, core::sync::atomic::Ordering::Release);
+    crate::mm::init::PAGES.set_reclaim_hook(crate::mm::fault::reclaim_hook);
 }
 
 /// Pages written to swap (`pswpout`) and read back (`pswpin`), as `/proc/vmstat` counts them.
@@ -462,6 +464,34 @@ pub fn swap_free(entry: SwapEntry) -> Result<(), SwapError> {
         .ok_or(SwapError::NoSwap)?
         .area
         .release(entry)
+}
+
+/// Whether a swap area is active (an atomic, not the lock: the reclaim hook asks from inside
+/// allocations that swap I/O itself makes).
+#[cfg(target_os = "none")]
+static ACTIVE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+#[cfg(target_os = "none")]
+pub fn active() -> bool {
+    ACTIVE.load(core::sync::atomic::Ordering::Acquire)
+}
+
+/// Free slots, or 0 while the area is in use (the reclaim hook runs inside allocations that swap
+/// I/O itself may make, and must not wait for the lock they hold).
+#[cfg(target_os = "none")]
+pub fn free_slots_now() -> u64 {
+    SWAP.try_lock()
+        .and_then(|s| s.as_ref().map(|s| s.area.slots.free_slots()))
+        .unwrap_or(0)
+}
+
+/// As [`totals`], without waiting: `None` if the area is locked (for fault reports).
+#[cfg(target_os = "none")]
+pub fn try_totals() -> Option<(u64, u64)> {
+    SWAP.try_lock().map(|s| {
+        s.as_ref()
+            .map_or((0, 0), |s| (s.area.total_bytes(), s.area.free_bytes()))
+    })
 }
 
 /// `SwapTotal` and `SwapFree` in bytes (zero without swap).

@@ -92,6 +92,15 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
                     Ok(()) => return,
                     Err(e) => real_fault = Some(e),
                 }
+            } else if matches!(abort.kind, esr::FaultKind::AccessFlag { level: 3 })
+                && abort.far_valid
+                && frame.far >= crate::mm::layout::USER_START
+            {
+                // Software access-flag management: reclaim cleared it to see if the page is used.
+                match crate::mm::fault::handle_access_flag(frame.far) {
+                    Ok(()) => return,
+                    Err(e) => real_fault = Some(e),
+                }
             } else if matches!(abort.kind, esr::FaultKind::Permission { .. })
                 && abort.far_valid
                 && frame.far >= crate::mm::layout::USER_START

@@ -659,6 +659,49 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         self.tlb.flush_all();
     }
 
+    /// Where the level-3 descriptor for `va` lives; `None` where no level-3 table exists (a
+    /// block mapping, or nothing mapped near `va`).
+    fn pte_slot(&self, va: VirtAddr) -> Option<(PhysAddr, usize)> {
+        let v = va.as_u64();
+        if !self.half.contains(v, v.checked_add(1)?) {
+            return None;
+        }
+        let mut table = self.root;
+        for level in 0..3u8 {
+            let e = self.read(table, desc::index(v, level));
+            if !desc::is_table(e, level) {
+                return None;
+            }
+            table = PhysAddr::new(desc::addr(e));
+        }
+        Some((table, desc::index(v, 3)))
+    }
+
+    /// The raw level-3 descriptor for `va`, valid or not (an invalid one may hold a swap entry);
+    /// `None` where there is no level-3 table.
+    pub fn pte(&self, va: VirtAddr) -> Option<u64> {
+        self.pte_slot(va).map(|(t, i)| self.read(t, i))
+    }
+
+    /// Replaces the level-3 descriptor for `va` by `new` and returns the old one. A valid old
+    /// descriptor is invalidated in the TLB after the write, so no CPU keeps using it. Only for
+    /// changes that need no break-before-make: to or from an invalid descriptor, or the access
+    /// flag of a page that stays where it is.
+    pub fn set_pte(&mut self, va: VirtAddr, new: u64) -> Result<u64, MapError> {
+        let (t, i) = self.pte_slot(va).ok_or(MapError::NotMapped { va })?;
+        let old = self.read(t, i);
+        debug_assert!(
+            !desc::is_valid(old) || !desc::is_valid(new) || desc::addr(old) == desc::addr(new),
+            "set_pte would move a live page without break-before-make"
+        );
+        self.write(t, i, new);
+        self.tlb.sync_tables();
+        if desc::is_valid(old) {
+            self.tlb.flush_va(va);
+        }
+        Ok(old)
+    }
+
     /// The software walk: where `va` leads, if anywhere.
     pub fn translate(&self, va: VirtAddr) -> Option<Translation> {
         let v = va.as_u64();

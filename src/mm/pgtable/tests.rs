@@ -482,3 +482,37 @@ fn map_page_is_map_for_one_page() {
     pt.unmap(va(0), 1 << 40).unwrap();
     assert_eq!(pt.tables_in_use(), 1);
 }
+
+#[test]
+fn swap_entries_live_in_invalid_ptes_and_map_page_replaces_them() {
+    use crate::mm::pgtable::desc;
+    use crate::mm::swap_entry::SwapEntry;
+    let mut pt = table(Half::Lower);
+    let page = va(0x40_0000);
+    assert_eq!(pt.pte(page), None, "no level-3 table yet");
+    assert!(pt.set_pte(page, 0).is_err());
+    pt.map_page(page, pa(0x8000_0000), Attrs::USER_RW).unwrap();
+    let live = pt.pte(page).unwrap();
+    assert!(desc::is_leaf(live, 3));
+    // Clearing the access flag keeps the page and flushes its TLB entry.
+    let flushed = pt.flusher().by_va.len();
+    assert_eq!(pt.set_pte(page, live & !desc::AF).unwrap(), live);
+    assert_eq!(pt.flusher().by_va[flushed..], [0x40_0000]);
+    assert!(!pt.translate(page).unwrap().attrs.accessed);
+    // Swapped out: the descriptor is the entry, the walk finds nothing.
+    let entry = SwapEntry::new(0, 77).unwrap();
+    pt.set_pte(page, entry.to_pte()).unwrap();
+    assert!(pt.translate(page).is_none());
+    assert_eq!(SwapEntry::from_pte(pt.pte(page).unwrap()), Some(entry));
+    // Swapped in: an ordinary mapping over the entry.
+    let flushed = pt.flusher().by_va.len();
+    pt.map_page(page, pa(0x9000_0000), Attrs::USER_RW).unwrap();
+    assert_eq!(pt.translate(page).unwrap().pa, pa(0x9000_0000));
+    assert_eq!(
+        pt.flusher().by_va.len(),
+        flushed,
+        "nothing valid was replaced"
+    );
+    // A neighbour in the same table is still empty.
+    assert_eq!(pt.pte(va(0x40_1000)), Some(0));
+}
