@@ -21,6 +21,7 @@ use super::swapfile::{self, SwapError};
 use super::vma::{AddressSpace, FaultDecision, Prot, VmaError};
 use super::{VirtAddr, PAGE_SIZE};
 use crate::arch::aarch64::mmu::USER_PT;
+use crate::arch::aarch64::timer::ticks;
 
 static SPACE: Mutex<Option<AddressSpace>> = Mutex::new(None);
 
@@ -30,6 +31,10 @@ pub static PGMAJFAULT: AtomicU64 = AtomicU64::new(0);
 /// Pages reclaim looked at, and pages it freed by writing them to swap.
 pub static PGSCAN: AtomicU64 = AtomicU64::new(0);
 pub static PGSTEAL: AtomicU64 = AtomicU64::new(0);
+/// Counter ticks spent in reclaim's swap-out and in faults' swap-in, device waits included
+/// (benchmarks subtract the driver's wait ticks).
+pub static SWAPOUT_TICKS: AtomicU64 = AtomicU64::new(0);
+pub static SWAPIN_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// The application's resident pages, in the order reclaim's clock visits them (the page-table
 /// entry's access flag is the reference bit). Lock order: after the page table.
@@ -165,8 +170,14 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
         let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::Busy);
     };
-    let swapped = pt.pte(page).and_then(SwapEntry::from_pte);
+    // Without a swap area no entry can hold a swapped page: skip the extra walk.
+    let swapped = if swapfile::active() {
+        pt.pte(page).and_then(SwapEntry::from_pte)
+    } else {
+        None
+    };
     if let Some(entry) = swapped {
+        let t0 = ticks();
         let frame = super::layout::phys_to_virt(pa).as_u64() as *mut u8;
         // SAFETY: `pa` is a page just allocated for this fault, mapped read-write by the linear
         // map and used by nothing else until it is mapped below.
@@ -179,6 +190,7 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
                 checksum: matches!(e, SwapError::Checksum { .. }),
             });
         }
+        SWAPIN_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
     } else {
         super::init::LinearMap.zero_page(pa.pfn().as_u64());
     }
@@ -239,10 +251,12 @@ pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
     if !swapfile::active() || IN_RECLAIM.swap(true, Ordering::Acquire) {
         return slabs;
     }
+    let t0 = ticks();
     let freed = USER_PT
         .try_lock()
         .and_then(|mut pt| pt.as_mut().map(shrink_resident))
         .unwrap_or(0);
+    SWAPOUT_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
     IN_RECLAIM.store(false, Ordering::Release);
     slabs + freed
 }

@@ -395,6 +395,23 @@ pub fn swapon(mode: SwapMode) {
 pub static PSWPOUT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 #[cfg(target_os = "none")]
 pub static PSWPIN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+/// Counter ticks swap writes and reads spent waiting for the disk (benchmarks take them out).
+#[cfg(target_os = "none")]
+pub static SWAPOUT_WAIT_TICKS: core::sync::atomic::AtomicU64 =
+    core::sync::atomic::AtomicU64::new(0);
+#[cfg(target_os = "none")]
+pub static SWAPIN_WAIT_TICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Runs a disk operation, adding the driver's device-wait ticks during it to `counter`.
+#[cfg(target_os = "none")]
+fn waited<R>(counter: &core::sync::atomic::AtomicU64, op: impl FnOnce() -> R) -> R {
+    use crate::drivers::virtio::queue::WAIT_TICKS;
+    use core::sync::atomic::Ordering::Relaxed;
+    let before = WAIT_TICKS.load(Relaxed);
+    let r = op();
+    counter.fetch_add(WAIT_TICKS.load(Relaxed) - before, Relaxed);
+    r
+}
 
 /// Writes `pages` (each one 4 KiB page) to swap, each run of consecutive slots in one request,
 /// and returns their entries in order. All or nothing: on any error no entry is returned, the
@@ -410,10 +427,10 @@ pub fn swap_out(pages: &[&[u8]]) -> Result<Vec<SwapEntry>, SwapError> {
     let runs = consecutive_runs(&slots);
     for (n, &(start, len)) in runs.iter().enumerate() {
         let first = slots[start];
-        if let Err(e) = swap
-            .disk
-            .write_vectored(first * sectors_per_page, &pages[start..start + len])
-        {
+        let disk = &mut swap.disk;
+        if let Err(e) = waited(&SWAPOUT_WAIT_TICKS, || {
+            disk.write_vectored(first * sectors_per_page, &pages[start..start + len])
+        }) {
             swap.area.write_failed(&slots[start..start + len]);
             for &(s, l) in &runs[..n] {
                 swap.area.unreserve(&slots[s..s + l]);
@@ -445,12 +462,13 @@ pub fn swap_in(entry: SwapEntry, page: &mut [u8]) -> Result<(), SwapError> {
     let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
     swap.area.check_in_use(entry)?;
     let sector = entry.slot() * (PAGE_SIZE / crate::drivers::virtio::blk::SECTOR_SIZE as u64);
-    swap.disk
-        .read(sector, &mut page[..PAGE])
-        .map_err(|e| SwapError::Read {
+    let disk = &mut swap.disk;
+    waited(&SWAPIN_WAIT_TICKS, || disk.read(sector, &mut page[..PAGE])).map_err(|e| {
+        SwapError::Read {
             entry,
             why: format!("{e}"),
-        })?;
+        }
+    })?;
     swap.area.verify(entry, page)?;
     PSWPIN.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     Ok(())
@@ -474,6 +492,12 @@ static ACTIVE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::
 #[cfg(target_os = "none")]
 pub fn active() -> bool {
     ACTIVE.load(core::sync::atomic::Ordering::Acquire)
+}
+
+/// The swap disk's request counters (benchmarks: pages per write request).
+#[cfg(target_os = "none")]
+pub fn disk_stats() -> Option<crate::drivers::virtio::blk::BlkStats> {
+    SWAP.lock().as_ref().map(|s| s.disk.stats())
 }
 
 /// Free slots, or 0 while the area is in use (the reclaim hook runs inside allocations that swap

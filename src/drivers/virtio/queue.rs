@@ -127,6 +127,10 @@ impl fmt::Display for QueueError {
 /// One buffer of a chain: bus address, length, and whether the device writes it.
 pub type Segment = (DmaAddr, u32, bool);
 
+/// Counter ticks spent polling for the device, over all queues (benchmarks subtract it to count
+/// the CPU's own work).
+pub static WAIT_TICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
 /// A split virtqueue in DMA-coherent memory.
 pub struct VirtQueue {
     mem: DmaCoherent,
@@ -329,8 +333,17 @@ impl VirtQueue {
     /// `timeout_ms` (the chain then stays with the device: the caller must reset the device
     /// before reusing or freeing anything the chain points at).
     pub fn wait_for(&mut self, head: u16, timeout_ms: u64) -> Result<u32, QueueError> {
-        let freq = timer::frequency();
         let start = timer::ticks();
+        let r = self.poll_until(head, start, timeout_ms);
+        WAIT_TICKS.fetch_add(
+            timer::ticks() - start,
+            core::sync::atomic::Ordering::Relaxed,
+        );
+        r
+    }
+
+    fn poll_until(&mut self, head: u16, start: u64, timeout_ms: u64) -> Result<u32, QueueError> {
+        let freq = timer::frequency();
         let deadline = start.saturating_add(freq.saturating_mul(timeout_ms) / 1000);
         let mut spins: u64 = 0;
         loop {
