@@ -19,7 +19,7 @@ use super::pgtable::{desc, Attrs, MemType};
 use super::swap_entry::SwapEntry;
 use super::swapfile::{self, SwapError};
 use super::vma::{AddressSpace, FaultDecision, Prot, VmaError};
-use super::{VirtAddr, PAGE_SIZE};
+use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::arch::aarch64::mmu::USER_PT;
 use crate::arch::aarch64::timer::ticks;
 
@@ -43,6 +43,8 @@ static RESIDENT: Mutex<VecDeque<u64>> = Mutex::new(VecDeque::new());
 static IN_RECLAIM: AtomicBool = AtomicBool::new(false);
 /// Pages written to swap per batch: one disk request when the slots are consecutive.
 const RECLAIM_BATCH: usize = 32;
+/// Pages a swap-in fault reads in one request (the faulting one and those after it).
+const SWAP_READAHEAD: usize = 16;
 
 /// Why a fault was not handled (for the exception report).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,14 +178,62 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
     } else {
         None
     };
+    // Pages read ahead with the faulting one: (address, frame), and which of them verified.
+    let mut ahead = [(0u64, PhysAddr::new(0)); SWAP_READAHEAD - 1];
+    let mut ahead_n = 0;
+    let mut ahead_ok = 0u32;
     if let Some(entry) = swapped {
         let t0 = ticks();
-        let frame = super::layout::phys_to_virt(pa).as_u64() as *mut u8;
-        // SAFETY: `pa` is a page just allocated for this fault, mapped read-write by the linear
-        // map and used by nothing else until it is mapped below.
-        let buf = unsafe { core::slice::from_raw_parts_mut(frame, PAGE_SIZE as usize) };
-        if let Err(e) = swapfile::swap_in(entry, buf) {
+        // Readahead: the following pages of the region whose entries hold the following slots
+        // (what reclaim wrote together usually comes back together), as far as free memory
+        // allows without reclaim.
+        let region_end = space.find(far).map_or(0, |v| v.end);
+        while ahead_n < SWAP_READAHEAD - 1 {
+            let v = page.as_u64() + (ahead_n as u64 + 1) * PAGE_SIZE;
+            let next = SwapEntry::new(entry.area(), entry.slot() + ahead_n as u64 + 1);
+            if v >= region_end
+                || next.is_none()
+                || pt.pte(VirtAddr::new(v)).and_then(SwapEntry::from_pte) != next
+            {
+                break;
+            }
+            let Ok(p) = PAGES.alloc_pages(Gfp::KERNEL | Gfp::NOWARN | Gfp::NORETRY, 0) else {
+                break;
+            };
+            ahead[ahead_n] = (v, p);
+            ahead_n += 1;
+        }
+        let frame = |p: PhysAddr| {
+            // SAFETY: each frame was just allocated for this fault, is mapped read-write by the
+            // linear map, and is used by nothing else until it is mapped below; the frames are
+            // distinct, so the slices do not overlap.
+            unsafe {
+                core::slice::from_raw_parts_mut(
+                    super::layout::phys_to_virt(p).as_u64() as *mut u8,
+                    PAGE_SIZE as usize,
+                )
+            }
+        };
+        let mut bufs: [&mut [u8]; SWAP_READAHEAD] = core::array::from_fn(|i| match i {
+            0 => frame(pa),
+            i if i <= ahead_n => frame(ahead[i - 1].1),
+            _ => &mut [],
+        });
+        let result = match swapfile::swap_in_ahead(entry, &mut bufs[..ahead_n + 1]) {
+            Ok(mask) if mask & 1 != 0 => {
+                ahead_ok = mask >> 1;
+                Ok(())
+            }
+            Ok(_) => swapfile::swap_in(entry, bufs[0]),
+            // A failure somewhere in the batch: the faulting page alone decides.
+            Err(_) if ahead_n > 0 => swapfile::swap_in(entry, bufs[0]),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
             let _ = PAGES.free_pages(pa, 0);
+            for &(_, p) in &ahead[..ahead_n] {
+                let _ = PAGES.free_pages(p, 0);
+            }
             log::error!("page at {:#x}: {e}", page.as_u64());
             return Err(RealFault::SwapIn {
                 slot: entry.slot(),
@@ -202,6 +252,18 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
         // The page is in memory for good; its slot is free (no swap cache: it is dirty now).
         let _ = swapfile::swap_free(entry);
         PGMAJFAULT.fetch_add(1, Ordering::Relaxed);
+        for (i, &(v, p)) in ahead[..ahead_n].iter().enumerate() {
+            let e = SwapEntry::new(entry.area(), entry.slot() + i as u64 + 1);
+            // A page that failed its checksum keeps its entry: its own fault reports it.
+            if ahead_ok & (1 << i) != 0 && pt.map_page(VirtAddr::new(v), p, attrs(prot)).is_ok() {
+                if let Some(e) = e {
+                    let _ = swapfile::swap_free(e);
+                }
+                track_resident(v);
+            } else {
+                let _ = PAGES.free_pages(p, 0);
+            }
+        }
     }
     track_resident(page.as_u64());
     PGFAULT.fetch_add(1, Ordering::Relaxed);

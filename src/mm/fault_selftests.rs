@@ -103,3 +103,36 @@ ktest!(out_of_region_and_protection_faults_are_real, {
     fault::munmap(base, len).map_err(fail)?;
     Ok(())
 });
+
+ktest!(access_flag_faults_set_the_flag_and_retry, {
+    use crate::arch::aarch64::mmu::USER_PT;
+    use crate::mm::pgtable::desc;
+    use crate::mm::VirtAddr;
+    let base = fault::mmap(4096, Prot::RW, "ktest-af").map_err(fail)?;
+    // SAFETY: inside the region just created.
+    unsafe { (base as *mut u64).write_volatile(0x5eed) };
+    // What reclaim's clock does: clear the access flag (the TLB entry goes with it).
+    let cleared = {
+        let mut pt = USER_PT.lock();
+        let pt = pt.as_mut().ok_or_else(|| fail("no application table"))?;
+        let d = pt
+            .pte(VirtAddr::new(base))
+            .ok_or_else(|| fail("no entry"))?;
+        pt.set_pte(VirtAddr::new(base), d & !desc::AF)
+            .map_err(fail)?;
+        pt.pte(VirtAddr::new(base)).unwrap_or(0)
+    };
+    kassert!(desc::is_leaf(cleared, 3) && cleared & desc::AF == 0);
+    // The next access takes an access-flag fault, which sets the flag and retries.
+    // SAFETY: inside the region.
+    let v = unsafe { (base as *const u64).read_volatile() };
+    kassert_eq!(v, 0x5eed);
+    let after = USER_PT
+        .lock()
+        .as_ref()
+        .and_then(|pt| pt.pte(VirtAddr::new(base)))
+        .unwrap_or(0);
+    kassert!(after & desc::AF != 0, "the access flag was not set again");
+    fault::munmap(base, 4096).map_err(fail)?;
+    Ok(())
+});

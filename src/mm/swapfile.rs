@@ -474,6 +474,42 @@ pub fn swap_in(entry: SwapEntry, page: &mut [u8]) -> Result<(), SwapError> {
     Ok(())
 }
 
+/// Swap-in with readahead: reads the pages of `pages.len()` consecutive slots starting at
+/// `first` in one request and verifies each. Returns a mask of the pages that verified (bit i for
+/// `pages[i]`); a page whose bit is clear must not be used (its slot stays in use, so its own
+/// fault reads it again and reports it). Errors: a slot that holds no page, or the read itself.
+#[cfg(target_os = "none")]
+pub fn swap_in_ahead(first: SwapEntry, pages: &mut [&mut [u8]]) -> Result<u32, SwapError> {
+    let mut guard = SWAP.lock();
+    let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
+    let n = pages.len().min(32);
+    let entry = |i: usize| SwapEntry::new(first.area(), first.slot() + i as u64);
+    for i in 0..n {
+        let e = entry(i).ok_or(SwapError::NotInUse(first))?;
+        swap.area.check_in_use(e)?;
+    }
+    let sector = first.slot() * (PAGE_SIZE / crate::drivers::virtio::blk::SECTOR_SIZE as u64);
+    let disk = &mut swap.disk;
+    waited(&SWAPIN_WAIT_TICKS, || {
+        disk.read_vectored(sector, &mut pages[..n])
+    })
+    .map_err(|e| SwapError::Read {
+        entry: first,
+        why: format!("{e}"),
+    })?;
+    let mut ok = 0u32;
+    for (i, page) in pages[..n].iter().enumerate() {
+        if entry(i).is_some_and(|e| swap.area.verify(e, page).is_ok()) {
+            ok |= 1 << i;
+        }
+    }
+    PSWPIN.fetch_add(
+        ok.count_ones() as u64,
+        core::sync::atomic::Ordering::Relaxed,
+    );
+    Ok(ok)
+}
+
 /// The page at `entry` is no longer needed; its slot is free again.
 #[cfg(target_os = "none")]
 pub fn swap_free(entry: SwapEntry) -> Result<(), SwapError> {
