@@ -178,11 +178,38 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
     } else {
         None
     };
+    if let Some(entry) = swapped {
+        return swap_in_fault(pt, space, far, page, pa, entry, prot);
+    }
+    super::init::LinearMap.zero_page(pa.pfn().as_u64());
+    if pt.map_page(page, pa, attrs(prot)).is_err() {
+        let _ = PAGES.free_pages(pa, 0);
+        return Err(RealFault::OutOfMemory);
+    }
+    track_resident(page.as_u64());
+    PGFAULT.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// A fault on a page that is on swap (kept out of line so the demand-zero path stays small):
+/// reads it, and the following pages of the region whose entries hold the following slots, in
+/// one request; maps every page that verified; frees their slots.
+#[cold]
+#[inline(never)]
+fn swap_in_fault(
+    pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
+    space: &AddressSpace,
+    far: u64,
+    page: VirtAddr,
+    pa: PhysAddr,
+    entry: SwapEntry,
+    prot: Prot,
+) -> Result<(), RealFault> {
     // Pages read ahead with the faulting one: (address, frame), and which of them verified.
     let mut ahead = [(0u64, PhysAddr::new(0)); SWAP_READAHEAD - 1];
     let mut ahead_n = 0;
     let mut ahead_ok = 0u32;
-    if let Some(entry) = swapped {
+    {
         let t0 = ticks();
         // Readahead: the following pages of the region whose entries hold the following slots
         // (what reclaim wrote together usually comes back together), as far as free memory
@@ -241,14 +268,12 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
             });
         }
         SWAPIN_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
-    } else {
-        super::init::LinearMap.zero_page(pa.pfn().as_u64());
     }
     if pt.map_page(page, pa, attrs(prot)).is_err() {
         let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::OutOfMemory);
     }
-    if let Some(entry) = swapped {
+    {
         // The page is in memory for good; its slot is free (no swap cache: it is dirty now).
         let _ = swapfile::swap_free(entry);
         PGMAJFAULT.fetch_add(1, Ordering::Relaxed);
