@@ -390,6 +390,31 @@ impl<P: PhysMem> PageAllocator<P> {
         true
     }
 
+    /// A block just taken from a zone becomes an allocation (Linux's `prep_new_page`): its
+    /// metadata, the `debug_pagealloc` poison check, `__GFP_ZERO`.
+    fn prep_new_page(&mut self, pfn: u64, order: u8, gfp: Gfp) -> PhysAddr {
+        if let Some(p) = self.page(pfn) {
+            p.flags = (p.flags & !(PG_BUDDY | PG_PCP)) | PG_ALLOCATED;
+            p.set_order(order);
+            p.refcount = 1;
+            p.private = 0;
+        }
+        if self.debug_pagealloc {
+            self.check_poison(pfn, order);
+        }
+        if gfp.contains(Gfp::ZERO) {
+            for i in 0..1u64 << order {
+                // SAFETY: `PhysMem` maps every managed frame; this block is now ours.
+                unsafe {
+                    self.phys
+                        .page_ptr(pfn + i)
+                        .write_bytes(0, PAGE_SIZE as usize)
+                };
+            }
+        }
+        PhysAddr::new(pfn << PAGE_SHIFT)
+    }
+
     /// One attempt over the zones the flags allow, highest first, keeping `mark` intact.
     pub fn alloc(&mut self, gfp: Gfp, order: u8, mark: Mark) -> Result<PhysAddr, AllocError> {
         if order > MAX_ORDER {
@@ -452,26 +477,7 @@ impl<P: PhysMem> PageAllocator<P> {
             let Some(pfn) = got else { continue };
             zone.free -= pages;
             zone.stats.alloc_success += 1;
-            if let Some(p) = self.page(pfn) {
-                p.flags = (p.flags & !(PG_BUDDY | PG_PCP)) | PG_ALLOCATED;
-                p.set_order(order);
-                p.refcount = 1;
-                p.private = 0;
-            }
-            if self.debug_pagealloc {
-                self.check_poison(pfn, order);
-            }
-            if gfp.contains(Gfp::ZERO) {
-                for i in 0..pages {
-                    // SAFETY: `PhysMem` maps every managed frame; this block is now ours.
-                    unsafe {
-                        self.phys
-                            .page_ptr(pfn + i)
-                            .write_bytes(0, PAGE_SIZE as usize)
-                    };
-                }
-            }
-            return Ok(PhysAddr::new(pfn << PAGE_SHIFT));
+            return Ok(self.prep_new_page(pfn, order, gfp));
         }
         if let Some(z) = self.zones.get_mut(highest) {
             z.stats.alloc_fail += 1;
@@ -533,26 +539,7 @@ impl<P: PhysMem> PageAllocator<P> {
             };
             zone.free -= pages;
             zone.stats.alloc_success += 1;
-            if let Some(p) = self.page(pfn) {
-                p.flags = (p.flags & !(PG_BUDDY | PG_PCP)) | PG_ALLOCATED;
-                p.set_order(order);
-                p.refcount = 1;
-                p.private = 0;
-            }
-            if self.debug_pagealloc {
-                self.check_poison(pfn, order);
-            }
-            if gfp.contains(Gfp::ZERO) {
-                for i in 0..pages {
-                    // SAFETY: `PhysMem` maps every managed frame; this block is now ours.
-                    unsafe {
-                        self.phys
-                            .page_ptr(pfn + i)
-                            .write_bytes(0, PAGE_SIZE as usize)
-                    };
-                }
-            }
-            return Ok(PhysAddr::new(pfn << PAGE_SHIFT));
+            return Ok(self.prep_new_page(pfn, order, gfp));
         }
         Err(AllocError { gfp, order })
     }

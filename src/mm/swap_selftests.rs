@@ -93,7 +93,7 @@ ktest!(swap_page_changed_on_disk_is_refused, {
     {
         let mut guard = SWAP.lock();
         let disk = &mut guard.as_mut().ok_or_else(|| fail("swap went away"))?.disk;
-        let sector = entry.slot() * 8;
+        let sector = swapfile::slot_sector(entry.slot());
         let mut raw = Box::new(Page([0; PAGE]));
         disk.read(sector, &mut raw.0).map_err(fail)?;
         raw.0[1234] ^= 0x10;

@@ -22,6 +22,8 @@ pub struct SwapSlots {
     /// The cluster being filled, and the next slot to try in it.
     current: Option<(u64, u64)>,
     free: u64,
+    /// Slots that are not bad (free or in use).
+    total: u64,
 }
 
 impl SwapSlots {
@@ -53,6 +55,7 @@ impl SwapSlots {
             with_room,
             current: None,
             free,
+            total: free,
         }
     }
 
@@ -60,7 +63,7 @@ impl SwapSlots {
         self.free
     }
     pub fn total_slots(&self) -> u64 {
-        self.state.iter().filter(|&&s| s != BAD).count() as u64
+        self.total
     }
 
     fn take(&mut self, slot: u64) {
@@ -124,6 +127,7 @@ impl SwapSlots {
     pub fn mark_bad(&mut self, slot: u64) {
         if self.state.get(slot as usize) == Some(&USED) {
             self.state[slot as usize] = BAD;
+            self.total -= 1;
         }
     }
 }

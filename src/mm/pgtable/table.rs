@@ -376,30 +376,30 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
     /// Unmaps whatever is mapped in the range (holes are fine), splitting blocks that straddle
     /// its ends and freeing tables that become empty. Returns the bytes that were mapped.
     pub fn unmap(&mut self, va: VirtAddr, size: u64) -> Result<u64, MapError> {
-        let (start, end) = self.check_range(va, size)?;
-        let mut batch = Batch::new();
-        let root = self.root;
-        let mut unmapped = 0;
-        let result = self.unmap_in(
-            root,
-            0,
-            self.half.base(),
-            start,
-            end,
-            &mut batch,
-            &mut unmapped,
-        );
+        let (batch, result) = self.clear_range(va, size, false)?;
         self.finish(batch);
-        result.map(|_| unmapped)
+        result
     }
 
     /// Clears the leaf entries of the range without invalidating the TLB or freeing tables: the
     /// caller guarantees nothing uses the range until it calls `flush_all` (vmalloc's lazy purge,
     /// which then `unmap`s the range again to free empty tables).
     pub fn unmap_lazy(&mut self, va: VirtAddr, size: u64) -> Result<u64, MapError> {
+        let (_, result) = self.clear_range(va, size, true)?;
+        self.tlb.sync_tables();
+        result
+    }
+
+    /// The walk both unmaps share: the batch of TLB work it leaves, and the bytes it unmapped.
+    fn clear_range(
+        &mut self,
+        va: VirtAddr,
+        size: u64,
+        lazy: bool,
+    ) -> Result<(Batch, Result<u64, MapError>), MapError> {
         let (start, end) = self.check_range(va, size)?;
         let mut batch = Batch::new();
-        batch.lazy = true;
+        batch.lazy = lazy;
         let root = self.root;
         let mut unmapped = 0;
         let result = self.unmap_in(
@@ -411,8 +411,7 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             &mut batch,
             &mut unmapped,
         );
-        self.tlb.sync_tables();
-        result.map(|_| unmapped)
+        Ok((batch, result.map(|_| unmapped)))
     }
 
     #[allow(clippy::too_many_arguments)]
