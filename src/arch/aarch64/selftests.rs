@@ -142,3 +142,112 @@ ktest!(heap_collections_work, {
     kassert!(boxed.iter().all(|&b| b == 0xa5));
     Ok(())
 });
+
+ktest!(faults_preserve_the_interrupted_codes_vector_registers, {
+    // The kernel's own code uses SIMD registers (copies, zeroing, vectorised loops), so an
+    // exception must hand the interrupted code back its v0-v31, FPSR and FPCR untouched: a
+    // demand-zero fault, which runs the allocator and zeroes a page, sits between loading and
+    // storing all 32 registers here.
+    let region = crate::mm::fault::mmap(4096, crate::mm::vma::Prot::RW, "ktest-simd")
+        .map_err(|e| crate::ktest::TestError::Fail(alloc::format!("{e}")))?;
+    let before: [u128; 32] = core::array::from_fn(|i| {
+        0x0123_4567_89ab_cdef_fedc_ba98_7654_3210u128.rotate_left(i as u32 * 7) ^ i as u128
+    });
+    let mut after = [0u128; 32];
+    let fpcr_in: u64 = 3 << 22; // round towards zero: not the reset value
+    let fpcr_out: u64;
+    // SAFETY: `before` and `after` are 512-byte arrays; `region` is a fresh lazy page of the
+    // application's space, so the store faults once and is retried; every vector register is
+    // declared clobbered, and FPCR is restored to its previous value before the block ends.
+    unsafe {
+        asm!(
+            "mrs {saved}, fpcr",
+            "msr fpcr, {fin}",
+            "ldp q0, q1, [{b}, #0]",
+            "ldp q2, q3, [{b}, #32]",
+            "ldp q4, q5, [{b}, #64]",
+            "ldp q6, q7, [{b}, #96]",
+            "ldp q8, q9, [{b}, #128]",
+            "ldp q10, q11, [{b}, #160]",
+            "ldp q12, q13, [{b}, #192]",
+            "ldp q14, q15, [{b}, #224]",
+            "ldp q16, q17, [{b}, #256]",
+            "ldp q18, q19, [{b}, #288]",
+            "ldp q20, q21, [{b}, #320]",
+            "ldp q22, q23, [{b}, #352]",
+            "ldp q24, q25, [{b}, #384]",
+            "ldp q26, q27, [{b}, #416]",
+            "ldp q28, q29, [{b}, #448]",
+            "ldp q30, q31, [{b}, #480]",
+            "str {one}, [{addr}]",
+            "stp q0, q1, [{a}, #0]",
+            "stp q2, q3, [{a}, #32]",
+            "stp q4, q5, [{a}, #64]",
+            "stp q6, q7, [{a}, #96]",
+            "stp q8, q9, [{a}, #128]",
+            "stp q10, q11, [{a}, #160]",
+            "stp q12, q13, [{a}, #192]",
+            "stp q14, q15, [{a}, #224]",
+            "stp q16, q17, [{a}, #256]",
+            "stp q18, q19, [{a}, #288]",
+            "stp q20, q21, [{a}, #320]",
+            "stp q22, q23, [{a}, #352]",
+            "stp q24, q25, [{a}, #384]",
+            "stp q26, q27, [{a}, #416]",
+            "stp q28, q29, [{a}, #448]",
+            "stp q30, q31, [{a}, #480]",
+            "mrs {fout}, fpcr",
+            "msr fpcr, {saved}",
+            b = in(reg) before.as_ptr(),
+            a = in(reg) after.as_mut_ptr(),
+            addr = in(reg) region,
+            one = in(reg) 1u64,
+            fin = in(reg) fpcr_in,
+            fout = out(reg) fpcr_out,
+            saved = out(reg) _,
+            out("v0") _,
+            out("v1") _,
+            out("v2") _,
+            out("v3") _,
+            out("v4") _,
+            out("v5") _,
+            out("v6") _,
+            out("v7") _,
+            out("v8") _,
+            out("v9") _,
+            out("v10") _,
+            out("v11") _,
+            out("v12") _,
+            out("v13") _,
+            out("v14") _,
+            out("v15") _,
+            out("v16") _,
+            out("v17") _,
+            out("v18") _,
+            out("v19") _,
+            out("v20") _,
+            out("v21") _,
+            out("v22") _,
+            out("v23") _,
+            out("v24") _,
+            out("v25") _,
+            out("v26") _,
+            out("v27") _,
+            out("v28") _,
+            out("v29") _,
+            out("v30") _,
+            out("v31") _,
+        );
+    }
+    let _ = crate::mm::fault::munmap(region, 4096);
+    for i in 0..32 {
+        kassert!(
+            after[i] == before[i],
+            "v{i} is {:#x} after the fault, was {:#x}",
+            after[i],
+            before[i]
+        );
+    }
+    kassert_eq!(fpcr_out, fpcr_in);
+    Ok(())
+});

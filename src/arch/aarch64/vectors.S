@@ -1,8 +1,13 @@
 // The EL1 exception vector table. Each entry saves a full register frame on the current stack and
 // calls `handle_exception(frame, kind)` in Rust; if it returns, the frame (possibly changed) is
-// restored and the exception returns.
+// restored and the exception returns. The frame holds the SIMD/FP registers too: the kernel's
+// Rust code uses them (copies, zeroing, vectorised loops), and the interrupted code (the
+// application, or kernel code between two vector instructions) must get them back untouched.
 
-.equ FRAME_SIZE, 36 * 8
+.equ GP_SIZE, 36 * 8                      // x0-x30, elr, spsr, esr, far, sp (ExceptionFrame)
+.equ FP_OFFSET, GP_SIZE                   // q0-q31, then fpsr and fpcr
+.equ FP_SIZE, 32 * 16 + 16
+.equ FRAME_SIZE, GP_SIZE + FP_SIZE
 
 .macro VECTOR kind
     .balign 0x80
@@ -57,11 +62,51 @@ exception_common:
     mrs     x1, far_el1
     add     x2, sp, #FRAME_SIZE           // the interrupted stack pointer
     stp     x1, x2, [sp, #17 * 16]        // far, sp
+    stp     q0, q1, [sp, #FP_OFFSET + 0 * 32]
+    stp     q2, q3, [sp, #FP_OFFSET + 1 * 32]
+    stp     q4, q5, [sp, #FP_OFFSET + 2 * 32]
+    stp     q6, q7, [sp, #FP_OFFSET + 3 * 32]
+    stp     q8, q9, [sp, #FP_OFFSET + 4 * 32]
+    stp     q10, q11, [sp, #FP_OFFSET + 5 * 32]
+    stp     q12, q13, [sp, #FP_OFFSET + 6 * 32]
+    stp     q14, q15, [sp, #FP_OFFSET + 7 * 32]
+    stp     q16, q17, [sp, #FP_OFFSET + 8 * 32]
+    stp     q18, q19, [sp, #FP_OFFSET + 9 * 32]
+    stp     q20, q21, [sp, #FP_OFFSET + 10 * 32]
+    stp     q22, q23, [sp, #FP_OFFSET + 11 * 32]
+    stp     q24, q25, [sp, #FP_OFFSET + 12 * 32]
+    stp     q26, q27, [sp, #FP_OFFSET + 13 * 32]
+    stp     q28, q29, [sp, #FP_OFFSET + 14 * 32]
+    stp     q30, q31, [sp, #FP_OFFSET + 15 * 32]
+    mrs     x1, fpsr
+    mrs     x2, fpcr
+    str     x1, [sp, #FP_OFFSET + 32 * 16]
+    str     x2, [sp, #FP_OFFSET + 32 * 16 + 8]
 
     mov     x1, x0                        // kind
     mov     x0, sp                        // frame
     bl      handle_exception
 
+    ldp     q0, q1, [sp, #FP_OFFSET + 0 * 32]
+    ldp     q2, q3, [sp, #FP_OFFSET + 1 * 32]
+    ldp     q4, q5, [sp, #FP_OFFSET + 2 * 32]
+    ldp     q6, q7, [sp, #FP_OFFSET + 3 * 32]
+    ldp     q8, q9, [sp, #FP_OFFSET + 4 * 32]
+    ldp     q10, q11, [sp, #FP_OFFSET + 5 * 32]
+    ldp     q12, q13, [sp, #FP_OFFSET + 6 * 32]
+    ldp     q14, q15, [sp, #FP_OFFSET + 7 * 32]
+    ldp     q16, q17, [sp, #FP_OFFSET + 8 * 32]
+    ldp     q18, q19, [sp, #FP_OFFSET + 9 * 32]
+    ldp     q20, q21, [sp, #FP_OFFSET + 10 * 32]
+    ldp     q22, q23, [sp, #FP_OFFSET + 11 * 32]
+    ldp     q24, q25, [sp, #FP_OFFSET + 12 * 32]
+    ldp     q26, q27, [sp, #FP_OFFSET + 13 * 32]
+    ldp     q28, q29, [sp, #FP_OFFSET + 14 * 32]
+    ldp     q30, q31, [sp, #FP_OFFSET + 15 * 32]
+    ldr     x1, [sp, #FP_OFFSET + 32 * 16]
+    ldr     x2, [sp, #FP_OFFSET + 32 * 16 + 8]
+    msr     fpsr, x1
+    msr     fpcr, x2
     ldp     x30, x1, [sp, #15 * 16]
     msr     elr_el1, x1
     ldr     x1, [sp, #16 * 16]
