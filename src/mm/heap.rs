@@ -65,6 +65,12 @@ pub(crate) fn shrink_slabs(_zone: ZoneId, _order: u8) -> u64 {
     KMALLOC.get().map_or(0, |k| k.shrink())
 }
 
+/// The metadata of a page frame (Linux's `pfn_to_page`), without the page allocator's lock: for
+/// the owner of an allocated page, who alone may use its `private` word.
+pub fn pfn_to_page(pfn: u64) -> Option<NonNull<Page>> {
+    NonNull::new(BACKEND.get()?.view.get(pfn)?)
+}
+
 pub fn kmalloc_caches() -> Option<&'static Kmalloc> {
     KMALLOC.get()
 }

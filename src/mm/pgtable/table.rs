@@ -496,8 +496,10 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         )
     }
 
+    /// Every descriptor zero. An invalid descriptor that is not zero holds a software entry (a
+    /// swapped-out page's swap entry), the only record of that page: its table must stay.
     fn is_empty(&self, table: PhysAddr) -> bool {
-        (0..512).all(|i| !desc::is_valid(self.read(table, i)))
+        (0..512).all(|i| self.read(table, i) == 0)
     }
 
     /// Replaces the block at `table[index]` by a table of the same mappings one level down,
