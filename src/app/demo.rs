@@ -30,6 +30,11 @@ pub fn meminfo(kernel: &Kernel) -> MemInfo {
         .with(|a| a.managed_pages())
         .unwrap_or(0);
     let (swap_total, swap_free) = crate::mm::swapfile::totals();
+    info.push(
+        "SwapCached",
+        crate::mm::fault::SWAPCACHE.load(core::sync::atomic::Ordering::Relaxed)
+            * crate::mm::PAGE_SIZE,
+    );
     info.push("SwapTotal", swap_total);
     info.push("SwapFree", swap_free);
     info.push("Reserved", (present - managed) * crate::mm::PAGE_SIZE);
@@ -72,6 +77,10 @@ fn demo(kernel: &'static Kernel) -> JobStatus {
             for cache in k.caches() {
                 crate::kprintln!("{}", cache.slabinfo());
             }
+        }
+        crate::kprintln!("/proc/vmstat (paging):");
+        for (name, value) in crate::mm::fault::vmstat() {
+            crate::kprintln!("{name} {value}");
         }
         crate::kprintln!("/proc/zoneinfo (summary):");
         for line in pages.snapshot().map(|s| s.zoneinfo()).unwrap_or_default() {

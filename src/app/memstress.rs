@@ -60,11 +60,9 @@ pub fn page_order(pages: u64, random: bool, seed: u64) -> impl Iterator<Item = u
 
 #[cfg(target_os = "none")]
 fn memstress(kernel: &'static Kernel) -> JobStatus {
-    use core::sync::atomic::Ordering::Relaxed;
-
     use log::{error, info};
 
-    use crate::mm::fault::{self, PGFAULT, PGMAJFAULT};
+    use crate::mm::fault;
     use crate::mm::vma::Prot;
 
     let o = &kernel.options;
@@ -140,12 +138,9 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
     }
     let _ = fault::munmap(base, size);
     crate::kprintln!("/proc/vmstat:");
-    crate::kprintln!("pgfault {}", PGFAULT.load(Relaxed));
-    crate::kprintln!("pgmajfault {}", PGMAJFAULT.load(Relaxed));
-    crate::kprintln!("pswpin {}", crate::mm::swapfile::PSWPIN.load(Relaxed));
-    crate::kprintln!("pswpout {}", crate::mm::swapfile::PSWPOUT.load(Relaxed));
-    crate::kprintln!("pgscan {}", crate::mm::fault::PGSCAN.load(Relaxed));
-    crate::kprintln!("pgsteal {}", crate::mm::fault::PGSTEAL.load(Relaxed));
+    for (name, value) in fault::vmstat() {
+        crate::kprintln!("{name} {value}");
+    }
     if bad == 0 {
         info!("memstress: every byte of {} MiB verified", size >> 20);
         JobStatus::Success

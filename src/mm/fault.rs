@@ -36,6 +36,10 @@ pub static PGSTEAL: AtomicU64 = AtomicU64::new(0);
 pub static SWAPOUT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub static SWAPIN_TICKS: AtomicU64 = AtomicU64::new(0);
 
+/// Pages in memory whose copy on swap is still valid (`SwapCached`): read back and not written
+/// since. Reclaim drops such a page without writing it.
+pub static SWAPCACHE: AtomicU64 = AtomicU64::new(0);
+
 /// The application's resident pages, in the order reclaim's clock visits them (the page-table
 /// entry's access flag is the reference bit). Lock order: after the page table.
 static RESIDENT: Mutex<VecDeque<u64>> = Mutex::new(VecDeque::new());
@@ -80,6 +84,46 @@ fn attrs(prot: Prot) -> Attrs {
     }
 }
 
+/// The swap cache's tie between a page read back from swap and the slot that still holds its
+/// copy (Linux keeps the entry in `page->private` too): the entry's descriptor encoding in the
+/// frame's metadata `private` word, 0 for none. The frame is an application page, owned by this
+/// module while it is mapped, and the word is only used under the application table's lock.
+fn swap_cache_entry(pa: PhysAddr) -> Option<SwapEntry> {
+    let page = super::heap::pfn_to_page(pa.pfn().as_u64())?;
+    // SAFETY: the metadata of an application frame this module owns (see above); only read.
+    SwapEntry::from_pte(unsafe { page.as_ref() }.private)
+}
+
+/// Ties `pa` to `entry` (or unties it); `false` when the frame has no metadata to hold it.
+fn set_swap_cache_entry(pa: PhysAddr, entry: Option<SwapEntry>) -> bool {
+    let Some(mut page) = super::heap::pfn_to_page(pa.pfn().as_u64()) else {
+        return false;
+    };
+    // SAFETY: as in `swap_cache_entry`; the table lock held by the caller serialises writers.
+    unsafe { page.as_mut() }.private = entry.map_or(0, SwapEntry::to_pte);
+    true
+}
+
+/// Gives up the swap copy of a page about to be written or freed: its slot is free again.
+fn drop_swap_cache(pa: PhysAddr) {
+    if let Some(entry) = swap_cache_entry(pa) {
+        set_swap_cache_entry(pa, None);
+        SWAPCACHE.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = swapfile::swap_free(entry) {
+            log::warn!("swap cache: {e}");
+        }
+    }
+}
+
+/// A page tied to its swap copy is mapped read-only whatever the region allows, so the first
+/// write faults and unties it (the copy is stale from then on).
+fn clean_attrs(prot: Prot) -> Attrs {
+    attrs(Prot {
+        write: false,
+        ..prot
+    })
+}
+
 fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> R) -> R {
     let mut g = SPACE.lock();
     f(g.get_or_insert_with(AddressSpace::new))
@@ -100,6 +144,7 @@ fn release_pages(start: u64, end: u64) {
         let va = VirtAddr::new(a);
         if let Some(t) = pt.translate(va) {
             let _ = pt.unmap(va, PAGE_SIZE);
+            drop_swap_cache(t.pa);
             let _ = PAGES.free_pages(t.pa, 0);
         } else if let Some(entry) = pt.pte(va).and_then(SwapEntry::from_pte) {
             let _ = pt.set_pte(va, 0);
@@ -128,8 +173,13 @@ pub fn mprotect(addr: u64, len: u64, prot: Prot) -> Result<(), VmaError> {
     if let Some(pt) = pt.as_mut() {
         let mut a = addr;
         while a < addr + len {
-            if pt.translate(VirtAddr::new(a)).is_some() {
-                let _ = pt.protect(VirtAddr::new(a), PAGE_SIZE, attrs(prot));
+            if let Some(t) = pt.translate(VirtAddr::new(a)) {
+                // A page tied to its swap copy stays read-only until its first write.
+                let attrs = match swap_cache_entry(t.pa) {
+                    Some(_) => clean_attrs(prot),
+                    None => attrs(prot),
+                };
+                let _ = pt.protect(VirtAddr::new(a), PAGE_SIZE, attrs);
             }
             a += PAGE_SIZE;
         }
@@ -179,7 +229,7 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
         None
     };
     if let Some(entry) = swapped {
-        return swap_in_fault(pt, space, far, page, pa, entry, prot);
+        return swap_in_fault(pt, space, far, write, page, pa, entry, prot);
     }
     super::init::LinearMap.zero_page(pa.pfn().as_u64());
     if pt.map_page(page, pa, attrs(prot)).is_err() {
@@ -193,13 +243,17 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
 
 /// A fault on a page that is on swap (kept out of line so the demand-zero path stays small):
 /// reads it, and the following pages of the region whose entries hold the following slots, in
-/// one request; maps every page that verified; frees their slots.
+/// one request; maps every page that verified. While at least half the swap area is free the
+/// pages stay tied to their slots (the swap cache), mapped read-only, so reclaim can drop them
+/// again without a write; the faulting page of a write fault is untied at once.
 #[cold]
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 fn swap_in_fault(
     pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
     space: &AddressSpace,
     far: u64,
+    write: bool,
     page: VirtAddr,
     pa: PhysAddr,
     entry: SwapEntry,
@@ -269,23 +323,25 @@ fn swap_in_fault(
         }
         SWAPIN_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
     }
-    if pt.map_page(page, pa, attrs(prot)).is_err() {
+    // Linux's `vm_swap_full`: with less than half the area free, slots are worth more than
+    // the writes a swap cache saves.
+    let keep = swapfile::free_slots_now() * 2 >= swapfile::total_slots();
+    if !map_swapped(pt, page, pa, entry, prot, keep && !write) {
         let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::OutOfMemory);
     }
-    {
-        // The page is in memory for good; its slot is free (no swap cache: it is dirty now).
-        let _ = swapfile::swap_free(entry);
-        PGMAJFAULT.fetch_add(1, Ordering::Relaxed);
-        for (i, &(v, p)) in ahead[..ahead_n].iter().enumerate() {
-            let e = SwapEntry::new(entry.area(), entry.slot() + i as u64 + 1);
-            // A page that failed its checksum keeps its entry: its own fault reports it.
-            if ahead_ok & (1 << i) != 0 && pt.map_page(VirtAddr::new(v), p, attrs(prot)).is_ok() {
-                if let Some(e) = e {
-                    let _ = swapfile::swap_free(e);
-                }
-                track_resident(v);
-            } else {
+    PGMAJFAULT.fetch_add(1, Ordering::Relaxed);
+    for (i, &(v, p)) in ahead[..ahead_n].iter().enumerate() {
+        let e = SwapEntry::new(entry.area(), entry.slot() + i as u64 + 1);
+        // A page that failed its checksum keeps its entry: its own fault reports it.
+        match e {
+            Some(e)
+                if ahead_ok & (1 << i) != 0
+                    && map_swapped(pt, VirtAddr::new(v), p, e, prot, keep) =>
+            {
+                track_resident(v)
+            }
+            _ => {
                 let _ = PAGES.free_pages(p, 0);
             }
         }
@@ -293,6 +349,37 @@ fn swap_in_fault(
     track_resident(page.as_u64());
     PGFAULT.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// Maps a page just read back from `entry` at `va`: tied to the slot and read-only when `cache`
+/// (the slot keeps its copy), else with the region's permissions and the slot freed. `false`:
+/// not mapped (the caller frees the frame; the entry stays in the table).
+fn map_swapped(
+    pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
+    va: VirtAddr,
+    pa: PhysAddr,
+    entry: SwapEntry,
+    prot: Prot,
+    cache: bool,
+) -> bool {
+    let cache = cache && set_swap_cache_entry(pa, Some(entry));
+    let a = if cache {
+        clean_attrs(prot)
+    } else {
+        attrs(prot)
+    };
+    if pt.map_page(va, pa, a).is_err() {
+        if cache {
+            set_swap_cache_entry(pa, None);
+        }
+        return false;
+    }
+    if cache {
+        SWAPCACHE.fetch_add(1, Ordering::Relaxed);
+    } else if let Err(e) = swapfile::swap_free(entry) {
+        log::warn!("swap-in at {:#x}: {e}", va.as_u64());
+    }
+    true
 }
 
 /// Queues a newly mapped page for reclaim's clock. Only while swap is on: without it nothing
@@ -349,57 +436,51 @@ pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
 }
 
 /// The clock: a page whose access flag is set gets it cleared and another round; one found
-/// clear is cold and goes to swap. Pages whose write fails stay mapped and in the queue.
+/// clear is cold. A cold page tied to its swap copy (clean) is dropped: its entry goes back in
+/// the table, no write needed. The other cold pages go to swap in one batch, as many as there
+/// are free slots. Pages whose write fails stay mapped and in the queue.
 fn shrink_resident(pt: &mut crate::arch::aarch64::mmu::KernelPageTable) -> u64 {
     // Never more than the area can take: a batch is written whole or not at all.
-    let want = RECLAIM_BATCH.min(swapfile::free_slots_now() as usize);
-    if want == 0 {
+    let dirty_max = RECLAIM_BATCH.min(swapfile::free_slots_now() as usize);
+    if dirty_max == 0 && SWAPCACHE.load(Ordering::Relaxed) == 0 {
         return 0;
     }
     let mut victims = [(0u64, 0u64); RECLAIM_BATCH];
     let mut n = 0;
+    let mut clean = 0u64;
     // Not waiting: the allocation that called reclaim may be queueing a page itself.
     let Some(mut q) = RESIDENT.try_lock() else {
         return 0;
     };
     let limit = 2 * q.len();
     let mut scanned = 0;
-    while n < want && scanned < limit {
+    while n < dirty_max.max(1) && (clean as usize) < RECLAIM_BATCH && scanned < limit {
         let Some(va) = q.pop_front() else { break };
         scanned += 1;
         let v = VirtAddr::new(va);
         let Some(d) = pt.pte(v).filter(|&d| desc::is_leaf(d, 3)) else {
             continue; // unmapped since
         };
+        let pa = PhysAddr::new(desc::addr(d));
         if d & desc::AF != 0 {
             let _ = pt.set_pte(v, d & !desc::AF);
             q.push_back(va);
-        } else {
+        } else if let Some(entry) = swap_cache_entry(pa) {
+            // Clean: the slot still holds this page, verified when it comes back.
+            drop_clean(pt, v, pa, entry);
+            clean += 1;
+        } else if n < dirty_max {
             victims[n] = (va, d);
             n += 1;
+        } else {
+            // No slot for it (the area is full): only clean pages can go now.
+            q.push_back(va);
         }
     }
     PGSCAN.fetch_add(scanned as u64, Ordering::Relaxed);
-    if n == 0 {
-        return 0;
-    }
-    let mut pages: [&[u8]; RECLAIM_BATCH] = [&[]; RECLAIM_BATCH];
-    for (slot, &(_, d)) in pages.iter_mut().zip(&victims[..n]) {
-        let frame = super::layout::phys_to_virt(super::PhysAddr::new(desc::addr(d)));
-        // SAFETY: the frame is a mapped application page; the application cannot run while
-        // the fault path or an allocation holds this CPU, so it does not change under the read.
-        *slot =
-            unsafe { core::slice::from_raw_parts(frame.as_u64() as *const u8, PAGE_SIZE as usize) };
-    }
-    match swapfile::swap_out(&pages[..n]) {
-        Ok(entries) => {
-            for (&(va, d), entry) in victims[..n].iter().zip(entries) {
-                let _ = pt.set_pte(VirtAddr::new(va), entry.to_pte());
-                let _ = PAGES.free_pages(super::PhysAddr::new(desc::addr(d)), 0);
-            }
-            PGSTEAL.fetch_add(n as u64, Ordering::Relaxed);
-            n as u64
-        }
+    PGSTEAL.fetch_add(clean, Ordering::Relaxed);
+    match page_out(pt, &victims[..n]) {
+        Ok(written) => clean + written,
         Err(e) => {
             if !matches!(e, SwapError::Full { .. }) {
                 log::warn!("reclaim: {e}");
@@ -407,21 +488,130 @@ fn shrink_resident(pt: &mut crate::arch::aarch64::mmu::KernelPageTable) -> u64 {
             for &(va, _) in &victims[..n] {
                 q.push_back(va);
             }
-            0
+            clean
         }
     }
 }
 
-/// A permission fault in the application's space: never a first touch (the page is present), so
-/// always real; says which region refused it.
-pub fn classify_permission_fault(far: u64, write: bool, exec: bool) -> RealFault {
+/// Drops a clean page (tied to its swap copy): the entry goes back in the table and the frame
+/// is freed, no write needed.
+fn drop_clean(
+    pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
+    va: VirtAddr,
+    pa: PhysAddr,
+    entry: SwapEntry,
+) {
+    let _ = pt.set_pte(va, entry.to_pte());
+    set_swap_cache_entry(pa, None);
+    SWAPCACHE.fetch_sub(1, Ordering::Relaxed);
+    let _ = PAGES.free_pages(pa, 0);
+}
+
+/// Writes the pages `(address, descriptor)` to swap in one batch, puts their entries in the
+/// table and frees the frames. On an error every page stays mapped as it was.
+fn page_out(
+    pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
+    victims: &[(u64, u64)],
+) -> Result<u64, SwapError> {
+    let n = victims.len().min(RECLAIM_BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut pages: [&[u8]; RECLAIM_BATCH] = [&[]; RECLAIM_BATCH];
+    for (slot, &(_, d)) in pages.iter_mut().zip(&victims[..n]) {
+        let frame = super::layout::phys_to_virt(PhysAddr::new(desc::addr(d)));
+        // SAFETY: the frame is a mapped application page; the application cannot run while
+        // the fault path or an allocation holds this CPU, so it does not change under the read.
+        *slot =
+            unsafe { core::slice::from_raw_parts(frame.as_u64() as *const u8, PAGE_SIZE as usize) };
+    }
+    let entries = swapfile::swap_out(&pages[..n])?;
+    for (&(va, d), entry) in victims[..n].iter().zip(entries) {
+        let _ = pt.set_pte(VirtAddr::new(va), entry.to_pte());
+        let _ = PAGES.free_pages(PhysAddr::new(desc::addr(d)), 0);
+    }
+    PGSTEAL.fetch_add(n as u64, Ordering::Relaxed);
+    Ok(n as u64)
+}
+
+/// `madvise(MADV_PAGEOUT)`: reclaims the pages present in `[addr, addr + len)` now, whatever
+/// their access flags say: clean ones are dropped, the others written to swap in batches.
+/// Returns the pages reclaimed; an error when there is no swap, the range is not wholly inside
+/// regions, or a write failed (those pages stay in memory).
+pub fn madvise_pageout(addr: u64, len: u64) -> Result<u64, SwapError> {
+    if !swapfile::active() {
+        return Err(SwapError::NoSwap);
+    }
+    let end = addr.saturating_add(len.next_multiple_of(PAGE_SIZE));
+    let space = SPACE.lock();
+    let mut a = addr & !(PAGE_SIZE - 1);
+    while a < end {
+        match space.as_ref().and_then(|s| s.find(a)) {
+            Some(v) => a = v.end,
+            None => return Err(SwapError::NotMapped { addr: a }),
+        }
+    }
+    let mut pt = USER_PT.lock();
+    let Some(pt) = pt.as_mut() else {
+        return Ok(0);
+    };
+    let mut victims = [(0u64, 0u64); RECLAIM_BATCH];
+    let mut n = 0;
+    let mut done = 0;
+    let mut a = addr & !(PAGE_SIZE - 1);
+    while a < end {
+        let v = VirtAddr::new(a);
+        if let Some(d) = pt.pte(v).filter(|&d| desc::is_leaf(d, 3)) {
+            let pa = PhysAddr::new(desc::addr(d));
+            if let Some(entry) = swap_cache_entry(pa) {
+                drop_clean(pt, v, pa, entry);
+                PGSTEAL.fetch_add(1, Ordering::Relaxed);
+                done += 1;
+            } else {
+                victims[n] = (a, d);
+                n += 1;
+            }
+        }
+        a += PAGE_SIZE;
+        if n == RECLAIM_BATCH || (a >= end && n > 0) {
+            done += page_out(pt, &victims[..n])?;
+            n = 0;
+        }
+    }
+    Ok(done)
+}
+
+/// A permission fault in the application's space. A write the region allows, to a page tied to
+/// its swap copy, unties it (the slot is freed, the page becomes writable) and is retried (`Ok`);
+/// anything else is real, and the error says which region refused it.
+pub fn handle_permission_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFault> {
     let Some(space) = SPACE.try_lock() else {
-        return RealFault::Busy;
+        return Err(RealFault::Busy);
     };
     let Some(space) = space.as_ref() else {
-        return RealFault::NoRegion;
+        return Err(RealFault::NoRegion);
     };
-    match space.decide(far, write, exec) {
+    let decision = space.decide(far, write, exec);
+    if let (FaultDecision::DemandZero { prot }, true) = (&decision, write) {
+        let Some(mut pt) = USER_PT.try_lock() else {
+            return Err(RealFault::Busy);
+        };
+        let Some(pt) = pt.as_mut() else {
+            return Err(RealFault::Busy);
+        };
+        let va = VirtAddr::new(far & !(PAGE_SIZE - 1));
+        if let Some(d) = pt.pte(va).filter(|&d| desc::is_leaf(d, 3)) {
+            let pa = PhysAddr::new(desc::addr(d));
+            if swap_cache_entry(pa).is_some() {
+                drop_swap_cache(pa);
+                // Same frame, more permission: no break-before-make; set_pte invalidates the
+                // read-only entry the TLB may hold.
+                let _ = pt.set_pte(va, desc::leaf(pa.as_u64(), attrs(*prot), 3));
+                return Ok(());
+            }
+        }
+    }
+    Err(match decision {
         FaultDecision::NoRegion => RealFault::NoRegion,
         FaultDecision::Protection { vma } => RealFault::Protection {
             start: vma.start,
@@ -431,7 +621,20 @@ pub fn classify_permission_fault(far: u64, write: bool, exec: bool) -> RealFault
         },
         // The region allows it but the page does not: a page mapped by someone else.
         FaultDecision::DemandZero { .. } => RealFault::Busy,
-    }
+    })
+}
+
+/// `/proc/vmstat`: the paging counters, as Linux names them.
+pub fn vmstat() -> [(&'static str, u64); 7] {
+    [
+        ("pgfault", PGFAULT.load(Ordering::Relaxed)),
+        ("pgmajfault", PGMAJFAULT.load(Ordering::Relaxed)),
+        ("pswpin", swapfile::PSWPIN.load(Ordering::Relaxed)),
+        ("pswpout", swapfile::PSWPOUT.load(Ordering::Relaxed)),
+        ("pgscan", PGSCAN.load(Ordering::Relaxed)),
+        ("pgsteal", PGSTEAL.load(Ordering::Relaxed)),
+        ("nr_swapcached", SWAPCACHE.load(Ordering::Relaxed)),
+    ]
 }
 
 /// Describes a real fault for the exception report, without allocating.

@@ -170,3 +170,83 @@ ktest!(swap_write_errors_keep_pages_and_retire_slots, {
     kassert_eq!(free_slots()?, free - retired);
     Ok(())
 });
+
+/// The application's view of a page: read (`write` = None) or written through its address, so
+/// faults go through the real handler.
+fn word(addr: u64, write: Option<u64>) -> u64 {
+    // SAFETY: `addr` is inside a region the calling test mapped and has not unmapped; the
+    // access may fault and is retried by the handler.
+    unsafe {
+        match write {
+            Some(v) => {
+                (addr as *mut u64).write_volatile(v);
+                v
+            }
+            None => (addr as *const u64).read_volatile(),
+        }
+    }
+}
+
+ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
+    use crate::mm::fault::{self, SWAPCACHE};
+    use crate::mm::vma::Prot;
+    let free = free_slots()?;
+    let n = 8u64;
+    let len = n * PAGE as u64;
+    let base = fault::mmap(len, Prot::RW, "ktest-swapcache").map_err(fail)?;
+    let value = |i: u64| 0x5ca1_ab1e_0000_0000 ^ base ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for i in 0..n * 512 {
+        word(base + i * 8, Some(value(i)));
+    }
+    // Dirty pages go to swap: eight writes.
+    let out0 = PSWPOUT.load(Relaxed);
+    kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
+    kassert_eq!(PSWPOUT.load(Relaxed), out0 + n);
+    kassert_eq!(free_slots()?, free - n);
+    // Read back: the pages are in memory and still tied to their slots.
+    let (in0, cached0) = (PSWPIN.load(Relaxed), SWAPCACHE.load(Relaxed));
+    for i in 0..n * 512 {
+        kassert_eq!(word(base + i * 8, None), value(i));
+    }
+    kassert!(PSWPIN.load(Relaxed) >= in0 + n, "pages not read from swap");
+    kassert_eq!(SWAPCACHE.load(Relaxed), cached0 + n);
+    kassert_eq!(free_slots()?, free - n);
+    // Clean: reclaiming them again writes nothing.
+    kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
+    kassert!(
+        PSWPOUT.load(Relaxed) == out0 + n,
+        "clean pages were written again"
+    );
+    kassert_eq!(SWAPCACHE.load(Relaxed), cached0);
+    // Read back again, then one word written per even page: those are untied (their slots
+    // freed, the copies stale), so the next pageout writes exactly them.
+    for i in 0..n * 512 {
+        kassert_eq!(word(base + i * 8, None), value(i));
+    }
+    for p in (0..n).step_by(2) {
+        word(base + p * PAGE as u64, Some(!value(p * 512)));
+    }
+    kassert_eq!(SWAPCACHE.load(Relaxed), cached0 + n / 2);
+    kassert_eq!(free_slots()?, free - n / 2);
+    kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
+    kassert_eq!(PSWPOUT.load(Relaxed), out0 + n + n / 2);
+    for i in 0..n * 512 {
+        let expected = if i % 512 == 0 && (i / 512) % 2 == 0 {
+            !value(i)
+        } else {
+            value(i)
+        };
+        kassert_eq!(word(base + i * 8, None), expected);
+    }
+    // munmap gives back the slots of cached and swapped pages alike.
+    fault::madvise_pageout(base, len / 2).map_err(fail)?;
+    fault::munmap(base, len).map_err(fail)?;
+    kassert_eq!(SWAPCACHE.load(Relaxed), cached0);
+    kassert_eq!(free_slots()?, free);
+    // Outside every region: an error, not a crash.
+    kassert!(matches!(
+        fault::madvise_pageout(base, len),
+        Err(SwapError::NotMapped { .. })
+    ));
+    Ok(())
+});

@@ -167,6 +167,8 @@ pub enum SwapError {
     },
     /// The entry names a slot that holds no page (a double free or a stale entry).
     NotInUse(SwapEntry),
+    /// The address is in no region of the application's space.
+    NotMapped { addr: u64 },
 }
 
 impl fmt::Display for SwapError {
@@ -198,6 +200,7 @@ impl fmt::Display for SwapError {
                 "{entry} read back wrong: checksum {found:#018x}, written {expected:#018x}"
             ),
             SwapError::NotInUse(entry) => write!(f, "{entry} holds no page"),
+            SwapError::NotMapped { addr } => write!(f, "{addr:#x} is in no region"),
         }
     }
 }
@@ -385,6 +388,10 @@ pub fn swapon(mode: SwapMode) {
             format!(", {} bad page(s) skipped", area.header.bad_pages.len())
         }
     );
+    TOTAL_SLOTS.store(
+        area.slots.total_slots(),
+        core::sync::atomic::Ordering::Relaxed,
+    );
     *SWAP.lock() = Some(ActiveSwap { disk, area });
     ACTIVE.store(true, core::sync::atomic::Ordering::Release);
     crate::mm::init::PAGES.set_reclaim_hook(crate::mm::fault::reclaim_hook);
@@ -544,6 +551,15 @@ pub fn free_slots_now() -> u64 {
         .and_then(|s| s.as_ref().map(|s| s.area.slots.free_slots()))
         .unwrap_or(0)
 }
+
+/// Slots in the active area (0 without swap), without the lock.
+#[cfg(target_os = "none")]
+pub fn total_slots() -> u64 {
+    TOTAL_SLOTS.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(target_os = "none")]
+static TOTAL_SLOTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// As [`totals`], without waiting: `None` if the area is locked (for fault reports).
 #[cfg(target_os = "none")]

@@ -105,11 +105,15 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
                 && abort.far_valid
                 && frame.far >= crate::mm::layout::USER_START
             {
-                real_fault = Some(crate::mm::fault::classify_permission_fault(
+                // A write to a page tied to its swap copy is retried once untied.
+                match crate::mm::fault::handle_permission_fault(
                     frame.far,
                     abort.access == esr::Access::Write,
                     abort.access == esr::Access::Execute,
-                ));
+                ) {
+                    Ok(()) => return,
+                    Err(e) => real_fault = Some(e),
+                }
             }
         }
     }

@@ -143,13 +143,11 @@ ktest!(heap_collections_work, {
     Ok(())
 });
 
-ktest!(faults_preserve_the_interrupted_codes_vector_registers, {
-    // The kernel's own code uses SIMD registers (copies, zeroing, vectorised loops), so an
-    // exception must hand the interrupted code back its v0-v31, FPSR and FPCR untouched: a
-    // demand-zero fault, which runs the allocator and zeroes a page, sits between loading and
-    // storing all 32 registers here.
-    let region = crate::mm::fault::mmap(4096, crate::mm::vma::Prot::RW, "ktest-simd")
-        .map_err(|e| crate::ktest::TestError::Fail(alloc::format!("{e}")))?;
+/// Loads all 32 vector registers and FPCR, stores to `addr` (which faults), and checks that they
+/// come back as they were: the kernel's own code uses SIMD registers (copies, zeroing,
+/// vectorised loops), so an exception must hand the interrupted code back its v0-v31, FPSR and
+/// FPCR untouched.
+fn vectors_survive_a_fault_at(region: u64) -> Result<(), crate::ktest::TestError> {
     let before: [u128; 32] = core::array::from_fn(|i| {
         0x0123_4567_89ab_cdef_fedc_ba98_7654_3210u128.rotate_left(i as u32 * 7) ^ i as u128
     });
@@ -239,7 +237,6 @@ ktest!(faults_preserve_the_interrupted_codes_vector_registers, {
             out("v31") _,
         );
     }
-    let _ = crate::mm::fault::munmap(region, 4096);
     for i in 0..32 {
         kassert!(
             after[i] == before[i],
@@ -250,4 +247,36 @@ ktest!(faults_preserve_the_interrupted_codes_vector_registers, {
     }
     kassert_eq!(fpcr_out, fpcr_in);
     Ok(())
+}
+
+fn simd_region() -> Result<u64, crate::ktest::TestError> {
+    crate::mm::fault::mmap(4096, crate::mm::vma::Prot::RW, "ktest-simd")
+        .map_err(|e| crate::ktest::TestError::Fail(alloc::format!("{e}")))
+}
+
+ktest!(faults_preserve_the_interrupted_codes_vector_registers, {
+    // A demand-zero fault (the allocator, page zeroing, the table walk) inside the block.
+    let region = simd_region()?;
+    let result = vectors_survive_a_fault_at(region);
+    let _ = crate::mm::fault::munmap(region, 4096);
+    result
 });
+
+ktest!(
+    swap_in_faults_preserve_the_interrupted_codes_vector_registers,
+    {
+        // A swap-in fault (disk I/O, checksums, reclaim) inside the block: that path's code does
+        // use SIMD registers.
+        if !crate::mm::swapfile::active() {
+            return Err(crate::ktest::TestError::Skip("no active swap area".into()));
+        }
+        let region = simd_region()?;
+        // SAFETY: inside the region just mapped.
+        unsafe { (region as *mut u64).write_volatile(7) };
+        let result = crate::mm::fault::madvise_pageout(region, 4096)
+            .map_err(|e| crate::ktest::TestError::Fail(alloc::format!("{e}")))
+            .and_then(|_| vectors_survive_a_fault_at(region));
+        let _ = crate::mm::fault::munmap(region, 4096);
+        result
+    }
+);

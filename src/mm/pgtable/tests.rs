@@ -525,10 +525,12 @@ fn a_table_holding_swap_entries_is_not_empty() {
     // One page swapped out, its neighbour mapped: unmapping the neighbour must keep the table,
     // or the swapped page's entry (the only record of where its data is) would be lost.
     let swapped = va(0x40_0000);
-    pt.map_page(swapped, pa(0x8000_0000), Attrs::USER_RW).unwrap();
+    pt.map_page(swapped, pa(0x8000_0000), Attrs::USER_RW)
+        .unwrap();
     let entry = SwapEntry::new(0, 9).unwrap();
     pt.set_pte(swapped, entry.to_pte()).unwrap();
-    pt.map_page(va(0x40_1000), pa(0x8000_1000), Attrs::USER_RW).unwrap();
+    pt.map_page(va(0x40_1000), pa(0x8000_1000), Attrs::USER_RW)
+        .unwrap();
     pt.unmap(va(0x40_1000), 4096).unwrap();
     assert_eq!(pt.pte(swapped).and_then(SwapEntry::from_pte), Some(entry));
     // Once the entry is gone too, the table is empty and an unmap frees it.
