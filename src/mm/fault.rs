@@ -243,8 +243,8 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
 
 /// A fault on a page that is on swap (kept out of line so the demand-zero path stays small):
 /// reads it, and the following pages of the region whose entries hold the following slots, in
-/// one request; maps every page that verified. While at least half the swap area is free the
-/// pages stay tied to their slots (the swap cache), mapped read-only, so reclaim can drop them
+/// one request; maps every page that verified. Unless the swap area is nearly full the pages
+/// stay tied to their slots (the swap cache), mapped read-only, so reclaim can drop them
 /// again without a write; the faulting page of a write fault is untied at once.
 #[cold]
 #[inline(never)]
@@ -323,9 +323,10 @@ fn swap_in_fault(
         }
         SWAPIN_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
     }
-    // Linux's `vm_swap_full`: with less than half the area free, slots are worth more than
-    // the writes a swap cache saves.
-    let keep = swapfile::free_slots_now() * 2 >= swapfile::total_slots();
+    // Linux gives up swap copies once half the area is used (`vm_swap_full`). Here reclaim can
+    // always drop a clean copy without a write, even with the area full, so copies are kept
+    // until the area is nearly full, when free slots for dirty pages are what count.
+    let keep = swapfile::free_slots_now() * 16 >= swapfile::total_slots();
     if !map_swapped(pt, page, pa, entry, prot, keep && !write) {
         let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::OutOfMemory);
