@@ -216,20 +216,25 @@ fn swap_workload(results: &mut alloc::vec::Vec<(&'static str, u64, &'static str)
         out_wait: SWAPOUT_WAIT_TICKS.load(Relaxed),
         in_wait: SWAPIN_WAIT_TICKS.load(Relaxed),
     };
+    // The application's loops, a page at a time as a C program's would compile: the page
+    // term once per page, the words in a loop the compiler may vectorise (the region is
+    // memory the compiler cannot see used elsewhere, so every store and load happens).
     let s0 = snap();
-    let mut a = base;
-    while a < base + SIZE {
-        // SAFETY: inside the region just created; each word written once.
-        unsafe { (a as *mut u64).write_volatile(word(a)) };
-        a += 8;
+    for page in (base..base + SIZE).step_by(crate::mm::PAGE_SIZE as usize) {
+        // SAFETY: a page inside the region just created, which nothing else references.
+        let words = unsafe { core::slice::from_raw_parts_mut(page as *mut u64, 512) };
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = word(page + i as u64 * 8);
+        }
     }
     let s1 = snap();
     let mut bad = 0u64;
-    let mut a = base;
-    while a < base + SIZE {
+    for page in (base..base + SIZE).step_by(crate::mm::PAGE_SIZE as usize) {
         // SAFETY: as above.
-        bad += (unsafe { (a as *const u64).read_volatile() } != word(a)) as u64;
-        a += 8;
+        let words = unsafe { core::slice::from_raw_parts(page as *const u64, 512) };
+        for (i, &w) in words.iter().enumerate() {
+            bad += (w != word(page + i as u64 * 8)) as u64;
+        }
     }
     let s2 = snap();
     let _ = crate::mm::fault::munmap(base, SIZE);
