@@ -94,6 +94,7 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
         .param("memstress.seed")
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let swap_before = crate::mm::swapfile::totals();
     let base = match fault::mmap(size, Prot::RW, "memstress") {
         Ok(b) => b,
         Err(e) => {
@@ -140,6 +141,18 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
     crate::kprintln!("/proc/vmstat:");
     for (name, value) in fault::vmstat() {
         crate::kprintln!("{name} {value}");
+    }
+    // munmap gives back every slot the region's pages held, on swap or as swap copies (slots
+    // a failed write retired leave the total, not the free count).
+    let swap_after = crate::mm::swapfile::totals();
+    let in_use = |(total, free): (u64, u64)| (total - free) >> 10;
+    if in_use(swap_after) != in_use(swap_before) {
+        error!(
+            "memstress: {} KiB of swap in use after munmap, {} KiB before the run",
+            in_use(swap_after),
+            in_use(swap_before)
+        );
+        return JobStatus::Failure;
     }
     if bad == 0 {
         info!("memstress: every byte of {} MiB verified", size >> 20);

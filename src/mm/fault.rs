@@ -61,13 +61,24 @@ pub enum RealFault {
         name: &'static str,
     },
     OutOfMemory,
-    /// The page could not be read back from swap (I/O error or checksum mismatch).
+    /// The page could not be read back from swap.
     SwapIn {
         slot: u64,
-        checksum: bool,
+        why: SwapInFailure,
     },
     /// The address space or page table was locked by the faulting code itself.
     Busy,
+}
+
+/// Why a swapped-out page could not come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwapInFailure {
+    /// The disk refused the read, or the driver could not make it.
+    Io,
+    /// The page read is not the page written.
+    Checksum,
+    /// The entry names a slot that holds no page, or no swap area is active.
+    NoPage,
 }
 
 /// How the application's pages are mapped: it runs at EL1 in the low half, so pages are
@@ -134,25 +145,38 @@ pub fn mmap(len: u64, prot: Prot, name: &'static str) -> Result<u64, VmaError> {
     with_space(|s| s.mmap(None, len.next_multiple_of(PAGE_SIZE), prot, name))
 }
 
-/// Unmaps and frees every page present in `[start, end)`, and the swap slots of pages that are
-/// on swap.
+/// Unmaps and frees every page present in `[start, end)`, gives back the swap slots of pages on
+/// swap or tied to a swap copy, and forgets the range in reclaim's queue.
 fn release_pages(start: u64, end: u64) {
     let mut pt = USER_PT.lock();
     let Some(pt) = pt.as_mut() else { return };
+    // Swap entries first, so the unmaps below find tables holding nothing and free them.
     let mut a = start;
     while a < end {
         let va = VirtAddr::new(a);
-        if let Some(t) = pt.translate(va) {
-            let _ = pt.unmap(va, PAGE_SIZE);
-            drop_swap_cache(t.pa);
-            let _ = PAGES.free_pages(t.pa, 0);
-        } else if let Some(entry) = pt.pte(va).and_then(SwapEntry::from_pte) {
+        if let Some(entry) = pt.pte(va).and_then(SwapEntry::from_pte) {
             let _ = pt.set_pte(va, 0);
             if let Err(e) = swapfile::swap_free(entry) {
                 log::warn!("munmap at {a:#x}: {e}");
             }
         }
         a += PAGE_SIZE;
+    }
+    let mut a = start;
+    while a < end {
+        let va = VirtAddr::new(a);
+        if let Some(t) = pt.translate(va) {
+            if pt.unmap(va, PAGE_SIZE).is_ok() {
+                drop_swap_cache(t.pa);
+                let _ = PAGES.free_pages(t.pa, 0);
+            }
+        }
+        a += PAGE_SIZE;
+    }
+    // Tables left holding only cleared entries.
+    let _ = pt.unmap(VirtAddr::new(start), end - start);
+    if swapfile::active() {
+        RESIDENT.lock().retain(|&va| va < start || va >= end);
     }
 }
 
@@ -266,8 +290,8 @@ fn swap_in_fault(
     {
         let t0 = ticks();
         // Readahead: the following pages of the region whose entries hold the following slots
-        // (what reclaim wrote together usually comes back together), as far as free memory
-        // allows without reclaim.
+        // (what reclaim wrote together usually comes back together), as far as memory allows:
+        // one attempt each, and the first refusal ends the readahead.
         let region_end = space.find(far).map_or(0, |v| v.end);
         while ahead_n < SWAP_READAHEAD - 1 {
             let v = page.as_u64() + (ahead_n as u64 + 1) * PAGE_SIZE;
@@ -318,7 +342,11 @@ fn swap_in_fault(
             log::error!("page at {:#x}: {e}", page.as_u64());
             return Err(RealFault::SwapIn {
                 slot: entry.slot(),
-                checksum: matches!(e, SwapError::Checksum { .. }),
+                why: match e {
+                    SwapError::Checksum { .. } => SwapInFailure::Checksum,
+                    SwapError::NotInUse(_) | SwapError::NoSwap => SwapInFailure::NoPage,
+                    _ => SwapInFailure::Io,
+                },
             });
         }
         SWAPIN_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
@@ -329,6 +357,9 @@ fn swap_in_fault(
     let keep = swapfile::free_slots_now() * 16 >= swapfile::total_slots();
     if !map_swapped(pt, page, pa, entry, prot, keep && !write) {
         let _ = PAGES.free_pages(pa, 0);
+        for &(_, p) in &ahead[..ahead_n] {
+            let _ = PAGES.free_pages(p, 0);
+        }
         return Err(RealFault::OutOfMemory);
     }
     PGMAJFAULT.fetch_add(1, Ordering::Relaxed);
@@ -528,8 +559,9 @@ fn page_out(
     }
     let entries = swapfile::swap_out(&pages[..n])?;
     for (&(va, d), entry) in victims[..n].iter().zip(entries) {
-        let _ = pt.set_pte(VirtAddr::new(va), entry.to_pte());
-        let _ = PAGES.free_pages(PhysAddr::new(desc::addr(d)), 0);
+        if pt.set_pte(VirtAddr::new(va), entry.to_pte()).is_ok() {
+            let _ = PAGES.free_pages(PhysAddr::new(desc::addr(d)), 0);
+        }
     }
     PGSTEAL.fetch_add(n as u64, Ordering::Relaxed);
     Ok(n as u64)
@@ -661,11 +693,14 @@ pub fn describe(fault: RealFault, print: &dyn Fn(core::fmt::Arguments)) {
                 None => {}
             }
         }
-        RealFault::SwapIn { slot, checksum: true } => print(format_args!(
+        RealFault::SwapIn { slot, why: SwapInFailure::Checksum } => print(format_args!(
             "  swap: the page read back from slot {slot} is not the page written (checksum mismatch); it is not handed to the application\n"
         )),
-        RealFault::SwapIn { slot, checksum: false } => print(format_args!(
+        RealFault::SwapIn { slot, why: SwapInFailure::Io } => print(format_args!(
             "  swap: the page in slot {slot} could not be read back (I/O error)\n"
+        )),
+        RealFault::SwapIn { slot, why: SwapInFailure::NoPage } => print(format_args!(
+            "  swap: the entry names slot {slot}, which holds no page (a stale entry)\n"
         )),
         RealFault::Busy => print(format_args!("  the fault happened inside the memory manager itself\n")),
     }

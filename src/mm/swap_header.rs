@@ -117,6 +117,9 @@ impl SwapHeader {
             }
             bad_pages.push(p);
         }
+        // A page listed twice is one bad page (counting it twice would shrink the area twice).
+        bad_pages.sort_unstable();
+        bad_pages.dedup();
         let mut uuid = [0; 16];
         uuid.copy_from_slice(&page[UUID..UUID + 16]);
         let mut label = [0; 16];
@@ -152,13 +155,24 @@ impl SwapHeader {
 
     /// Usable slots: pages 1..=last_page minus the bad ones.
     pub fn usable_pages(&self) -> u64 {
-        self.last_page as u64 - self.bad_pages.len() as u64
+        (self.last_page as u64).saturating_sub(self.bad_pages.len() as u64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_page_listed_twice_counts_once() {
+        let mut h = SwapHeader::for_disk(16, [7; 16]);
+        h.bad_pages = alloc::vec![3, 3, 3, 1];
+        let mut page = alloc::vec![0u8; PAGE];
+        h.write(&mut page).unwrap();
+        let parsed = SwapHeader::parse(&page, 16).unwrap();
+        assert_eq!(parsed.bad_pages, [1, 3]);
+        assert_eq!(parsed.usable_pages(), parsed.last_page as u64 - 2);
+    }
 
     #[test]
     fn write_then_parse_round_trips_and_checks() {

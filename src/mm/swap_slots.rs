@@ -4,7 +4,7 @@
 //! the area fills (clusters with room are indexed). Owns slot bookkeeping only; must never touch
 //! the disk.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeSet, TryReserveError};
 use alloc::vec::Vec;
 
 pub const CLUSTER: u64 = 256;
@@ -28,9 +28,13 @@ pub struct SwapSlots {
 
 impl SwapSlots {
     /// Slots 1..=last_page, minus `bad` ones.
-    pub fn new(last_page: u64, bad: &[u64]) -> SwapSlots {
+    /// An error, not an abort, when the tables do not fit in memory (a huge swap disk on a
+    /// small machine).
+    pub fn new(last_page: u64, bad: &[u64]) -> Result<SwapSlots, TryReserveError> {
         let n = last_page + 1;
-        let mut state = alloc::vec![FREE; n as usize];
+        let mut state = Vec::new();
+        state.try_reserve_exact(n as usize)?;
+        state.resize(n as usize, FREE);
         state[0] = BAD;
         for &b in bad {
             if (b as usize) < state.len() {
@@ -38,7 +42,9 @@ impl SwapSlots {
             }
         }
         let clusters = n.div_ceil(CLUSTER);
-        let mut cluster_free = alloc::vec![0u32; clusters as usize];
+        let mut cluster_free = Vec::new();
+        cluster_free.try_reserve_exact(clusters as usize)?;
+        cluster_free.resize(clusters as usize, 0u32);
         let mut free = 0;
         for (i, s) in state.iter().enumerate() {
             if *s == FREE {
@@ -49,14 +55,14 @@ impl SwapSlots {
         let with_room = (0..clusters)
             .filter(|&c| cluster_free[c as usize] > 0)
             .collect();
-        SwapSlots {
+        Ok(SwapSlots {
             state,
             cluster_free,
             with_room,
             current: None,
             free,
             total: free,
-        }
+        })
     }
 
     pub fn free_slots(&self) -> u64 {
@@ -138,7 +144,7 @@ mod tests {
 
     #[test]
     fn batches_are_contiguous_and_the_area_fills_completely() {
-        let mut s = SwapSlots::new(4096, &[300, 301]);
+        let mut s = SwapSlots::new(4096, &[300, 301]).unwrap();
         assert_eq!(s.total_slots(), 4096 - 2);
         let batch = s.alloc_batch(16);
         assert_eq!(batch, (1..=16).collect::<Vec<_>>());
@@ -160,7 +166,7 @@ mod tests {
 
     #[test]
     fn freed_clusters_are_reused_and_stay_contiguous() {
-        let mut s = SwapSlots::new(10 * CLUSTER - 1, &[]);
+        let mut s = SwapSlots::new(10 * CLUSTER - 1, &[]).unwrap();
         let all = s.alloc_batch(10 * CLUSTER as usize);
         assert_eq!(all.len() as u64, 10 * CLUSTER - 1);
         for slot in 3 * CLUSTER..4 * CLUSTER {

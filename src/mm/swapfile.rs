@@ -151,7 +151,7 @@ pub enum SwapError {
     NoSwap,
     /// Fewer free slots than pages to write.
     Full { wanted: usize, free: u64 },
-    /// The disk refused a write; the slots are marked bad and the pages stay in memory.
+    /// A write failed: the pages stay in memory; slots the disk refused are marked bad.
     Write {
         first_slot: u64,
         pages: usize,
@@ -169,6 +169,8 @@ pub enum SwapError {
     NotInUse(SwapEntry),
     /// The address is in no region of the application's space.
     NotMapped { addr: u64 },
+    /// The area is in use by the code that asked (reclaim inside swap I/O's own allocation).
+    Busy,
 }
 
 impl fmt::Display for SwapError {
@@ -187,8 +189,8 @@ impl fmt::Display for SwapError {
                 why,
             } => write!(
                 f,
-                "swap write of {pages} page(s) at slot {first_slot} failed ({why}); the slots are \
-                 marked bad, the pages stay in memory"
+                "swap write of {pages} page(s) at slot {first_slot} failed ({why}); the pages \
+                 stay in memory"
             ),
             SwapError::Read { entry, why } => write!(f, "swap read of {entry} failed: {why}"),
             SwapError::Checksum {
@@ -201,6 +203,7 @@ impl fmt::Display for SwapError {
             ),
             SwapError::NotInUse(entry) => write!(f, "{entry} holds no page"),
             SwapError::NotMapped { addr } => write!(f, "{addr:#x} is in no region"),
+            SwapError::Busy => write!(f, "the swap area is busy"),
         }
     }
 }
@@ -269,15 +272,26 @@ pub fn consecutive_runs(slots: &[u64]) -> Vec<(usize, usize)> {
 }
 
 impl SwapArea {
-    pub fn new(header: SwapHeader) -> SwapArea {
+    /// The area's tables (about 9 bytes per slot); an error when they do not fit in memory.
+    pub fn new(header: SwapHeader) -> Result<SwapArea, String> {
+        let too_big = |_| {
+            format!(
+                "{} slots need {} KiB of tables, more than memory allows",
+                header.last_page,
+                (header.last_page as u64 * 9) >> 10
+            )
+        };
         let bad: Vec<u64> = header.bad_pages.iter().map(|&p| p as u64).collect();
-        let slots = SwapSlots::new(header.last_page as u64, &bad);
-        let sums = alloc::vec![0; header.last_page as usize + 1];
-        SwapArea {
+        let slots = SwapSlots::new(header.last_page as u64, &bad).map_err(too_big)?;
+        let mut sums = Vec::new();
+        sums.try_reserve_exact(header.last_page as usize + 1)
+            .map_err(too_big)?;
+        sums.resize(header.last_page as usize + 1, 0);
+        Ok(SwapArea {
             header,
             slots,
             sums,
-        }
+        })
     }
 
     /// `SwapTotal` in bytes.
@@ -408,7 +422,16 @@ pub fn swapon(mode: SwapMode) {
         return;
     };
     let disk = disks.swap_remove(index);
-    let area = SwapArea::new(header);
+    let area = match SwapArea::new(header) {
+        Ok(area) => area,
+        Err(why) => {
+            warn!(
+                "Swap: virtio-blk at {:#x} not used: {why}; running without swap",
+                disk.base().as_u64()
+            );
+            return;
+        }
+    };
     info!(
         "Swap: {} virtio-blk at {:#x}: {} KiB in {} slots{}",
         if choice.formatted {
@@ -469,8 +492,10 @@ pub fn slot_sector(slot: u64) -> u64 {
 /// marked bad and the others given back.
 #[cfg(target_os = "none")]
 pub fn swap_out(pages: &[&[u8]]) -> Result<Vec<SwapEntry>, SwapError> {
+    use crate::drivers::virtio::blk::BlkError;
     use core::sync::atomic::Ordering::Relaxed;
-    let mut guard = SWAP.lock();
+    // Not waiting: reclaim calls this from inside allocations, which swap I/O itself makes.
+    let mut guard = SWAP.try_lock().ok_or(SwapError::Busy)?;
     let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
     let slots = swap.area.reserve(pages.len())?;
     let runs = consecutive_runs(&slots);
@@ -480,7 +505,13 @@ pub fn swap_out(pages: &[&[u8]]) -> Result<Vec<SwapEntry>, SwapError> {
         if let Err(e) = waited(&SWAPOUT_WAIT_TICKS, || {
             disk.write_vectored(slot_sector(first), &pages[start..start + len])
         }) {
-            swap.area.write_failed(&slots[start..start + len]);
+            // Only the disk refusing these sectors says anything about them; a driver-side
+            // failure (no DMA mapping, a full queue) leaves them usable.
+            if matches!(e, BlkError::Io { .. }) {
+                swap.area.write_failed(&slots[start..start + len]);
+            } else {
+                swap.area.unreserve(&slots[start..start + len]);
+            }
             for &(s, l) in &runs[..n] {
                 swap.area.unreserve(&slots[s..s + l]);
             }
@@ -751,7 +782,7 @@ mod tests {
     fn area_totals_exclude_the_header_and_bad_pages() {
         let mut h = SwapHeader::for_disk(1024, [0; 16]);
         h.bad_pages = alloc::vec![3, 4];
-        let area = SwapArea::new(h);
+        let area = SwapArea::new(h).unwrap();
         assert_eq!(area.total_bytes(), (1023 - 2) * PAGE_SIZE);
         assert_eq!(area.free_bytes(), area.total_bytes());
     }
@@ -792,7 +823,11 @@ mod tests {
         }
         // The same bytes through the unaligned path give the same checksum.
         let mut shifted = alloc::vec![0u8; PAGE + 8];
-        let off = if (shifted.as_ptr() as usize + 1) % 8 != 0 { 1 } else { 2 };
+        let off = if (shifted.as_ptr() as usize + 1) % 8 != 0 {
+            1
+        } else {
+            2
+        };
         shifted[off..off + PAGE].copy_from_slice(&p);
         assert_ne!(shifted[off..].as_ptr() as usize % 8, 0);
         assert_eq!(page_checksum(5, &shifted[off..off + PAGE]), base);
@@ -809,7 +844,7 @@ mod tests {
 
     #[test]
     fn reserve_commit_verify_release() {
-        let mut area = SwapArea::new(SwapHeader::for_disk(64, [0; 16]));
+        let mut area = SwapArea::new(SwapHeader::for_disk(64, [0; 16])).unwrap();
         let free = area.slots.free_slots();
         assert_eq!(
             area.reserve(64),
