@@ -135,6 +135,22 @@ fn clean_attrs(prot: Prot) -> Attrs {
     })
 }
 
+/// The level-3 descriptor of an application page with `prot`, without its frame: built once
+/// per permission set, so a fault only adds the address.
+fn leaf_template(prot: Prot) -> u64 {
+    static TEMPLATES: [AtomicU64; 8] = [const { AtomicU64::new(0) }; 8];
+    let slot =
+        &TEMPLATES[prot.read as usize | (prot.write as usize) << 1 | (prot.exec as usize) << 2];
+    match slot.load(Ordering::Relaxed) {
+        0 => {
+            let d = desc::leaf(0, attrs(prot), 3);
+            slot.store(d, Ordering::Relaxed);
+            d
+        }
+        d => d,
+    }
+}
+
 fn with_space<R>(f: impl FnOnce(&mut AddressSpace) -> R) -> R {
     let mut g = SPACE.lock();
     f(g.get_or_insert_with(AddressSpace::new))
@@ -256,7 +272,7 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
         return swap_in_fault(pt, space, far, write, page, pa, entry, prot);
     }
     super::init::LinearMap.zero_page(pa.pfn().as_u64());
-    if pt.map_page(page, pa, attrs(prot)).is_err() {
+    if pt.map_pte(page, leaf_template(prot) | pa.as_u64()).is_err() {
         let _ = PAGES.free_pages(pa, 0);
         return Err(RealFault::OutOfMemory);
     }
@@ -417,10 +433,14 @@ fn map_swapped(
 /// Queues a newly mapped page for reclaim's clock. Only while swap is on: without it nothing
 /// can be reclaimed. The queue grows ahead of need; if it cannot grow the page is simply never
 /// reclaimed.
+#[inline(always)]
 fn track_resident(va: u64) {
-    if !swapfile::active() {
-        return;
+    if swapfile::active() {
+        queue_resident(va);
     }
+}
+
+fn queue_resident(va: u64) {
     let mut q = RESIDENT.lock();
     let grow = q.len().max(4096);
     if q.len() == q.capacity() && q.try_reserve(grow).is_err() {

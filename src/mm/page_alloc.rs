@@ -454,12 +454,17 @@ impl<P: PhysMem> PageAllocator<P> {
             let mut init = |m: &mut MemMap, head: u64| {
                 let b = (head / BLOCK_PAGES - block_base) as usize;
                 if block_state[b] == BLOCK_FREE_UNINIT {
+                    let zone_of = |pfn: u64| {
+                        spans
+                            .iter()
+                            .position(|&(s, e)| pfn >= s && pfn < e)
+                            .unwrap_or(0)
+                    };
+                    // One lookup for the block unless a zone boundary cuts through it.
+                    let (first, last) = (zone_of(head), zone_of(head + BLOCK_PAGES - 1));
                     for pfn in head..head + BLOCK_PAGES {
                         if let Some(p) = m.get(pfn) {
-                            let zone = spans
-                                .iter()
-                                .position(|&(s, e)| pfn >= s && pfn < e)
-                                .unwrap_or(0);
+                            let zone = if first == last { first } else { zone_of(pfn) };
                             // SAFETY: populated metadata of a block nobody else references.
                             unsafe { p.write(Page::new(zone, 0)) };
                         }
@@ -519,12 +524,17 @@ impl<P: PhysMem> PageAllocator<P> {
             let mut init = |m: &mut MemMap, head: u64| {
                 let b = (head / BLOCK_PAGES - block_base) as usize;
                 if block_state[b] == BLOCK_FREE_UNINIT {
+                    let zone_of = |pfn: u64| {
+                        spans
+                            .iter()
+                            .position(|&(s, e)| pfn >= s && pfn < e)
+                            .unwrap_or(0)
+                    };
+                    // One lookup for the block unless a zone boundary cuts through it.
+                    let (first, last) = (zone_of(head), zone_of(head + BLOCK_PAGES - 1));
                     for pfn in head..head + BLOCK_PAGES {
                         if let Some(p) = m.get(pfn) {
-                            let zone = spans
-                                .iter()
-                                .position(|&(s, e)| pfn >= s && pfn < e)
-                                .unwrap_or(0);
+                            let zone = if first == last { first } else { zone_of(pfn) };
                             // SAFETY: populated metadata of a block nobody else references.
                             unsafe { p.write(Page::new(zone, 0)) };
                         }

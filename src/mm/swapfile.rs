@@ -823,13 +823,13 @@ mod tests {
         }
         // The same bytes through the unaligned path give the same checksum.
         let mut shifted = alloc::vec![0u8; PAGE + 8];
-        let off = if (shifted.as_ptr() as usize + 1) % 8 != 0 {
+        let off = if !(shifted.as_ptr() as usize + 1).is_multiple_of(8) {
             1
         } else {
             2
         };
         shifted[off..off + PAGE].copy_from_slice(&p);
-        assert_ne!(shifted[off..].as_ptr() as usize % 8, 0);
+        assert!(!(shifted[off..].as_ptr() as usize).is_multiple_of(8));
         assert_eq!(page_checksum(5, &shifted[off..off + PAGE]), base);
     }
 

@@ -259,22 +259,29 @@ impl AddressSpace {
 
     /// What a fault at `addr` with this access means.
     pub fn decide(&self, addr: u64, write: bool, exec: bool) -> FaultDecision {
+        let allows = |prot: Prot| {
+            if exec {
+                prot.exec
+            } else if write {
+                prot.write
+            } else {
+                prot.read
+            }
+        };
+        // The region of the previous fault, when it allows this access too (a refusal is
+        // decided by the full lookup, which names the region in the report).
+        if let Some((start, end, prot)) = self.last.get() {
+            if start <= addr && addr < end && allows(prot) {
+                return FaultDecision::DemandZero { prot };
+            }
+        }
         match self.find(addr) {
             None => FaultDecision::NoRegion,
-            Some(v) => {
-                let allowed = if exec {
-                    v.prot.exec
-                } else if write {
-                    v.prot.write
-                } else {
-                    v.prot.read
-                };
-                if allowed {
-                    FaultDecision::DemandZero { prot: v.prot }
-                } else {
-                    FaultDecision::Protection { vma: v.clone() }
-                }
+            Some(v) if allows(v.prot) => {
+                self.last.set(Some((v.start, v.end, v.prot)));
+                FaultDecision::DemandZero { prot: v.prot }
             }
+            Some(v) => FaultDecision::Protection { vma: v.clone() },
         }
     }
 
@@ -313,6 +320,35 @@ mod tests {
         );
         assert_eq!(a.find(x + 3 * P + 5).map(|v| v.name), Some("x"));
         assert_eq!(a.find(y + 2 * P), None);
+    }
+
+    #[test]
+    fn the_last_region_cache_never_outlives_a_change() {
+        let mut a = AddressSpace::new();
+        let x = a.mmap(None, 4 * P, Prot::RW, "x").unwrap();
+        assert!(matches!(
+            a.decide(x, true, false),
+            FaultDecision::DemandZero { .. }
+        ));
+        // Cached now; a change of permissions or mapping must be seen by the next fault.
+        a.mprotect(x, 4 * P, Prot::READ).unwrap();
+        assert!(matches!(
+            a.decide(x + P, true, false),
+            FaultDecision::Protection { .. }
+        ));
+        assert!(matches!(
+            a.decide(x + P, false, false),
+            FaultDecision::DemandZero { .. }
+        ));
+        a.munmap(x, 4 * P).unwrap();
+        assert_eq!(a.decide(x + P, false, false), FaultDecision::NoRegion);
+        // Outside the cached region the lookup decides.
+        let y = a.mmap(None, P, Prot::RW, "y").unwrap();
+        assert!(matches!(
+            a.decide(y, true, false),
+            FaultDecision::DemandZero { .. }
+        ));
+        assert_eq!(a.decide(y + P, true, false), FaultDecision::NoRegion);
     }
 
     #[test]

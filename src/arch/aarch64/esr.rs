@@ -152,6 +152,18 @@ pub struct Abort {
 }
 
 /// Decodes an instruction or data abort; `None` for other classes.
+/// The page-fault fast path's question: is this a data abort at the current EL for a
+/// translation fault (any level) with a valid FAR, and if so, was it a write? Decided from the
+/// raw syndrome with a few masks; [`abort`] gives the full decoding.
+#[inline(always)]
+pub fn data_translation_fault(esr: u64) -> Option<bool> {
+    let iss = esr & 0x01ff_ffff;
+    let translation = iss & 0x3c == 0x04; // DFSC 0b0001LL
+    let far_valid = iss & (1 << 10) == 0;
+    (class(esr) == ec::DATA_ABORT_SAME && translation && far_valid)
+        .then_some(iss & (1 << 6) != 0 && iss & (1 << 8) == 0)
+}
+
 pub fn abort(esr: u64) -> Option<Abort> {
     let ec = class(esr);
     let iss = iss(esr);
@@ -214,6 +226,29 @@ pub fn describe(esr: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_path_agrees_with_the_full_decoding() {
+        for ec in [
+            ec::DATA_ABORT_SAME,
+            ec::DATA_ABORT_LOWER,
+            ec::INSN_ABORT_SAME,
+            0x15,
+        ] {
+            for iss in [
+                0u64, 0x04, 0x05, 0x06, 0x07, 0x0b, 0x0f, 0x44, 0x47, 0x147, 0x407, 0x08, 0x10,
+            ] {
+                let esr = (ec as u64) << 26 | 1 << 25 | iss;
+                let full = abort(esr).and_then(|a| {
+                    (matches!(a.kind, FaultKind::Translation { .. })
+                        && a.far_valid
+                        && ec == ec::DATA_ABORT_SAME)
+                        .then_some(a.access == Access::Write)
+                });
+                assert_eq!(data_translation_fault(esr), full, "esr {esr:#x}");
+            }
+        }
+    }
 
     #[test]
     fn decodes_a_write_translation_fault() {

@@ -70,8 +70,32 @@ pub fn catch_exception(f: impl FnOnce()) -> Option<Caught> {
     })
 }
 
+/// The vectors' entry into Rust. The common case, a first touch of a lazy page of the
+/// application, is decided here in a few instructions; everything else goes to the full handler.
 #[no_mangle]
 extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
+    if kind == 0 || kind == 4 {
+        if let Some(write) = esr::data_translation_fault(frame.esr) {
+            let far = frame.far;
+            if (crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&far) {
+                match crate::mm::fault::handle_page_fault(far, write, false) {
+                    Ok(()) => return,
+                    Err(e) => return handle_exception_full(frame, kind, Some(e)),
+                }
+            }
+        }
+    }
+    handle_exception_full(frame, kind, None)
+}
+
+/// Every exception the fast path did not settle; `decided` is the page-fault handler's verdict
+/// when the fast path already asked it.
+#[inline(never)]
+fn handle_exception_full(
+    frame: &mut ExceptionFrame,
+    kind: u64,
+    decided: Option<crate::mm::fault::RealFault>,
+) {
     if kind < 4 {
         // Taken while running on SP_EL0 (a kernel stack from `run_on_stack`): that is the
         // interrupted stack pointer, not the handler's.
@@ -79,8 +103,8 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
     }
     let synchronous_here = kind == 0 || kind == 4;
     // The application's lazy regions: a translation fault there may just be a first touch.
-    let mut real_fault = None;
-    if synchronous_here && frame.far < crate::mm::layout::USER_END {
+    let mut real_fault = decided;
+    if decided.is_none() && synchronous_here && frame.far < crate::mm::layout::USER_END {
         if let Some(abort) = esr::abort(frame.esr) {
             if matches!(abort.kind, esr::FaultKind::Translation { .. })
                 && abort.far_valid

@@ -47,6 +47,8 @@ pub enum MapError {
     NoMemory,
     /// `protect` found a hole in the range.
     NotMapped { va: VirtAddr },
+    /// A ready-made descriptor that is not a valid page, or is writable and executable.
+    BadDescriptor { desc: u64 },
 }
 
 impl fmt::Display for MapError {
@@ -64,6 +66,12 @@ impl fmt::Display for MapError {
             MapError::Overlap { va } => write!(f, "{va} is already mapped"),
             MapError::NoMemory => write!(f, "out of memory for translation tables"),
             MapError::NotMapped { va } => write!(f, "{va} is not mapped"),
+            MapError::BadDescriptor { desc } => {
+                write!(
+                    f,
+                    "{desc:#018x} is not a page descriptor Ferrite allows (W^X)"
+                )
+            }
         }
     }
 }
@@ -165,6 +173,10 @@ pub struct PageTable<M: TableAlloc, F: TlbFlush> {
     /// More invalidations than this in one operation become one full invalidation.
     flush_all_threshold: usize,
     tables_in_use: usize,
+    /// The level-3 table last walked to, as (2 MiB region number + 1, table): faults and
+    /// reclaim come in runs over neighbouring pages, and the walk to it is most of their cost.
+    /// Forgotten whenever any table is unlinked (the only way a table stops being the one).
+    last_l3: core::cell::Cell<(u64, PhysAddr)>,
 }
 
 impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
@@ -179,6 +191,7 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             largest_block_level: 1,
             flush_all_threshold: 64,
             tables_in_use: 1,
+            last_l3: core::cell::Cell::new((0, PhysAddr::new(0))),
         };
         pt.zero(root);
         pt.tlb.sync_tables();
@@ -326,7 +339,38 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                 size: PAGE_SIZE,
             });
         }
-        if let Err(e) = self.install(v, pa.as_u64(), 3, attrs) {
+        self.map_leaf(v, desc::leaf(pa.as_u64(), attrs, 3))
+    }
+
+    /// Maps one 4 KiB page from a ready-made level-3 descriptor (the page-fault path keeps one
+    /// per permission set and adds the frame's address). Refuses anything that is not a valid
+    /// page descriptor, and writable descriptors that are executable.
+    pub fn map_pte(&mut self, va: VirtAddr, d: u64) -> Result<(), MapError> {
+        let v = va.as_u64();
+        if !va.is_aligned(PAGE_SIZE) {
+            return Err(MapError::Misaligned {
+                what: "address",
+                value: v,
+            });
+        }
+        // W^X holds for descriptors made elsewhere too: writable means never executable.
+        let writable = d & desc::AP_RO == 0;
+        if !desc::is_leaf(d, 3)
+            || (writable && d & (desc::PXN | desc::UXN) != desc::PXN | desc::UXN)
+        {
+            return Err(MapError::BadDescriptor { desc: d });
+        }
+        if !self.half.contains(v, v.wrapping_add(PAGE_SIZE)) {
+            return Err(MapError::OutOfRange {
+                va,
+                size: PAGE_SIZE,
+            });
+        }
+        self.map_leaf(v, d)
+    }
+
+    fn map_leaf(&mut self, v: u64, d: u64) -> Result<(), MapError> {
+        if let Err(e) = self.install_leaf(v, 3, d) {
             let mut batch = Batch::new();
             let root = self.root;
             self.prune(root, 0, self.half.base(), v, v + PAGE_SIZE, &mut batch);
@@ -347,6 +391,29 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
     }
 
     fn install(&mut self, va: u64, pa: u64, level: u8, attrs: Attrs) -> Result<(), MapError> {
+        self.install_leaf(va, level, desc::leaf(pa, attrs, level))
+    }
+
+    /// The cached level-3 table for `va`, if it is the one last walked to.
+    #[inline(always)]
+    fn cached_l3(&self, va: u64) -> Option<PhysAddr> {
+        let (key, table) = self.last_l3.get();
+        (key == (va >> 21) + 1).then_some(table)
+    }
+
+    fn install_leaf(&mut self, va: u64, level: u8, leaf: u64) -> Result<(), MapError> {
+        if level == 3 {
+            if let Some(table) = self.cached_l3(va) {
+                let i = desc::index(va, 3);
+                if desc::is_valid(self.read(table, i)) {
+                    return Err(MapError::Overlap {
+                        va: VirtAddr::new(va),
+                    });
+                }
+                self.write(table, i, leaf);
+                return Ok(());
+            }
+        }
         let mut table = self.root;
         for l in 0..level {
             let i = desc::index(va, l);
@@ -369,7 +436,10 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                 va: VirtAddr::new(va),
             });
         }
-        self.write(table, i, desc::leaf(pa, attrs, level));
+        self.write(table, i, leaf);
+        if level == 3 {
+            self.last_l3.set(((va >> 21) + 1, table));
+        }
         Ok(())
     }
 
@@ -621,6 +691,7 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
 
     /// Queues an unlinked table for freeing once the TLB has forgotten it.
     fn defer_free(&mut self, batch: &mut Batch, table: PhysAddr) {
+        self.last_l3.set((0, PhysAddr::new(0)));
         if batch.n_freed == BATCH_TABLES {
             // Make room: wait for what was issued, then release those tables.
             self.tlb.sync_tables();
@@ -667,6 +738,9 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         if !self.half.contains(v, v.checked_add(1)?) {
             return None;
         }
+        if let Some(table) = self.cached_l3(v) {
+            return Some((table, desc::index(v, 3)));
+        }
         let mut table = self.root;
         for level in 0..3u8 {
             let e = self.read(table, desc::index(v, level));
@@ -675,6 +749,7 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
             }
             table = PhysAddr::new(desc::addr(e));
         }
+        self.last_l3.set(((v >> 21) + 1, table));
         Some((table, desc::index(v, 3)))
     }
 

@@ -538,3 +538,31 @@ fn a_table_holding_swap_entries_is_not_empty() {
     pt.unmap(va(0x40_0000), 2 << 20).unwrap();
     assert_eq!(pt.tables_in_use(), tables);
 }
+
+#[test]
+fn map_pte_takes_ready_made_page_descriptors_and_keeps_w_xor_x() {
+    use crate::mm::pgtable::desc;
+    let mut pt = table(Half::Lower);
+    let template = desc::leaf(0, Attrs::USER_RW, 3);
+    pt.map_pte(va(0x40_0000), template | 0x8000_0000).unwrap();
+    let t = pt.translate(va(0x40_0000)).unwrap();
+    assert_eq!(t.pa, pa(0x8000_0000));
+    assert_eq!(pt.pte(va(0x40_0000)), Some(template | 0x8000_0000));
+    // Already mapped: refused, the mapping kept.
+    assert!(pt.map_pte(va(0x40_0000), template | 0x9000_0000).is_err());
+    assert_eq!(pt.translate(va(0x40_0000)).unwrap().pa, pa(0x8000_0000));
+    // Writable and executable, a block or table descriptor, an unaligned address: refused.
+    let wx = (template | 0x9000_0000) & !desc::PXN;
+    assert_eq!(
+        pt.map_pte(va(0x40_1000), wx),
+        Err(MapError::BadDescriptor { desc: wx })
+    );
+    assert!(pt
+        .map_pte(
+            va(0x40_1000),
+            (template | 0x9000_0000) & !desc::TABLE_OR_PAGE
+        )
+        .is_err());
+    assert!(pt.map_pte(va(0x40_1008), template | 0x9000_0000).is_err());
+    assert_eq!(pt.pte(va(0x40_1000)), Some(0));
+}
