@@ -36,6 +36,10 @@ pub static PGSTEAL: AtomicU64 = AtomicU64::new(0);
 pub static SWAPOUT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub static SWAPIN_TICKS: AtomicU64 = AtomicU64::new(0);
 
+/// Access-flag faults taken (software access-flag management only; none where the hardware
+/// sets the flag).
+pub static AF_FAULTS: AtomicU64 = AtomicU64::new(0);
+
 /// Pages in memory whose copy on swap is still valid (`SwapCached`): read back and not written
 /// since. Reclaim drops such a page without writing it.
 pub static SWAPCACHE: AtomicU64 = AtomicU64::new(0);
@@ -452,6 +456,7 @@ fn queue_resident(va: u64) {
 /// An access-flag fault on a resident application page (software access-flag management): sets
 /// the flag, which tells reclaim's clock the page is in use. `Ok` means retry the access.
 pub fn handle_access_flag(far: u64) -> Result<(), RealFault> {
+    AF_FAULTS.fetch_add(1, Ordering::Relaxed);
     let Some(mut pt) = USER_PT.try_lock() else {
         return Err(RealFault::Busy);
     };

@@ -123,10 +123,17 @@ ktest!(access_flag_faults_set_the_flag_and_retry, {
         pt.pte(VirtAddr::new(base)).unwrap_or(0)
     };
     kassert!(desc::is_leaf(cleared, 3) && cleared & desc::AF == 0);
-    // The next access takes an access-flag fault, which sets the flag and retries.
+    // The next access sets the flag again: the hardware does it where it manages access flags
+    // (no fault), otherwise an access-flag fault does and the access is retried.
+    let faults = fault::AF_FAULTS.load(Ordering::Relaxed);
     // SAFETY: inside the region.
     let v = unsafe { (base as *const u64).read_volatile() };
     kassert_eq!(v, 0x5eed);
+    let hardware = crate::arch::aarch64::mmu::hardware_manages_access_flag();
+    kassert_eq!(
+        fault::AF_FAULTS.load(Ordering::Relaxed),
+        faults + (!hardware) as u64
+    );
     let after = USER_PT
         .lock()
         .as_ref()

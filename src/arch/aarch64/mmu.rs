@@ -285,9 +285,15 @@ pub fn pa_bits() -> u32 {
 pub fn hardware_access_flag() -> &'static str {
     match ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::HAFDBS) {
         0 => "not supported (access-flag faults in software)",
-        1 => "access flag managed by hardware",
-        _ => "access flag and dirty state managed by hardware",
+        1 => "access flag managed by hardware (TCR_EL1.HA set)",
+        _ => "access flag managed by hardware (TCR_EL1.HA set; dirty state by software)",
     }
+}
+
+/// Whether the hardware sets access flags itself (FEAT_HAFDBS, enabled with TCR_EL1.HA): then
+/// reclaim's clock sees references without access-flag faults.
+pub fn hardware_manages_access_flag() -> bool {
+    ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::HAFDBS) >= 1
 }
 
 fn program_and_enable(kernel_root: u64, identity_root: u64, invalidate: (u64, u64)) {
@@ -299,8 +305,15 @@ fn program_and_enable(kernel_root: u64, identity_root: u64, invalidate: (u64, u6
             + MAIR_EL1::Attr3_Normal_Outer::WriteBack_NonTransient_ReadWriteAlloc
             + MAIR_EL1::Attr3_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc,
     );
+    // Hardware access-flag management where there is one; dirty state stays with the software
+    // (a page tied to its swap copy is mapped read-only instead, see mm::fault).
+    let ha = if hardware_manages_access_flag() {
+        TCR_EL1::HA::Enable
+    } else {
+        TCR_EL1::HA::Disable
+    };
     TCR_EL1.write(
-        TCR_EL1::TBI0::Used
+        ha + TCR_EL1::TBI0::Used
             + TCR_EL1::IPS.val(ips())
             + TCR_EL1::TG0::KiB_4
             + TCR_EL1::SH0::Inner
