@@ -583,7 +583,7 @@ fn page_out(
             unsafe { core::slice::from_raw_parts(frame.as_u64() as *const u8, PAGE_SIZE as usize) };
     }
     let entries = swapfile::swap_out(&pages[..n])?;
-    for (&(va, d), entry) in victims[..n].iter().zip(entries) {
+    for (&(va, d), &entry) in victims[..n].iter().zip(entries.iter()) {
         if pt.set_pte(VirtAddr::new(va), entry.to_pte()).is_ok() {
             let _ = PAGES.free_pages(PhysAddr::new(desc::addr(d)), 0);
         }

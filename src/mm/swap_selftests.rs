@@ -72,7 +72,7 @@ ktest!(swap_pages_come_back_byte_for_byte, {
         kassert!(bufs[i].0 == expect.0, "page {i} ({e}) came back different");
     }
     kassert_eq!(PSWPIN.load(Relaxed), ins + n as u64);
-    for &e in &entries {
+    for &e in entries.iter() {
         swapfile::swap_free(e).map_err(fail)?;
     }
     kassert_eq!(free_slots()?, free);
@@ -120,6 +120,12 @@ ktest!(swap_full_and_stale_entries_are_errors, {
     );
     // A refused batch takes no slot.
     kassert_eq!(free_slots()?, free);
+    // One call writes at most SWAP_BATCH_MAX pages.
+    if free > swapfile::SWAP_BATCH_MAX as u64 {
+        let r = swapfile::swap_out(&too_many[..swapfile::SWAP_BATCH_MAX + 1]);
+        kassert!(matches!(r, Err(SwapError::TooMany { .. })));
+        kassert_eq!(free_slots()?, free);
+    }
     // An entry for a slot that holds no page: the last one, unless something uses it.
     let (last, used) = SWAP
         .lock()
@@ -149,12 +155,12 @@ ktest!(swap_write_errors_keep_pages_and_retire_slots, {
     // through QEMU's blkdebug) must fail a batch, which is then written elsewhere.
     for _ in 0..8 {
         match swapfile::swap_out(&batch) {
-            Ok(entries) => held.extend(entries),
+            Ok(entries) => held.extend(entries.iter().copied()),
             Err(e @ SwapError::Write { pages, .. }) => {
                 log::warn!("swap self-test: {e}");
                 retired += pages as u64;
                 let entries = swapfile::swap_out(&batch).map_err(fail)?;
-                held.extend(entries);
+                held.extend(entries.iter().copied());
             }
             Err(e) => return Err(fail(e)),
         }

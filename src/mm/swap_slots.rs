@@ -1,10 +1,11 @@
 //! Swap slot allocation: which page of the swap area holds which swapped-out page. Slots are
 //! handed out in clusters of 256 (as Linux's SWAPFILE_CLUSTER), so neighbouring pages go to
-//! neighbouring slots and a batch becomes few large disk writes; finding a slot stays O(log n) as
-//! the area fills (clusters with room are indexed). Owns slot bookkeeping only; must never touch
-//! the disk.
+//! neighbouring slots and a batch becomes few large disk writes; finding a slot stays fast as the
+//! area fills (clusters with room are kept in a two-level bitmap). Owns slot bookkeeping only;
+//! must never touch the disk, and never allocates after `new` (it runs inside reclaim, when
+//! memory is short).
 
-use alloc::collections::{BTreeSet, TryReserveError};
+use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
 
 pub const CLUSTER: u64 = 256;
@@ -18,12 +19,67 @@ pub struct SwapSlots {
     /// Free slots per cluster.
     cluster_free: Vec<u32>,
     /// Clusters with at least one free slot.
-    with_room: BTreeSet<u64>,
+    with_room: ClusterSet,
     /// The cluster being filled, and the next slot to try in it.
     current: Option<(u64, u64)>,
     free: u64,
     /// Slots that are not bad (free or in use).
     total: u64,
+}
+
+/// A set of cluster numbers as a bitmap with a summary word per 64 words: insert and remove
+/// touch two words, the lowest member is found in a scan of the summary (1/4096 of the clusters).
+struct ClusterSet {
+    words: Vec<u64>,
+    summary: Vec<u64>,
+    len: u64,
+}
+
+impl ClusterSet {
+    fn new(clusters: u64) -> Result<ClusterSet, TryReserveError> {
+        let n = clusters.div_ceil(64) as usize;
+        let mut words = Vec::new();
+        words.try_reserve_exact(n)?;
+        words.resize(n, 0);
+        let mut summary = Vec::new();
+        summary.try_reserve_exact(n.div_ceil(64))?;
+        summary.resize(n.div_ceil(64), 0);
+        Ok(ClusterSet {
+            words,
+            summary,
+            len: 0,
+        })
+    }
+
+    fn insert(&mut self, c: u64) {
+        let (w, b) = ((c / 64) as usize, c % 64);
+        if self.words[w] & (1 << b) == 0 {
+            self.words[w] |= 1 << b;
+            self.summary[w / 64] |= 1 << (w % 64);
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, c: u64) {
+        let (w, b) = ((c / 64) as usize, c % 64);
+        if self.words[w] & (1 << b) != 0 {
+            self.words[w] &= !(1 << b);
+            if self.words[w] == 0 {
+                self.summary[w / 64] &= !(1 << (w % 64));
+            }
+            self.len -= 1;
+        }
+    }
+
+    fn first(&self) -> Option<u64> {
+        let (i, s) = self.summary.iter().enumerate().find(|(_, &s)| s != 0)?;
+        let w = i * 64 + s.trailing_zeros() as usize;
+        Some(w as u64 * 64 + self.words[w].trailing_zeros() as u64)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl SwapSlots {
@@ -52,9 +108,12 @@ impl SwapSlots {
                 free += 1;
             }
         }
-        let with_room = (0..clusters)
-            .filter(|&c| cluster_free[c as usize] > 0)
-            .collect();
+        let mut with_room = ClusterSet::new(clusters)?;
+        for c in 0..clusters {
+            if cluster_free[c as usize] > 0 {
+                with_room.insert(c);
+            }
+        }
         Ok(SwapSlots {
             state,
             cluster_free,
@@ -77,7 +136,7 @@ impl SwapSlots {
         let c = slot / CLUSTER;
         self.cluster_free[c as usize] -= 1;
         if self.cluster_free[c as usize] == 0 {
-            self.with_room.remove(&c);
+            self.with_room.remove(c);
         }
         self.free -= 1;
     }
@@ -89,7 +148,7 @@ impl SwapSlots {
                 Some(cur) => cur,
                 None => {
                     // The lowest cluster with room: the area fills from its start, in order.
-                    let c = self.with_room.iter().next().copied()?;
+                    let c = self.with_room.first()?;
                     (c, c * CLUSTER)
                 }
             };
@@ -106,9 +165,15 @@ impl SwapSlots {
         }
     }
 
-    /// Up to `n` slots, as contiguous as the area allows.
-    pub fn alloc_batch(&mut self, n: usize) -> Vec<u64> {
-        (0..n).map_while(|_| self.alloc()).collect()
+    /// Fills `out` with slots, as contiguous as the area allows; returns how many it found.
+    pub fn alloc_batch(&mut self, out: &mut [u64]) -> usize {
+        for (i, o) in out.iter_mut().enumerate() {
+            match self.alloc() {
+                Some(slot) => *o = slot,
+                None => return i,
+            }
+        }
+        out.len()
     }
 
     /// Whether `slot` holds a page.
@@ -146,8 +211,9 @@ mod tests {
     fn batches_are_contiguous_and_the_area_fills_completely() {
         let mut s = SwapSlots::new(4096, &[300, 301]).unwrap();
         assert_eq!(s.total_slots(), 4096 - 2);
-        let batch = s.alloc_batch(16);
-        assert_eq!(batch, (1..=16).collect::<Vec<_>>());
+        let mut batch = [0u64; 16];
+        assert_eq!(s.alloc_batch(&mut batch), 16);
+        assert_eq!(batch.to_vec(), (1..=16).collect::<Vec<_>>());
         let mut seen = std::collections::BTreeSet::new();
         seen.extend(batch);
         while let Some(slot) = s.alloc() {
@@ -165,14 +231,47 @@ mod tests {
     }
 
     #[test]
+    fn the_cluster_bitmap_agrees_with_a_set() {
+        // Past one summary word (4096 clusters), with a xorshift stream of inserts and removes.
+        let n = 3 * 4096 + 77;
+        let mut set = ClusterSet::new(n).unwrap();
+        let mut model = std::collections::BTreeSet::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Mostly around one spot, sometimes anywhere, so words and summaries empty and refill.
+            let c = if step % 8 == 0 {
+                x % n
+            } else {
+                (x % 200 + 4000) % n
+            };
+            if x & (1 << 40) != 0 {
+                set.insert(c);
+                model.insert(c);
+            } else {
+                set.remove(c);
+                model.remove(&c);
+            }
+            assert_eq!(set.first(), model.iter().next().copied(), "step {step}");
+            assert_eq!(set.is_empty(), model.is_empty());
+        }
+    }
+
+    #[test]
     fn freed_clusters_are_reused_and_stay_contiguous() {
         let mut s = SwapSlots::new(10 * CLUSTER - 1, &[]).unwrap();
-        let all = s.alloc_batch(10 * CLUSTER as usize);
-        assert_eq!(all.len() as u64, 10 * CLUSTER - 1);
+        let mut all = alloc::vec![0u64; 10 * CLUSTER as usize];
+        assert_eq!(s.alloc_batch(&mut all) as u64, 10 * CLUSTER - 1);
         for slot in 3 * CLUSTER..4 * CLUSTER {
             s.free(slot);
         }
-        let again = s.alloc_batch(8);
-        assert_eq!(again, (3 * CLUSTER..3 * CLUSTER + 8).collect::<Vec<_>>());
+        let mut again = [0u64; 8];
+        assert_eq!(s.alloc_batch(&mut again), 8);
+        assert_eq!(
+            again.to_vec(),
+            (3 * CLUSTER..3 * CLUSTER + 8).collect::<Vec<_>>()
+        );
     }
 }

@@ -171,6 +171,8 @@ pub enum SwapError {
     NotMapped { addr: u64 },
     /// The area is in use by the code that asked (reclaim inside swap I/O's own allocation).
     Busy,
+    /// More pages than one call writes ([`SWAP_BATCH_MAX`]).
+    TooMany { pages: usize },
 }
 
 impl fmt::Display for SwapError {
@@ -204,6 +206,12 @@ impl fmt::Display for SwapError {
             SwapError::NotInUse(entry) => write!(f, "{entry} holds no page"),
             SwapError::NotMapped { addr } => write!(f, "{addr:#x} is in no region"),
             SwapError::Busy => write!(f, "the swap area is busy"),
+            SwapError::TooMany { pages } => {
+                write!(
+                    f,
+                    "{pages} pages in one swap-out (at most {SWAP_BATCH_MAX})"
+                )
+            }
         }
     }
 }
@@ -259,16 +267,38 @@ pub fn page_checksum(slot: u64, page: &[u8]) -> u64 {
 }
 
 /// Splits slots into runs of consecutive ones: `(index of the run's first slot, length)`, so each
-/// run becomes one disk request.
-pub fn consecutive_runs(slots: &[u64]) -> Vec<(usize, usize)> {
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for (i, &slot) in slots.iter().enumerate() {
-        match runs.last_mut() {
-            Some((start, len)) if slots[*start] + *len as u64 == slot => *len += 1,
-            _ => runs.push((i, 1)),
+/// run becomes one disk request. An iterator: swap-out runs inside reclaim, when memory is short.
+pub fn consecutive_runs(slots: &[u64]) -> impl Iterator<Item = (usize, usize)> + Clone + '_ {
+    let mut start = 0;
+    core::iter::from_fn(move || {
+        if start >= slots.len() {
+            return None;
         }
+        let mut len = 1;
+        while start + len < slots.len() && slots[start + len] == slots[start] + len as u64 {
+            len += 1;
+        }
+        let run = (start, len);
+        start += len;
+        Some(run)
+    })
+}
+
+/// Pages one [`swap_out`] call takes at most (reclaim writes 32 at a time).
+pub const SWAP_BATCH_MAX: usize = 64;
+
+/// The entries of pages one [`swap_out`] wrote, in order (a slice of them by `Deref`): a fixed
+/// array, since swap-out runs inside reclaim, when memory is short.
+pub struct SwapBatch {
+    entries: [SwapEntry; SWAP_BATCH_MAX],
+    n: usize,
+}
+
+impl core::ops::Deref for SwapBatch {
+    type Target = [SwapEntry];
+    fn deref(&self) -> &[SwapEntry] {
+        &self.entries[..self.n]
     }
-    runs
 }
 
 impl SwapArea {
@@ -304,15 +334,19 @@ impl SwapArea {
         self.slots.free_slots() * PAGE_SIZE
     }
 
-    /// Slots for `n` pages, as contiguous as the area allows; none at all if fewer are free.
-    pub fn reserve(&mut self, n: usize) -> Result<Vec<u64>, SwapError> {
+    /// Fills `slots` with free slots, as contiguous as the area allows; takes none at all if
+    /// fewer are free.
+    pub fn reserve(&mut self, slots: &mut [u64]) -> Result<(), SwapError> {
         let free = self.slots.free_slots();
-        if (n as u64) > free {
-            return Err(SwapError::Full { wanted: n, free });
+        if (slots.len() as u64) > free {
+            return Err(SwapError::Full {
+                wanted: slots.len(),
+                free,
+            });
         }
-        let slots = self.slots.alloc_batch(n);
-        debug_assert_eq!(slots.len(), n);
-        Ok(slots)
+        let got = self.slots.alloc_batch(slots);
+        debug_assert_eq!(got, slots.len());
+        Ok(())
     }
 
     /// The pages are on disk at `slots`: remember what they hold.
@@ -491,15 +525,27 @@ pub fn slot_sector(slot: u64) -> u64 {
 /// pages' contents are untouched (the caller keeps them in memory), slots whose write failed are
 /// marked bad and the others given back.
 #[cfg(target_os = "none")]
-pub fn swap_out(pages: &[&[u8]]) -> Result<Vec<SwapEntry>, SwapError> {
+pub fn swap_out(pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
     use crate::drivers::virtio::blk::BlkError;
     use core::sync::atomic::Ordering::Relaxed;
     // Not waiting: reclaim calls this from inside allocations, which swap I/O itself makes.
     let mut guard = SWAP.try_lock().ok_or(SwapError::Busy)?;
     let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
-    let slots = swap.area.reserve(pages.len())?;
-    let runs = consecutive_runs(&slots);
-    for (n, &(start, len)) in runs.iter().enumerate() {
+    let mut slots = [0u64; SWAP_BATCH_MAX];
+    let free = swap.area.slots.free_slots();
+    if pages.len() as u64 > free {
+        return Err(SwapError::Full {
+            wanted: pages.len(),
+            free,
+        });
+    }
+    if pages.len() > SWAP_BATCH_MAX {
+        return Err(SwapError::TooMany { pages: pages.len() });
+    }
+    let slots = &mut slots[..pages.len()];
+    swap.area.reserve(slots)?;
+    let runs = consecutive_runs(slots);
+    for (n, (start, len)) in runs.clone().enumerate() {
         let first = slots[start];
         let disk = &mut swap.disk;
         if let Err(e) = waited(&SWAPOUT_WAIT_TICKS, || {
@@ -512,11 +558,10 @@ pub fn swap_out(pages: &[&[u8]]) -> Result<Vec<SwapEntry>, SwapError> {
             } else {
                 swap.area.unreserve(&slots[start..start + len]);
             }
-            for &(s, l) in &runs[..n] {
-                swap.area.unreserve(&slots[s..s + l]);
-            }
-            for &(s, l) in &runs[n + 1..] {
-                swap.area.unreserve(&slots[s..s + l]);
+            for (k, (s, l)) in runs.clone().enumerate() {
+                if k != n {
+                    swap.area.unreserve(&slots[s..s + l]);
+                }
             }
             return Err(SwapError::Write {
                 first_slot: first,
@@ -525,12 +570,21 @@ pub fn swap_out(pages: &[&[u8]]) -> Result<Vec<SwapEntry>, SwapError> {
             });
         }
     }
-    swap.area.commit(&slots, pages);
+    swap.area.commit(slots, pages);
     PSWPOUT.fetch_add(pages.len() as u64, Relaxed);
-    Ok(slots
-        .iter()
-        .map(|&slot| SwapEntry::new(0, slot).expect("slots fit an entry"))
-        .collect())
+    const FIRST: SwapEntry = match SwapEntry::new(0, 1) {
+        Some(e) => e,
+        None => panic!("slot 1 of area 0 is an entry"),
+    };
+    let mut batch = SwapBatch {
+        entries: [FIRST; SWAP_BATCH_MAX],
+        n: pages.len(),
+    };
+    for (e, &slot) in batch.entries.iter_mut().zip(slots.iter()) {
+        // Slots come from an area whose size fits an entry (checked when it was activated).
+        *e = SwapEntry::new(0, slot).unwrap_or(FIRST);
+    }
+    Ok(batch)
 }
 
 /// Reads the page at `entry` into `page` and verifies it. On an error `page` must not be handed
@@ -835,9 +889,9 @@ mod tests {
 
     #[test]
     fn runs_of_consecutive_slots() {
-        assert_eq!(consecutive_runs(&[]), alloc::vec![]);
+        assert_eq!(consecutive_runs(&[]).count(), 0);
         assert_eq!(
-            consecutive_runs(&[4, 5, 6, 9, 10, 3]),
+            consecutive_runs(&[4, 5, 6, 9, 10, 3]).collect::<Vec<_>>(),
             alloc::vec![(0, 3), (3, 2), (5, 1)]
         );
     }
@@ -847,7 +901,7 @@ mod tests {
         let mut area = SwapArea::new(SwapHeader::for_disk(64, [0; 16])).unwrap();
         let free = area.slots.free_slots();
         assert_eq!(
-            area.reserve(64),
+            area.reserve(&mut [0; 64]),
             Err(SwapError::Full {
                 wanted: 64,
                 free: 63
@@ -858,8 +912,9 @@ mod tests {
             free,
             "a refused batch takes nothing"
         );
-        let slots = area.reserve(3).unwrap();
-        assert_eq!(slots, alloc::vec![1, 2, 3]);
+        let mut slots = [0; 3];
+        area.reserve(&mut slots).unwrap();
+        assert_eq!(slots, [1, 2, 3]);
         let pages = [page(1), page(2), page(3)];
         let refs: Vec<&[u8]> = pages.iter().map(|p| p.as_slice()).collect();
         area.commit(&slots, &refs);
@@ -880,7 +935,8 @@ mod tests {
         area.write_failed(&[1]);
         area.unreserve(&[3]);
         assert_eq!(area.slots.free_slots(), free - 1);
-        let again = area.reserve(2).unwrap();
+        let mut again = [0; 2];
+        area.reserve(&mut again).unwrap();
         assert!(!again.contains(&1));
     }
 }
