@@ -21,6 +21,8 @@ pub enum Inject {
     Guard,
     /// A recursion overflows a vmalloc'ed kernel stack.
     Stack,
+    /// A recursion overflows the application's own stack (into its guard).
+    AppStack,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +129,7 @@ impl BootOptions {
                     "null" => o.inject = Some(Inject::Null),
                     "guard" => o.inject = Some(Inject::Guard),
                     "stack" => o.inject = Some(Inject::Stack),
+                    "app-stack" => o.inject = Some(Inject::AppStack),
                     _ => reject("expected fail, panic, fault, null, guard or stack"),
                 },
                 ("zone_dma_bits", Some(v)) => match v.parse::<u32>() {

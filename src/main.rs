@@ -173,7 +173,7 @@ mod boot {
         // Under QEMU -icount shift=0 a nanosecond is an instruction: `make bench` reads this.
         info!("Boot: {ns} ns from the first instruction to the job");
         info!("Running job '{}': {}", job.name, job.about);
-        let status = (job.main)(kernel);
+        let status = app::run(job, kernel);
         info!("Job '{}' finished: {:?}", job.name, status);
         power::shutdown(match status {
             app::JobStatus::Success => power::ExitStatus::Success,

@@ -31,6 +31,48 @@ pub fn find(name: &str) -> Option<&'static Job> {
     JOBS.iter().find(|j| j.name == name)
 }
 
+/// The application's stack: mapped at once in its own half (TTBR0), with a reserved guard below.
+pub const STACK_SIZE: u64 = 512 << 10;
+pub const STACK_GUARD_SIZE: u64 = 64 << 10;
+
+/// Runs `job` on the application's stack, in the low half like the rest of the application's
+/// memory; an overflow faults in the stack guard and is reported as one.
+#[cfg(target_os = "none")]
+pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
+    let (bottom, top) = match crate::mm::fault::map_stack(STACK_SIZE, STACK_GUARD_SIZE) {
+        Ok(range) => range,
+        Err(e) => {
+            log::error!("no stack for the application: {e}");
+            return JobStatus::Failure;
+        }
+    };
+    log::info!(
+        "Application stack: [{bottom:#x}-{top:#x}), guard [{:#x}-{bottom:#x})",
+        bottom - STACK_GUARD_SIZE
+    );
+    struct Call {
+        job: &'static Job,
+        kernel: &'static Kernel,
+        status: JobStatus,
+    }
+    extern "C" fn enter(arg: usize) {
+        // SAFETY: `arg` is the `Call` below, alive and not otherwise used during the call.
+        let call = unsafe { &mut *(arg as *mut Call) };
+        call.status = (call.job.main)(call.kernel);
+    }
+    let mut call = Call {
+        job,
+        kernel,
+        status: JobStatus::Failure,
+    };
+    // SAFETY: map_stack mapped [bottom, top) for this call alone, with a faulting guard below.
+    unsafe {
+        crate::arch::aarch64::stack::run_on_stack_at(top, enter, &mut call as *mut Call as usize)
+    };
+    let _ = crate::mm::fault::munmap(bottom - STACK_GUARD_SIZE, STACK_GUARD_SIZE + STACK_SIZE);
+    call.status
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

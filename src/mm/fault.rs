@@ -200,6 +200,49 @@ fn release_pages(start: u64, end: u64) {
     }
 }
 
+/// The name of the reserved range below the application's stack.
+pub const STACK_GUARD: &str = "stack guard";
+
+/// The application's stack: `len` bytes mapped at once, zeroed, and kept out of reclaim (Linux's
+/// `MAP_POPULATE | MAP_LOCKED`), because kernel code the application calls runs on it too and
+/// must never fault on it while it holds the memory manager's locks; below it `guard` bytes of
+/// reserved address space, so an overflow is a fault in the stack-guard region, reported as one.
+/// Returns the stack's `[bottom, top)`.
+pub fn map_stack(len: u64, guard: u64) -> Result<(u64, u64), VmaError> {
+    let (len, guard) = (
+        len.next_multiple_of(PAGE_SIZE),
+        guard.next_multiple_of(PAGE_SIZE),
+    );
+    let bottom = with_space(|s| -> Result<u64, VmaError> {
+        // One gap for both, then the guard's upper part becomes the stack.
+        let base = s.mmap(None, guard + len, Prot::NONE, STACK_GUARD)?;
+        s.munmap(base + guard, len)?;
+        s.mmap(Some(base + guard), len, Prot::RW, "stack")
+    })?;
+    let template = leaf_template(Prot::RW);
+    let populated = {
+        let mut pt = USER_PT.lock();
+        let pt = pt.as_mut().ok_or(VmaError::NoMemory)?;
+        (bottom..bottom + len)
+            .step_by(PAGE_SIZE as usize)
+            .try_for_each(|a| {
+                let pa = PAGES
+                    .alloc_pages(Gfp::KERNEL | Gfp::ZERO | Gfp::NOWARN, 0)
+                    .map_err(|_| VmaError::NoMemory)?;
+                pt.map_pte(VirtAddr::new(a), template | pa.as_u64())
+                    .map_err(|_| {
+                        let _ = PAGES.free_pages(pa, 0);
+                        VmaError::NoMemory
+                    })
+            })
+    };
+    if let Err(e) = populated {
+        let _ = munmap(bottom - guard, guard + len);
+        return Err(e);
+    }
+    Ok((bottom, bottom + len))
+}
+
 /// `munmap`.
 pub fn munmap(addr: u64, len: u64) -> Result<(), VmaError> {
     let removed = with_space(|s| s.munmap(addr, len.next_multiple_of(PAGE_SIZE)))?;
@@ -699,6 +742,9 @@ pub fn vmstat() -> [(&'static str, u64); 7] {
 pub fn describe(fault: RealFault, print: &dyn Fn(core::fmt::Arguments)) {
     match fault {
         RealFault::NoRegion => print(format_args!("  application fault: the address is in no region\n")),
+        RealFault::Protection { start, end, name: STACK_GUARD, .. } => print(format_args!(
+            "  application stack overflow: the access is in the stack guard [{start:#x}-{end:#x}) below the application's stack\n"
+        )),
         RealFault::Protection { start, end, prot, name } => print(format_args!(
             "  application fault: region [{start:#x}-{end:#x}) {name} is {prot}, which does not allow this access\n"
         )),

@@ -72,9 +72,11 @@ pub enum VmaError {
     NoSpace(u64),
     /// `mprotect` over a hole.
     NotMapped(u64),
-    /// Writable and executable at once (W^X), or no access at all (the application runs at EL1,
-    /// where a present page cannot be made inaccessible without unmapping it; not supported).
+    /// Writable and executable at once (W^X), or `mprotect` to no access (the application runs
+    /// at EL1, where a present page cannot be made inaccessible without unmapping it).
     BadProt(Prot),
+    /// No memory for the pages of a region mapped at once.
+    NoMemory,
 }
 
 impl fmt::Display for VmaError {
@@ -89,8 +91,9 @@ impl fmt::Display for VmaError {
             VmaError::NotMapped(a) => write!(f, "{a:#x} is in no region"),
             VmaError::BadProt(p) => write!(
                 f,
-                "permissions {p} are refused (W^X; PROT_NONE is not supported)"
+                "permissions {p} are refused (W^X; mprotect to PROT_NONE is not supported)"
             ),
+            VmaError::NoMemory => write!(f, "no memory for the region's pages"),
         }
     }
 }
@@ -129,8 +132,20 @@ fn check(addr: u64, len: u64) -> Result<u64, VmaError> {
     end.ok_or(VmaError::OutOfRange { addr, len })
 }
 
+/// W^X, for every region.
 fn check_prot(prot: Prot) -> Result<(), VmaError> {
-    if (prot.write && prot.exec) || !(prot.read || prot.write || prot.exec) {
+    if prot.write && prot.exec {
+        return Err(VmaError::BadProt(prot));
+    }
+    Ok(())
+}
+
+/// `mprotect` also refuses PROT_NONE: pages may be present, and at EL1 a present page cannot be
+/// made inaccessible without unmapping it. (`mmap` takes it: a reserved range, such as a stack
+/// guard, where every access is refused and no page ever appears.)
+fn check_mprotect(prot: Prot) -> Result<(), VmaError> {
+    check_prot(prot)?;
+    if !(prot.read || prot.write || prot.exec) {
         return Err(VmaError::BadProt(prot));
     }
     Ok(())
@@ -241,7 +256,7 @@ impl AddressSpace {
 
     /// `mprotect`: new permissions for a range wholly inside regions.
     pub fn mprotect(&mut self, addr: u64, len: u64, prot: Prot) -> Result<(), VmaError> {
-        check_prot(prot)?;
+        check_mprotect(prot)?;
         let end = check(addr, len)?;
         let mut a = addr;
         while a < end {
@@ -394,5 +409,13 @@ mod tests {
             Err(VmaError::BadProt(Prot::NONE))
         );
         assert_eq!(a.mmap(None, P, wx, "wx"), Err(VmaError::BadProt(wx)));
+        // A reserved range: every access is refused, naming the region.
+        let g = a.mmap(None, P, Prot::NONE, "guard").unwrap();
+        for (write, exec) in [(false, false), (true, false), (false, true)] {
+            assert!(matches!(
+                a.decide(g, write, exec),
+                FaultDecision::Protection { vma } if vma.name == "guard"
+            ));
+        }
     }
 }

@@ -70,12 +70,19 @@ ktest!(executing_the_stack_is_a_permission_fault, {
         a.kind
     );
     kassert_eq!(c.far, addr);
-    kassert_eq!(layout::region_of(addr, &boot::image()), Region::KernelBss);
+    // Jobs run on the application's stack (the boot stack is in the kernel's BSS).
+    kassert!(matches!(
+        layout::region_of(addr, &boot::image()),
+        Region::Application | Region::KernelBss
+    ));
     Ok(())
 });
 
+/// Instructions in the kernel image's data, so they have a linear-map alias.
+static CODE: [u32; 4] = [RET; 4];
+
 ktest!(executing_the_linear_map_is_a_permission_fault, {
-    let code = [RET; 4];
+    let code = &CODE;
     let pa = boot::image().pa_of(code.as_ptr() as u64);
     let alias = layout::phys_to_virt(pa).as_u64();
     // The linear alias reads the same bytes: it is the same RAM.
@@ -95,7 +102,13 @@ ktest!(executing_the_linear_map_is_a_permission_fault, {
 
 ktest!(null_pointer_read_is_a_translation_fault, {
     let (c, a) = fault(read_at(0), "a null pointer read")?;
-    kassert_eq!(a.kind, FaultKind::Translation { level: 0 });
+    // The walk stops wherever the tables end: level 0 with nothing in the application's space,
+    // deeper once its regions (the stack) share the first 512 GiB with page 0.
+    kassert!(
+        matches!(a.kind, FaultKind::Translation { .. }),
+        "{:?}",
+        a.kind
+    );
     kassert_eq!(a.access, Access::Read);
     kassert_eq!(c.far, 0);
     kassert_eq!(layout::region_of(0, &boot::image()), Region::NullPage);

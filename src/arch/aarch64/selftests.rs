@@ -58,9 +58,11 @@ ktest!(image_sections_are_ordered_and_page_aligned, {
     let sp: u64;
     // SAFETY: reads the stack pointer into a register, nothing else.
     unsafe { asm!("mov {}, sp", out(reg) sp) };
+    // Jobs run on the application's stack; anything else runs on the boot stack.
     kassert!(
-        bottom <= sp && sp < top,
-        "sp {sp:#x} outside the boot stack"
+        (bottom <= sp && sp < top)
+            || (crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&sp),
+        "sp {sp:#x} neither on the boot stack nor on the application's"
     );
     Ok(())
 });
@@ -280,3 +282,19 @@ ktest!(
         result
     }
 );
+
+ktest!(jobs_run_on_the_application_stack, {
+    // The job (this self-test runner) runs on the stack app::run mapped in the low half.
+    let sp: u64;
+    // SAFETY: reads the stack pointer only.
+    unsafe { asm!("mov {}, sp", out(reg) sp) };
+    kassert!(
+        (crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&sp),
+        "sp {sp:#x} is not in the application's half"
+    );
+    let spsel: u64;
+    // SAFETY: reads SPSel only.
+    unsafe { asm!("mrs {}, spsel", out(reg) spsel) };
+    kassert!(spsel == 0, "not running on SP_EL0");
+    Ok(())
+});

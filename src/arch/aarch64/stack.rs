@@ -1,7 +1,9 @@
-//! Running code on another kernel stack (a vmalloc'ed `KernelStack`): the call runs with SP_EL0
-//! as its stack pointer, so exceptions are taken on the boot stack (SP_EL1) and a stack overflow
-//! can still be reported. A call armed with `trap` that overflows is abandoned and reported
-//! instead of stopping the kernel (self-tests use this). One level only: not re-entrant, one CPU.
+//! Running code on another stack (a vmalloc'ed `KernelStack`, or the application's stack): the
+//! call runs with SP_EL0 as its stack pointer, so exceptions are taken on the boot stack (SP_EL1)
+//! and a stack overflow can still be reported. A call armed with `trap` that overflows is
+//! abandoned and reported instead of stopping the kernel (self-tests use this). Calls nest (one
+//! made on a stack of ours moves SP_EL0 and puts it back); only the innermost can be trapped.
+//! One CPU.
 //! An abandoned call does not unwind: whatever locks it held stay held, so only calls that hold
 //! none (the self-tests' recursion) may be trapped.
 
@@ -16,6 +18,8 @@ global_asm!(
 .global arch_run_on_stack
 // x0: new stack top, x1: function (extern "C" fn(usize)), x2: its argument.
 // Returns 0 when the function returned, 1 when a trapped fault abandoned it.
+// Called on the boot stack (SPSel 1: the call switches to SP_EL0) or already on a stack of ours
+// (SPSel 0: SP_EL0 itself moves, and comes back afterwards).
 arch_run_on_stack:
     stp     x29, x30, [sp, #-96]!
     stp     x19, x20, [sp, #16]
@@ -24,20 +28,30 @@ arch_run_on_stack:
     stp     x25, x26, [sp, #64]
     stp     x27, x28, [sp, #80]
     mov     x29, sp
+    mrs     x19, spsel
+    mov     x20, sp
     adrp    x9, ARCH_RECOVER_SP
     add     x9, x9, :lo12:ARCH_RECOVER_SP
-    mov     x10, sp
-    str     x10, [x9]
+    str     x20, [x9]
+    adrp    x9, ARCH_RECOVER_SPSEL
+    add     x9, x9, :lo12:ARCH_RECOVER_SPSEL
+    str     x19, [x9]
+    cbz     x19, 2f
     msr     sp_el0, x0
     msr     spsel, #0
-    mov     x0, x2
+    b       3f
+2:  mov     sp, x0
+3:  mov     x0, x2
     mov     x29, xzr
     blr     x1
+    cbz     x19, 4f
     msr     spsel, #1
+4:  mov     sp, x20
     mov     x0, #0
     b       1f
 .global arch_stack_recover
 arch_stack_recover:
+    // The exception returned here in the caller's stack mode (see take_trap).
     adrp    x9, ARCH_RECOVER_SP
     add     x9, x9, :lo12:ARCH_RECOVER_SP
     ldr     x10, [x9]
@@ -58,9 +72,12 @@ extern "C" {
     fn arch_stack_recover();
 }
 
-/// The boot stack pointer to return to after a trapped fault (read by the assembly above).
+/// The stack pointer to return to after a trapped fault, and the stack mode it belongs to
+/// (SPSel: 1 the boot stack, 0 a stack of ours), both written and read by the assembly above.
 #[no_mangle]
 static ARCH_RECOVER_SP: AtomicU64 = AtomicU64::new(0);
+#[no_mangle]
+static ARCH_RECOVER_SPSEL: AtomicU64 = AtomicU64::new(1);
 
 static TRAP: AtomicBool = AtomicBool::new(false);
 static TRAPPED_ESR: AtomicU64 = AtomicU64::new(0);
@@ -81,10 +98,28 @@ pub fn run_on_stack(
     arg: usize,
     trap: bool,
 ) -> Result<(), Trapped> {
+    // SAFETY: a KernelStack is mapped, ours, and lives across the call (borrowed for it).
+    unsafe { run_at(stack.top(), f, arg, trap) }
+}
+
+/// Calls `f(arg)` on the stack whose top is `top` (the application's stack); an exception inside
+/// is reported and stops the kernel, as anywhere else.
+///
+/// # Safety
+/// `[top - size, top)` must be mapped, writable, used by nothing else during the call, and large
+/// enough for `f` up to a guard below it that faults.
+pub unsafe fn run_on_stack_at(top: u64, f: extern "C" fn(usize), arg: usize) {
+    // SAFETY: as the caller guarantees.
+    let _ = unsafe { run_at(top, f, arg, false) };
+}
+
+/// # Safety
+/// As [`run_on_stack_at`].
+unsafe fn run_at(top: u64, f: extern "C" fn(usize), arg: usize, trap: bool) -> Result<(), Trapped> {
     TRAP.store(trap, Ordering::SeqCst);
-    // SAFETY: the stack is mapped and ours for the call; the assembly saves and restores every
-    // callee-saved register and switches back to SP_EL1 on both exits.
-    let r = unsafe { arch_run_on_stack(stack.top(), f, arg) };
+    // SAFETY: the stack is the caller's to give; the assembly saves and restores every
+    // callee-saved register and puts the stack pointer back on both exits.
+    let r = unsafe { arch_run_on_stack(top, f, arg) };
     TRAP.store(false, Ordering::SeqCst);
     if r == 0 {
         Ok(())
@@ -105,7 +140,13 @@ pub(super) fn take_trap(esr: u64, far: u64, elr: &mut u64, spsr: &mut u64) -> bo
     TRAPPED_ESR.store(esr, Ordering::SeqCst);
     TRAPPED_FAR.store(far, Ordering::SeqCst);
     *elr = arch_stack_recover as *const () as u64;
-    // Return to EL1 using SP_EL1 (EL1h), where the recovery path restores the caller's frame.
-    *spsr = (*spsr & !0xf) | 0b0101;
+    // Return to EL1 on the caller's stack: SP_EL1 (EL1h) for a call made on the boot stack,
+    // SP_EL0 (EL1t) for one made on a stack of ours; the recovery path restores its frame.
+    let mode = if ARCH_RECOVER_SPSEL.load(Ordering::SeqCst) == 0 {
+        0b0100
+    } else {
+        0b0101
+    };
+    *spsr = (*spsr & !0xf) | mode;
     true
 }
