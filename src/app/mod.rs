@@ -4,6 +4,10 @@
 
 pub mod bench;
 pub mod demo;
+#[cfg(target_os = "none")]
+pub mod heap;
+#[cfg(target_os = "none")]
+mod heap_selftests;
 pub mod memstress;
 pub mod selftest;
 
@@ -35,8 +39,8 @@ pub fn find(name: &str) -> Option<&'static Job> {
 pub const STACK_SIZE: u64 = 512 << 10;
 pub const STACK_GUARD_SIZE: u64 = 64 << 10;
 
-/// Runs `job` on the application's stack, in the low half like the rest of the application's
-/// memory; an overflow faults in the stack guard and is reported as one.
+/// Runs `job` in the application's half of the address space: on its stack (an overflow faults
+/// in the stack guard and is reported as one), with its heap (`app::heap`) beside it.
 #[cfg(target_os = "none")]
 pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
     let (bottom, top) = match crate::mm::fault::map_stack(STACK_SIZE, STACK_GUARD_SIZE) {
@@ -50,6 +54,15 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
         "Application stack: [{bottom:#x}-{top:#x}), guard [{:#x}-{bottom:#x})",
         bottom - STACK_GUARD_SIZE
     );
+    match heap::init() {
+        Ok(h) => log::info!(
+            "Application heap: [{:#x}-{:#x}), mapped on first touch",
+            h.start,
+            h.start + h.reserved
+        ),
+        // The job can still run: it only lacks `app::heap`.
+        Err(e) => log::warn!("no heap for the application: {e}"),
+    }
     struct Call {
         job: &'static Job,
         kernel: &'static Kernel,
@@ -69,6 +82,7 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
     unsafe {
         crate::arch::aarch64::stack::run_on_stack_at(top, enter, &mut call as *mut Call as usize)
     };
+    heap::release();
     let _ = crate::mm::fault::munmap(bottom - STACK_GUARD_SIZE, STACK_GUARD_SIZE + STACK_SIZE);
     call.status
 }

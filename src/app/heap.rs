@@ -1,0 +1,160 @@
+//! The application's heap: a region of the application's own address space (TTBR0), mapped
+//! lazily like any other (its pages appear on first touch and may go to swap), with a buddy
+//! allocator (`buddy_system_allocator`) over it that grows a chunk at a time as the application
+//! allocates, as `malloc` grows with `brk`. `AppBox` owns a value there and frees it on drop.
+//! Owns the heap region and its allocator; must never be used by kernel code that holds the
+//! memory manager's locks (a touch may fault, and the fault handler needs them).
+
+use core::alloc::Layout;
+use core::ops::{Deref, DerefMut};
+use core::ptr::NonNull;
+
+use buddy_system_allocator::Heap;
+use spin::Mutex;
+
+use crate::mm::fault;
+use crate::mm::vma::{Prot, VmaError};
+
+/// Address space reserved for the heap (only touched pages cost memory).
+pub const HEAP_REGION: u64 = 1 << 30;
+/// How much the allocator's arena grows at a time (`brk` steps).
+const GROW: u64 = 2 << 20;
+
+struct AppHeap {
+    heap: Heap<32>,
+    start: u64,
+    /// The end of the arena handed to the allocator so far (the program break).
+    brk: u64,
+    end: u64,
+}
+
+static HEAP: Mutex<Option<AppHeap>> = Mutex::new(None);
+
+/// The heap's figures: address space reserved, arena grown so far, bytes in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    pub start: u64,
+    pub reserved: u64,
+    pub grown: u64,
+    pub in_use: u64,
+}
+
+/// Reserves the heap region (before the application starts).
+pub fn init() -> Result<HeapStats, VmaError> {
+    let start = fault::mmap(HEAP_REGION, Prot::RW, "heap")?;
+    *HEAP.lock() = Some(AppHeap {
+        heap: Heap::new(),
+        start,
+        brk: start,
+        end: start + HEAP_REGION,
+    });
+    Ok(stats().unwrap_or(HeapStats {
+        start,
+        reserved: HEAP_REGION,
+        grown: 0,
+        in_use: 0,
+    }))
+}
+
+/// Gives the heap region back (after the application ended): its pages and swap slots too.
+pub fn release() {
+    if let Some(h) = HEAP.lock().take() {
+        let _ = fault::munmap(h.start, h.end - h.start);
+    }
+}
+
+pub fn stats() -> Option<HeapStats> {
+    HEAP.lock().as_ref().map(|h| HeapStats {
+        start: h.start,
+        reserved: h.end - h.start,
+        grown: h.brk - h.start,
+        in_use: h.heap.stats_alloc_actual() as u64,
+    })
+}
+
+/// `malloc`: memory for `layout` in the application's heap, growing the arena when needed;
+/// `None` when the region is used up (or no heap exists).
+pub fn alloc(layout: Layout) -> Option<NonNull<u8>> {
+    let mut guard = HEAP.lock();
+    let h = guard.as_mut()?;
+    loop {
+        if let Ok(p) = h.heap.alloc(layout) {
+            return Some(p);
+        }
+        // Grow by at least what the request needs (a block of its size and alignment).
+        let need = (layout.size().max(layout.align()) as u64)
+            .next_power_of_two()
+            .max(GROW);
+        let new_brk = h.brk.checked_add(need).filter(|&b| b <= h.end)?;
+        // SAFETY: [brk, new_brk) is inside the heap region, which belongs to this allocator
+        // alone and stays mapped (lazily) until `release`.
+        unsafe { h.heap.add_to_heap(h.brk as usize, new_brk as usize) };
+        h.brk = new_brk;
+    }
+}
+
+/// `free`.
+///
+/// # Safety
+/// `ptr` must come from [`alloc`] with the same `layout`, and not be used afterwards.
+pub unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
+    if let Some(h) = HEAP.lock().as_mut() {
+        // SAFETY: as the caller guarantees.
+        unsafe { h.heap.dealloc(ptr, layout) };
+    }
+}
+
+/// A value in the application's heap, freed when dropped.
+pub struct AppBox<T> {
+    ptr: NonNull<T>,
+}
+
+/// The heap had no room (or does not exist).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRoom;
+
+impl<T> AppBox<T> {
+    pub fn new(value: T) -> Result<AppBox<T>, NoRoom> {
+        let layout = Layout::new::<T>();
+        let ptr = if layout.size() == 0 {
+            NonNull::dangling()
+        } else {
+            alloc(layout).ok_or(NoRoom)?.cast::<T>()
+        };
+        // SAFETY: fresh memory for one T, aligned for it (or a dangling pointer for a ZST).
+        unsafe { ptr.as_ptr().write(value) };
+        Ok(AppBox { ptr })
+    }
+
+    /// Where the value lives.
+    pub fn addr(&self) -> u64 {
+        self.ptr.as_ptr() as u64
+    }
+}
+
+impl<T> Deref for AppBox<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the box owns an initialised T until it is dropped.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T> DerefMut for AppBox<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above, and `&mut self` makes the reference unique.
+        unsafe { self.ptr.as_mut() }
+    }
+}
+
+impl<T> Drop for AppBox<T> {
+    fn drop(&mut self) {
+        // SAFETY: the box owns the T; it is dropped once, here.
+        unsafe { core::ptr::drop_in_place(self.ptr.as_ptr()) };
+        let layout = Layout::new::<T>();
+        if layout.size() != 0 {
+            // SAFETY: allocated by `new` with this layout, and gone with the box.
+            unsafe { dealloc(self.ptr.cast(), layout) };
+        }
+    }
+}
