@@ -10,8 +10,8 @@ use super::page::{MemMap, Page, NIL, ORDER_MASK, PG_BUDDY, PG_PCP};
 pub const MAX_ORDER: u8 = 10;
 pub const NR_ORDERS: usize = MAX_ORDER as usize + 1;
 /// Order-0 pages kept on a zone's per-CPU list before a batch goes back to the buddy lists.
-pub const PCP_HIGH: usize = 64;
-pub const PCP_BATCH: usize = 32;
+pub const PCP_HIGH: usize = 128;
+pub const PCP_BATCH: usize = 64;
 const PCP_BATCH_ORDER: u8 = PCP_BATCH.trailing_zeros() as u8;
 const _: () = assert!(1 << PCP_BATCH_ORDER == PCP_BATCH);
 

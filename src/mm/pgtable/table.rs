@@ -366,6 +366,16 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
                 size: PAGE_SIZE,
             });
         }
+        // The usual case of a fault run: the level-3 table is the one last walked to.
+        if let Some(table) = self.cached_l3(v) {
+            let i = desc::index(v, 3);
+            if desc::is_valid(self.read(table, i)) {
+                return Err(MapError::Overlap { va });
+            }
+            self.write(table, i, d);
+            self.tlb.sync_tables();
+            return Ok(());
+        }
         self.map_leaf(v, d)
     }
 
