@@ -352,6 +352,8 @@ fn swap_in_fault(
     let mut ahead_ok = 0u32;
     {
         let t0 = ticks();
+        // Reclaim run by the readahead's allocations is swap-out's time, not swap-in's.
+        let out0 = SWAPOUT_TICKS.load(Ordering::Relaxed);
         // Readahead: the following pages of the region whose entries hold the following slots
         // (what reclaim wrote together usually comes back together), as far as memory allows:
         // one attempt each, and the first refusal ends the readahead.
@@ -412,7 +414,8 @@ fn swap_in_fault(
                 },
             });
         }
-        SWAPIN_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
+        let nested = SWAPOUT_TICKS.load(Ordering::Relaxed) - out0;
+        SWAPIN_TICKS.fetch_add((ticks() - t0).saturating_sub(nested), Ordering::Relaxed);
     }
     // Linux gives up swap copies once half the area is used (`vm_swap_full`). Here reclaim can
     // always drop a clean copy without a write, even with the area full, so copies are kept

@@ -227,21 +227,13 @@ pub fn page_checksum(slot: u64, page: &[u8]) -> u64 {
     let seed = slot.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x6a09_e667_f3bc_c908;
     let mut a = [seed, seed ^ 1, seed ^ 2, seed ^ 3];
     let mut b = [0u64; 4];
-    let mut step = |w: [u64; 4]| {
-        for l in 0..4 {
-            a[l] = a[l].wrapping_add(w[l]);
-            b[l] = b[l].wrapping_add(a[l]);
-        }
-    };
     // SAFETY: every bit pattern is a valid u64; `align_to` only reinterprets the aligned middle.
     let (head, words, _) = unsafe { page.align_to::<u64>() };
     let whole = page.len() / 32 * 32;
     if head.is_empty() && cfg!(target_endian = "little") {
         // Pages are page-aligned: whole words, no byte assembly (with strict alignment an
         // unaligned read would be eight byte loads).
-        for c in words[..whole / 8].chunks_exact(4) {
-            step([c[0], c[1], c[2], c[3]]);
-        }
+        (a, b) = fletcher4(a, b, &words[..whole / 8]);
     } else {
         for c in page[..whole].chunks_exact(32) {
             let w = |i: usize| {
@@ -249,7 +241,7 @@ pub fn page_checksum(slot: u64, page: &[u8]) -> u64 {
                 x.copy_from_slice(&c[i * 8..i * 8 + 8]);
                 u64::from_le_bytes(x)
             };
-            step([w(0), w(1), w(2), w(3)]);
+            fletcher_step(&mut a, &mut b, [w(0), w(1), w(2), w(3)]);
         }
     }
     // A tail shorter than four words (never for a page) is zero-padded into one more step.
@@ -257,7 +249,7 @@ pub fn page_checksum(slot: u64, page: &[u8]) -> u64 {
         let mut x = [0u8; 32];
         x[..page.len() - whole].copy_from_slice(&page[whole..]);
         let w = |i: usize| u64::from_le_bytes(x[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        step([w(0), w(1), w(2), w(3)]);
+        fletcher_step(&mut a, &mut b, [w(0), w(1), w(2), w(3)]);
     }
     let mut h = seed ^ page.len() as u64;
     for v in a.into_iter().chain(b) {
@@ -265,6 +257,28 @@ pub fn page_checksum(slot: u64, page: &[u8]) -> u64 {
     }
     h ^ (h >> 29)
 }
+
+#[inline(always)]
+fn fletcher_step(a: &mut [u64; 4], b: &mut [u64; 4], w: [u64; 4]) {
+    for l in 0..4 {
+        a[l] = a[l].wrapping_add(w[l]);
+        b[l] = b[l].wrapping_add(a[l]);
+    }
+}
+
+/// The checksum's sums over whole groups of four words: portable here; the kernel runs the
+/// same sums in SIMD registers, two lanes an add (`arch::aarch64::simd::fletcher4`).
+pub fn fletcher4_portable(mut a: [u64; 4], mut b: [u64; 4], words: &[u64]) -> ([u64; 4], [u64; 4]) {
+    for c in words.chunks_exact(4) {
+        fletcher_step(&mut a, &mut b, [c[0], c[1], c[2], c[3]]);
+    }
+    (a, b)
+}
+
+#[cfg(target_os = "none")]
+use crate::arch::aarch64::simd::fletcher4;
+#[cfg(not(target_os = "none"))]
+use fletcher4_portable as fletcher4;
 
 /// Splits slots into runs of consecutive ones: `(index of the run's first slot, length)`, so each
 /// run becomes one disk request. An iterator: swap-out runs inside reclaim, when memory is short.

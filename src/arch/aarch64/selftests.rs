@@ -298,3 +298,28 @@ ktest!(jobs_run_on_the_application_stack, {
     kassert!(spsel == 0, "not running on SP_EL0");
     Ok(())
 });
+
+ktest!(simd_fletcher_sums_match_the_portable_ones, {
+    // Every bit of the swap checksum's SIMD sums must equal the portable definition's.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut words = alloc::vec![0u64; 1024];
+    for w in words.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *w = x;
+    }
+    // Both the aligned (vector) and the unaligned (portable) starts.
+    for start in [0, 1, 2] {
+        for len in [0, 4, 8, 12, 512, 1020] {
+            let a = [x, !x, x.rotate_left(7), 3];
+            let b = [1, 2, x ^ 5, 0];
+            let w = &words[start..start + len];
+            kassert_eq!(
+                super::simd::fletcher4(a, b, w),
+                crate::mm::swapfile::fletcher4_portable(a, b, w)
+            );
+        }
+    }
+    Ok(())
+});
