@@ -85,10 +85,13 @@ pub fn alloc(layout: Layout) -> Option<NonNull<u8>> {
         let need = (layout.size().max(layout.align()) as u64)
             .next_power_of_two()
             .max(GROW);
-        let new_brk = h.brk.checked_add(need).filter(|&b| b <= h.end)?;
-        // SAFETY: [brk, new_brk) is inside the heap region, which belongs to this allocator
+        // Aligned to its size, so the buddy allocator gets it as one block (the address space
+        // skipped below it is never touched, so it costs nothing).
+        let base = h.brk.next_multiple_of(need);
+        let new_brk = base.checked_add(need).filter(|&b| b <= h.end)?;
+        // SAFETY: [base, new_brk) is inside the heap region, which belongs to this allocator
         // alone and stays mapped (lazily) until `release`.
-        unsafe { h.heap.add_to_heap(h.brk as usize, new_brk as usize) };
+        unsafe { h.heap.add_to_heap(base as usize, new_brk as usize) };
         h.brk = new_brk;
     }
 }

@@ -40,5 +40,18 @@ ktest!(app_heap_lives_in_the_application_space_and_frees_on_drop, {
         AppBox::new([7u64; 8192]).map_err(|_| crate::ktest::TestError::Fail("no room".into()))?;
     kassert_eq!(again.addr(), addr);
     kassert_eq!(again[8191], 7);
+    drop(again);
+    // Requests past the growth step: the arena grows by a block of their own size.
+    let fail = |what: &str| crate::ktest::TestError::Fail(what.into());
+    let layout = core::alloc::Layout::from_size_align(4 << 20, 4096).map_err(|_| fail("layout"))?;
+    let grown_before = heap::stats().map_or(0, |s| s.grown);
+    let big = heap::alloc(layout).ok_or_else(|| fail("no 4 MiB block"))?;
+    let grown = heap::stats().map_or(0, |s| s.grown) - grown_before;
+    kassert!(
+        grown <= 8 << 20,
+        "grew {grown:#x} bytes for one 4 MiB block"
+    );
+    // SAFETY: from `alloc` with this layout, not used again.
+    unsafe { heap::dealloc(big, layout) };
     Ok(())
 });

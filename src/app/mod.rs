@@ -83,7 +83,7 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
         crate::arch::aarch64::stack::run_on_stack_at(top, enter, &mut call as *mut Call as usize)
     };
     heap::release();
-    let _ = crate::mm::fault::munmap(bottom - STACK_GUARD_SIZE, STACK_GUARD_SIZE + STACK_SIZE);
+    crate::mm::fault::unmap_stack(bottom, STACK_SIZE, STACK_GUARD_SIZE);
     call.status
 }
 

@@ -76,10 +76,10 @@ fn selftest(kernel: &'static Kernel) -> JobStatus {
                 }
                 core::hint::black_box(&frame);
             }
-            if let Ok(stack) =
+            if let Ok(mut stack) =
                 crate::mm::vmap::KernelStack::new(crate::mm::vmap::KernelStack::DEFAULT_SIZE)
             {
-                let _ = crate::arch::aarch64::stack::run_on_stack(&stack, recurse, 0, false);
+                let _ = crate::arch::aarch64::stack::run_on_stack(&mut stack, recurse, 0, false);
             }
         }
         _ => {}

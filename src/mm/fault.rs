@@ -217,7 +217,10 @@ pub fn map_stack(len: u64, guard: u64) -> Result<(u64, u64), VmaError> {
         // One gap for both, then the guard's upper part becomes the stack.
         let base = s.mmap(None, guard + len, Prot::NONE, STACK_GUARD)?;
         s.munmap(base + guard, len)?;
-        s.mmap(Some(base + guard), len, Prot::RW, "stack")
+        let bottom = s.mmap(Some(base + guard), len, Prot::RW, "stack")?;
+        // Neither reclaim, munmap nor mprotect may take it from under the code running on it.
+        s.set_locked(base, guard + len, true)?;
+        Ok(bottom)
     })?;
     let template = leaf_template(Prot::RW);
     let populated = {
@@ -237,10 +240,20 @@ pub fn map_stack(len: u64, guard: u64) -> Result<(u64, u64), VmaError> {
             })
     };
     if let Err(e) = populated {
-        let _ = munmap(bottom - guard, guard + len);
+        unmap_stack(bottom, len, guard);
         return Err(e);
     }
     Ok((bottom, bottom + len))
+}
+
+/// Gives back a stack from [`map_stack`] (once nothing runs on it any more).
+pub fn unmap_stack(bottom: u64, len: u64, guard: u64) {
+    let (len, guard) = (
+        len.next_multiple_of(PAGE_SIZE),
+        guard.next_multiple_of(PAGE_SIZE),
+    );
+    let _ = with_space(|s| s.set_locked(bottom - guard, guard + len, false));
+    let _ = munmap(bottom - guard, guard + len);
 }
 
 /// `munmap`.
@@ -568,11 +581,15 @@ fn shrink_resident(pt: &mut crate::arch::aarch64::mmu::KernelPageTable) -> u64 {
         if d & desc::AF != 0 {
             let _ = pt.set_pte(v, d & !desc::AF);
             q.push_back(va);
-        } else if let Some(entry) = swap_cache_entry(pa) {
+        } else if victims[..n].iter().any(|&(x, _)| x == va) {
+            continue; // queued twice: already chosen
+        } else if let Some(entry) = swap_cache_entry(pa).filter(|_| d & desc::AP_RO != 0) {
             // Clean: the slot still holds this page, verified when it comes back.
             drop_clean(pt, v, pa, entry);
             clean += 1;
         } else if n < dirty_max {
+            // A tied page found writable would be dirty: untie it, write it like any other.
+            drop_swap_cache(pa);
             victims[n] = (va, d);
             n += 1;
         } else {
@@ -662,10 +679,19 @@ pub fn madvise_pageout(addr: u64, len: u64) -> Result<u64, SwapError> {
     let mut victims = [(0u64, 0u64); RECLAIM_BATCH];
     let mut n = 0;
     let mut done = 0;
-    let mut a = addr & !(PAGE_SIZE - 1);
+    let start = addr & !(PAGE_SIZE - 1);
+    // Pages leaving memory leave reclaim's queue too (they rejoin it when they come back), so
+    // the clock never holds one twice.
+    RESIDENT
+        .lock()
+        .retain(|&va| va < start || va >= end || space.as_ref().is_some_and(|s| s.is_locked(va)));
+    let mut a = start;
     while a < end {
         let v = VirtAddr::new(a);
-        if let Some(d) = pt.pte(v).filter(|&d| desc::is_leaf(d, 3)) {
+        // Locked regions (the stack the caller runs on) are not paged out, as Linux's
+        // MADV_PAGEOUT skips VM_LOCKED ones.
+        let locked = space.as_ref().is_some_and(|s| s.is_locked(a));
+        if let Some(d) = pt.pte(v).filter(|&d| !locked && desc::is_leaf(d, 3)) {
             let pa = PhysAddr::new(desc::addr(d));
             if let Some(entry) = swap_cache_entry(pa) {
                 drop_clean(pt, v, pa, entry);

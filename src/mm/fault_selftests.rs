@@ -146,7 +146,8 @@ ktest!(access_flag_faults_set_the_flag_and_retry, {
 
 ktest!(demand_zero_pages_are_zero_in_every_byte, {
     // A dirty frame freed just before the fault is the one the per-CPU list hands out next, so
-    // zeroing that skips any line shows here.
+    // zeroing that skips any line shows here. The region comes first: creating it may allocate.
+    let base = fault::mmap(4096, Prot::RW, "ktest-zero").map_err(fail)?;
     let dirty = PAGES
         .alloc_pages(crate::mm::gfp::Gfp::KERNEL, 0)
         .map_err(fail)?;
@@ -154,7 +155,6 @@ ktest!(demand_zero_pages_are_zero_in_every_byte, {
     // SAFETY: the frame was just allocated for this test and is mapped by the linear map.
     unsafe { core::ptr::write_bytes(linear as *mut u8, 0xa5, 4096) };
     PAGES.free_pages(dirty, 0).map_err(fail)?;
-    let base = fault::mmap(4096, Prot::RW, "ktest-zero").map_err(fail)?;
     let mut nonzero = 0;
     for i in 0..512u64 {
         // SAFETY: inside the region just created; the first read faults in a zeroed page.

@@ -318,8 +318,8 @@ extern "C" fn recurse(depth: usize) {
 }
 
 ktest!(kernel_stack_overflow_is_reported_as_such, {
-    let stack = KernelStack::new(KernelStack::DEFAULT_SIZE).map_err(fail)?;
-    let trapped = run_on_stack(&stack, recurse, 0, true)
+    let mut stack = KernelStack::new(KernelStack::DEFAULT_SIZE).map_err(fail)?;
+    let trapped = run_on_stack(&mut stack, recurse, 0, true)
         .err()
         .ok_or(fail("the recursion returned"))?;
     kassert!(
@@ -339,6 +339,6 @@ ktest!(kernel_stack_overflow_is_reported_as_such, {
     extern "C" fn shallow(n: usize) {
         core::hint::black_box(n);
     }
-    kassert!(run_on_stack(&stack, shallow, 5, true).is_ok());
+    kassert!(run_on_stack(&mut stack, shallow, 5, true).is_ok());
     Ok(())
 });

@@ -54,6 +54,9 @@ pub struct Vma {
     pub end: u64,
     pub prot: Prot,
     pub name: &'static str,
+    /// Mapped at once and never reclaimed, unmapped or re-protected (`VM_LOCKED`-like, and
+    /// stronger: the application's stack, which kernel code runs on).
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +80,8 @@ pub enum VmaError {
     BadProt(Prot),
     /// No memory for the pages of a region mapped at once.
     NoMemory,
+    /// The range holds a locked region (the application's stack).
+    Locked(u64),
 }
 
 impl fmt::Display for VmaError {
@@ -94,6 +99,7 @@ impl fmt::Display for VmaError {
                 "permissions {p} are refused (W^X; mprotect to PROT_NONE is not supported)"
             ),
             VmaError::NoMemory => write!(f, "no memory for the region's pages"),
+            VmaError::Locked(a) => write!(f, "{a:#x} is in a locked region"),
         }
     }
 }
@@ -216,6 +222,7 @@ impl AddressSpace {
                 end: start + len,
                 prot,
                 name,
+                locked: false,
             },
         );
         self.last.set(None);
@@ -244,6 +251,7 @@ impl AddressSpace {
     /// (the caller unmaps their pages).
     pub fn munmap(&mut self, addr: u64, len: u64) -> Result<Vec<Vma>, VmaError> {
         let end = check(addr, len)?;
+        self.refuse_locked(addr, end)?;
         self.last.set(None);
         self.split_at(addr);
         self.split_at(end);
@@ -263,6 +271,7 @@ impl AddressSpace {
             let v = self.find(a).ok_or(VmaError::NotMapped(a))?;
             a = v.end;
         }
+        self.refuse_locked(addr, end)?;
         self.last.set(None);
         self.split_at(addr);
         self.split_at(end);
@@ -270,6 +279,34 @@ impl AddressSpace {
             v.prot = prot;
         }
         Ok(())
+    }
+
+    fn refuse_locked(&self, addr: u64, end: u64) -> Result<(), VmaError> {
+        let first = self.find(addr).map_or(addr, |v| v.start);
+        match self
+            .vmas
+            .range(first..end)
+            .find(|(_, v)| v.locked && v.end > addr)
+        {
+            Some((_, v)) => Err(VmaError::Locked(v.start.max(addr))),
+            None => Ok(()),
+        }
+    }
+
+    /// Locks (or unlocks) the regions wholly inside `[addr, addr + len)`: see `Vma::locked`.
+    pub fn set_locked(&mut self, addr: u64, len: u64, locked: bool) -> Result<(), VmaError> {
+        let end = check(addr, len)?;
+        self.split_at(addr);
+        self.split_at(end);
+        for (_, v) in self.vmas.range_mut(addr..end) {
+            v.locked = locked;
+        }
+        Ok(())
+    }
+
+    /// Whether `addr` is in a locked region.
+    pub fn is_locked(&self, addr: u64) -> bool {
+        self.find(addr).is_some_and(|v| v.locked)
     }
 
     /// What a fault at `addr` with this access means.
@@ -335,6 +372,20 @@ mod tests {
         );
         assert_eq!(a.find(x + 3 * P + 5).map(|v| v.name), Some("x"));
         assert_eq!(a.find(y + 2 * P), None);
+    }
+
+    #[test]
+    fn locked_regions_refuse_munmap_and_mprotect_until_unlocked() {
+        let mut a = AddressSpace::new();
+        let x = a.mmap(None, 4 * P, Prot::RW, "stack").unwrap();
+        a.set_locked(x, 4 * P, true).unwrap();
+        assert!(a.is_locked(x + P) && !a.is_locked(x + 4 * P));
+        assert_eq!(a.munmap(x + P, P), Err(VmaError::Locked(x + P)));
+        assert_eq!(a.munmap(x - 8 * P, 16 * P), Err(VmaError::Locked(x)));
+        assert_eq!(a.mprotect(x, P, Prot::READ), Err(VmaError::Locked(x)));
+        assert_eq!(a.regions().count(), 1);
+        a.set_locked(x, 4 * P, false).unwrap();
+        assert_eq!(a.munmap(x, 4 * P).map(|v| v.len()), Ok(1));
     }
 
     #[test]

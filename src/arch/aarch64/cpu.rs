@@ -8,6 +8,15 @@ pub fn current_el() -> u8 {
     CurrentEL.read(CurrentEL::EL) as u8
 }
 
+/// The stack pointer in use where this is called (for self-tests and reports).
+#[inline(always)]
+pub fn stack_pointer() -> u64 {
+    let sp: u64;
+    // SAFETY: copies the stack pointer into a register, nothing else.
+    unsafe { core::arch::asm!("mov {}, sp", out(reg) sp) };
+    sp
+}
+
 pub fn midr() -> u64 {
     MIDR_EL1.get()
 }

@@ -21,12 +21,20 @@ global_asm!(
 // Called on the boot stack (SPSel 1: the call switches to SP_EL0) or already on a stack of ours
 // (SPSel 0: SP_EL0 itself moves, and comes back afterwards).
 arch_run_on_stack:
-    stp     x29, x30, [sp, #-96]!
+    // Every callee-saved register, d8-d15 and FPCR included: a trapped call is abandoned, so
+    // the caller gets them back from here, not from the function that would have restored them.
+    stp     x29, x30, [sp, #-176]!
     stp     x19, x20, [sp, #16]
     stp     x21, x22, [sp, #32]
     stp     x23, x24, [sp, #48]
     stp     x25, x26, [sp, #64]
     stp     x27, x28, [sp, #80]
+    stp     d8, d9, [sp, #96]
+    stp     d10, d11, [sp, #112]
+    stp     d12, d13, [sp, #128]
+    stp     d14, d15, [sp, #144]
+    mrs     x9, fpcr
+    str     x9, [sp, #160]
     mov     x29, sp
     mrs     x19, spsel
     mov     x20, sp
@@ -57,12 +65,18 @@ arch_stack_recover:
     ldr     x10, [x9]
     mov     sp, x10
     mov     x0, #1
-1:  ldp     x19, x20, [sp, #16]
+1:  ldr     x9, [sp, #160]
+    msr     fpcr, x9
+    ldp     d8, d9, [sp, #96]
+    ldp     d10, d11, [sp, #112]
+    ldp     d12, d13, [sp, #128]
+    ldp     d14, d15, [sp, #144]
+    ldp     x19, x20, [sp, #16]
     ldp     x21, x22, [sp, #32]
     ldp     x23, x24, [sp, #48]
     ldp     x25, x26, [sp, #64]
     ldp     x27, x28, [sp, #80]
-    ldp     x29, x30, [sp], #96
+    ldp     x29, x30, [sp], #176
     ret
 "#
 );
@@ -93,12 +107,13 @@ pub struct Trapped {
 /// Calls `f(arg)` on `stack`. With `trap`, a synchronous exception inside it is reported and the
 /// call abandoned (`Err`); without, it is reported and the kernel stops, as anywhere else.
 pub fn run_on_stack(
-    stack: &KernelStack,
+    stack: &mut KernelStack,
     f: extern "C" fn(usize),
     arg: usize,
     trap: bool,
 ) -> Result<(), Trapped> {
-    // SAFETY: a KernelStack is mapped, ours, and lives across the call (borrowed for it).
+    // SAFETY: a KernelStack is mapped and lives across the call; borrowed mutably for it, so no
+    // other call runs on it at the same time.
     unsafe { run_at(stack.top(), f, arg, trap) }
 }
 
