@@ -99,6 +99,17 @@ pub enum BlkError {
     TooFragmented,
     /// The device stopped answering earlier and was reset; the driver is out of service.
     Broken,
+    /// No memory for the request's bookkeeping (a clear error instead of an abort: swap I/O
+    /// runs when memory is short).
+    NoMemory,
+}
+
+/// A vector with room for `n` entries, or `NoMemory`: the per-request lists never grow past
+/// what is reserved here, so pushing onto them never allocates.
+fn scratch<T>(n: usize) -> Result<Vec<T>, BlkError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| BlkError::NoMemory)?;
+    Ok(v)
 }
 
 impl fmt::Display for BlkError {
@@ -138,6 +149,7 @@ impl fmt::Display for BlkError {
                 )
             }
             BlkError::Broken => write!(f, "virtio-blk: out of service after a device failure"),
+            BlkError::NoMemory => write!(f, "virtio-blk: no memory for the request"),
         }
     }
 }
@@ -391,17 +403,15 @@ impl VirtioBlk {
     /// Reads consecutive sectors starting at `sector` into several buffers, in order, in as few
     /// requests as the device allows (each buffer a multiple of 512 bytes).
     pub fn read_vectored(&mut self, sector: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlkError> {
-        let list: Vec<(*mut u8, usize)> =
-            bufs.iter_mut().map(|b| (b.as_mut_ptr(), b.len())).collect();
+        let mut list = scratch(bufs.len())?;
+        list.extend(bufs.iter_mut().map(|b| (b.as_mut_ptr(), b.len())));
         self.transfer::<FromDevice>(T_IN, sector, &list)
     }
 
     /// Writes several buffers to consecutive sectors starting at `sector`.
     pub fn write_vectored(&mut self, sector: u64, bufs: &[&[u8]]) -> Result<(), BlkError> {
-        let list: Vec<(*mut u8, usize)> = bufs
-            .iter()
-            .map(|b| (b.as_ptr() as *mut u8, b.len()))
-            .collect();
+        let mut list = scratch(bufs.len())?;
+        list.extend(bufs.iter().map(|b| (b.as_ptr() as *mut u8, b.len())));
         self.transfer::<ToDevice>(T_OUT, sector, &list)
     }
 
@@ -495,7 +505,7 @@ impl VirtioBlk {
 
         // The buffers cut at page boundaries: each piece is physically contiguous.
         let page = PAGE_SIZE as usize;
-        let mut pieces: Vec<(*mut u8, usize)> = Vec::with_capacity(total / page + 2 * bufs.len());
+        let mut pieces: Vec<(*mut u8, usize)> = scratch(total / page + 2 * bufs.len())?;
         for &(ptr, len) in bufs {
             let mut off = 0;
             while off < len {
@@ -508,7 +518,7 @@ impl VirtioBlk {
 
         let mut sector = sector;
         let (mut i, mut off) = (0usize, 0usize);
-        let mut segs: Vec<(*mut u8, usize)> = Vec::with_capacity(self.max_segments);
+        let mut segs: Vec<(*mut u8, usize)> = scratch(self.max_segments)?;
         while i < pieces.len() {
             segs.clear();
             let mut bytes = 0;
@@ -558,7 +568,7 @@ impl VirtioBlk {
         segs: &[(*mut u8, usize)],
         bytes: usize,
     ) -> Result<(), BlkError> {
-        let mut maps: Vec<DmaMapping<D>> = Vec::with_capacity(segs.len());
+        let mut maps: Vec<DmaMapping<D>> = scratch(segs.len())?;
         self.chain.clear();
         self.chain.push((self.req.dma_addr(), HEADER_LEN, false));
         for &(ptr, len) in segs {
