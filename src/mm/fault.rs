@@ -1,11 +1,15 @@
-//! The application's memory at run time: its address space (`mmap`, `munmap`, `mprotect`) and
-//! the page-fault handler the exception vectors call. A translation fault inside a region maps a
-//! zeroed page with the region's permissions; anything else (no region, a permission the region
-//! lacks, no memory left) is a real fault, which the exception report then describes. Kernel only.
-//! Lock order: the address space, then the application's page table, then the page allocator.
-//! The fault path only `try_lock`s the first two: a fault taken while they are held (inside the
-//! memory manager itself) is reported, not waited on. With one CPU that is exact; a second CPU
-//! will need owner-aware locks here.
+//! The application's memory at run time: its address space (`mmap`, `munmap`, `mprotect`, the
+//! locked stack), the page-fault handler the exception vectors call (demand-zero pages, swap-in
+//! with readahead, access-flag and write-protect faults), reclaim's clock over resident pages,
+//! and the swap cache's tie between a page and its slot. Anything the handler cannot settle (no
+//! region, a permission the region lacks, no memory left, a page that does not come back from
+//! swap) is a real fault, which the exception report then describes. Kernel only.
+//! Lock order: the address space, the application's page table, reclaim's queue, the swap area,
+//! the page allocator. The fault path only `try_lock`s the first two, and the reclaim hook (run
+//! from inside allocations) only `try_lock`s everything: a fault or reclaim that finds them held
+//! (inside the memory manager itself) reports or gives up, never waits. With one CPU that is
+//! exact; a second CPU will need owner-aware locks here. Must never touch a locked region's
+//! pages in reclaim, nor hand the application a page that failed its check.
 
 use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
