@@ -130,6 +130,43 @@ pub struct PageAllocator<P: PhysMem> {
     first_zone: [u8; 3],
 }
 
+/// Writes the metadata of every page of the max-order block at `block_pfn` (lazily, on the
+/// block's first use), each page's zone from `spans` (one lookup for the block unless a zone
+/// boundary cuts through it).
+fn init_block_metadata(map: &mut MemMap, spans: &[(u64, u64); 3], block_pfn: u64) {
+    let zone_of = |pfn: u64| {
+        spans
+            .iter()
+            .position(|&(s, e)| pfn >= s && pfn < e)
+            .unwrap_or(0)
+    };
+    let (first, last) = (zone_of(block_pfn), zone_of(block_pfn + BLOCK_PAGES - 1));
+    for pfn in block_pfn..block_pfn + BLOCK_PAGES {
+        if let Some(p) = map.get(pfn) {
+            let zone = if first == last { first } else { zone_of(pfn) };
+            // SAFETY: populated metadata of a block nobody else references.
+            unsafe { p.write(Page::new(zone, 0)) };
+        }
+    }
+}
+
+/// The buddy allocator's hook for a max-order block about to be split or handed out.
+fn init_block_on_first_use(
+    map: &mut MemMap,
+    head: u64,
+    spans: &[(u64, u64); 3],
+    block_state: &mut [u8],
+    blocks_initialised: &mut u64,
+    block_base: u64,
+) {
+    let b = (head / BLOCK_PAGES - block_base) as usize;
+    if block_state[b] == BLOCK_FREE_UNINIT {
+        init_block_metadata(map, spans, head);
+        block_state[b] = BLOCK_INIT;
+        *blocks_initialised += 1;
+    }
+}
+
 impl<P: PhysMem> PageAllocator<P> {
     /// An allocator for RAM `memory` (sorted, page aligned) with metadata in `map`, zones cut at
     /// `limits`. Nothing is free until `release`.
@@ -190,13 +227,8 @@ impl<P: PhysMem> PageAllocator<P> {
     /// Initialises every page of the max-order block at `block_pfn` (all not free, not reserved,
     /// in their zone) and marks the block initialised.
     fn init_block(map: &mut MemMap, zones: &[Zone; 3], state: &mut [u8], b: usize, block_pfn: u64) {
-        for pfn in block_pfn..block_pfn + BLOCK_PAGES {
-            if let Some(p) = map.get(pfn) {
-                let zone = zones.iter().position(|z| z.spans(pfn)).unwrap_or(0);
-                // SAFETY: `p` is populated metadata of the map; nothing else references it now.
-                unsafe { p.write(Page::new(zone, 0)) };
-            }
-        }
+        let spans = core::array::from_fn(|i| (zones[i].start_pfn, zones[i].end_pfn));
+        init_block_metadata(map, &spans, block_pfn);
         state[b] = BLOCK_INIT;
     }
 
@@ -446,32 +478,17 @@ impl<P: PhysMem> PageAllocator<P> {
             if z.free < pages + wmark + z.lowmem_reserve[highest] {
                 continue;
             }
-            let spans: [(u64, u64); 3] = [
-                (zones[0].start_pfn, zones[0].end_pfn),
-                (zones[1].start_pfn, zones[1].end_pfn),
-                (zones[2].start_pfn, zones[2].end_pfn),
-            ];
+            let spans: [(u64, u64); 3] =
+                core::array::from_fn(|i| (zones[i].start_pfn, zones[i].end_pfn));
             let mut init = |m: &mut MemMap, head: u64| {
-                let b = (head / BLOCK_PAGES - block_base) as usize;
-                if block_state[b] == BLOCK_FREE_UNINIT {
-                    let zone_of = |pfn: u64| {
-                        spans
-                            .iter()
-                            .position(|&(s, e)| pfn >= s && pfn < e)
-                            .unwrap_or(0)
-                    };
-                    // One lookup for the block unless a zone boundary cuts through it.
-                    let (first, last) = (zone_of(head), zone_of(head + BLOCK_PAGES - 1));
-                    for pfn in head..head + BLOCK_PAGES {
-                        if let Some(p) = m.get(pfn) {
-                            let zone = if first == last { first } else { zone_of(pfn) };
-                            // SAFETY: populated metadata of a block nobody else references.
-                            unsafe { p.write(Page::new(zone, 0)) };
-                        }
-                    }
-                    block_state[b] = BLOCK_INIT;
-                    *blocks_initialised += 1;
-                }
+                init_block_on_first_use(
+                    m,
+                    head,
+                    &spans,
+                    block_state,
+                    blocks_initialised,
+                    block_base,
+                )
             };
             let zone = &mut zones[zi];
             let got = if order == 0 {
@@ -522,26 +539,14 @@ impl<P: PhysMem> PageAllocator<P> {
             let spans: [(u64, u64); 3] =
                 core::array::from_fn(|i| (zones[i].start_pfn, zones[i].end_pfn));
             let mut init = |m: &mut MemMap, head: u64| {
-                let b = (head / BLOCK_PAGES - block_base) as usize;
-                if block_state[b] == BLOCK_FREE_UNINIT {
-                    let zone_of = |pfn: u64| {
-                        spans
-                            .iter()
-                            .position(|&(s, e)| pfn >= s && pfn < e)
-                            .unwrap_or(0)
-                    };
-                    // One lookup for the block unless a zone boundary cuts through it.
-                    let (first, last) = (zone_of(head), zone_of(head + BLOCK_PAGES - 1));
-                    for pfn in head..head + BLOCK_PAGES {
-                        if let Some(p) = m.get(pfn) {
-                            let zone = if first == last { first } else { zone_of(pfn) };
-                            // SAFETY: populated metadata of a block nobody else references.
-                            unsafe { p.write(Page::new(zone, 0)) };
-                        }
-                    }
-                    block_state[b] = BLOCK_INIT;
-                    *blocks_initialised += 1;
-                }
+                init_block_on_first_use(
+                    m,
+                    head,
+                    &spans,
+                    block_state,
+                    blocks_initialised,
+                    block_base,
+                )
             };
             let zone = &mut zones[zi];
             let Some(pfn) = zone.buddy_alloc_below(map, order, limit_pfn, &mut init) else {

@@ -232,17 +232,20 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
     for p in (0..n).step_by(2) {
         word(base + p * PAGE as u64, Some(!value(p * 512)));
     }
+    // What every word holds from here on: the first word of each even page inverted.
+    let after_writes = |i: u64| {
+        if i.is_multiple_of(512) && (i / 512).is_multiple_of(2) {
+            !value(i)
+        } else {
+            value(i)
+        }
+    };
     kassert_eq!(SWAPCACHE.load(Relaxed), cached0 + n / 2);
     kassert_eq!(free_slots()?, free - n / 2);
     kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
     kassert_eq!(PSWPOUT.load(Relaxed), out0 + n + n / 2);
     for i in 0..n * 512 {
-        let expected = if i % 512 == 0 && (i / 512) % 2 == 0 {
-            !value(i)
-        } else {
-            value(i)
-        };
-        kassert_eq!(word(base + i * 8, None), expected);
+        kassert_eq!(word(base + i * 8, None), after_writes(i));
     }
     // The pages were paged out and came back: reclaim's clock must not hold any of them twice
     // (a dirty page chosen twice in one batch would be written twice, leak a slot and have its
@@ -254,12 +257,7 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
         fault::reclaim_hook(crate::mm::zone::ZoneId::Normal, 0);
     }
     for i in 0..n * 512 {
-        let expected = if i % 512 == 0 && (i / 512) % 2 == 0 {
-            !value(i)
-        } else {
-            value(i)
-        };
-        kassert_eq!(word(base + i * 8, None), expected);
+        kassert_eq!(word(base + i * 8, None), after_writes(i));
     }
     // The stack this runs on is locked: paging it out is skipped, not done.
     let sp = crate::arch::aarch64::cpu::stack_pointer();
