@@ -169,10 +169,12 @@ ktest!(slub_debug_catches_each_defect, {
     let c = cache.alloc().ok_or(fail("alloc"))?;
     // SAFETY: into the left red zone, as above.
     unsafe { c.as_ptr().sub(1).write(0) };
+    // SAFETY: a live object of `cache` (slub_debug reports the red-zone damage on this free).
     unsafe { cache.free(c) };
     kassert_eq!(defects(), 4);
     // A write after free, found when the object is handed out again (LIFO free list).
     let d = cache.alloc().ok_or(fail("alloc"))?;
+    // SAFETY: a live object of `cache`, freed once here.
     unsafe { cache.free(d) };
     // SAFETY: the object is free but its slab is still ours; this is the bug being caught.
     unsafe { d.as_ptr().add(20).write(0x11) };
@@ -182,6 +184,7 @@ ktest!(slub_debug_catches_each_defect, {
     // After all that the cache still works and hands out distinct objects.
     let x = cache.alloc().ok_or(fail("alloc"))?;
     kassert!(x != again);
+    // SAFETY: two live objects of `cache`, each freed once.
     unsafe {
         cache.free(x);
         cache.free(again);
