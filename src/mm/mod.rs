@@ -38,6 +38,8 @@ pub mod swap_header;
 mod swap_selftests;
 pub mod swap_slots;
 pub mod swapfile;
+#[cfg(test)]
+pub(crate) mod test_rng;
 pub mod vma;
 pub mod vmalloc;
 #[cfg(target_os = "none")]

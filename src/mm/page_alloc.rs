@@ -455,16 +455,7 @@ impl<P: PhysMem> PageAllocator<P> {
         let highest = Self::highest_zone(gfp);
         let pages = 1u64 << order;
         for zi in (0..=highest).rev() {
-            let Self {
-                map,
-                zones,
-                block_state,
-                blocks_initialised,
-                block_base,
-                ..
-            } = self;
-            let block_base = *block_base;
-            let z = &zones[zi];
+            let z = &self.zones[zi];
             if z.managed == 0 {
                 continue;
             }
@@ -478,33 +469,50 @@ impl<P: PhysMem> PageAllocator<P> {
             if z.free < pages + wmark + z.lowmem_reserve[highest] {
                 continue;
             }
-            let spans: [(u64, u64); 3] =
-                core::array::from_fn(|i| (zones[i].start_pfn, zones[i].end_pfn));
-            let mut init = |m: &mut MemMap, head: u64| {
-                init_block_on_first_use(
-                    m,
-                    head,
-                    &spans,
-                    block_state,
-                    blocks_initialised,
-                    block_base,
-                )
-            };
-            let zone = &mut zones[zi];
-            let got = if order == 0 {
-                zone.pcp_alloc(map, &mut init)
-            } else {
-                zone.buddy_alloc(map, order, &mut init)
-            };
-            let Some(pfn) = got else { continue };
-            zone.free -= pages;
-            zone.stats.alloc_success += 1;
-            return Ok(self.prep_new_page(pfn, order, gfp));
+            let got = self.take_from_zone(zi, pages, |zone, map, init| {
+                if order == 0 {
+                    zone.pcp_alloc(map, init)
+                } else {
+                    zone.buddy_alloc(map, order, init)
+                }
+            });
+            if let Some(pfn) = got {
+                return Ok(self.prep_new_page(pfn, order, gfp));
+            }
         }
         if let Some(z) = self.zones.get_mut(highest) {
             z.stats.alloc_fail += 1;
         }
         Err(AllocError { gfp, order })
+    }
+
+    /// Takes `pages` from zone `zi` with `take` (a buddy or per-CPU list operation), handing it
+    /// the lazy metadata initialisation of max-order blocks; counts the success.
+    fn take_from_zone(
+        &mut self,
+        zi: usize,
+        pages: u64,
+        take: impl FnOnce(&mut Zone, &mut MemMap, &mut dyn FnMut(&mut MemMap, u64)) -> Option<u64>,
+    ) -> Option<u64> {
+        let Self {
+            map,
+            zones,
+            block_state,
+            blocks_initialised,
+            block_base,
+            ..
+        } = self;
+        let block_base = *block_base;
+        let spans: [(u64, u64); 3] =
+            core::array::from_fn(|i| (zones[i].start_pfn, zones[i].end_pfn));
+        let mut init = |m: &mut MemMap, head: u64| {
+            init_block_on_first_use(m, head, &spans, block_state, blocks_initialised, block_base)
+        };
+        let zone = &mut zones[zi];
+        let pfn = take(zone, map, &mut init)?;
+        zone.free -= pages;
+        zone.stats.alloc_success += 1;
+        Some(pfn)
     }
 
     /// Allocates a block lying wholly below `limit` (a device's reach), from the zones the
@@ -521,40 +529,17 @@ impl<P: PhysMem> PageAllocator<P> {
         let limit_pfn = limit.as_u64() >> PAGE_SHIFT;
         let pages = 1u64 << order;
         for zi in (0..=Self::highest_zone(gfp)).rev() {
-            let Self {
-                map,
-                zones,
-                block_state,
-                blocks_initialised,
-                block_base,
-                ..
-            } = self;
-            let block_base = *block_base;
-            if zones[zi].managed == 0
-                || zones[zi].start_pfn + pages > limit_pfn
-                || zones[zi].free < pages + zones[zi].watermark[0]
+            let z = &self.zones[zi];
+            if z.managed == 0 || z.start_pfn + pages > limit_pfn || z.free < pages + z.watermark[0]
             {
                 continue;
             }
-            let spans: [(u64, u64); 3] =
-                core::array::from_fn(|i| (zones[i].start_pfn, zones[i].end_pfn));
-            let mut init = |m: &mut MemMap, head: u64| {
-                init_block_on_first_use(
-                    m,
-                    head,
-                    &spans,
-                    block_state,
-                    blocks_initialised,
-                    block_base,
-                )
-            };
-            let zone = &mut zones[zi];
-            let Some(pfn) = zone.buddy_alloc_below(map, order, limit_pfn, &mut init) else {
-                continue;
-            };
-            zone.free -= pages;
-            zone.stats.alloc_success += 1;
-            return Ok(self.prep_new_page(pfn, order, gfp));
+            let got = self.take_from_zone(zi, pages, |zone, map, init| {
+                zone.buddy_alloc_below(map, order, limit_pfn, init)
+            });
+            if let Some(pfn) = got {
+                return Ok(self.prep_new_page(pfn, order, gfp));
+            }
         }
         Err(AllocError { gfp, order })
     }

@@ -111,19 +111,7 @@ fn release_hands_over_exactly_the_free_memory_and_initialises_lazily() {
     assert_eq!(a.zone(ZoneId::Normal).lowmem_reserve, [0, 0, 0]);
 }
 
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::mm::test_rng::Rng;
 
 #[test]
 fn random_allocations_agree_with_a_model_and_coalesce_back() {

@@ -202,22 +202,7 @@ unsafe impl SlabBackend for HostBackend {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::mm::test_rng::Rng;
 
 thread_local! {
     /// Constructor calls on this thread.

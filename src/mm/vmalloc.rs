@@ -225,16 +225,7 @@ mod tests {
     const P: u64 = PAGE_SIZE;
     const BASE: u64 = 0xffff_8000_0000_0000;
 
-    /// xorshift64*.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-    }
+    use crate::mm::test_rng::Rng;
 
     #[test]
     fn areas_are_disjoint_aligned_guarded_and_all_come_back() {

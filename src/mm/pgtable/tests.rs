@@ -253,19 +253,7 @@ fn protect_changes_attributes_and_refuses_holes() {
     );
 }
 
-/// xorshift64*: deterministic and good enough to drive a model test.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use crate::mm::test_rng::Rng;
 
 type Model = BTreeMap<u64, (u64, Attrs)>;
 
