@@ -138,7 +138,6 @@ mod boot {
                         info!("{line}");
                     }
                 }
-                let _ = r.limits;
             }
             Err(e) => fail(format_args!("cannot start the page allocator: {e}")),
         }

@@ -48,38 +48,18 @@ fn selftest(kernel: &'static Kernel) -> JobStatus {
                 unsafe { crate::arch::aarch64::provoke::read(guard) };
             }
         }
-        Some(Inject::AppStack) => {
-            // The job runs on the application's stack: recurse on it, into its guard.
-            fn recurse(depth: usize) -> usize {
-                let mut frame = [0u8; 256];
-                frame[depth % 256] = depth as u8;
-                core::hint::black_box(&mut frame);
-                // Bounded only by the stack: the overflow is the point.
-                let below = if core::hint::black_box(depth) < usize::MAX {
-                    recurse(depth + 1)
-                } else {
-                    0
-                };
-                core::hint::black_box(&frame);
-                below + frame[0] as usize
-            }
-            core::hint::black_box(recurse(0));
-        }
+        // The job runs on the application's stack: recurse on it, into its guard.
+        Some(Inject::AppStack) => crate::arch::aarch64::provoke::overflow_stack(0),
         Some(Inject::Stack) => {
-            extern "C" fn recurse(depth: usize) {
-                let mut frame = [0u8; 256];
-                frame[depth % 256] = depth as u8;
-                core::hint::black_box(&mut frame);
-                // Bounded only by the stack: the overflow is the point.
-                if core::hint::black_box(depth) < usize::MAX {
-                    recurse(depth + 1);
-                }
-                core::hint::black_box(&frame);
-            }
             if let Ok(mut stack) =
                 crate::mm::vmap::KernelStack::new(crate::mm::vmap::KernelStack::DEFAULT_SIZE)
             {
-                let _ = crate::arch::aarch64::stack::run_on_stack(&mut stack, recurse, 0, false);
+                let _ = crate::arch::aarch64::stack::run_on_stack(
+                    &mut stack,
+                    crate::arch::aarch64::provoke::overflow_stack,
+                    0,
+                    false,
+                );
             }
         }
         _ => {}

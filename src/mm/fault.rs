@@ -78,6 +78,18 @@ pub enum RealFault {
     Busy,
 }
 
+impl From<&super::vma::Vma> for RealFault {
+    /// The region that refused an access.
+    fn from(vma: &super::vma::Vma) -> RealFault {
+        RealFault::Protection {
+            start: vma.start,
+            end: vma.end,
+            prot: vma.prot,
+            name: vma.name,
+        }
+    }
+}
+
 /// Why a swapped-out page could not come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SwapInFailure {
@@ -174,31 +186,43 @@ pub fn mmap(len: u64, prot: Prot, name: &'static str) -> Result<u64, VmaError> {
 fn release_pages(start: u64, end: u64) {
     let mut pt = USER_PT.lock();
     let Some(pt) = pt.as_mut() else { return };
-    // Swap entries first, so the unmaps below find tables holding nothing and free them.
+    // One walk per page: swap entries are cleared (and their slots freed) at once; present
+    // pages are collected and freed in batches after one unmap of their span, so no frame is
+    // reused while a TLB may still map it, and tables left empty go with the unmap.
+    const BATCH: usize = 64;
+    let mut frames = [PhysAddr::new(0); BATCH];
+    let mut n = 0;
+    let mut span_start = start;
     let mut a = start;
     while a < end {
         let va = VirtAddr::new(a);
-        if let Some(entry) = pt.pte(va).and_then(SwapEntry::from_pte) {
-            let _ = pt.set_pte(va, 0);
-            if let Err(e) = swapfile::swap_free(entry) {
-                log::warn!("munmap at {a:#x}: {e}");
+        match pt.pte(va) {
+            Some(d) if desc::is_leaf(d, 3) => {
+                frames[n] = PhysAddr::new(desc::addr(d));
+                n += 1;
             }
+            Some(d) => {
+                if let Some(entry) = SwapEntry::from_pte(d) {
+                    let _ = pt.set_pte(va, 0);
+                    if let Err(e) = swapfile::swap_free(entry) {
+                        log::warn!("munmap at {a:#x}: {e}");
+                    }
+                }
+            }
+            None => {}
         }
         a += PAGE_SIZE;
-    }
-    let mut a = start;
-    while a < end {
-        let va = VirtAddr::new(a);
-        if let Some(t) = pt.translate(va) {
-            if pt.unmap(va, PAGE_SIZE).is_ok() {
-                drop_swap_cache(t.pa);
-                let _ = PAGES.free_pages(t.pa, 0);
+        if n == BATCH || a >= end {
+            if pt.unmap(VirtAddr::new(span_start), a - span_start).is_ok() {
+                for &pa in &frames[..n] {
+                    drop_swap_cache(pa);
+                    let _ = PAGES.free_pages(pa, 0);
+                }
             }
+            n = 0;
+            span_start = a;
         }
-        a += PAGE_SIZE;
     }
-    // Tables left holding only cleared entries.
-    let _ = pt.unmap(VirtAddr::new(start), end - start);
     if swapfile::active() {
         RESIDENT.lock().retain(|&va| va < start || va >= end);
     }
@@ -303,14 +327,7 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
     let prot = match space.decide(far, write, exec) {
         FaultDecision::DemandZero { prot } => prot,
         FaultDecision::NoRegion => return Err(RealFault::NoRegion),
-        FaultDecision::Protection { vma } => {
-            return Err(RealFault::Protection {
-                start: vma.start,
-                end: vma.end,
-                prot: vma.prot,
-                name: vma.name,
-            })
-        }
+        FaultDecision::Protection { vma } => return Err(RealFault::from(&vma)),
     };
     let page = VirtAddr::new(far & !(PAGE_SIZE - 1));
     // The order-0 fast path; below the low watermark the allocator runs reclaim first, which
@@ -747,12 +764,7 @@ pub fn handle_permission_fault(far: u64, write: bool, exec: bool) -> Result<(), 
     }
     Err(match decision {
         FaultDecision::NoRegion => RealFault::NoRegion,
-        FaultDecision::Protection { vma } => RealFault::Protection {
-            start: vma.start,
-            end: vma.end,
-            prot: vma.prot,
-            name: vma.name,
-        },
+        FaultDecision::Protection { vma } => RealFault::from(&vma),
         // The region allows it but the page does not: a page mapped by someone else.
         FaultDecision::DemandZero { .. } => RealFault::Busy,
     })

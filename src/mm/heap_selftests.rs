@@ -310,21 +310,16 @@ ktest!(vfree_returns_everything_after_the_purge, {
     Ok(())
 });
 
-extern "C" fn recurse(depth: usize) {
-    let mut frame = [0u8; 256];
-    frame[depth % 256] = depth as u8;
-    core::hint::black_box(&mut frame);
-    if depth < 1_000_000 {
-        recurse(core::hint::black_box(depth + 1));
-    }
-    core::hint::black_box(&frame);
-}
-
 ktest!(kernel_stack_overflow_is_reported_as_such, {
     let mut stack = KernelStack::new(KernelStack::DEFAULT_SIZE).map_err(fail)?;
-    let trapped = run_on_stack(&mut stack, recurse, 0, true)
-        .err()
-        .ok_or(fail("the recursion returned"))?;
+    let trapped = run_on_stack(
+        &mut stack,
+        crate::arch::aarch64::provoke::overflow_stack,
+        0,
+        true,
+    )
+    .err()
+    .ok_or(fail("the recursion returned"))?;
     kassert!(
         trapped.far < stack.bottom() && trapped.far >= stack.bottom() - PAGE_SIZE,
         "FAR {:#x}",

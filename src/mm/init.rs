@@ -12,7 +12,7 @@ use super::layout;
 use super::memblock::Memblock;
 use super::page::{MemMap, Page, PAGES_PER_SECTION};
 use super::page_alloc::{GlobalPages, PageAllocator, PhysMem};
-use super::zone::{zone_limits, ZoneLimits};
+use super::zone::zone_limits;
 use crate::machine::Machine;
 
 /// Page contents through the linear map.
@@ -47,7 +47,6 @@ pub fn report() -> Option<InitReport> {
 /// What the bring-up did, for the boot log and the self-tests.
 #[derive(Debug, Clone, Copy)]
 pub struct InitReport {
-    pub limits: ZoneLimits,
     pub ram: u64,
     pub reserved: u64,
     pub metadata_bytes: u64,
@@ -101,7 +100,6 @@ pub fn init(
     allocator.release(&memory, &mb.free_ranges());
     allocator.setup_watermarks();
     let report = InitReport {
-        limits,
         ram: mb.total(),
         reserved: mb.reserved_bytes(),
         metadata_bytes,

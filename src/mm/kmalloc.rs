@@ -6,7 +6,7 @@
 use core::ptr::NonNull;
 
 use super::gfp::Gfp;
-use super::page::{PG_ALLOCATED, PG_SLAB};
+use super::page::{Page, PG_ALLOCATED, PG_SLAB};
 use super::slab::{KmemCache, SlabBackend};
 use super::PAGE_SIZE;
 
@@ -161,17 +161,13 @@ impl Kmalloc {
             unsafe { cache.free(NonNull::new_unchecked(ptr)) };
         } else {
             // SAFETY: as above.
-            unsafe { self.kfree_large(ptr) };
+            unsafe { self.kfree_large(ptr, m) };
         }
     }
 
+    /// `kfree` of a page allocation; `m` is the metadata `kfree` already looked up.
     #[inline(never)]
-    unsafe fn kfree_large(&self, ptr: *mut u8) {
-        let Some(meta) = self.backend.page_meta(ptr) else {
-            return;
-        };
-        // SAFETY: only read.
-        let m = unsafe { meta.as_ref() };
+    unsafe fn kfree_large(&self, ptr: *mut u8, m: &Page) {
         if m.flags & PG_ALLOCATED == 0 || !(ptr as usize).is_multiple_of(PAGE_SIZE as usize) {
             log::error!("kfree({ptr:p}): not the start of a kmalloc allocation");
             return;

@@ -118,10 +118,6 @@ impl MemMap {
             .is_some_and(|p| !p.is_null())
     }
 
-    pub fn section_count(&self) -> usize {
-        self.sections.len()
-    }
-
     /// A read-only copy of the section table, for lock-free metadata lookups by the owners of
     /// allocated pages (slab's `kfree`). Valid as long as the map lives; the table never moves.
     pub fn view(&self) -> MemMapView {

@@ -317,7 +317,7 @@ impl<P: PhysMem> PageAllocator<P> {
     pub fn setup_watermarks(&mut self) {
         let total: u64 = self.zones.iter().map(|z| z.managed).sum();
         let total_kb = total * (PAGE_SIZE / 1024);
-        let min_kb = isqrt(total_kb * 16).clamp(128, 262_144);
+        let min_kb = (total_kb * 16).isqrt().clamp(128, 262_144);
         let min_pages = min_kb / (PAGE_SIZE / 1024);
         for z in self.zones.iter_mut() {
             let min = if total == 0 {
@@ -436,12 +436,7 @@ impl<P: PhysMem> PageAllocator<P> {
         }
         if gfp.contains(Gfp::ZERO) {
             for i in 0..1u64 << order {
-                // SAFETY: `PhysMem` maps every managed frame; this block is now ours.
-                unsafe {
-                    self.phys
-                        .page_ptr(pfn + i)
-                        .write_bytes(0, PAGE_SIZE as usize)
-                };
+                self.phys.zero_page(pfn + i);
             }
         }
         PhysAddr::new(pfn << PAGE_SHIFT)
@@ -834,10 +829,6 @@ impl Snapshot {
         }
         out
     }
-}
-
-fn isqrt(n: u64) -> u64 {
-    n.isqrt()
 }
 
 /// Called when a zone falls below its low watermark, with the preferred zone and the order

@@ -550,7 +550,6 @@ impl KmemCache {
                 p.next = NIL;
             }
         }
-        Self::set_counts(self.meta(slab), 0, 0);
         // The allocator expects an allocated head with refcount 1.
         self.meta(slab).refcount = 1;
         g.nr_slabs -= 1;
@@ -633,13 +632,9 @@ impl KmemCache {
 
     /// # Safety: `obj` is a stride start inside a slab of ours.
     unsafe fn init_debug(&self, obj: *mut u8) {
+        self.repair_redzones(obj);
         // SAFETY: all offsets are inside the stride.
         unsafe {
-            if self.debug & SLAB_RED_ZONE != 0 {
-                obj.write_bytes(RED_LEFT, self.left);
-                let right = obj.add(self.left + self.object_size);
-                right.write_bytes(RED_RIGHT, self.free_off - self.left - self.object_size);
-            }
             if self.debug & SLAB_POISON != 0 {
                 self.poison(obj);
             }

@@ -63,8 +63,6 @@ pub enum VmLookup<'a> {
 }
 
 pub struct VmapAreas {
-    start: u64,
-    end: u64,
     free_by_addr: BTreeMap<u64, u64>,
     free_by_size: BTreeSet<(u64, u64)>,
     busy: BTreeMap<u64, VmArea>,
@@ -78,8 +76,6 @@ pub struct VmapAreas {
 impl VmapAreas {
     pub fn new(start: u64, end: u64) -> VmapAreas {
         let mut v = VmapAreas {
-            start,
-            end,
             free_by_addr: BTreeMap::new(),
             free_by_size: BTreeSet::new(),
             busy: BTreeMap::new(),
@@ -211,10 +207,6 @@ impl VmapAreas {
     /// Bytes neither busy nor waiting for a purge.
     pub fn free_bytes(&self) -> u64 {
         self.free_by_addr.values().sum()
-    }
-
-    pub fn range(&self) -> (u64, u64) {
-        (self.start, self.end)
     }
 }
 

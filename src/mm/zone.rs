@@ -144,10 +144,6 @@ impl Zone {
         pfn >= self.start_pfn && pfn < self.end_pfn
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.managed == 0
-    }
-
     pub fn pcp_count(&self) -> usize {
         self.pcp_count
     }
@@ -203,24 +199,8 @@ impl Zone {
         order: u8,
         init_block: &mut dyn FnMut(&mut MemMap, u64),
     ) -> Option<u64> {
-        let mut o = order;
-        while (o as usize) < NR_ORDERS && self.free_area[o as usize].head == NIL {
-            o += 1;
-        }
-        if o as usize >= NR_ORDERS {
-            return None;
-        }
-        let pfn = self.free_area[o as usize].head;
-        self.unlink(map, pfn, o);
-        if o == MAX_ORDER {
-            init_block(map, pfn);
-        }
-        while o > order {
-            o -= 1;
-            self.push(map, pfn + (1 << o), o);
-            self.stats.splits += 1;
-        }
-        Some(pfn)
+        // No limit: the head of the first non-empty list at or above `order`.
+        self.buddy_alloc_below(map, order, u64::MAX, init_block)
     }
 
     /// Like `buddy_alloc`, but only a block whose first 2^order pages end at or below `limit_pfn`

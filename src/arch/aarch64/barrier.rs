@@ -20,9 +20,3 @@ pub fn dma_rmb() {
 pub fn wmb() {
     barrier::dsb(barrier::ST);
 }
-
-/// Completes every earlier memory access: `dsb sy`.
-#[inline(always)]
-pub fn mb() {
-    barrier::dsb(barrier::SY);
-}

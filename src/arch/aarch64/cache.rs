@@ -31,14 +31,8 @@ pub fn dma_alignment() -> u64 {
 /// Dirty data in the range is lost: the caller must know memory holds what it needs (written
 /// with the caches off, or not needed at all).
 pub unsafe fn invalidate_dcache_range(start: u64, end: u64) {
-    let line = dcache_line();
-    let mut a = start & !(line - 1);
-    while a < end {
-        // SAFETY: the caller vouches that discarding cached copies of the range loses nothing.
-        unsafe { asm!("dc ivac, {}", in(reg) a) };
-        a += line;
-    }
-    barrier::dsb(barrier::SY);
+    // SAFETY: the caller vouches that discarding cached copies of the range loses nothing.
+    unsafe { dma_cache_op(CacheOp::Invalidate, start, end.saturating_sub(start)) }
 }
 
 /// Cache maintenance for DMA, by virtual address range and the line size CTR_EL0 reports.

@@ -104,40 +104,31 @@ fn handle_exception_full(
     let synchronous_here = kind == 0 || kind == 4;
     // The application's lazy regions: a translation fault there may just be a first touch.
     let mut real_fault = decided;
-    if decided.is_none() && synchronous_here && frame.far < crate::mm::layout::USER_END {
-        if let Some(abort) = esr::abort(frame.esr) {
-            if matches!(abort.kind, esr::FaultKind::Translation { .. })
-                && abort.far_valid
-                && frame.far >= crate::mm::layout::USER_START
-            {
-                let write = abort.access == esr::Access::Write;
-                let exec = abort.access == esr::Access::Execute;
-                match crate::mm::fault::handle_page_fault(frame.far, write, exec) {
-                    Ok(()) => return,
-                    Err(e) => real_fault = Some(e),
+    let in_application =
+        (crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&frame.far);
+    if decided.is_none() && synchronous_here && in_application {
+        if let Some(abort) = esr::abort(frame.esr).filter(|a| a.far_valid) {
+            let write = abort.access == esr::Access::Write;
+            let exec = abort.access == esr::Access::Execute;
+            use crate::mm::fault;
+            let handled = match abort.kind {
+                esr::FaultKind::Translation { .. } => {
+                    Some(fault::handle_page_fault(frame.far, write, exec))
                 }
-            } else if matches!(abort.kind, esr::FaultKind::AccessFlag { level: 3 })
-                && abort.far_valid
-                && frame.far >= crate::mm::layout::USER_START
-            {
                 // Software access-flag management: reclaim cleared it to see if the page is used.
-                match crate::mm::fault::handle_access_flag(frame.far) {
-                    Ok(()) => return,
-                    Err(e) => real_fault = Some(e),
+                esr::FaultKind::AccessFlag { level: 3 } => {
+                    Some(fault::handle_access_flag(frame.far))
                 }
-            } else if matches!(abort.kind, esr::FaultKind::Permission { .. })
-                && abort.far_valid
-                && frame.far >= crate::mm::layout::USER_START
-            {
                 // A write to a page tied to its swap copy is retried once untied.
-                match crate::mm::fault::handle_permission_fault(
-                    frame.far,
-                    abort.access == esr::Access::Write,
-                    abort.access == esr::Access::Execute,
-                ) {
-                    Ok(()) => return,
-                    Err(e) => real_fault = Some(e),
+                esr::FaultKind::Permission { .. } => {
+                    Some(fault::handle_permission_fault(frame.far, write, exec))
                 }
+                _ => None,
+            };
+            match handled {
+                Some(Ok(())) => return,
+                Some(Err(e)) => real_fault = Some(e),
+                None => {}
             }
         }
     }

@@ -27,3 +27,16 @@ pub unsafe fn write(addr: u64) {
     // SAFETY: see the function's contract.
     unsafe { asm!("str xzr, [{a}]", a = in(reg) addr) }
 }
+
+/// Recurses with 256-byte frames until the stack it runs on overflows into its guard (callable
+/// directly, or through `stack::run_on_stack`).
+pub extern "C" fn overflow_stack(depth: usize) {
+    let mut frame = [0u8; 256];
+    frame[depth % 256] = depth as u8;
+    core::hint::black_box(&mut frame);
+    // Bounded only by the stack: the overflow is the point.
+    if core::hint::black_box(depth) < usize::MAX {
+        overflow_stack(depth + 1);
+    }
+    core::hint::black_box(&frame);
+}

@@ -40,19 +40,19 @@ pub mod feature {
     pub const FLUSH: u64 = 1 << 9;
 }
 
-/// VIRTIO_F_ACCESS_PLATFORM: the device's DMA goes through the platform's translation (its
-/// `dma-ranges`), which is what the DMA API gives it anyway.
-const ACCESS_PLATFORM: u64 = 1 << 33;
-
 /// What this driver accepts when offered (`VERSION_1` is added by the transport).
-const SUPPORTED: u64 =
-    feature::SIZE_MAX | feature::SEG_MAX | feature::BLK_SIZE | feature::FLUSH | ACCESS_PLATFORM;
+/// ACCESS_PLATFORM: the device's DMA goes through the platform's translation (its `dma-ranges`),
+/// which is what the DMA API gives it anyway.
+const SUPPORTED: u64 = feature::SIZE_MAX
+    | feature::SEG_MAX
+    | feature::BLK_SIZE
+    | feature::FLUSH
+    | super::mmio::feature::ACCESS_PLATFORM;
 
 // Configuration space offsets (§5.2.4).
 const CFG_CAPACITY: u64 = 0;
 const CFG_SIZE_MAX: u64 = 8;
 const CFG_SEG_MAX: u64 = 12;
-const CFG_BLK_SIZE: u64 = 20;
 
 // Request types and status values (§5.2.6).
 const T_IN: u32 = 0;
@@ -193,13 +193,11 @@ pub struct VirtioBlk {
     req: ManuallyDrop<DmaCoherent>,
     dev: DmaDevice,
     capacity: u64,
-    features: u64,
     read_only: bool,
     /// Data descriptors one request may carry.
     max_segments: usize,
     /// Bytes one descriptor may carry.
     size_max: u32,
-    blk_size: u32,
     broken: bool,
     stats: BlkStats,
     /// Scratch for building a chain, kept to avoid an allocation per request.
@@ -301,10 +299,6 @@ impl VirtioBlk {
             n if features & feature::SIZE_MAX != 0 && n >= PAGE_SIZE as u32 => n,
             _ => u32::MAX,
         };
-        let blk_size = match t.config_read32(CFG_BLK_SIZE) {
-            n if features & feature::BLK_SIZE != 0 && n != 0 => n,
-            _ => SECTOR_SIZE as u32,
-        };
         // Header and status take two descriptors of the queue.
         let mut max_segments = size as usize - 2;
         if seg_max != 0 {
@@ -333,11 +327,9 @@ impl VirtioBlk {
             req: ManuallyDrop::new(req),
             dev,
             capacity,
-            features,
             read_only,
             max_segments,
             size_max,
-            blk_size,
             broken: false,
             stats: BlkStats::default(),
             chain: Vec::with_capacity(size as usize),
@@ -355,26 +347,12 @@ impl VirtioBlk {
     pub fn base(&self) -> PhysAddr {
         self.transport.base()
     }
-    pub fn version(&self) -> Version {
-        self.transport.version()
-    }
-    pub fn irq(&self) -> Option<u32> {
-        self.transport.irq()
-    }
-    /// Negotiated feature bits.
-    pub fn features(&self) -> u64 {
-        self.features
-    }
     pub fn read_only(&self) -> bool {
         self.read_only
     }
     /// Whether writes may sit in a volatile cache until `flush` (FLUSH negotiated).
     pub fn has_flush(&self) -> bool {
-        self.features & feature::FLUSH != 0
-    }
-    /// The device's preferred block size (512 unless it says otherwise).
-    pub fn blk_size(&self) -> u32 {
-        self.blk_size
+        self.transport.features() & feature::FLUSH != 0
     }
     /// Data descriptors one request carries at most.
     pub fn max_segments(&self) -> usize {

@@ -70,8 +70,6 @@ pub mod status {
 
 /// Device-independent feature bits (§6).
 pub mod feature {
-    pub const RING_INDIRECT_DESC: u64 = 1 << 28;
-    pub const RING_EVENT_IDX: u64 = 1 << 29;
     pub const VERSION_1: u64 = 1 << 32;
     pub const ACCESS_PLATFORM: u64 = 1 << 33;
 }

@@ -200,9 +200,6 @@ impl VirtQueue {
     pub fn layout(&self) -> QueueLayout {
         self.layout
     }
-    pub fn num_free(&self) -> usize {
-        self.num_free as usize
-    }
 
     /// Bus addresses of the descriptor table, the available ring and the used ring.
     pub fn addresses(&self) -> (u64, u64, u64) {
@@ -368,10 +365,5 @@ impl VirtQueue {
             }
             core::hint::spin_loop();
         }
-    }
-
-    /// Chains in flight (handed to the device, not yet returned).
-    pub fn in_flight(&self) -> usize {
-        self.chain_len.iter().filter(|&&n| n != 0).count()
     }
 }
