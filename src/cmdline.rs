@@ -1,6 +1,8 @@
 //! The kernel command line (`/chosen/bootargs`, QEMU `-append`): which job to run and how loudly.
 //! Owns parsing and the list of options Ferrite knows; must never fail: a bad or unknown option is
-//! kept aside so the boot log can warn about it.
+//! kept aside so the boot log can warn about it, and bytes that are not UTF-8 spoil only the word
+//! they are in. A job's own options (`memstress.size=`) are collected here and judged by the boot
+//! code against the job's declared options, since this module names no job.
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -35,7 +37,7 @@ pub struct BootOptions {
     pub semihosting: bool,
     /// `ktest.filter=`: run only self-tests whose name contains this.
     pub ktest_filter: Option<String>,
-    /// `ktest.inject=fail|panic|fault|null|guard|stack`.
+    /// `ktest.inject=fail|panic|fault|null|guard|stack|app-stack`.
     pub inject: Option<Inject>,
     /// `zone_dma_bits=N`: the DMA zone ends at 2^N (overrides the device tree's `dma-ranges`).
     pub zone_dma_bits: Option<u32>,
@@ -45,7 +47,11 @@ pub struct BootOptions {
     pub slub_debug: u32,
     /// `swap=auto|off|format`: which disk to swap to (auto: the first with a swap signature).
     pub swap: crate::mm::swapfile::SwapMode,
-    /// Options for a job (`memstress.size=64M`): key without the job's prefix, and value.
+    /// `icount`: QEMU runs with `-icount shift=0`, so a nanosecond of virtual time is one
+    /// instruction (scripts/qemu-run adds it with ICOUNT=1; `run=bench` labels its figures so).
+    pub icount: bool,
+    /// Options of the form `job.key=value` (`memstress.size=64M`), full key and value, for the
+    /// boot code to check against the jobs' declared options.
     pub job_params: Vec<(String, String)>,
     /// Options that were not understood, verbatim, with the reason.
     pub rejected: Vec<(String, &'static str)>,
@@ -63,6 +69,7 @@ impl Default for BootOptions {
             debug_pagealloc: false,
             slub_debug: 0,
             swap: crate::mm::swapfile::SwapMode::Auto,
+            icount: false,
             job_params: Vec::new(),
             rejected: Vec::new(),
         }
@@ -104,15 +111,52 @@ impl BootOptions {
     }
 
     pub fn parse(cmdline: &str) -> BootOptions {
+        Self::parse_bytes(cmdline.as_bytes())
+    }
+
+    /// Parses the property as the device tree holds it: bytes, NUL-terminated, normally ASCII.
+    /// A word that is not UTF-8 is rejected alone (shown with `\xNN` escapes); a `run=` word
+    /// among them still names the job, so a boot never runs another job than the one asked for.
+    pub fn parse_bytes(cmdline: &[u8]) -> BootOptions {
         let mut o = BootOptions::default();
-        for word in cmdline.split_ascii_whitespace() {
+        let end = cmdline
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(cmdline.len());
+        for word in cmdline[..end]
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+        {
+            match core::str::from_utf8(word) {
+                Ok(word) => o.parse_word(word),
+                Err(_) => {
+                    let shown = escape_bytes(word);
+                    if word.starts_with(b"run=") {
+                        o.job = shown["run=".len()..].into();
+                    }
+                    o.rejected
+                        .push((shown, "not UTF-8 text (bad bytes shown as \\xNN)"));
+                }
+            }
+        }
+        o
+    }
+
+    fn parse_word(&mut self, word: &str) {
+        let o = self;
+        {
             let (key, value) = match word.split_once('=') {
                 Some((k, v)) => (k, Some(v)),
                 None => (word, None),
             };
             let mut reject = |why| o.rejected.push((word.to_string(), why));
             match (key, value) {
-                ("run", Some(job)) if !job.is_empty() => o.job = job.into(),
+                // An empty name still asks for a job: the boot fails rather than run the default.
+                ("run", Some(job)) => o.job = job.into(),
+                ("run", None) => {
+                    o.job = String::new();
+                    reject("expected run=JOB");
+                }
                 ("loglevel", Some(v)) => match parse_level(v) {
                     Some(level) => o.log_level = level,
                     None => reject("not a log level"),
@@ -130,7 +174,7 @@ impl BootOptions {
                     "guard" => o.inject = Some(Inject::Guard),
                     "stack" => o.inject = Some(Inject::Stack),
                     "app-stack" => o.inject = Some(Inject::AppStack),
-                    _ => reject("expected fail, panic, fault, null, guard or stack"),
+                    _ => reject("expected fail, panic, fault, null, guard, stack or app-stack"),
                 },
                 ("zone_dma_bits", Some(v)) => match v.parse::<u32>() {
                     Ok(bits) if (24..=48).contains(&bits) => o.zone_dma_bits = Some(bits),
@@ -163,16 +207,31 @@ impl BootOptions {
                     "format" => o.swap = crate::mm::swapfile::SwapMode::Format,
                     _ => reject("expected swap=auto, swap=off or swap=format"),
                 },
-                (k, Some(v)) if k.starts_with("memstress.") => {
-                    o.job_params.push((k.into(), v.into()))
+                ("icount", None) => o.icount = true,
+                // Kernel options with a dot are matched above; the rest belong to a job.
+                (k, v) if k.contains('.') && !k.starts_with("ktest.") => {
+                    o.job_params.push((k.into(), v.unwrap_or("").into()))
                 }
                 // Options meant for Linux or the firmware that may share a command line.
                 ("console" | "earlycon" | "root" | "rootwait" | "rw" | "ro", _) => {}
                 _ => reject("unknown option"),
             }
         }
-        o
     }
+}
+
+/// `bytes` as text, with every byte that is not printable ASCII shown as `\xNN`.
+pub fn escape_bytes(bytes: &[u8]) -> String {
+    use core::fmt::Write;
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_graphic() {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -219,15 +278,47 @@ mod tests {
 
     #[test]
     fn keeps_bad_options_aside() {
-        let o =
-            BootOptions::parse("frobnicate=3 loglevel=loud run= console=ttyAMA0 ktest.inject=x");
+        let o = BootOptions::parse("frobnicate=3 loglevel=loud console=ttyAMA0 ktest.inject=x");
         assert_eq!(o.job, "demo");
         assert_eq!(o.log_level, LevelFilter::Info);
         let words: Vec<&str> = o.rejected.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(words, ["frobnicate=3", "loglevel=loud", "ktest.inject=x"]);
+        assert!(o.rejected[2].1.contains("app-stack"));
+    }
+
+    #[test]
+    fn an_empty_run_never_becomes_the_default_job() {
+        assert_eq!(BootOptions::parse("run=").job, "");
+        let o = BootOptions::parse("run");
+        assert_eq!(o.job, "");
+        assert_eq!(o.rejected[0].1, "expected run=JOB");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_spoil_only_their_word() {
+        let o = BootOptions::parse_bytes(b"run=selftest \xff loglevel=8 swap=o\xffff\0junk");
+        assert_eq!(o.job, "selftest");
+        assert_eq!(o.log_level, LevelFilter::Debug);
+        let words: Vec<&str> = o.rejected.iter().map(|(w, _)| w.as_str()).collect();
+        assert_eq!(words, ["\\xff", "swap=o\\xffff"]);
+        assert!(o.rejected[0].1.contains("not UTF-8"));
+        // A job name with a bad byte stays a (missing) job, never the default one.
+        let o = BootOptions::parse_bytes(b"run=nosuchjob\xfe");
+        assert_eq!(o.job, "nosuchjob\\xfe");
+    }
+
+    #[test]
+    fn job_options_are_collected_for_the_boot_code() {
+        let o = BootOptions::parse("memstress.size=1G memstress.passes= app.flag icount");
         assert_eq!(
-            words,
-            ["frobnicate=3", "loglevel=loud", "run=", "ktest.inject=x"]
+            o.job_params,
+            [
+                ("memstress.size".into(), "1G".into()),
+                ("memstress.passes".into(), String::new()),
+                ("app.flag".into(), String::new())
+            ]
         );
+        assert!(o.icount && o.rejected.is_empty());
     }
 
     #[test]

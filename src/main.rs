@@ -44,11 +44,12 @@ mod boot {
         // `uart_va` for good, and nothing else drives it.
         console::init(unsafe { drivers::uart::SerialPort::new(&uart, uart_va.as_u64() as usize) });
 
+        // Raw bytes: one that is not UTF-8 spoils only its own word (and is reported below).
         let bootargs = tree
             .find("/chosen")
-            .and_then(|c| tree.prop_str(c, "bootargs"))
-            .unwrap_or("");
-        let options = BootOptions::parse(bootargs);
+            .and_then(|c| tree.prop(c, "bootargs"))
+            .unwrap_or(&[]);
+        let options = BootOptions::parse_bytes(bootargs);
         logger::init(options.log_level);
         let psci = describe::psci_method(&tree);
         power::configure(options.semihosting, psci);
@@ -159,14 +160,37 @@ mod boot {
         // Swap needs a virtio-blk disk; a Raspberry Pi has none (its SD card is not ours to swap
         // on). After publishing: the driver finds its devices through the published machine.
         mm::swapfile::swapon(kernel.options.swap);
+        let names = || {
+            app::JOBS
+                .iter()
+                .map(|j| j.name)
+                .collect::<alloc::vec::Vec<_>>()
+                .join(", ")
+        };
         let Some(job) = app::find(&kernel.options.job) else {
-            let names: alloc::vec::Vec<&str> = app::JOBS.iter().map(|j| j.name).collect();
+            if kernel.options.job.is_empty() {
+                fail(format_args!("run= names no job (one of: {})", names()));
+            }
             fail(format_args!(
                 "no job named '{}' (run= one of: {})",
                 kernel.options.job,
-                names.join(", ")
+                names()
             ));
         };
+        let (errors, warnings) = app::check_options(job, &kernel.options.job_params);
+        for w in &warnings {
+            warn!("command line: {w}");
+        }
+        if !errors.is_empty() {
+            for e in &errors {
+                error!("command line: {e}");
+            }
+            fail(format_args!(
+                "job '{}' not started: {} bad option(s) on the command line",
+                job.name,
+                errors.len()
+            ));
+        }
         let ticks = ferrite::arch::aarch64::timer::ticks() - kernel.boot.entry_ticks;
         let ns = ticks as u128 * 1_000_000_000 / ferrite::arch::aarch64::timer::frequency() as u128;
         // Under QEMU -icount shift=0 a nanosecond is an instruction: `make bench` reads this.

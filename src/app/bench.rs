@@ -10,6 +10,7 @@ pub const JOB: Job = Job {
     name: "bench",
     about: "memory-manager micro-benchmarks (use make bench)",
     main: bench,
+    options: &[],
 };
 
 /// One measurement: total counter ticks over `iterations`, as instructions per iteration.
@@ -20,12 +21,22 @@ fn per_iteration(ticks: u64, frequency: u64, iterations: u64) -> u64 {
 }
 
 #[cfg(target_os = "none")]
-fn bench(_kernel: &'static Kernel) -> JobStatus {
+fn bench(kernel: &'static Kernel) -> JobStatus {
     use crate::arch::aarch64::{mmu, timer};
     use crate::mm::addr::{PhysAddr, VirtAddr};
     use crate::mm::layout::VMALLOC_START;
     use crate::mm::pgtable::Attrs;
 
+    // Only under -icount shift=0 (scripts/qemu-run's ICOUNT=1 says so with `icount`) is a
+    // nanosecond of virtual time an instruction; otherwise the figures are host-dependent time.
+    let unit = if kernel.options.icount {
+        "insn"
+    } else {
+        log::warn!(
+            "bench: QEMU runs without -icount shift=0 (make bench uses it): figures are nanoseconds of virtual time, not instructions"
+        );
+        "ns"
+    };
     let mut results: alloc::vec::Vec<(&str, u64, &str)> = alloc::vec::Vec::new();
     let mut guard = mmu::KERNEL_PT.lock();
     let Some(pt) = guard.as_mut() else {
@@ -51,7 +62,7 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
     results.push((
         "pgtable.map_unmap_4k",
         per_iteration(t1 - t0, freq, N),
-        "insn",
+        unit,
     ));
     let _ = pt.unmap(base, 4096);
 
@@ -68,7 +79,7 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
         );
     }
     let t1 = timer::ticks();
-    results.push(("pgtable.map_2m", per_iteration(t1 - t0, freq, B), "insn"));
+    results.push(("pgtable.map_2m", per_iteration(t1 - t0, freq, B), unit));
     let _ = pt.unmap(blocks, B * (2 << 20));
     drop(guard);
 
@@ -91,7 +102,7 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
             }
         }
         let t1 = timer::ticks();
-        results.push((name, per_iteration(t1 - t0, freq, P), "insn"));
+        results.push((name, per_iteration(t1 - t0, freq, P), unit));
     }
 
     // Slab: kmalloc(64)+kfree and a cache's alloc+free (fast paths, after a warm-up), and
@@ -110,7 +121,7 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
             }
         }
         let t1 = timer::ticks();
-        results.push(("slab.kmalloc64", per_iteration(t1 - t0, freq, S), "insn"));
+        results.push(("slab.kmalloc64", per_iteration(t1 - t0, freq, S), unit));
         if let Some(backend) = crate::mm::heap::slab_backend() {
             let cache =
                 crate::mm::slab::KmemCache::new("bench-48", 48, 8, Gfp::KERNEL, None, 0, backend);
@@ -126,7 +137,7 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
                 }
             }
             let t1 = timer::ticks();
-            results.push(("slab.cache", per_iteration(t1 - t0, freq, S), "insn"));
+            results.push(("slab.cache", per_iteration(t1 - t0, freq, S), unit));
             cache.shrink();
         }
     }
@@ -140,7 +151,7 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
             }
         }
         let t1 = timer::ticks();
-        results.push(("vmalloc.64k", per_iteration(t1 - t0, freq, V), "insn"));
+        results.push(("vmalloc.64k", per_iteration(t1 - t0, freq, V), unit));
     }
 
     // Demand-zero faults: the first write to each page of a lazy region (fault, zeroing, mapping).
@@ -157,14 +168,14 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
             results.push((
                 "fault.demand_zero",
                 per_iteration(t1 - t0, freq, PAGES_N),
-                "insn",
+                unit,
             ));
             let _ = crate::mm::fault::munmap(base, PAGES_N * 4096);
         }
     }
 
     if crate::mm::swapfile::active() {
-        swap_workload(&mut results, freq);
+        swap_workload(&mut results, freq, unit);
     }
 
     crate::kprintln!("{:<28} {:>12}  unit", "benchmark", "value");
@@ -183,7 +194,11 @@ fn bench(_kernel: &'static Kernel) -> JobStatus {
 /// second of virtual time for each phase, pages per disk write, and the CPU's instructions per
 /// page swapped out and in with the device waits taken out.
 #[cfg(target_os = "none")]
-fn swap_workload(results: &mut alloc::vec::Vec<(&'static str, u64, &'static str)>, freq: u64) {
+fn swap_workload(
+    results: &mut alloc::vec::Vec<(&'static str, u64, &'static str)>,
+    freq: u64,
+    unit: &'static str,
+) {
     use crate::arch::aarch64::timer;
     use crate::mm::fault::{SWAPIN_TICKS, SWAPOUT_TICKS};
     use crate::mm::swapfile::{disk_stats, PSWPIN, PSWPOUT, SWAPIN_WAIT_TICKS, SWAPOUT_WAIT_TICKS};
@@ -257,12 +272,12 @@ fn swap_workload(results: &mut alloc::vec::Vec<(&'static str, u64, &'static str)
     results.push((
         "swap.out_insn_per_page",
         per_iteration(out_cpu, freq, outs.max(1)),
-        "insn",
+        unit,
     ));
     results.push((
         "swap.in_insn_per_page",
         per_iteration(in_cpu, freq, ins.max(1)),
-        "insn",
+        unit,
     ));
 }
 

@@ -11,6 +11,7 @@ pub const JOB: Job = Job {
     name: "demo",
     about: "print the machine description and a memory summary",
     main: demo,
+    options: &[],
 };
 
 /// `/proc/meminfo`: the page allocator's totals, plus what the boot reserved and the boot heap.

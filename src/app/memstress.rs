@@ -4,14 +4,39 @@
 //! `2x`), `memstress.pattern=seq|random`, `memstress.passes=N`, `memstress.seed=N`. A region
 //! larger than memory (and swap) ends in the out-of-memory report and a failure status.
 
-use super::{Job, JobStatus};
+use super::{Job, JobOption, JobStatus};
 use crate::kernel::Kernel;
 
 pub const JOB: Job = Job {
     name: "memstress",
     about: "fill, verify and report a lazily mapped region",
     main: memstress,
+    options: &[
+        JobOption {
+            key: "size",
+            accepts: "a size in bytes with K, M or G (64M) or a multiple of RAM (2x), above 0 and at most 128 TiB",
+            valid: |v| parse_size(v, 1).is_some_and(|s| s > 0 && s <= MAX_SIZE),
+        },
+        JobOption {
+            key: "pattern",
+            accepts: "seq or random",
+            valid: |v| matches!(v, "seq" | "random"),
+        },
+        JobOption {
+            key: "passes",
+            accepts: "a whole number of passes from 1 to 1000000",
+            valid: |v| v.parse::<u64>().is_ok_and(|n| (1..=1_000_000).contains(&n)),
+        },
+        JobOption {
+            key: "seed",
+            accepts: "a whole number from 0 to 18446744073709551615",
+            valid: |v| v.parse::<u64>().is_ok(),
+        },
+    ],
 };
+
+/// The largest region memstress asks for: the application's half of the address space (47 bits).
+pub const MAX_SIZE: u64 = 1 << 47;
 
 /// `64M`, `1G`, `4096`, or `2x` (times RAM).
 pub fn parse_size(value: &str, ram: u64) -> Option<u64> {
@@ -65,36 +90,36 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
     use crate::mm::fault;
     use crate::mm::vma::Prot;
 
+    // The boot code checked every option against `JOB.options` before the job started.
     let o = &kernel.options;
     let ram = kernel.machine.ram_bytes();
-    let size = match o.param("memstress.size").map(|v| parse_size(v, ram)) {
-        None => ram / 4,
-        Some(Some(s)) if s > 0 => s.next_multiple_of(4096),
-        Some(_) => {
-            error!(
-                "memstress: memstress.size: expected bytes (K/M/G) or a multiple of RAM such as 2x"
-            );
-            return JobStatus::Failure;
-        }
-    };
-    let random = match o.param("memstress.pattern") {
-        None | Some("seq") => false,
-        Some("random") => true,
-        Some(other) => {
-            error!("memstress: memstress.pattern={other}: expected seq or random");
-            return JobStatus::Failure;
-        }
-    };
+    let size = o
+        .param("memstress.size")
+        .and_then(|v| parse_size(v, ram))
+        .unwrap_or(ram / 4)
+        .min(MAX_SIZE)
+        .next_multiple_of(4096);
+    let random = o.param("memstress.pattern") == Some("random");
     let passes: u64 = o
         .param("memstress.passes")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+        .map_or(1, |v| v.parse().unwrap_or(1));
     let seed: u64 = o
         .param("memstress.seed")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+        .map_or(1, |v| v.parse().unwrap_or(1));
     let swap_before = crate::mm::swapfile::totals();
+    // Like Linux's heuristic overcommit: a region larger than RAM and swap together could
+    // never be filled, so it is refused at once rather than after filling both.
+    let limit = ram + swap_before.0;
+    if size > limit {
+        error!(
+            "memstress: memstress.size={} ({} MiB) is more than RAM and swap together ({} MiB + {} MiB): it could never be filled",
+            o.param("memstress.size").unwrap_or(""),
+            size >> 20,
+            ram >> 20,
+            swap_before.0 >> 20
+        );
+        return JobStatus::Failure;
+    }
     let base = match fault::mmap(size, Prot::RW, "memstress") {
         Ok(b) => b,
         Err(e) => {

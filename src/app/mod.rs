@@ -11,6 +11,10 @@ mod heap_selftests;
 pub mod memstress;
 pub mod selftest;
 
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 use crate::kernel::Kernel;
 
 /// How a job ended; the kernel turns it into the machine's exit status.
@@ -25,6 +29,54 @@ pub struct Job {
     pub name: &'static str,
     pub about: &'static str,
     pub main: fn(&'static Kernel) -> JobStatus,
+    /// The options the job takes on the command line, as `<name>.<key>=<value>`.
+    pub options: &'static [JobOption],
+}
+
+/// One option a job takes: checked before the job starts, so a bad value stops the boot with
+/// one line naming the option and what it accepts instead of being ignored.
+pub struct JobOption {
+    pub key: &'static str,
+    /// What the option accepts, in words, for the error line.
+    pub accepts: &'static str,
+    pub valid: fn(&str) -> bool,
+}
+
+/// What the command line's job options (`key=value`, key with its job's prefix) mean for `job`:
+/// errors that must stop the job (its own options, unknown or with a bad value) and warnings
+/// (options of another job or of no job, which are ignored).
+pub fn check_options(job: &Job, params: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for (key, value) in params {
+        let (prefix, name) = key.split_once('.').unwrap_or((key, ""));
+        if prefix != job.name {
+            warnings.push(match find(prefix) {
+                Some(other) => format!(
+                    "ignoring '{key}={value}': an option of job {}, and the job is {}",
+                    other.name, job.name
+                ),
+                None => format!("ignoring '{key}={value}': unknown option"),
+            });
+            continue;
+        }
+        match job.options.iter().find(|o| o.key == name) {
+            Some(o) if (o.valid)(value) => {}
+            Some(o) => errors.push(format!("{key}={value}: expected {}", o.accepts)),
+            None => {
+                let keys: Vec<&str> = job.options.iter().map(|o| o.key).collect();
+                errors.push(if keys.is_empty() {
+                    format!("{key}: job {} takes no options", job.name)
+                } else {
+                    format!(
+                        "{key}: job {} has no such option (it takes {})",
+                        job.name,
+                        keys.join(", ")
+                    )
+                });
+            }
+        }
+    }
+    (errors, warnings)
 }
 
 /// Every job in the image. To add one: write `src/app/<name>.rs` with a `pub const JOB: Job`, add
@@ -103,5 +155,39 @@ mod tests {
         }
         assert!(find("demo").is_some());
         assert!(find("no-such-job").is_none());
+    }
+
+    fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_jobs_bad_options_stop_it_and_others_are_ignored_with_a_warning() {
+        let ms = find("memstress").unwrap();
+        let (errors, warnings) = check_options(
+            ms,
+            &params(&[
+                ("memstress.size", "64M"),
+                ("memstress.passes", "0"),
+                ("memstress.passes", "abc"),
+                ("memstress.seed", "abc"),
+                ("memstress.size", "18446744073709551615"),
+                ("memstress.colour", "red"),
+                ("bench.x", "1"),
+                ("nosuch.x", "1"),
+            ]),
+        );
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(errors[0].starts_with("memstress.passes=0: expected"));
+        assert!(errors[2].starts_with("memstress.seed=abc: expected"));
+        assert!(errors[3].starts_with("memstress.size=18446744073709551615: expected"));
+        assert!(errors[4].contains("size, pattern, passes, seed"));
+        assert_eq!(warnings.len(), 2);
+        assert!(warnings[0].contains("an option of job bench, and the job is memstress"));
+        assert!(warnings[1].contains("unknown option"));
+        let (errors, _) = check_options(find("demo").unwrap(), &params(&[("demo.x", "1")]));
+        assert_eq!(errors, ["demo.x: job demo takes no options"]);
     }
 }

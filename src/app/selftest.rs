@@ -11,6 +11,7 @@ pub const JOB: Job = Job {
     name: "selftest",
     about: "run the in-kernel self-tests (KTAP)",
     main: selftest,
+    options: &[],
 };
 
 crate::ktest!(injected_failure, {

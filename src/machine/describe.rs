@@ -342,7 +342,11 @@ fn describe_chosen(tree: &DeviceTree, m: &mut Machine) {
     let Some(chosen) = tree.find("/chosen") else {
         return;
     };
-    m.bootargs = tree.prop_str(chosen, "bootargs").unwrap_or("").into();
+    // Bytes that are not UTF-8 show as U+FFFD here; the command-line parser reports them.
+    if let Some(args) = tree.prop(chosen, "bootargs") {
+        let end = args.iter().position(|&b| b == 0).unwrap_or(args.len());
+        m.bootargs = String::from_utf8_lossy(&args[..end]).into_owned();
+    }
     let start = tree.prop_u64(chosen, "linux,initrd-start");
     let end = tree.prop_u64(chosen, "linux,initrd-end");
     match (start, end) {
