@@ -425,6 +425,27 @@ pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, 
     Ok(VirtAddr::new(va.as_u64() + (pa.as_u64() - start.as_u64())))
 }
 
+/// Maps device registers at their physical address in the identity map (TTBR0), while it still
+/// exists: the console's last resort when `early_ioremap` failed, so the kernel can say why it
+/// stops before it does.
+pub fn identity_map_device(pa: PhysAddr, size: u64) -> Result<VirtAddr, MapError> {
+    let start = pa.align_down(PAGE_SIZE);
+    let end = pa
+        .checked_add(size.max(1))
+        .and_then(|e| e.align_up(PAGE_SIZE))
+        .ok_or(MapError::OutOfRange {
+            va: VirtAddr::new(0),
+            size,
+        })?;
+    USER_PT.lock().as_mut().ok_or(MapError::NoMemory)?.map(
+        VirtAddr::new(start.as_u64()),
+        start,
+        end.as_u64() - start.as_u64(),
+        Attrs::DEVICE,
+    )?;
+    Ok(VirtAddr::new(pa.as_u64()))
+}
+
 /// The start of the ioremap area `ioremap` may use: the first 16 MiB belong to `early_ioremap`.
 pub const IOREMAP_EARLY_END: u64 = IOREMAP_START + (16 << 20);
 
