@@ -70,7 +70,10 @@ pub fn emergency_print(args: fmt::Arguments) {
         Some(port) => {
             let _ = Writer(port).write_fmt(args);
         }
+        #[cfg(target_os = "none")]
         None => crate::arch::aarch64::semihosting::write_fmt(args),
+        #[cfg(not(target_os = "none"))]
+        None => {}
     }
 }
 
