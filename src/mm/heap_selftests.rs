@@ -148,7 +148,7 @@ fn debug_cache() -> Result<KmemCache, TestError> {
 ktest!(slub_debug_catches_each_defect, {
     crate::ktest::expected_report(
         "slub_debug_catches_each_defect",
-        "slub_debug reports",
+        "slub_debug report",
         slub_debug_defects,
     )
 });
