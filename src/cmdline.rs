@@ -25,6 +25,8 @@ pub enum Inject {
     Stack,
     /// A recursion overflows the application's own stack (into its guard).
     AppStack,
+    /// The kernel allocates until memory runs out (the out-of-memory report).
+    Oom,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +39,7 @@ pub struct BootOptions {
     pub semihosting: bool,
     /// `ktest.filter=`: run only self-tests whose name contains this.
     pub ktest_filter: Option<String>,
-    /// `ktest.inject=fail|panic|fault|null|guard|stack|app-stack`.
+    /// `ktest.inject=fail|panic|fault|null|guard|stack|app-stack|oom`.
     pub inject: Option<Inject>,
     /// `zone_dma_bits=N`: the DMA zone ends at 2^N (overrides the device tree's `dma-ranges`).
     pub zone_dma_bits: Option<u32>,
@@ -174,7 +176,10 @@ impl BootOptions {
                     "guard" => o.inject = Some(Inject::Guard),
                     "stack" => o.inject = Some(Inject::Stack),
                     "app-stack" => o.inject = Some(Inject::AppStack),
-                    _ => reject("expected fail, panic, fault, null, guard, stack or app-stack"),
+                    "oom" => o.inject = Some(Inject::Oom),
+                    _ => {
+                        reject("expected fail, panic, fault, null, guard, stack, app-stack or oom")
+                    }
                 },
                 ("zone_dma_bits", Some(v)) => match v.parse::<u32>() {
                     Ok(bits) if (24..=48).contains(&bits) => o.zone_dma_bits = Some(bits),

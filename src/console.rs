@@ -1,6 +1,8 @@
 //! The kernel console: one serial port, chosen from the device tree, shared by the logger, the
 //! self-test output and the fault reports. Owns the port and line serialisation; must never block
-//! forever, and the emergency path (panics, exceptions) must work even if the lock is held.
+//! forever, and the emergency path (panics, exceptions) must work even if the lock is held. Before
+//! the port exists, the emergency path writes through semihosting where that works, so a kernel
+//! that stops that early still leaves a sign.
 
 use core::fmt::{self, Write};
 
@@ -61,10 +63,17 @@ pub fn print(args: fmt::Arguments) {
 }
 
 /// Prints without taking the lock: for panics and exception reports, which may interrupt a
-/// holder of the lock.
+/// holder of the lock. Before the console exists (a stop that early), through semihosting if it
+/// works, else nowhere.
 pub fn emergency_print(args: fmt::Arguments) {
-    if let Some(port) = PORT.get() {
-        let _ = Writer(port).write_fmt(args);
+    match PORT.get() {
+        Some(port) => {
+            let _ = Writer(port).write_fmt(args);
+        }
+        #[cfg(target_os = "none")]
+        None => crate::arch::aarch64::semihosting::write_fmt(args),
+        #[cfg(not(target_os = "none"))]
+        None => {}
     }
 }
 

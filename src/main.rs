@@ -1,5 +1,6 @@
 //! Ferrite's boot order and job dispatch, nothing else. The entry code (src/arch/aarch64/entry.S)
-//! arrives here on the boot core at EL1, MMU off, BSS zeroed, relocations applied.
+//! arrives here on the boot core at EL1, in the high half with the MMU on (boot tables), BSS
+//! zeroed, relocations applied.
 #![cfg_attr(target_os = "none", no_std)]
 #![cfg_attr(target_os = "none", no_main)]
 
@@ -21,38 +22,66 @@ mod boot {
         power::shutdown(power::ExitStatus::Failure)
     }
 
+    /// Stops before the console exists, leaving a sign where one can be left: on the console if
+    /// the UART could be reached after all, else through semihosting where it works.
+    fn early_stop(reason: core::fmt::Arguments) -> ! {
+        console::emergency_print(format_args!(
+            "Ferrite stops before its console is up: {reason}\n"
+        ));
+        power::shutdown(power::ExitStatus::Failure)
+    }
+
     #[no_mangle]
     pub fn kernel_main(boot: BootInfo) -> ! {
         mm::early_heap::init();
 
-        // Without a readable tree there is no console to complain on: stop quietly.
         let Some(blob) = boot::device_tree_blob(boot.dtb) else {
-            cpu::halt()
+            early_stop(format_args!(
+                "no device tree at {} (x0), so no console and no RAM are known",
+                boot.dtb
+            ))
         };
         let tree = match DeviceTree::parse(blob) {
             Ok(tree) => tree,
-            Err(_) => cpu::halt(),
+            Err(e) => early_stop(format_args!("malformed device tree at {}: {e}", boot.dtb)),
         };
-        let uart = match describe::find_uart(&tree) {
-            Ok(Some(uart)) => uart,
-            _ => cpu::halt(),
-        };
-        let Ok(uart_va) = mmu::early_ioremap(uart.base, uart.size, Attrs::DEVICE) else {
-            cpu::halt()
-        };
-        // SAFETY: the device tree names this UART as ours, it is mapped as device memory at
-        // `uart_va` for good, and nothing else drives it.
-        console::init(unsafe { drivers::uart::SerialPort::new(&uart, uart_va.as_u64() as usize) });
-
         // Raw bytes: one that is not UTF-8 spoils only its own word (and is reported below).
         let bootargs = tree
             .find("/chosen")
             .and_then(|c| tree.prop(c, "bootargs"))
             .unwrap_or(&[]);
         let options = BootOptions::parse_bytes(bootargs);
+        // Before the console: its absence is reported through semihosting if asked for.
+        let (exit, semihosting_missing) =
+            power::configure(options.semihosting, describe::psci_method(&tree));
+        let uart = match describe::find_uart(&tree) {
+            Ok(Some(uart)) => uart,
+            Ok(None) => early_stop(format_args!(
+                "the device tree names no console UART (no enabled arm,pl011 or brcm,bcm2835-aux-uart node)"
+            )),
+            Err(e) => early_stop(format_args!("the console UART is unusable: {e}")),
+        };
+        let uart_va = match mmu::early_ioremap(uart.base, uart.size, Attrs::DEVICE) {
+            Ok(va) => va,
+            Err(e) => {
+                // The UART is known: say why on it, through the identity map while it lasts.
+                if let Ok(va) = mmu::identity_map_device(uart.base, uart.size) {
+                    // SAFETY: the device tree names this UART as ours; it is mapped as device
+                    // memory at `va` until the kernel stops, just below.
+                    console::init(unsafe {
+                        drivers::uart::SerialPort::new(&uart, va.as_u64() as usize)
+                    });
+                }
+                early_stop(format_args!(
+                    "cannot map the console UART at {}: {e}",
+                    uart.base
+                ))
+            }
+        };
+        // SAFETY: the device tree names this UART as ours, it is mapped as device memory at
+        // `uart_va` for good, and nothing else drives it.
+        console::init(unsafe { drivers::uart::SerialPort::new(&uart, uart_va.as_u64() as usize) });
         logger::init(options.log_level);
-        let psci = describe::psci_method(&tree);
-        power::configure(options.semihosting, psci);
 
         info!(
             "Ferrite {} on {} (MIDR {:#x}), entered at EL{}, running at EL{}",
@@ -68,6 +97,15 @@ mod boot {
             boot.kimage.start(),
             boot.dtb
         );
+        if semihosting_missing {
+            warn!(
+                "semihosting on the command line but QEMU was started without -semihosting; {}",
+                match exit {
+                    power::Exit::Psci => "leaving through PSCI (the exit status is lost)",
+                    _ => "halting at the end (the exit status is lost)",
+                }
+            );
+        }
 
         let ranges = BootRanges {
             image: Some(boot.image),

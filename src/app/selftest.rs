@@ -1,6 +1,7 @@
 //! `run=selftest`: every registered self-test, in KTAP, then the status (any failure fails the
-//! run). `ktest.filter=` narrows the set; `ktest.inject=` provokes a failure, a panic or an
-//! unexpected exception, so the tests of the test runner can see each one caught.
+//! run). `ktest.filter=` narrows the set; `ktest.inject=` provokes a failure, a panic, an
+//! unexpected exception or running out of memory, so the tests of the test runner can see each
+//! one caught.
 
 use super::{Job, JobStatus};
 use crate::cmdline::Inject;
@@ -47,6 +48,14 @@ fn selftest(kernel: &'static Kernel) -> JobStatus {
                 let guard = p.as_ptr() as u64 + (64 << 10);
                 // SAFETY: reading the unmapped guard page: the fault report is the point.
                 unsafe { crate::arch::aarch64::provoke::read(guard) };
+            }
+        }
+        // Kernel memory (kmalloc, through `alloc::`) until none is left: the allocation that
+        // fails ends the run with the out-of-memory report.
+        Some(Inject::Oom) => {
+            let mut hoard: alloc::vec::Vec<alloc::vec::Vec<u8>> = alloc::vec::Vec::new();
+            loop {
+                hoard.push(alloc::vec![0x5a; 1 << 20]);
             }
         }
         // The job runs on the application's stack: recurse on it, into its guard.

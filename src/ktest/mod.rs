@@ -1,6 +1,7 @@
 //! In-kernel self-tests: a registry of tests declared next to the code they test (the `ktest!`
-//! macro puts each into the `.ktest` linker section) and a runner that prints KTAP. Owns the test
-//! protocol; must not decide how the kernel exits afterwards (the `selftest` job does).
+//! macro puts each into the `.ktest` linker section), a runner that prints KTAP, and the markers
+//! around reports a test provokes on purpose. Owns the test protocol; must not decide how the
+//! kernel exits afterwards (the `selftest` job does).
 
 pub mod ktap;
 
@@ -31,6 +32,17 @@ impl KTest {
     pub fn short_name(&self) -> &'static str {
         self.name.strip_prefix("ferrite::").unwrap_or(self.name)
     }
+}
+
+/// Runs `provoke`, which makes the kernel print a report on purpose (a fault dump, a checker's
+/// error lines), between a line saying that the report to come is expected and one closing it, so
+/// a passing run does not look like a failing one. `test` names the test, `what` the report
+/// (`"fault report"`, `"slub_debug reports"`).
+pub fn expected_report<R>(test: &str, what: &str, provoke: impl FnOnce() -> R) -> R {
+    crate::kprintln!("ktest: the next {what} is expected (test {test} provokes it)");
+    let result = provoke();
+    crate::kprintln!("ktest: end of expected {what}");
+    result
 }
 
 /// Declares a self-test next to the code it tests:

@@ -315,6 +315,12 @@ pub fn mprotect(addr: u64, len: u64, prot: Prot) -> Result<(), VmaError> {
     Ok(())
 }
 
+/// The application's region holding `addr`, for reports (`None` also when the address space is
+/// locked: reports never wait).
+pub fn region_at(addr: u64) -> Option<super::vma::Vma> {
+    SPACE.try_lock()?.as_ref()?.find(addr).cloned()
+}
+
 /// Called by the exception handler for a translation fault at `far` in the application's space.
 /// `Ok` means the access can be retried.
 pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFault> {
@@ -793,22 +799,10 @@ pub fn describe(fault: RealFault, print: &dyn Fn(core::fmt::Arguments)) {
         RealFault::Protection { start, end, prot, name } => print(format_args!(
             "  application fault: region [{start:#x}-{end:#x}) {name} is {prot}, which does not allow this access\n"
         )),
-        RealFault::OutOfMemory => {
-            print(format_args!(
-                "  out of memory: no page left for the application's fault (pgfault {})\n",
-                PGFAULT.load(Ordering::Relaxed)
-            ));
-            match swapfile::try_totals() {
-                Some((0, _)) => print(format_args!("  no swap area is active\n")),
-                Some((total, free)) => print(format_args!(
-                    "  swap: {} of {} KiB in use{}\n",
-                    (total - free) / 1024,
-                    total / 1024,
-                    if free == 0 { " (full)" } else { "" }
-                )),
-                None => {}
-            }
-        }
+        // The exception handler prints the out-of-memory report (mm::oom) instead.
+        RealFault::OutOfMemory => print(format_args!(
+            "  out of memory: no page left for the application's fault\n"
+        )),
         RealFault::SwapIn { slot, why: SwapInFailure::Checksum } => print(format_args!(
             "  swap: the page read back from slot {slot} is not the page written (checksum mismatch); it is not handed to the application\n"
         )),

@@ -5,6 +5,7 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Once;
 
@@ -103,6 +104,26 @@ pub fn kmalloc_phys(ptr: *const u8) -> Option<PhysAddr> {
     layout::virt_to_phys(VirtAddr::new(ptr as u64))
 }
 
+/// The last request the global allocator could not satisfy (size, align): the panic handler
+/// turns Rust's allocation-failure panic ("memory allocation of N bytes failed") into an
+/// out-of-memory report with the alignment (`mm::oom`).
+static FAILED_SIZE: AtomicUsize = AtomicUsize::new(0);
+static FAILED_ALIGN: AtomicUsize = AtomicUsize::new(0);
+
+/// The last failed global allocation's alignment, if its size was `size`.
+pub fn failed_align(size: usize) -> Option<usize> {
+    let align = FAILED_ALIGN.load(Ordering::SeqCst);
+    (align != 0 && FAILED_SIZE.load(Ordering::SeqCst) == size).then_some(align)
+}
+
+/// Records a failed request (see `FAILED_SIZE`) and returns the null pointer that reports it.
+#[cold]
+fn failed(size: usize, align: usize) -> *mut u8 {
+    FAILED_SIZE.store(size, Ordering::SeqCst);
+    FAILED_ALIGN.store(align, Ordering::SeqCst);
+    core::ptr::null_mut()
+}
+
 struct KernelHeap;
 
 // SAFETY: every pointer handed out is a fresh, suitably aligned block of at least `size` bytes
@@ -110,15 +131,11 @@ struct KernelHeap;
 unsafe impl GlobalAlloc for KernelHeap {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        match KMALLOC.get() {
-            Some(k) => k
-                .kmalloc_aligned(layout.size(), layout.align(), Gfp::KERNEL | Gfp::NOWARN)
-                .map_or(core::ptr::null_mut(), |p| p.as_ptr()),
-            None => early_heap::HEAP
-                .lock()
-                .alloc(layout)
-                .map_or(core::ptr::null_mut(), |p| p.as_ptr()),
-        }
+        let p = match KMALLOC.get() {
+            Some(k) => k.kmalloc_aligned(layout.size(), layout.align(), Gfp::KERNEL | Gfp::NOWARN),
+            None => early_heap::HEAP.lock().alloc(layout).ok(),
+        };
+        p.map_or_else(|| failed(layout.size(), layout.align()), |p| p.as_ptr())
     }
 
     #[inline]
@@ -141,7 +158,7 @@ unsafe impl GlobalAlloc for KernelHeap {
                 return unsafe {
                     k.krealloc(ptr, new_size, layout.align(), Gfp::KERNEL | Gfp::NOWARN)
                 }
-                .map_or(core::ptr::null_mut(), |p| p.as_ptr());
+                .map_or_else(|| failed(new_size, layout.align()), |p| p.as_ptr());
             }
         }
         // The boot heap's blocks move to kmalloc when they grow.

@@ -146,6 +146,15 @@ fn debug_cache() -> Result<KmemCache, TestError> {
 }
 
 ktest!(slub_debug_catches_each_defect, {
+    crate::ktest::expected_report(
+        "slub_debug_catches_each_defect",
+        "slub_debug report",
+        slub_debug_defects,
+    )
+});
+
+/// Each defect slub_debug checks for, made once; each prints its report.
+fn slub_debug_defects() -> crate::ktest::TestResult {
     let cache = debug_cache()?;
     let defects = || cache.defects.load(Ordering::Relaxed);
     // Double free.
@@ -193,7 +202,7 @@ ktest!(slub_debug_catches_each_defect, {
     cache.shrink();
     kassert_eq!(cache.stats().num_slabs, 0);
     Ok(())
-});
+}
 
 ktest!(cache_constructor_and_slabinfo, {
     fn ctor(p: *mut u8) {
@@ -312,11 +321,17 @@ ktest!(vfree_returns_everything_after_the_purge, {
 
 ktest!(kernel_stack_overflow_is_reported_as_such, {
     let mut stack = KernelStack::new(KernelStack::DEFAULT_SIZE).map_err(fail)?;
-    let trapped = run_on_stack(
-        &mut stack,
-        crate::arch::aarch64::provoke::overflow_stack,
-        0,
-        true,
+    let trapped = crate::ktest::expected_report(
+        "kernel_stack_overflow_is_reported_as_such",
+        "fault report",
+        || {
+            run_on_stack(
+                &mut stack,
+                crate::arch::aarch64::provoke::overflow_stack,
+                0,
+                true,
+            )
+        },
     )
     .err()
     .ok_or(fail("the recursion returned"))?;

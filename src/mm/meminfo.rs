@@ -19,11 +19,22 @@ impl MemInfo {
     /// The report as Linux prints it: `MemTotal:        1015840 kB`.
     pub fn format(&self) -> String {
         let mut out = String::new();
-        for (label, bytes) in &self.lines {
-            let key = format!("{label}:");
-            out.push_str(&format!("{key:<16}{:>8} kB\n", bytes / 1024));
+        for &(label, bytes) in &self.lines {
+            out.push_str(&format!("{}\n", Line(label, bytes)));
         }
         out
+    }
+}
+
+/// One line of the report, formatted without allocating (for reports made when memory is out).
+pub struct Line(pub &'static str, pub u64);
+
+impl core::fmt::Display for Line {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Line(label, bytes) = *self;
+        // The label and its colon fill 16 columns, as `{key:<16}` with key = "label:".
+        let pad = 15usize.saturating_sub(label.len());
+        write!(f, "{label}:{:pad$}{:>8} kB", "", bytes / 1024)
     }
 }
 

@@ -27,6 +27,8 @@ pub mod init;
 pub mod ioremap;
 pub mod kmalloc;
 pub mod memblock;
+#[cfg(target_os = "none")]
+pub mod oom;
 pub mod page;
 pub mod page_alloc;
 #[cfg(target_os = "none")]

@@ -664,14 +664,7 @@ impl<P: PhysMem> PageAllocator<P> {
 
     /// Lines for `/proc/meminfo`: total, free and available (free minus the high watermarks).
     pub fn meminfo(&self) -> [(&'static str, u64); 3] {
-        let total = self.managed_pages() * PAGE_SIZE;
-        let free = self.free_pages() * PAGE_SIZE;
-        let reserve: u64 = self.zones.iter().map(|z| z.watermark[2]).sum::<u64>() * PAGE_SIZE;
-        [
-            ("MemTotal", total),
-            ("MemFree", free),
-            ("MemAvailable", free.saturating_sub(reserve)),
-        ]
+        self.snapshot().meminfo()
     }
 
     /// Checks the free lists against the metadata (for tests): every listed block is a free head
@@ -766,19 +759,64 @@ pub struct Snapshot {
     pub zones: [ZoneSnapshot; 3],
 }
 
+/// One zone's `/proc/buddyinfo` line (`Node 0, zone      DMA      0      1 ...`), formatted
+/// without allocating.
+pub struct BuddyInfoLine<'a>(pub &'a ZoneSnapshot);
+
+impl core::fmt::Display for BuddyInfoLine<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Node 0, zone {:>8} ", self.0.id.name())?;
+        for n in self.0.buddy {
+            write!(f, "{n:>6} ")?;
+        }
+        Ok(())
+    }
+}
+
+/// One zone's free memory against its watermarks, as Linux's `show_free_areas` prints it
+/// (`DMA free:4096kB min:1016kB low:1272kB high:1528kB managed:124928kB`), without allocating.
+pub struct ZoneFreeLine<'a>(pub &'a ZoneSnapshot);
+
+impl core::fmt::Display for ZoneFreeLine<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let z = self.0;
+        let kb = |pages: u64| pages * (PAGE_SIZE / 1024);
+        write!(
+            f,
+            "{} free:{}kB min:{}kB low:{}kB high:{}kB managed:{}kB",
+            z.id.name(),
+            kb(z.free),
+            kb(z.watermark[0]),
+            kb(z.watermark[1]),
+            kb(z.watermark[2]),
+            kb(z.managed)
+        )
+    }
+}
+
 impl Snapshot {
+    /// `/proc/meminfo`'s first lines: total, free and available (free minus the high
+    /// watermarks), in bytes.
+    pub fn meminfo(&self) -> [(&'static str, u64); 3] {
+        let total = self.zones.iter().map(|z| z.managed).sum::<u64>() * PAGE_SIZE;
+        let free = self.zones.iter().map(|z| z.free).sum::<u64>() * PAGE_SIZE;
+        let reserve = self.zones.iter().map(|z| z.watermark[2]).sum::<u64>() * PAGE_SIZE;
+        [
+            ("MemTotal", total),
+            ("MemFree", free),
+            ("MemAvailable", free.saturating_sub(reserve)),
+        ]
+    }
+
+    /// The populated zones.
+    pub fn populated(&self) -> impl Iterator<Item = &ZoneSnapshot> {
+        self.zones.iter().filter(|z| z.present > 0)
+    }
+
     /// `/proc/buddyinfo` lines, one per populated zone.
     pub fn buddyinfo(&self) -> Vec<String> {
-        self.zones
-            .iter()
-            .filter(|z| z.present > 0)
-            .map(|z| {
-                let mut line = format!("Node 0, zone {:>8} ", z.id.name());
-                for n in z.buddy {
-                    line.push_str(&format!("{n:>6} "));
-                }
-                line
-            })
+        self.populated()
+            .map(|z| format!("{}", BuddyInfoLine(z)))
             .collect()
     }
 
@@ -862,6 +900,12 @@ impl<P: PhysMem> GlobalPages<P> {
     /// The zones' numbers now (see `PageAllocator::snapshot`).
     pub fn snapshot(&self) -> Option<Snapshot> {
         self.with(|a| a.snapshot())
+    }
+
+    /// As `snapshot`, but `None` instead of waiting when the allocator is locked (reports made
+    /// from fault and panic paths, which may interrupt its holder).
+    pub fn try_snapshot(&self) -> Option<Snapshot> {
+        self.inner.try_lock()?.as_ref().map(|a| a.snapshot())
     }
 
     /// Runs `f` on the allocator, if there is one. `f` must not allocate memory: the global

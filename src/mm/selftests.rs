@@ -211,7 +211,12 @@ ktest!(debug_pagealloc_catches_use_after_free, {
             .add(64)
             .write_volatile(1)
     };
-    let again = PAGES.alloc_pages(Gfp::KERNEL, 0).map_err(fail)?;
+    let again = crate::ktest::expected_report(
+        "debug_pagealloc_catches_use_after_free",
+        "debug_pagealloc report",
+        || PAGES.alloc_pages(Gfp::KERNEL, 0),
+    )
+    .map_err(fail)?;
     kassert_eq!(again, pa);
     kassert_eq!(PAGES.with(|a| a.poison_errors).unwrap_or(0), before + 1);
     PAGES.free_pages(again, 0).map_err(fail)?;

@@ -1,5 +1,6 @@
 //! Exception entry from the vectors (vectors.S): the saved register frame, the report for an
-//! unexpected exception, and `catch_exception` for self-tests that provoke one on purpose.
+//! unexpected exception (for an application fault that found no memory, the out-of-memory report
+//! of `mm::oom` instead), and `catch_exception` for self-tests that provoke one on purpose.
 //! Must not allocate or take locks on the report path: it may run while a lock is held.
 
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -149,12 +150,27 @@ fn handle_exception_full(
         }
         return;
     }
-    report(frame, kind, real_fault);
+    // The application ran out of memory: a report about memory, not a crash dump.
+    let out_of_memory = real_fault == Some(crate::mm::fault::RealFault::OutOfMemory);
+    if out_of_memory {
+        let access = esr::abort(frame.esr).map_or("access", |a| a.access.as_str());
+        crate::mm::oom::report_application(frame.far, access, &|args| emergency_print(args));
+    } else {
+        report(frame, kind, real_fault);
+    }
     if kind == 0 && super::stack::take_trap(frame.esr, frame.far, &mut frame.elr, &mut frame.spsr) {
         emergency_print(format_args!(
             "*** The call was trapped: it is abandoned, the kernel goes on.\n"
         ));
         return;
+    }
+    if out_of_memory {
+        let job = crate::kernel::get().map_or("?", |k| k.options.job.as_str());
+        emergency_print(format_args!(
+            "Job '{job}' failed: out of memory (the application cannot go on)\n"
+        ));
+    } else {
+        emergency_print(format_args!("*** Stopping.\n"));
     }
     power::shutdown(ExitStatus::Failure);
 }
@@ -243,6 +259,5 @@ fn report(frame: &ExceptionFrame, kind: u64, real_fault: Option<crate::mm::fault
         }
         emergency_print(format_args!("\n"));
     }
-    emergency_print(format_args!("*** Stopping.\n"));
     REPORTING.store(false, Ordering::SeqCst);
 }

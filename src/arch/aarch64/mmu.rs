@@ -6,10 +6,10 @@
 //! Boot sequence: entry.S calls `arch_early_mmu` at the load address with the MMU off. It builds,
 //! from a pool of pages inside the image's BSS, the kernel's TTBR1 tables (the image by section:
 //! text RX, rodata R, data and BSS RW, never RWX; plus the device tree as a read-only window in the
-//! linear map) and an identity map of the image in TTBR0, programs the registers and turns the MMU
-//! on. entry.S then re-relocates the image for its virtual address and jumps there. Later the
-//! kernel adds the console, the linear map of RAM, and replaces TTBR0 by the empty application
-//! space.
+//! linear map) and an identity map of the image in TTBR0 (text RX, rodata and data RW-NX, for the
+//! relocation pass only), programs the registers and turns the MMU on. entry.S then re-relocates
+//! the image for its virtual address and jumps there. Later the kernel adds the console, the
+//! linear map of RAM, and replaces TTBR0 by the empty application space.
 
 use core::arch::asm;
 use core::cell::UnsafeCell;
@@ -208,18 +208,30 @@ pub fn image_sections() -> (Span, Span, Span, Span) {
     )
 }
 
-/// Maps the image's sections at `offset` from their physical addresses with W^X permissions;
-/// `whole` includes the `.noinit` tail (boot heap, table pool), which the identity map needs not.
-fn map_image(pt: &mut KernelPageTable, offset: u64, whole: bool) -> Result<(), MapError> {
+/// Which mapping of the image `map_image` builds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ImageMap {
+    /// The kernel's own, in TTBR1: text RX, rodata R, data to the image's end (the `.noinit`
+    /// boot heap and table pool included) RW-NX.
+    Kernel,
+    /// The identity map in TTBR0, which exists only for entry.S's second relocation pass and is
+    /// retired before anything else runs. Relocations may land in `.rodata` (the prebuilt `core`
+    /// is not position independent: a debug build leaves dozens there), so rodata is RW-NX here;
+    /// text stays RX (no relocation targets it) and nothing is writable and executable. The
+    /// `.noinit` tail is left out.
+    Identity,
+}
+
+/// Maps the image's sections at `offset` from their physical addresses as `which` says.
+fn map_image(pt: &mut KernelPageTable, offset: u64, which: ImageMap) -> Result<(), MapError> {
     let (text, rodata, data, bss) = image_sections();
-    let rw_end = if whole {
-        bss.1
-    } else {
-        sym(&raw const __noinit_start)
+    let (rodata_attrs, rw_end) = match which {
+        ImageMap::Kernel => (Attrs::KERNEL_RO, bss.1),
+        ImageMap::Identity => (Attrs::KERNEL_RW, sym(&raw const __noinit_start)),
     };
     let parts = [
         (text, Attrs::KERNEL_RX),
-        (rodata, Attrs::KERNEL_RO),
+        (rodata, rodata_attrs),
         ((data.0, rw_end), Attrs::KERNEL_RW),
     ];
     for ((start, end), attrs) in parts {
@@ -255,7 +267,7 @@ fn build_boot_tables(dtb_pa: u64, load_pa: u64) -> Result<(), MapError> {
     let boot = unsafe { &mut *BOOT_TABLES.0.get() };
 
     let mut kernel = PageTable::new(Half::Upper, BootPool, ArchTlb)?;
-    map_image(&mut kernel, offset, true)?;
+    map_image(&mut kernel, offset, ImageMap::Kernel)?;
     // SAFETY: with the MMU off the loader's tree is readable at its physical address.
     if let Some(blob) = unsafe { super::boot::device_tree_blob_at(dtb_pa as *const u8) } {
         let start = dtb_pa & !(PAGE_SIZE - 1);
@@ -265,7 +277,7 @@ fn build_boot_tables(dtb_pa: u64, load_pa: u64) -> Result<(), MapError> {
         boot.dtb_window = Some((va, size));
     }
     let mut identity = PageTable::new(Half::Lower, BootPool, ArchTlb)?;
-    map_image(&mut identity, 0, false)?;
+    map_image(&mut identity, 0, ImageMap::Identity)?;
     boot.kernel = Some(kernel);
     boot.identity = Some(identity);
     Ok(())
@@ -411,6 +423,27 @@ pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, 
         .map(va, start, len, attrs)?;
     *next += len + PAGE_SIZE;
     Ok(VirtAddr::new(va.as_u64() + (pa.as_u64() - start.as_u64())))
+}
+
+/// Maps device registers at their physical address in the identity map (TTBR0), while it still
+/// exists: the console's last resort when `early_ioremap` failed, so the kernel can say why it
+/// stops before it does.
+pub fn identity_map_device(pa: PhysAddr, size: u64) -> Result<VirtAddr, MapError> {
+    let start = pa.align_down(PAGE_SIZE);
+    let end = pa
+        .checked_add(size.max(1))
+        .and_then(|e| e.align_up(PAGE_SIZE))
+        .ok_or(MapError::OutOfRange {
+            va: VirtAddr::new(0),
+            size,
+        })?;
+    USER_PT.lock().as_mut().ok_or(MapError::NoMemory)?.map(
+        VirtAddr::new(start.as_u64()),
+        start,
+        end.as_u64() - start.as_u64(),
+        Attrs::DEVICE,
+    )?;
+    Ok(VirtAddr::new(pa.as_u64()))
 }
 
 /// The start of the ioremap area `ioremap` may use: the first 16 MiB belong to `early_ioremap`.

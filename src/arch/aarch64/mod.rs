@@ -24,6 +24,8 @@ pub mod provoke;
 #[cfg(target_os = "none")]
 mod selftests;
 #[cfg(target_os = "none")]
+pub mod semihosting;
+#[cfg(target_os = "none")]
 pub mod simd;
 #[cfg(target_os = "none")]
 pub mod stack;

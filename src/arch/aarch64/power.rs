@@ -1,11 +1,10 @@
-//! Leaving the machine: through semihosting when QEMU was started with `-semihosting` (the only
-//! way to hand an exit status to the shell), else PSCI SYSTEM_OFF, else a clean halt. Semihosting
-//! is used only when the command line says QEMU enabled it: on hardware the HLT instruction would
-//! stop the core under a debugger, or trap.
+//! Leaving the machine: through semihosting when it works (the only way to hand an exit status to
+//! the shell; see `semihosting` for when it is tried), else PSCI SYSTEM_OFF, else a clean halt.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
+use super::semihosting;
 use crate::machine::PsciMethod;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,44 +13,51 @@ pub enum ExitStatus {
     Failure,
 }
 
-static SEMIHOSTING: AtomicBool = AtomicBool::new(false);
 /// 0: no PSCI, 1: HVC, 2: SMC.
 static PSCI: AtomicU8 = AtomicU8::new(0);
 
 const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
-const SYS_EXIT: u64 = 0x18;
-const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x20026;
 
-/// Records how this machine can be left, once the command line and device tree are read.
-pub fn configure(semihosting: bool, psci: Option<PsciMethod>) {
-    SEMIHOSTING.store(semihosting, Ordering::SeqCst);
+/// How the machine will be left, as `configure` found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Semihosting: the exit status reaches the shell.
+    Semihosting,
+    /// PSCI SYSTEM_OFF: QEMU exits 0 whatever happened.
+    Psci,
+    /// Neither: the core halts with interrupts masked.
+    Halt,
+}
+
+/// Records how this machine can be left, once the command line (`semihosting`: it names
+/// `semihosting`) and the device tree are read. Returns the way out and whether semihosting,
+/// asked for, turned out not to work (QEMU started without `-semihosting`).
+pub fn configure(semihosting: bool, psci: Option<PsciMethod>) -> (Exit, bool) {
     let method = match psci {
         None => 0,
         Some(PsciMethod::Hvc) => 1,
         Some(PsciMethod::Smc) => 2,
     };
     PSCI.store(method, Ordering::SeqCst);
-}
-
-pub fn semihosting_enabled() -> bool {
-    SEMIHOSTING.load(Ordering::SeqCst)
+    let works = semihosting::configure(semihosting);
+    let exit = if semihosting::enabled() {
+        Exit::Semihosting
+    } else if method != 0 {
+        Exit::Psci
+    } else {
+        Exit::Halt
+    };
+    (exit, !works)
 }
 
 /// Ends the run with `status`. Never returns.
 pub fn shutdown(status: ExitStatus) -> ! {
     crate::console::flush();
-    if SEMIHOSTING.load(Ordering::SeqCst) {
-        let code = match status {
-            ExitStatus::Success => 0u64,
-            ExitStatus::Failure => 1,
-        };
-        let block = [ADP_STOPPED_APPLICATION_EXIT, code];
-        // SAFETY: semihosting was announced on the command line, so QEMU traps this HLT and exits;
-        // the parameter block lives on our stack for the duration of the call.
-        unsafe {
-            asm!("hlt #0xf000", in("x0") SYS_EXIT, in("x1") block.as_ptr(), options(nostack));
-        }
-    }
+    // Returns only when semihosting does not work (or is not asked for).
+    semihosting::exit(match status {
+        ExitStatus::Success => 0,
+        ExitStatus::Failure => 1,
+    });
     match PSCI.load(Ordering::SeqCst) {
         // SAFETY: the device tree says PSCI is reachable by HVC; SYSTEM_OFF does not return.
         1 => unsafe { asm!("hvc #0", inout("x0") PSCI_SYSTEM_OFF => _, options(nostack)) },
