@@ -35,6 +35,8 @@ pub struct BootOptions {
     pub semihosting: bool,
     /// `ktest.filter=`: run only self-tests whose name contains this.
     pub ktest_filter: Option<String>,
+    /// `ktest.order=name|reverse`, `ktest.shuffle=SEED`: the order self-tests run in.
+    pub ktest_order: crate::ktest::Order,
     /// `ktest.inject=fail|panic|fault|null|guard|stack`.
     pub inject: Option<Inject>,
     /// `zone_dma_bits=N`: the DMA zone ends at 2^N (overrides the device tree's `dma-ranges`).
@@ -58,6 +60,7 @@ impl Default for BootOptions {
             log_level: LevelFilter::Info,
             semihosting: false,
             ktest_filter: None,
+            ktest_order: crate::ktest::Order::Name,
             inject: None,
             zone_dma_bits: None,
             debug_pagealloc: false,
@@ -122,6 +125,13 @@ impl BootOptions {
                 ("debug", None) => o.log_level = LevelFilter::Trace,
                 ("semihosting", None) => o.semihosting = true,
                 ("ktest.filter", Some(v)) => o.ktest_filter = Some(v.into()),
+                ("ktest.order", Some("name")) => o.ktest_order = crate::ktest::Order::Name,
+                ("ktest.order", Some("reverse")) => o.ktest_order = crate::ktest::Order::Reverse,
+                ("ktest.order", Some(_)) => reject("expected ktest.order=name or reverse"),
+                ("ktest.shuffle", Some(v)) => match v.parse::<u64>() {
+                    Ok(seed) => o.ktest_order = crate::ktest::Order::Shuffle(seed),
+                    Err(_) => reject("expected a number (the shuffle's seed)"),
+                },
                 ("ktest.inject", Some(v)) => match v {
                     "fail" => o.inject = Some(Inject::Fail),
                     "panic" => o.inject = Some(Inject::Panic),
@@ -212,6 +222,14 @@ mod tests {
         assert!(o.semihosting);
         assert_eq!(o.inject, Some(Inject::Null));
         assert_eq!(o.ktest_filter.as_deref(), Some("machine"));
+        use crate::ktest::Order;
+        assert_eq!(o.ktest_order, Order::Name);
+        let o = BootOptions::parse("ktest.order=reverse");
+        assert_eq!(o.ktest_order, Order::Reverse);
+        let o = BootOptions::parse("ktest.order=reverse ktest.shuffle=42");
+        assert_eq!(o.ktest_order, Order::Shuffle(42));
+        let o = BootOptions::parse("ktest.order=random ktest.shuffle=x");
+        assert_eq!((o.ktest_order, o.rejected.len()), (Order::Name, 2));
         let o = BootOptions::parse("zone_dma_bits=30 debug_pagealloc=on");
         assert_eq!((o.zone_dma_bits, o.debug_pagealloc), (Some(30), true));
         assert!(o.rejected.is_empty());

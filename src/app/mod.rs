@@ -40,7 +40,8 @@ pub const STACK_SIZE: u64 = 512 << 10;
 pub const STACK_GUARD_SIZE: u64 = 64 << 10;
 
 /// Runs `job` in the application's half of the address space: on its stack (an overflow faults
-/// in the stack guard and is reported as one), with its heap (`app::heap`) beside it.
+/// in the stack guard and is reported as one), with its heap (`app::heap`) beside it. Afterwards
+/// both are unmapped, and a swap slot still in use is reported as a leak and fails the job.
 #[cfg(target_os = "none")]
 pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
     let (bottom, top) = match crate::mm::fault::map_stack(STACK_SIZE, STACK_GUARD_SIZE) {
@@ -84,6 +85,17 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
     };
     heap::release();
     crate::mm::fault::unmap_stack(bottom, STACK_SIZE, STACK_GUARD_SIZE);
+    // Nothing of the application is left in memory or on swap now: a slot still in use was
+    // leaked (by the job, or by the memory manager on its behalf).
+    let (total, free) = crate::mm::swapfile::totals();
+    if free != total {
+        log::error!(
+            "swap: {} slot(s) still in use after the job '{}' ended and its memory was unmapped: leaked",
+            (total - free) / crate::mm::PAGE_SIZE,
+            job.name
+        );
+        return JobStatus::Failure;
+    }
     call.status
 }
 

@@ -732,6 +732,28 @@ pub fn madvise_pageout(addr: u64, len: u64) -> Result<u64, SwapError> {
     Ok(done)
 }
 
+/// The swap slots the pages of `[addr, addr + len)` hold: `(on swap, tied)`, the entries in the
+/// table and the pages in memory still tied to their copy (the swap cache). What `munmap` of
+/// the range gives back.
+pub fn swap_slots_held(addr: u64, len: u64) -> (u64, u64) {
+    let mut held = (0, 0);
+    let pt = USER_PT.lock();
+    let Some(pt) = pt.as_ref() else {
+        return held;
+    };
+    let start = addr & !(PAGE_SIZE - 1);
+    for a in (start..addr.saturating_add(len)).step_by(PAGE_SIZE as usize) {
+        match pt.pte(VirtAddr::new(a)) {
+            Some(d) if desc::is_leaf(d, 3) => {
+                held.1 += swap_cache_entry(PhysAddr::new(desc::addr(d))).is_some() as u64;
+            }
+            Some(d) => held.0 += SwapEntry::from_pte(d).is_some() as u64,
+            None => {}
+        }
+    }
+    held
+}
+
 /// A permission fault in the application's space. A write the region allows, to a page tied to
 /// its swap copy, unties it (the slot is freed, the page becomes writable) and is retried (`Ok`);
 /// anything else is real, and the error says which region refused it.

@@ -30,7 +30,7 @@ pub mod memblock;
 pub mod page;
 pub mod page_alloc;
 #[cfg(target_os = "none")]
-mod selftests;
+pub(crate) mod selftests;
 pub mod slab;
 pub mod swap_entry;
 pub mod swap_header;
