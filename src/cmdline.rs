@@ -45,7 +45,8 @@ pub struct BootOptions {
     pub debug_pagealloc: bool,
     /// `slub_debug[=FZP]`: slab red zones (Z), poisoning (P), consistency checks (F); all if bare.
     pub slub_debug: u32,
-    /// `swap=auto|off|format`: which disk to swap to (auto: the first with a swap signature).
+    /// `swap=auto|off|format|format:N`: which disk to swap to (auto: the first with a swap
+    /// signature; format: that, or a blank disk formatted; format:N: disk N formatted).
     pub swap: crate::mm::swapfile::SwapMode,
     /// Options for a job (`memstress.size=64M`): key without the job's prefix, and value.
     pub job_params: Vec<(String, String)>,
@@ -167,11 +168,9 @@ impl BootOptions {
                             flags | (crate::mm::slab::SLAB_CONSISTENCY * (flags != 0) as u32);
                     }
                 }
-                ("swap", Some(v)) => match v {
-                    "auto" => o.swap = crate::mm::swapfile::SwapMode::Auto,
-                    "off" => o.swap = crate::mm::swapfile::SwapMode::Off,
-                    "format" => o.swap = crate::mm::swapfile::SwapMode::Format,
-                    _ => reject("expected swap=auto, swap=off or swap=format"),
+                ("swap", Some(v)) => match crate::mm::swapfile::SwapMode::parse(v) {
+                    Some(mode) => o.swap = mode,
+                    None => reject("expected swap=auto, swap=off, swap=format or swap=format:N"),
                 },
                 (k, Some(v)) if k.starts_with("memstress.") => {
                     o.job_params.push((k.into(), v.into()))
@@ -195,6 +194,11 @@ mod tests {
         assert_eq!(BootOptions::parse("").swap, SwapMode::Auto);
         assert_eq!(BootOptions::parse("swap=off").swap, SwapMode::Off);
         assert_eq!(BootOptions::parse("swap=format").swap, SwapMode::Format);
+        assert_eq!(
+            BootOptions::parse("swap=format:1").swap,
+            SwapMode::FormatDisk(1)
+        );
+        assert_eq!(BootOptions::parse("swap=format:x").rejected.len(), 1);
         let o = BootOptions::parse("swap=format swap=auto");
         assert_eq!(o.swap, SwapMode::Auto);
         let o = BootOptions::parse("swap=yes");
