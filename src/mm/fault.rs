@@ -39,6 +39,9 @@ pub static PGSTEAL: AtomicU64 = AtomicU64::new(0);
 /// (benchmarks subtract the driver's wait ticks).
 pub static SWAPOUT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub static SWAPIN_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Counter ticks spent in the reclaim hook as a whole, the slab shrinker included: what a
+/// swap-in takes out of its own time when its allocations run reclaim.
+static RECLAIM_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Access-flag faults taken (software access-flag management only; none where the hardware
 /// sets the flag).
@@ -386,8 +389,9 @@ fn swap_in_fault(
     let mut ahead_ok = 0u32;
     {
         let t0 = ticks();
-        // Reclaim run by the readahead's allocations is swap-out's time, not swap-in's.
-        let out0 = SWAPOUT_TICKS.load(Ordering::Relaxed);
+        // Reclaim run by the readahead's allocations (the slab shrinker and swap-out) is not
+        // swap-in's time.
+        let reclaim0 = RECLAIM_TICKS.load(Ordering::Relaxed);
         // Readahead: the following pages of the region whose entries hold the following slots
         // (what reclaim wrote together usually comes back together), as far as memory allows:
         // one attempt each, and the first refusal ends the readahead.
@@ -448,7 +452,7 @@ fn swap_in_fault(
                 },
             });
         }
-        let nested = SWAPOUT_TICKS.load(Ordering::Relaxed) - out0;
+        let nested = RECLAIM_TICKS.load(Ordering::Relaxed) - reclaim0;
         SWAPIN_TICKS.fetch_add((ticks() - t0).saturating_sub(nested), Ordering::Relaxed);
     }
     // Linux gives up swap copies once half the area is used (`vm_swap_full`). Here reclaim can
@@ -558,8 +562,14 @@ pub fn handle_access_flag(far: u64) -> Result<(), RealFault> {
 /// swap and their frames freed. Returns the pages freed. The swap part does nothing when it
 /// would re-enter itself or when the allocating code holds the application's table.
 pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
+    // Timed only at the outermost level: reclaim's own allocations may run the hook again.
+    let outermost = !IN_RECLAIM.load(Ordering::Relaxed);
+    let start = ticks();
     let slabs = super::heap::shrink_slabs(zone, order);
     if !swapfile::active() || IN_RECLAIM.swap(true, Ordering::Acquire) {
+        if outermost {
+            RECLAIM_TICKS.fetch_add(ticks() - start, Ordering::Relaxed);
+        }
         return slabs;
     }
     let t0 = ticks();
@@ -567,7 +577,9 @@ pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
         .try_lock()
         .and_then(|mut pt| pt.as_mut().map(shrink_resident))
         .unwrap_or(0);
-    SWAPOUT_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
+    let end = ticks();
+    SWAPOUT_TICKS.fetch_add(end - t0, Ordering::Relaxed);
+    RECLAIM_TICKS.fetch_add(end - start, Ordering::Relaxed);
     IN_RECLAIM.store(false, Ordering::Release);
     slabs + freed
 }
