@@ -37,6 +37,7 @@ pub mod swap_header;
 #[cfg(target_os = "none")]
 mod swap_selftests;
 pub mod swap_slots;
+pub mod swap_table;
 pub mod swapfile;
 #[cfg(test)]
 pub(crate) mod test_rng;

@@ -12,6 +12,7 @@ use core::fmt;
 use super::swap_entry::SwapEntry;
 use super::swap_header::{foreign_signature, SwapHeader, SwapHeaderError, FOREIGN_SCAN};
 use super::swap_slots::SwapSlots;
+use super::swap_table::SwapTable;
 use super::PAGE_SIZE;
 
 const PAGE: usize = PAGE_SIZE as usize;
@@ -286,7 +287,7 @@ pub struct SwapArea {
     pub header: SwapHeader,
     pub slots: SwapSlots,
     /// Per slot: the checksum of the page written there (0 for a free slot).
-    sums: Vec<u64>,
+    sums: SwapTable<u64>,
 }
 
 /// Why a page could not go to swap or come back.
@@ -461,7 +462,8 @@ impl core::ops::Deref for SwapBatch {
 }
 
 impl SwapArea {
-    /// The area's tables (about 9 bytes per slot); an error when they do not fit in memory.
+    /// The area's tables (about 9 bytes per slot, in chunks: no large contiguous allocation);
+    /// an error when they do not fit in memory.
     pub fn new(header: SwapHeader) -> Result<SwapArea, String> {
         let too_big = |_| {
             format!(
@@ -472,10 +474,7 @@ impl SwapArea {
         };
         let bad: Vec<u64> = header.bad_pages.iter().map(|&p| p as u64).collect();
         let slots = SwapSlots::new(header.last_page as u64, &bad).map_err(too_big)?;
-        let mut sums = Vec::new();
-        sums.try_reserve_exact(header.last_page as usize + 1)
-            .map_err(too_big)?;
-        sums.resize(header.last_page as usize + 1, 0);
+        let sums = SwapTable::new(header.last_page as usize + 1, 0).map_err(too_big)?;
         Ok(SwapArea {
             header,
             slots,
@@ -1123,6 +1122,30 @@ mod tests {
         let c = choose(SwapMode::FormatDisk(0), &mut [ro], [9; 16]);
         assert!(c.chosen.is_none());
         assert!(c.skipped[0].why.contains("read-only"));
+    }
+
+    #[test]
+    fn areas_of_16_and_32_gib_activate_and_keep_checksums_past_every_chunk() {
+        // More than one contiguous allocation can hold (the 2 GiB limit of old).
+        for gib in [16u64, 32] {
+            let pages = (gib << 30) / PAGE_SIZE;
+            let mut area = SwapArea::new(SwapHeader::for_disk(pages, [0; 16])).unwrap();
+            assert_eq!(area.total_bytes(), (pages - 1) * PAGE_SIZE);
+            while area.slots.alloc().is_some() {}
+            assert_eq!(area.free_bytes(), 0);
+            for slot in [1, pages / 2, pages - 1] {
+                let e = SwapEntry::new(0, slot).unwrap();
+                let p = page(slot);
+                area.commit(&[slot], &[&p]);
+                assert_eq!(area.verify(e, &p), Ok(()));
+                assert!(matches!(
+                    area.verify(e, &page(slot + 1)),
+                    Err(SwapError::Checksum { .. })
+                ));
+                assert_eq!(area.release(e), Ok(()));
+            }
+            assert_eq!(area.free_bytes(), 3 * PAGE_SIZE);
+        }
     }
 
     #[test]
