@@ -573,11 +573,22 @@ pub struct ActiveSwap {
 #[cfg(target_os = "none")]
 pub static SWAP: spin::Mutex<Option<ActiveSwap>> = spin::Mutex::new(None);
 
-/// Boot-time swapon: probes the virtio-blk disks, picks one as `mode` says, logs why any disk was
-/// passed over, and keeps the chosen one in [`SWAP`]. Disks not chosen are released (reset).
+/// Boot-time swapon: says so when a virtio disk is attached over PCI (which Ferrite does not
+/// drive), probes the virtio-blk disks, picks one as `mode` says, logs why any disk was passed
+/// over, and keeps the chosen one in [`SWAP`]. Disks not chosen are released (reset).
 #[cfg(target_os = "none")]
 pub fn swapon(mode: SwapMode) {
     use log::{info, warn};
+    // A disk Ferrite cannot see as one: QEMU's `-drive if=virtio` makes a PCI device on virt.
+    if let Some(kernel) = crate::kernel::get() {
+        for f in crate::drivers::pci::virtio_blk_functions(&kernel.machine) {
+            warn!(
+                "Swap: a virtio PCI disk is attached at PCI {f} (QEMU -drive if=virtio); Ferrite \
+                 drives virtio-mmio disks only: attach it with -drive if=none,id=d0,file=... \
+                 -device virtio-blk-device,drive=d0"
+            );
+        }
+    }
     let mut disks = crate::drivers::virtio::blk::VirtioBlk::probe_all();
     if disks.is_empty() {
         info!("Swap: no virtio-blk disk; running without swap");
