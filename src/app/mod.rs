@@ -1,6 +1,8 @@
 //! Jobs: the applications of the unikernel, chosen with `run=` on the command line. Each job is
 //! one entry function in its own module, listed once in `JOBS` below. This module owns the
-//! registry only; a job must return its status rather than power the machine off itself.
+//! registry and `run` (the application's stack and heap around a job, and the check that none
+//! of its memory is left, in RAM or on swap, afterwards); a job must return its status rather
+//! than power the machine off itself.
 
 pub mod bench;
 pub mod demo;

@@ -1,6 +1,7 @@
 //! Self-tests of the page allocator on the running machine: zones against RAM and limits, the
 //! hand-over's accounting, every order from every zone, refused bad frees, zeroing, poisoning,
-//! and page tables that outgrow the boot pool.
+//! and page tables that outgrow the boot pool; and the settled free-page count other tests
+//! compare (`free_pages_settled`).
 
 use crate::ktest::TestError;
 use crate::mm::addr::{PhysAddr, PhysRange, PAGE_SIZE};
