@@ -467,7 +467,8 @@ impl SwapArea {
     pub fn new(header: SwapHeader) -> Result<SwapArea, String> {
         let too_big = |_| {
             format!(
-                "{} slots need {} KiB of tables, more than memory allows",
+                "{} slots need {} KiB of tables, more than memory allows: make a smaller area \
+                 (mkswap DISK SIZE-IN-KiB) or give the machine more RAM",
                 header.last_page,
                 (header.last_page as u64 * 9) >> 10
             )
