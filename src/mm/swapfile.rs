@@ -189,30 +189,33 @@ pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> C
         }
         SwapMode::FormatDisk(n) => {
             for (i, disk) in disks.iter_mut().enumerate() {
-                let why = if i != n {
+                if i != n {
                     choice.skipped.push(Skipped {
                         disk: i,
                         why: format!("swap=format:{n} names another disk"),
                         not_swap: true,
                     });
                     continue;
-                } else if disk.pages() < MIN_PAGES {
-                    format!("{} page(s): too small for a swap area", disk.pages())
+                }
+                let formatted = if disk.pages() < MIN_PAGES {
+                    Err(format!(
+                        "{} page(s): too small for a swap area",
+                        disk.pages()
+                    ))
                 } else {
-                    match format(disk, uuid, &mut buf) {
-                        Ok(h) => {
-                            choice.chosen = Some((i, h));
-                            choice.formatted = true;
-                            continue;
-                        }
-                        Err(why) => why,
-                    }
+                    format(disk, uuid, &mut buf)
                 };
-                choice.skipped.push(Skipped {
-                    disk: i,
-                    why,
-                    not_swap: false,
-                });
+                match formatted {
+                    Ok(h) => {
+                        choice.chosen = Some((i, h));
+                        choice.formatted = true;
+                    }
+                    Err(why) => choice.skipped.push(Skipped {
+                        disk: i,
+                        why,
+                        not_swap: false,
+                    }),
+                }
             }
             return choice;
         }
