@@ -39,6 +39,8 @@ pub struct BootOptions {
     pub semihosting: bool,
     /// `ktest.filter=`: run only self-tests whose name contains this.
     pub ktest_filter: Option<String>,
+    /// `ktest.order=name|reverse`, `ktest.shuffle=SEED`: the order self-tests run in.
+    pub ktest_order: crate::ktest::Order,
     /// `ktest.inject=fail|panic|fault|null|guard|stack|app-stack|oom`.
     pub inject: Option<Inject>,
     /// `zone_dma_bits=N`: the DMA zone ends at 2^N (overrides the device tree's `dma-ranges`).
@@ -47,7 +49,8 @@ pub struct BootOptions {
     pub debug_pagealloc: bool,
     /// `slub_debug[=FZP]`: slab red zones (Z), poisoning (P), consistency checks (F); all if bare.
     pub slub_debug: u32,
-    /// `swap=auto|off|format`: which disk to swap to (auto: the first with a swap signature).
+    /// `swap=auto|off|format|format:N`: which disk to swap to (auto: the first with a swap
+    /// signature; format: that, or a blank disk formatted; format:N: disk N formatted).
     pub swap: crate::mm::swapfile::SwapMode,
     /// `icount`: QEMU runs with `-icount shift=0`, so a nanosecond of virtual time is one
     /// instruction (scripts/qemu-run adds it with ICOUNT=1; `run=bench` labels its figures so).
@@ -66,6 +69,7 @@ impl Default for BootOptions {
             log_level: LevelFilter::Info,
             semihosting: false,
             ktest_filter: None,
+            ktest_order: crate::ktest::Order::Name,
             inject: None,
             zone_dma_bits: None,
             debug_pagealloc: false,
@@ -168,6 +172,13 @@ impl BootOptions {
                 ("debug", None) => o.log_level = LevelFilter::Trace,
                 ("semihosting", None) => o.semihosting = true,
                 ("ktest.filter", Some(v)) => o.ktest_filter = Some(v.into()),
+                ("ktest.order", Some("name")) => o.ktest_order = crate::ktest::Order::Name,
+                ("ktest.order", Some("reverse")) => o.ktest_order = crate::ktest::Order::Reverse,
+                ("ktest.order", Some(_)) => reject("expected ktest.order=name or reverse"),
+                ("ktest.shuffle", Some(v)) => match v.parse::<u64>() {
+                    Ok(seed) => o.ktest_order = crate::ktest::Order::Shuffle(seed),
+                    Err(_) => reject("expected a number (the shuffle's seed)"),
+                },
                 ("ktest.inject", Some(v)) => match v {
                     "fail" => o.inject = Some(Inject::Fail),
                     "panic" => o.inject = Some(Inject::Panic),
@@ -206,11 +217,9 @@ impl BootOptions {
                             flags | (crate::mm::slab::SLAB_CONSISTENCY * (flags != 0) as u32);
                     }
                 }
-                ("swap", Some(v)) => match v {
-                    "auto" => o.swap = crate::mm::swapfile::SwapMode::Auto,
-                    "off" => o.swap = crate::mm::swapfile::SwapMode::Off,
-                    "format" => o.swap = crate::mm::swapfile::SwapMode::Format,
-                    _ => reject("expected swap=auto, swap=off or swap=format"),
+                ("swap", Some(v)) => match crate::mm::swapfile::SwapMode::parse(v) {
+                    Some(mode) => o.swap = mode,
+                    None => reject("expected swap=auto, swap=off, swap=format or swap=format:N"),
                 },
                 ("icount", None) => o.icount = true,
                 // Kernel options with a dot are matched above; the rest belong to a job.
@@ -249,6 +258,11 @@ mod tests {
         assert_eq!(BootOptions::parse("").swap, SwapMode::Auto);
         assert_eq!(BootOptions::parse("swap=off").swap, SwapMode::Off);
         assert_eq!(BootOptions::parse("swap=format").swap, SwapMode::Format);
+        assert_eq!(
+            BootOptions::parse("swap=format:1").swap,
+            SwapMode::FormatDisk(1)
+        );
+        assert_eq!(BootOptions::parse("swap=format:x").rejected.len(), 1);
         let o = BootOptions::parse("swap=format swap=auto");
         assert_eq!(o.swap, SwapMode::Auto);
         let o = BootOptions::parse("swap=yes");
@@ -276,6 +290,14 @@ mod tests {
         assert!(o.semihosting);
         assert_eq!(o.inject, Some(Inject::Null));
         assert_eq!(o.ktest_filter.as_deref(), Some("machine"));
+        use crate::ktest::Order;
+        assert_eq!(o.ktest_order, Order::Name);
+        let o = BootOptions::parse("ktest.order=reverse");
+        assert_eq!(o.ktest_order, Order::Reverse);
+        let o = BootOptions::parse("ktest.order=reverse ktest.shuffle=42");
+        assert_eq!(o.ktest_order, Order::Shuffle(42));
+        let o = BootOptions::parse("ktest.order=random ktest.shuffle=x");
+        assert_eq!((o.ktest_order, o.rejected.len()), (Order::Name, 2));
         let o = BootOptions::parse("zone_dma_bits=30 debug_pagealloc=on");
         assert_eq!((o.zone_dma_bits, o.debug_pagealloc), (Some(30), true));
         assert!(o.rejected.is_empty());

@@ -235,6 +235,15 @@ fn check_virt(name: &str, j: &Json) {
         r#"["0xa003e00","0x200",79]"#,
         "{name}"
     );
+    // The PCIe host bridge (where QEMU's -drive if=virtio puts a disk): ECAM high or low.
+    let ecam = j.get("pci_ecam").items();
+    assert_eq!(ecam.len(), 1, "{name}");
+    assert!(
+        ["0x4010000000", "0x3f000000"].contains(&ecam[0].at(0).str()),
+        "{name}: {}",
+        ecam[0]
+    );
+    assert_eq!(ecam[0].at(2).u64(), 0, "{name}");
     let gic = j.get("gic");
     assert_eq!(gic.get("version").u64(), 2, "{name}");
     assert_eq!(gic.get("regs").at(0).at(0).str(), "0x8000000", "{name}");

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use ferrite::machine::{
-    BootRanges, Machine, PhysAddr, PhysRange, PsciMethod, ReservationKind, UartKind,
+    BootRanges, Machine, PciEcam, PhysAddr, PhysRange, PsciMethod, ReservationKind, UartKind,
 };
 
 fn warned(m: &Machine, words: &str) -> bool {
@@ -805,6 +805,48 @@ fn virtio_interrupts_are_gic_interrupt_ids() {
             (0xa00_0600, 0x200, None, false),
             (0xa00_0800, 0x200, None, false),
         ]
+    );
+}
+
+fn pcie(unit: u64, size: u64) -> Node {
+    Node::new(&format!("pcie@{unit:x}"))
+        .string("compatible", "pci-host-ecam-generic")
+        .string("device_type", "pci")
+        .reg(2, 2, &[(unit, size)])
+}
+
+#[test]
+fn pci_ecam_host_bridges_and_their_buses() {
+    let m = machine(&Fdt::new(
+        Node::root(2, 2)
+            .child(pcie(0x40_1000_0000, 0x1000_0000).u32s("bus-range", &[0, 0xff]))
+            // No bus-range: as many buses as the window maps (16 MiB: 16).
+            .child(pcie(0x3f00_0000, 0x100_0000))
+            .child(pcie(0x5000_0000, 0x20_0000).u32s("bus-range", &[2, 3]))
+            // A bus-range that is not two ordered cells: a warning, the window's buses.
+            .child(pcie(0x6000_0000, 0x40_0000).u32s("bus-range", &[3]))
+            .child(pcie(0x7000_0000, 0x1000_0000).string("status", "disabled")),
+    ));
+    let ecam = |base: u64, size: u64, bus_start: u8, bus_end: u8| PciEcam {
+        base,
+        size,
+        bus_start,
+        bus_end,
+    };
+    assert_eq!(
+        m.pci_ecam,
+        vec![
+            ecam(0x40_1000_0000, 0x1000_0000, 0, 255),
+            ecam(0x3f00_0000, 0x100_0000, 0, 15),
+            ecam(0x5000_0000, 0x20_0000, 2, 3),
+            ecam(0x6000_0000, 0x40_0000, 0, 3),
+        ]
+    );
+    assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+    assert!(
+        m.warnings[0].contains("/pcie@60000000: bus-range"),
+        "{:?}",
+        m.warnings
     );
 }
 

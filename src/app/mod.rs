@@ -1,6 +1,8 @@
 //! Jobs: the applications of the unikernel, chosen with `run=` on the command line. Each job is
 //! one entry function in its own module, listed once in `JOBS` below. This module owns the
-//! registry only; a job must return its status rather than power the machine off itself.
+//! registry and `run` (the application's stack and heap around a job, and the check that none
+//! of its memory is left, in RAM or on swap, afterwards); a job must return its status rather
+//! than power the machine off itself.
 
 pub mod bench;
 pub mod demo;
@@ -92,7 +94,8 @@ pub const STACK_SIZE: u64 = 512 << 10;
 pub const STACK_GUARD_SIZE: u64 = 64 << 10;
 
 /// Runs `job` in the application's half of the address space: on its stack (an overflow faults
-/// in the stack guard and is reported as one), with its heap (`app::heap`) beside it.
+/// in the stack guard and is reported as one), with its heap (`app::heap`) beside it. Afterwards
+/// both are unmapped, and a swap slot still in use is reported as a leak and fails the job.
 #[cfg(target_os = "none")]
 pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
     let (bottom, top) = match crate::mm::fault::map_stack(STACK_SIZE, STACK_GUARD_SIZE) {
@@ -136,6 +139,17 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
     };
     heap::release();
     crate::mm::fault::unmap_stack(bottom, STACK_SIZE, STACK_GUARD_SIZE);
+    // Nothing of the application is left in memory or on swap now: a slot still in use was
+    // leaked (by the job, or by the memory manager on its behalf).
+    let (total, free) = crate::mm::swapfile::totals();
+    if free != total {
+        log::error!(
+            "swap: {} slot(s) still in use after the job '{}' ended and its memory was unmapped: leaked",
+            (total - free) / crate::mm::PAGE_SIZE,
+            job.name
+        );
+        return JobStatus::Failure;
+    }
     call.status
 }
 

@@ -1,5 +1,6 @@
-//! `run=selftest`: every registered self-test, in KTAP, then the status (any failure fails the
-//! run). `ktest.filter=` narrows the set; `ktest.inject=` provokes a failure, a panic, an
+//! `run=selftest`: every registered self-test, in KTAP, then the status (any failure, or a filter
+//! that selects nothing, fails the run). `ktest.filter=` narrows the set, `ktest.order=reverse`
+//! and `ktest.shuffle=SEED` change the order; `ktest.inject=` provokes a failure, a panic, an
 //! unexpected exception or running out of memory, so the tests of the test runner can see each
 //! one caught.
 
@@ -36,6 +37,7 @@ fn selftest(kernel: &'static Kernel) -> JobStatus {
     let summary = crate::ktest::run(
         crate::ktest::registered(),
         kernel.options.ktest_filter.as_deref(),
+        kernel.options.ktest_order,
         &mut Console,
     );
     match kernel.options.inject {

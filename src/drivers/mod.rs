@@ -1,5 +1,7 @@
-//! Device drivers. Each driver owns its register block and nothing else; mapping the registers
-//! (today the boot identity view, later `ioremap`) is its caller's job.
+//! Device drivers: UARTs, virtio over virtio-mmio, and a PCI configuration-space scan. Each driver
+//! owns its register block and nothing else, mapped through `ioremap` (the boot console starts on
+//! an early mapping).
 
+pub mod pci;
 pub mod uart;
 pub mod virtio;

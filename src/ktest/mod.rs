@@ -7,7 +7,7 @@ pub mod ktap;
 
 use alloc::string::String;
 
-pub use ktap::{run, Summary};
+pub use ktap::{run, Order, Summary};
 
 /// Why a test did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -283,6 +283,14 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
             }
         }
     }
+    for node in tree.all() {
+        if tree.is_compatible(node, "pci-host-ecam-generic") && tree.is_available(node) {
+            if let Some(&range) = reg_cpu(tree, node)?.first() {
+                m.pci_ecam
+                    .push(pci_ecam(tree, node, range, &mut m.warnings));
+            }
+        }
+    }
     m.psci_method = psci_method(tree);
     if let Some(cpus) = tree.find("/cpus") {
         let mut methods: Vec<&str> = Vec::new();
@@ -302,6 +310,40 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
     }
     m.gic = find_gic(tree)?;
     Ok(m)
+}
+
+/// An ECAM host bridge at `range`: its buses from `bus-range` (two cells; 0-255 when absent, as
+/// Linux assumes), no more than the window holds at 1 MiB a bus.
+fn pci_ecam(
+    tree: &DeviceTree,
+    node: usize,
+    range: PhysRange,
+    warnings: &mut Vec<String>,
+) -> PciEcam {
+    let buses_mapped = (range.size >> 20).clamp(1, 256) - 1;
+    let (start, end) = match tree.prop(node, "bus-range").map(|v| (v.len(), v)) {
+        None => (0, 255),
+        Some((8, v)) => (
+            u32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+            u32::from_be_bytes([v[4], v[5], v[6], v[7]]),
+        ),
+        Some(_) => (u32::MAX, 0),
+    };
+    let (start, end) = if start <= end && end <= 255 {
+        (start as u8, end.min(start + buses_mapped as u32) as u8)
+    } else {
+        warnings.push(format!(
+            "{}: bus-range is not two cells from 0 to 255 in order; buses 0-{buses_mapped} assumed",
+            tree.path(node)
+        ));
+        (0, buses_mapped as u8)
+    };
+    PciEcam {
+        base: range.base.as_u64(),
+        size: range.size,
+        bus_start: start,
+        bus_end: end,
+    }
 }
 
 fn describe_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), MachineError> {

@@ -122,6 +122,18 @@ pub fn to_json(m: &Machine) -> String {
         }),
     ));
     fields.push((
+        "pci_ecam",
+        list(&m.pci_ecam, |p| {
+            format!(
+                "[{}, {}, {}, {}]",
+                hex(p.base),
+                hex(p.size),
+                p.bus_start,
+                p.bus_end
+            )
+        }),
+    ));
+    fields.push((
         "platform_dma",
         list(&m.platform_dma, |r| {
             format!("[{}, {}, {}]", hex(r.cpu.as_u64()), hex(r.bus), hex(r.size))

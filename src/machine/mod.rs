@@ -1,5 +1,6 @@
 //! The machine description: what the device tree says about RAM, reservations, DMA reach, the
-//! console, virtio devices, PSCI, CPUs, the interrupt controller and the command line.
+//! console, virtio devices, PCIe host bridges (ECAM), PSCI, CPUs, the interrupt controller and
+//! the command line.
 //!
 //! Owns the interpretation of the tree (as Linux interprets it: zero-sized banks skipped,
 //! overlapping banks merged, reservations clipped to RAM, addresses translated through `ranges`).
@@ -138,6 +139,18 @@ pub struct VirtioMmio {
     pub dma_ranges: Vec<crate::mm::dma::DmaRange>,
 }
 
+/// A PCIe host bridge whose configuration space is memory-mapped (ECAM, Linux's
+/// `pci-host-ecam-generic`: QEMU `virt` has one). Plain CPU addresses; Ferrite drives no PCI
+/// device, but it can say that one is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciEcam {
+    /// CPU address of the configuration space: bus `bus_start` at offset 0, 1 MiB a bus.
+    pub base: u64,
+    pub size: u64,
+    pub bus_start: u8,
+    pub bus_end: u8,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PsciMethod {
     Hvc,
@@ -209,6 +222,8 @@ pub struct Machine {
     /// where bus addresses are CPU addresses).
     pub platform_dma: Vec<crate::mm::dma::DmaRange>,
     pub virtio_mmio: Vec<VirtioMmio>,
+    /// PCIe host bridges with ECAM configuration space.
+    pub pci_ecam: Vec<PciEcam>,
     pub psci_method: Option<PsciMethod>,
     pub cpus: usize,
     /// `enable-method` of the CPUs (`psci`, `spin-table`), when they agree.

@@ -101,6 +101,12 @@ pub fn lines(m: &Machine) -> Vec<String> {
         ));
     }
     out.extend(virtio_lines(&m.virtio_mmio));
+    for p in &m.pci_ecam {
+        out.push(format!(
+            "PCIe ECAM: {:#x} size {:#x}, buses {}-{}",
+            p.base, p.size, p.bus_start, p.bus_end
+        ));
+    }
     if let Some(i) = &m.initrd {
         out.push(format!("initrd: {i}"));
     }

@@ -39,6 +39,9 @@ pub static PGSTEAL: AtomicU64 = AtomicU64::new(0);
 /// (benchmarks subtract the driver's wait ticks).
 pub static SWAPOUT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub static SWAPIN_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Counter ticks spent in the reclaim hook as a whole, the slab shrinker included: what a
+/// swap-in takes out of its own time when its allocations run reclaim.
+static RECLAIM_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// Access-flag faults taken (software access-flag management only; none where the hardware
 /// sets the flag).
@@ -392,8 +395,9 @@ fn swap_in_fault(
     let mut ahead_ok = 0u32;
     {
         let t0 = ticks();
-        // Reclaim run by the readahead's allocations is swap-out's time, not swap-in's.
-        let out0 = SWAPOUT_TICKS.load(Ordering::Relaxed);
+        // Reclaim run by the readahead's allocations (the slab shrinker and swap-out) is not
+        // swap-in's time.
+        let reclaim0 = RECLAIM_TICKS.load(Ordering::Relaxed);
         // Readahead: the following pages of the region whose entries hold the following slots
         // (what reclaim wrote together usually comes back together), as far as memory allows:
         // one attempt each, and the first refusal ends the readahead.
@@ -454,7 +458,7 @@ fn swap_in_fault(
                 },
             });
         }
-        let nested = SWAPOUT_TICKS.load(Ordering::Relaxed) - out0;
+        let nested = RECLAIM_TICKS.load(Ordering::Relaxed) - reclaim0;
         SWAPIN_TICKS.fetch_add((ticks() - t0).saturating_sub(nested), Ordering::Relaxed);
     }
     // Linux gives up swap copies once half the area is used (`vm_swap_full`). Here reclaim can
@@ -564,8 +568,14 @@ pub fn handle_access_flag(far: u64) -> Result<(), RealFault> {
 /// swap and their frames freed. Returns the pages freed. The swap part does nothing when it
 /// would re-enter itself or when the allocating code holds the application's table.
 pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
+    // Timed only at the outermost level: reclaim's own allocations may run the hook again.
+    let outermost = !IN_RECLAIM.load(Ordering::Relaxed);
+    let start = ticks();
     let slabs = super::heap::shrink_slabs(zone, order);
     if !swapfile::active() || IN_RECLAIM.swap(true, Ordering::Acquire) {
+        if outermost {
+            RECLAIM_TICKS.fetch_add(ticks() - start, Ordering::Relaxed);
+        }
         return slabs;
     }
     let t0 = ticks();
@@ -573,7 +583,9 @@ pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
         .try_lock()
         .and_then(|mut pt| pt.as_mut().map(shrink_resident))
         .unwrap_or(0);
-    SWAPOUT_TICKS.fetch_add(ticks() - t0, Ordering::Relaxed);
+    let end = ticks();
+    SWAPOUT_TICKS.fetch_add(end - t0, Ordering::Relaxed);
+    RECLAIM_TICKS.fetch_add(end - start, Ordering::Relaxed);
     IN_RECLAIM.store(false, Ordering::Release);
     slabs + freed
 }
@@ -736,6 +748,28 @@ pub fn madvise_pageout(addr: u64, len: u64) -> Result<u64, SwapError> {
         }
     }
     Ok(done)
+}
+
+/// The swap slots the pages of `[addr, addr + len)` hold: `(on swap, tied)`, the entries in the
+/// table and the pages in memory still tied to their copy (the swap cache). What `munmap` of
+/// the range gives back.
+pub fn swap_slots_held(addr: u64, len: u64) -> (u64, u64) {
+    let mut held = (0, 0);
+    let pt = USER_PT.lock();
+    let Some(pt) = pt.as_ref() else {
+        return held;
+    };
+    let start = addr & !(PAGE_SIZE - 1);
+    for a in (start..addr.saturating_add(len)).step_by(PAGE_SIZE as usize) {
+        match pt.pte(VirtAddr::new(a)) {
+            Some(d) if desc::is_leaf(d, 3) => {
+                held.1 += swap_cache_entry(PhysAddr::new(desc::addr(d))).is_some() as u64;
+            }
+            Some(d) => held.0 += SwapEntry::from_pte(d).is_some() as u64,
+            None => {}
+        }
+    }
+    held
 }
 
 /// A permission fault in the application's space. A write the region allows, to a page tied to

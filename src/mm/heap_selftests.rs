@@ -25,18 +25,7 @@ fn fail(what: impl core::fmt::Display) -> TestError {
     TestError::Fail(alloc::format!("{what}"))
 }
 
-/// Free pages once empty slabs and per-CPU lists are back in the buddy lists.
-fn free_pages_now() -> u64 {
-    if let Some(k) = kmalloc_caches() {
-        k.shrink();
-    }
-    PAGES
-        .with(|a| {
-            a.drain_pcp();
-            a.free_pages()
-        })
-        .unwrap_or(0)
-}
+use crate::mm::selftests::free_pages_settled as free_pages_now;
 
 ktest!(collections_work_on_kmalloc, {
     let mut v: Vec<u64> = Vec::new();

@@ -32,13 +32,14 @@ pub mod oom;
 pub mod page;
 pub mod page_alloc;
 #[cfg(target_os = "none")]
-mod selftests;
+pub(crate) mod selftests;
 pub mod slab;
 pub mod swap_entry;
 pub mod swap_header;
 #[cfg(target_os = "none")]
 mod swap_selftests;
 pub mod swap_slots;
+pub mod swap_table;
 pub mod swapfile;
 #[cfg(test)]
 pub(crate) mod test_rng;

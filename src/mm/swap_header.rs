@@ -1,7 +1,10 @@
 //! Linux's swap area header (`SWAPSPACE2`, version 1) in page 0 of a swap disk: the magic in the
 //! page's last 10 bytes, the last usable page, and the bad-page list, so that util-linux's
 //! `mkswap` prepares a disk for Ferrite and a Ferrite swap disk reads as swap to Linux tools.
-//! Owns the format only (parse and write a 4 KiB page); must never touch a disk.
+//! Also recognises the swap signatures Ferrite cannot use (an area made for 8, 16 or 64 KiB
+//! pages, or the old `SWAP-SPACE` format), so such a disk is named for what it is.
+//! Owns the format only (parse and write a 4 KiB page, inspect a disk's first 64 KiB); must never
+//! touch a disk.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -10,6 +13,59 @@ use super::PAGE_SIZE;
 
 const PAGE: usize = PAGE_SIZE as usize;
 pub const MAGIC: &[u8; 10] = b"SWAPSPACE2";
+/// The version-0 signature, which Linux stopped reading in 2.5.
+pub const OLD_MAGIC: &[u8; 10] = b"SWAP-SPACE";
+/// The page sizes Linux builds for (the signature ends the area's first page): what
+/// [`foreign_signature`] looks at, so a disk's first `FOREIGN_SCAN` bytes are enough.
+const PAGE_SIZES: [usize; 4] = [4096, 8192, 16384, 65536];
+pub const FOREIGN_SCAN: usize = 65536;
+
+/// A swap signature Ferrite cannot use, found where its own is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForeignSwap {
+    /// `SWAPSPACE2` at the end of a larger page: an area for another page size (`mkswap -p`).
+    PageSize(usize),
+    /// The old `SWAP-SPACE` signature (version 0) at the end of a page of this size.
+    Version0(usize),
+}
+
+impl fmt::Display for ForeignSwap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ForeignSwap::PageSize(size) => write!(
+                f,
+                "swap signature for {} KiB pages (mkswap -p {size}); Ferrite uses 4 KiB pages: \
+                 recreate it with mkswap -p 4096",
+                size / 1024
+            ),
+            ForeignSwap::Version0(size) => write!(
+                f,
+                "old swap signature SWAP-SPACE (version 0, unsupported since Linux 2.5) for {} KiB \
+                 pages: recreate it with mkswap -p 4096",
+                size / 1024
+            ),
+        }
+    }
+}
+
+/// The swap signature a disk carries for another page size or in the old format, from its
+/// first bytes (`head`, up to [`FOREIGN_SCAN`]); `None` when there is none, or when page 0
+/// holds Ferrite's own (`SWAPSPACE2` for 4 KiB pages, which [`SwapHeader::parse`] reads).
+pub fn foreign_signature(head: &[u8]) -> Option<ForeignSwap> {
+    let at = |size: usize, magic: &[u8; 10]| head.len() >= size && &head[size - 10..size] == magic;
+    if at(PAGE, MAGIC) {
+        return None;
+    }
+    PAGE_SIZES.iter().find_map(|&size| {
+        if size != PAGE && at(size, MAGIC) {
+            Some(ForeignSwap::PageSize(size))
+        } else if at(size, OLD_MAGIC) {
+            Some(ForeignSwap::Version0(size))
+        } else {
+            None
+        }
+    })
+}
 /// Offsets in page 0 (`union swap_header` in linux/swap.h): 1024 boot bytes, then the info.
 const VERSION: usize = 1024;
 const LAST_PAGE: usize = 1028;
@@ -199,35 +255,90 @@ mod tests {
     }
 
     #[test]
-    fn reads_what_util_linux_mkswap_writes() {
-        let Ok(dir) = std::env::var("CARGO_TARGET_TMPDIR")
+    fn signatures_for_other_page_sizes_and_the_old_format_are_named() {
+        let mut head = alloc::vec![0u8; FOREIGN_SCAN];
+        assert_eq!(foreign_signature(&head), None);
+        for size in [8192, 16384, 65536] {
+            head.fill(0);
+            head[size - 10..size].copy_from_slice(MAGIC);
+            assert_eq!(foreign_signature(&head), Some(ForeignSwap::PageSize(size)));
+            // Too little of the disk read to see it: nothing claimed.
+            assert_eq!(foreign_signature(&head[..size - 1]), None);
+            head[size - 10..size].copy_from_slice(OLD_MAGIC);
+            assert_eq!(foreign_signature(&head), Some(ForeignSwap::Version0(size)));
+        }
+        head.fill(0);
+        head[PAGE - 10..PAGE].copy_from_slice(OLD_MAGIC);
+        assert_eq!(foreign_signature(&head), Some(ForeignSwap::Version0(4096)));
+        // Ferrite's own signature is not foreign, whatever else the disk holds.
+        head[PAGE - 10..PAGE].copy_from_slice(MAGIC);
+        head[16384 - 10..16384].copy_from_slice(MAGIC);
+        assert_eq!(foreign_signature(&head), None);
+        let why = alloc::format!("{}", ForeignSwap::PageSize(16384));
+        assert!(why.contains("16 KiB pages (mkswap -p 16384)"), "{why}");
+        assert!(why.contains("recreate it with mkswap -p 4096"), "{why}");
+        assert!(!why.contains("swap=format"), "{why}");
+    }
+
+    /// util-linux mkswap, if installed, run over an 8 MiB file with `args`: the file's bytes.
+    fn mkswap(args: &[&str]) -> Option<Vec<u8>> {
+        let dir = std::env::var("CARGO_TARGET_TMPDIR")
             .or_else(|_| std::env::var("TMPDIR"))
-            .or(Ok::<_, ()>("/tmp".into()))
-        else {
-            return;
-        };
-        let path =
-            std::path::Path::new(&dir).join(format!("ferrite-mkswap-{}.img", std::process::id()));
-        std::fs::write(&path, alloc::vec![0u8; 8 << 20]).unwrap();
+            .unwrap_or_else(|_| "/tmp".into());
         let mkswap = ["/usr/sbin/mkswap", "/sbin/mkswap"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists());
         let Some(mkswap) = mkswap else {
-            eprintln!("note: mkswap (util-linux) not installed; only the round trip was checked");
-            return;
+            eprintln!("note: mkswap (util-linux) not installed; its output was not checked");
+            return None;
         };
+        let path = std::path::Path::new(&dir).join(format!(
+            "ferrite-mkswap-{}-{}.img",
+            std::process::id(),
+            args.join("").replace(['-', ' '], "")
+        ));
+        std::fs::write(&path, alloc::vec![0u8; 8 << 20]).unwrap();
         let out = std::process::Command::new(mkswap)
-            .args(["-L", "ktest", "-U", "00112233-4455-6677-8899-aabbccddeeff"])
+            .args(args)
             .arg(&path)
             .output()
             .unwrap();
+        let disk = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).ok();
         assert!(
             out.status.success(),
             "mkswap: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let disk = std::fs::read(&path).unwrap();
-        std::fs::remove_file(&path).ok();
+        Some(disk)
+    }
+
+    #[test]
+    fn names_what_mkswap_writes_for_other_page_sizes() {
+        for size in [8192usize, 16384, 65536] {
+            let Some(disk) = mkswap(&["-p", &size.to_string()]) else {
+                return;
+            };
+            assert_eq!(
+                SwapHeader::parse(&disk[..PAGE], (disk.len() / PAGE) as u64),
+                Err(SwapHeaderError::NoSignature)
+            );
+            assert_eq!(
+                foreign_signature(&disk[..FOREIGN_SCAN]),
+                Some(ForeignSwap::PageSize(size))
+            );
+        }
+        if let Some(disk) = mkswap(&["-p", "4096"]) {
+            assert_eq!(foreign_signature(&disk[..FOREIGN_SCAN]), None);
+        }
+    }
+
+    #[test]
+    fn reads_what_util_linux_mkswap_writes() {
+        let Some(disk) = mkswap(&["-L", "ktest", "-U", "00112233-4455-6677-8899-aabbccddeeff"])
+        else {
+            return;
+        };
         let h = SwapHeader::parse(&disk[..PAGE], (disk.len() / PAGE) as u64).unwrap();
         assert_eq!(h.last_page as usize, disk.len() / PAGE - 1);
         assert!(h.bad_pages.is_empty());

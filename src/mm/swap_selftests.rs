@@ -196,34 +196,46 @@ fn word(addr: u64, write: Option<u64>) -> u64 {
 ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
     use crate::mm::fault::{self, SWAPCACHE};
     use crate::mm::vma::Prot;
-    let free = free_slots()?;
+    free_slots()?;
     let n = 8u64;
     let len = n * PAGE as u64;
     let base = fault::mmap(len, Prot::RW, "ktest-swapcache").map_err(fail)?;
+    // What this region holds: (pages on swap, pages tied to their copy). The test counts its own
+    // region's slots, never the area's free count across faults: a fault's allocation may run
+    // reclaim, which sends other regions' pages (the application heap's, say) to swap.
+    let held = || fault::swap_slots_held(base, len);
     let value = |i: u64| 0x5ca1_ab1e_0000_0000 ^ base ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for i in 0..n * 512 {
         word(base + i * 8, Some(value(i)));
     }
-    // Dirty pages go to swap: eight writes.
-    let out0 = PSWPOUT.load(Relaxed);
+    // Dirty pages go to swap: eight writes. madvise_pageout holds the page table throughout,
+    // so no reclaim runs inside it and the area's counts move by exactly its own pages.
+    let (out0, free0) = (PSWPOUT.load(Relaxed), free_slots()?);
     kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
     kassert_eq!(PSWPOUT.load(Relaxed), out0 + n);
-    kassert_eq!(free_slots()?, free - n);
+    kassert_eq!(free_slots()?, free0 - n);
+    kassert_eq!(held(), (n, 0));
     // Read back: the pages are in memory and still tied to their slots.
-    let (in0, cached0) = (PSWPIN.load(Relaxed), SWAPCACHE.load(Relaxed));
+    let in0 = PSWPIN.load(Relaxed);
     for i in 0..n * 512 {
         kassert_eq!(word(base + i * 8, None), value(i));
     }
     kassert!(PSWPIN.load(Relaxed) >= in0 + n, "pages not read from swap");
-    kassert_eq!(SWAPCACHE.load(Relaxed), cached0 + n);
-    kassert_eq!(free_slots()?, free - n);
-    // Clean: reclaiming them again writes nothing.
+    kassert_eq!(held(), (0, n));
+    // Clean: reclaiming them again writes nothing and frees no slot.
+    let (out1, free1, cached1) = (
+        PSWPOUT.load(Relaxed),
+        free_slots()?,
+        SWAPCACHE.load(Relaxed),
+    );
     kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
     kassert!(
-        PSWPOUT.load(Relaxed) == out0 + n,
+        PSWPOUT.load(Relaxed) == out1,
         "clean pages were written again"
     );
-    kassert_eq!(SWAPCACHE.load(Relaxed), cached0);
+    kassert_eq!(free_slots()?, free1);
+    kassert_eq!(SWAPCACHE.load(Relaxed), cached1 - n);
+    kassert_eq!(held(), (n, 0));
     // Read back again, then one word written per even page: those are untied (their slots
     // freed, the copies stale), so the next pageout writes exactly them.
     for i in 0..n * 512 {
@@ -240,10 +252,11 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
             value(i)
         }
     };
-    kassert_eq!(SWAPCACHE.load(Relaxed), cached0 + n / 2);
-    kassert_eq!(free_slots()?, free - n / 2);
+    kassert_eq!(held(), (0, n / 2));
+    let out2 = PSWPOUT.load(Relaxed);
     kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
-    kassert_eq!(PSWPOUT.load(Relaxed), out0 + n + n / 2);
+    kassert_eq!(PSWPOUT.load(Relaxed), out2 + n / 2);
+    kassert_eq!(held(), (n, 0));
     for i in 0..n * 512 {
         kassert_eq!(word(base + i * 8, None), after_writes(i));
     }
@@ -268,16 +281,20 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
             Ok(0)
         );
     }
-    // munmap gives back the slots of cached and swapped pages alike: the first half on swap,
-    // the second half's pages still tied to their slots. (The clock above may also have sent
-    // other regions' pages to swap, such as the application heap's, so the slots are counted
-    // around munmap rather than against the start.)
-    kassert_eq!(fault::madvise_pageout(base, len / 2).map_err(fail)?, n / 2);
-    let tied = SWAPCACHE.load(Relaxed) - cached0;
-    let before_munmap = free_slots()?;
+    // munmap gives back exactly the slots of the region's pages, on swap and tied alike (munmap
+    // allocates nothing, so no reclaim moves the counts under it).
+    fault::madvise_pageout(base, len / 2).map_err(fail)?;
+    let (on_swap, tied) = held();
+    kassert!(
+        on_swap >= n / 2,
+        "{on_swap} pages on swap after a pageout of {}",
+        n / 2
+    );
+    let (free3, cached3) = (free_slots()?, SWAPCACHE.load(Relaxed));
     fault::munmap(base, len).map_err(fail)?;
-    kassert_eq!(SWAPCACHE.load(Relaxed), cached0);
-    kassert_eq!(free_slots()?, before_munmap + n / 2 + tied);
+    kassert_eq!(free_slots()?, free3 + on_swap + tied);
+    kassert_eq!(SWAPCACHE.load(Relaxed), cached3 - tied);
+    kassert_eq!(held(), (0, 0));
     // Outside every region: an error, not a crash.
     kassert!(matches!(
         fault::madvise_pageout(base, len),

@@ -1,12 +1,15 @@
 //! Swap slot allocation: which page of the swap area holds which swapped-out page. Slots are
 //! handed out in clusters of 256 (as Linux's SWAPFILE_CLUSTER), so neighbouring pages go to
 //! neighbouring slots and a batch becomes few large disk writes; finding a slot stays fast as the
-//! area fills (clusters with room are kept in a two-level bitmap). Owns slot bookkeeping only;
-//! must never touch the disk, and never allocates after `new` (it runs inside reclaim, when
-//! memory is short).
+//! area fills (clusters with room are kept in a two-level bitmap). The per-slot and per-cluster
+//! tables are chunked (`swap_table`), so an area of any size whose tables fit in memory works.
+//! Owns slot bookkeeping only; must never touch the disk, and never allocates after `new` (it
+//! runs inside reclaim, when memory is short).
 
 use alloc::collections::TryReserveError;
 use alloc::vec::Vec;
+
+use super::swap_table::SwapTable;
 
 pub const CLUSTER: u64 = 256;
 const FREE: u8 = 0;
@@ -15,9 +18,9 @@ const BAD: u8 = 0xff;
 
 pub struct SwapSlots {
     /// Per slot: FREE, USED or BAD. Slot 0 is the header page, never used.
-    state: Vec<u8>,
+    state: SwapTable<u8>,
     /// Free slots per cluster.
-    cluster_free: Vec<u32>,
+    cluster_free: SwapTable<u32>,
     /// Clusters with at least one free slot.
     with_room: ClusterSet,
     /// The cluster being filled, and the next slot to try in it.
@@ -85,27 +88,21 @@ impl ClusterSet {
 impl SwapSlots {
     /// Slots 1..=last_page, minus `bad` ones.
     /// An error, not an abort, when the tables do not fit in memory (a huge swap disk on a
-    /// small machine).
+    /// small machine). Work per cluster, not per slot: a 32 GiB area has 8 Mi slots.
     pub fn new(last_page: u64, bad: &[u64]) -> Result<SwapSlots, TryReserveError> {
         let n = last_page + 1;
-        let mut state = Vec::new();
-        state.try_reserve_exact(n as usize)?;
-        state.resize(n as usize, FREE);
-        state[0] = BAD;
-        for &b in bad {
-            if (b as usize) < state.len() {
-                state[b as usize] = BAD;
-            }
-        }
+        let mut state = SwapTable::new(n as usize, FREE)?;
         let clusters = n.div_ceil(CLUSTER);
-        let mut cluster_free = Vec::new();
-        cluster_free.try_reserve_exact(clusters as usize)?;
-        cluster_free.resize(clusters as usize, 0u32);
-        let mut free = 0;
-        for (i, s) in state.iter().enumerate() {
-            if *s == FREE {
-                cluster_free[i / CLUSTER as usize] += 1;
-                free += 1;
+        let mut cluster_free = SwapTable::new(clusters as usize, 0u32)?;
+        for c in 0..clusters {
+            cluster_free[c as usize] = (n - c * CLUSTER).min(CLUSTER) as u32;
+        }
+        let mut free = n;
+        for &b in core::iter::once(&0).chain(bad) {
+            if b < n && state[b as usize] == FREE {
+                state[b as usize] = BAD;
+                cluster_free[(b / CLUSTER) as usize] -= 1;
+                free -= 1;
             }
         }
         let mut with_room = ClusterSet::new(clusters)?;
@@ -153,7 +150,9 @@ impl SwapSlots {
                 }
             };
             let end = ((c + 1) * CLUSTER).min(self.state.len() as u64);
-            if let Some(slot) = (next..end).find(|&s| self.state[s as usize] == FREE) {
+            let run = self.state.run(next as usize, end as usize);
+            if let Some(k) = run.iter().position(|&s| s == FREE) {
+                let slot = next + k as u64;
                 self.take(slot);
                 self.current = Some((c, slot + 1));
                 return Some(slot);
@@ -178,12 +177,12 @@ impl SwapSlots {
 
     /// Whether `slot` holds a page.
     pub fn in_use(&self, slot: u64) -> bool {
-        self.state.get(slot as usize) == Some(&USED)
+        self.state.get(slot as usize) == Some(USED)
     }
 
     /// Gives a slot back. A slot that is not in use is left alone (reported as `false`).
     pub fn free(&mut self, slot: u64) -> bool {
-        if self.state.get(slot as usize) != Some(&USED) {
+        if self.state.get(slot as usize) != Some(USED) {
             return false;
         }
         self.state[slot as usize] = FREE;
@@ -196,7 +195,7 @@ impl SwapSlots {
 
     /// Marks a slot bad after a write error: it is never handed out again.
     pub fn mark_bad(&mut self, slot: u64) {
-        if self.state.get(slot as usize) == Some(&USED) {
+        if self.state.get(slot as usize) == Some(USED) {
             self.state[slot as usize] = BAD;
             self.total -= 1;
         }
@@ -257,6 +256,37 @@ mod tests {
             assert_eq!(set.first(), model.iter().next().copied(), "step {step}");
             assert_eq!(set.is_empty(), model.is_empty());
         }
+    }
+
+    #[test]
+    fn an_area_of_32_gib_works_across_its_table_chunks() {
+        use crate::mm::swap_table::CHUNK;
+        let last = (32u64 << 30) / 4096 - 1;
+        let chunk = CHUNK as u64;
+        let bad = [chunk - 1, chunk, 5 * chunk + 3, last, last + 10, chunk];
+        let mut s = SwapSlots::new(last, &bad).unwrap();
+        // Slot 0, and four distinct bad slots inside the area.
+        assert_eq!(s.total_slots(), last - 4);
+        assert_eq!(s.free_slots(), s.total_slots());
+        assert!(!s.in_use(chunk) && !s.free(chunk));
+        // Fill up to the first chunk boundary and past it: the bad slots are stepped over.
+        let mut batch = alloc::vec![0u64; CHUNK + 64];
+        assert_eq!(s.alloc_batch(&mut batch), batch.len());
+        let want: Vec<u64> = (1..)
+            .filter(|x| *x != chunk - 1 && *x != chunk)
+            .take(batch.len())
+            .collect();
+        assert_eq!(batch, want);
+        assert!(batch.iter().all(|&x| s.in_use(x)));
+        // Freed slots are taken again once the current cluster is full (lowest cluster first).
+        assert!(!s.in_use(5 * chunk + 200));
+        for &x in &batch[100..300] {
+            assert!(s.free(x));
+        }
+        let mut again = alloc::vec![0u64; 2 * CLUSTER as usize];
+        assert_eq!(s.alloc_batch(&mut again), again.len());
+        assert!(batch[100..300].iter().all(|x| again.contains(x)));
+        assert!(!s.in_use(last) && !s.in_use(last + 1));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The swap area in use (Linux's `mm/swapfile.c`): choosing the disk at boot (`swap=auto`, `off`,
-//! `format`), activating it (header, slots) and its totals for `/proc/meminfo`.
+//! `format`, `format:N`), activating it (header, slots) and its totals for `/proc/meminfo`.
 //! Owns the choice and the area's bookkeeping; must never write to a disk that lacks the
-//! `SWAPSPACE2` signature unless `swap=format` asked for it, and never write to a read-only disk.
+//! `SWAPSPACE2` signature unless `swap=format` asked for it, and then only to a blank disk (when
+//! no disk holds a usable area) or to the one `swap=format:N` names; never to a read-only disk.
 
 use alloc::format;
 use alloc::string::String;
@@ -9,8 +10,9 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::swap_entry::SwapEntry;
-use super::swap_header::{SwapHeader, SwapHeaderError};
+use super::swap_header::{foreign_signature, SwapHeader, SwapHeaderError, FOREIGN_SCAN};
 use super::swap_slots::SwapSlots;
+use super::swap_table::SwapTable;
 use super::PAGE_SIZE;
 
 const PAGE: usize = PAGE_SIZE as usize;
@@ -23,16 +25,33 @@ pub enum SwapMode {
     Auto,
     /// No swap, whatever the disks hold.
     Off,
-    /// Write a fresh header on the first writable virtio-blk disk, then swap to it.
+    /// The first disk with a usable swap area; only when there is none, a fresh header on the
+    /// first writable disk that is blank (see [`first_nonzero`]).
     Format,
+    /// A fresh header on virtio-blk disk N (counted from 0 in the order they are found: the
+    /// command-line order of QEMU `virt`'s `-device virtio-blk-device`), whatever it holds.
+    FormatDisk(usize),
 }
 
-/// What swapon needs from a disk: its size, whether it may be written, and page 0.
+impl SwapMode {
+    /// The value of `swap=`: `auto`, `off`, `format` or `format:N`.
+    pub fn parse(value: &str) -> Option<SwapMode> {
+        Some(match value {
+            "auto" => SwapMode::Auto,
+            "off" => SwapMode::Off,
+            "format" => SwapMode::Format,
+            _ => SwapMode::FormatDisk(value.strip_prefix("format:")?.parse().ok()?),
+        })
+    }
+}
+
+/// What swapon needs from a disk: its size, whether it may be written, reads, and page 0.
 pub trait SwapDisk {
     /// Whole 4 KiB pages on the disk.
     fn pages(&self) -> u64;
     fn read_only(&self) -> bool;
-    fn read_page0(&mut self, page: &mut [u8]) -> Result<(), String>;
+    /// Reads `buf.len()` bytes (whole pages) starting at page `first`.
+    fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String>;
     fn write_page0(&mut self, page: &[u8]) -> Result<(), String>;
 }
 
@@ -54,83 +73,213 @@ pub struct Choice {
     pub skipped: Vec<Skipped>,
     /// Whether `swap=format` wrote a header.
     pub formatted: bool,
+    /// What went wrong beyond any one disk (`swap=format:N` naming no disk).
+    pub problem: Option<String>,
 }
 
 /// The smallest area worth having: the header page and one slot.
 const MIN_PAGES: u64 = 2;
 
-/// Picks the swap disk as `mode` says; `uuid` names an area that `swap=format` writes.
+/// Pages at each end of a disk that must be zero for `swap=format` to call it blank: the
+/// first MiB holds page 0 (which the format writes) and where partition tables, file systems
+/// and RAID keep their labels; the last MiB holds the backup GPT and end-of-disk labels.
+const BLANK_PAGES: u64 = 256;
+
+/// What a disk holds, as far as swap is concerned.
+enum Found {
+    /// A usable swap area.
+    Swap(SwapHeader),
+    /// Not usable, and why.
+    Unusable { why: String, not_swap: bool },
+    /// No swap signature of any kind.
+    NoSignature,
+}
+
+/// Reads a disk's first pages (its first 64 KiB at most, into `buf`) and says what it holds.
+fn inspect<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Found {
+    let unusable = |why: String| Found::Unusable {
+        why,
+        not_swap: false,
+    };
+    let pages = disk.pages();
+    if pages < MIN_PAGES {
+        return unusable(format!("{pages} page(s): too small for a swap area"));
+    }
+    let len = (buf.len().min(FOREIGN_SCAN) as u64 / PAGE_SIZE).min(pages) as usize * PAGE;
+    let head = &mut buf[..len];
+    if let Err(e) = disk.read_pages(0, head) {
+        return unusable(format!("reading its first pages failed: {e}"));
+    }
+    match SwapHeader::parse(head, pages) {
+        Ok(_) if disk.read_only() => unusable("read-only: cannot swap to it".into()),
+        Ok(h) if h.usable_pages() == 0 => unusable("the swap area has no usable page".into()),
+        Ok(h) => Found::Swap(h),
+        Err(SwapHeaderError::NoSignature) => match foreign_signature(head) {
+            Some(foreign) => unusable(format!("{foreign}")),
+            None => Found::NoSignature,
+        },
+        Err(e) => unusable(format!("{e}")),
+    }
+}
+
+/// The offset of the first non-zero byte in a disk's first and last [`BLANK_PAGES`] pages (all
+/// of it when smaller), read through `buf`; `None` when every one is zero: the disk is blank.
+pub fn first_nonzero<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Result<Option<u64>, String> {
+    let pages = disk.pages();
+    let head = BLANK_PAGES.min(pages);
+    let tail = pages.saturating_sub(BLANK_PAGES).max(head);
+    let step = (buf.len() / PAGE).max(1) as u64;
+    for range in [0..head, tail..pages] {
+        let mut page = range.start;
+        while page < range.end {
+            let n = step.min(range.end - page);
+            let chunk = &mut buf[..n as usize * PAGE];
+            disk.read_pages(page, chunk)?;
+            if let Some(at) = chunk.iter().position(|&b| b != 0) {
+                return Ok(Some(page * PAGE_SIZE + at as u64));
+            }
+            page += n;
+        }
+    }
+    Ok(None)
+}
+
+/// Writes a fresh header on `disk` and reads it back: the header the disk now holds.
+fn format<D: SwapDisk>(disk: &mut D, uuid: [u8; 16], buf: &mut [u8]) -> Result<SwapHeader, String> {
+    if disk.read_only() {
+        return Err("read-only: cannot format".into());
+    }
+    let header = SwapHeader::for_disk(disk.pages(), uuid);
+    let page = &mut buf[..PAGE];
+    header
+        .write(page)
+        .map_err(|e| format!("cannot build a header: {e}"))?;
+    disk.write_page0(page)
+        .map_err(|e| format!("writing the header failed: {e}"))?;
+    // Read back what the disk now holds rather than trusting the write.
+    disk.read_pages(0, page)
+        .map_err(|e| format!("reading the new header back failed: {e}"))?;
+    match SwapHeader::parse(page, disk.pages()) {
+        Ok(h) if h == header => Ok(h),
+        Ok(_) => Err("the header read back differs from the one written".into()),
+        Err(e) => Err(format!("the header read back is not valid: {e}")),
+    }
+}
+
+/// Picks the swap disk as `mode` says; `uuid` names an area that `swap=format` writes. Every
+/// disk not chosen is in `skipped` with the reason. Only `swap=format` writes, and only to a
+/// blank disk when no disk holds a usable area, or to the disk `swap=format:N` names.
 pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> Choice {
     let mut choice = Choice {
         chosen: None,
         skipped: Vec::new(),
         formatted: false,
+        problem: None,
     };
-    if mode == SwapMode::Off {
-        return choice;
-    }
-    let mut page = alloc::vec![0u8; PAGE];
-    for (i, disk) in disks.iter_mut().enumerate() {
-        let mut skip = |why: String| {
-            choice.skipped.push(Skipped {
-                disk: i,
-                why,
-                not_swap: false,
-            })
-        };
-        let pages = disk.pages();
-        if pages < MIN_PAGES {
-            skip(format!("{pages} page(s): too small for a swap area"));
-            continue;
+    let mut buf = alloc::vec![0u8; FOREIGN_SCAN];
+    match mode {
+        SwapMode::Off => return choice,
+        SwapMode::FormatDisk(n) if n >= disks.len() => {
+            choice.problem = Some(format!(
+                "swap=format:{n} names no disk: {} virtio-blk disk(s) found, counted from 0; \
+                 nothing formatted",
+                disks.len()
+            ));
+            return choice;
         }
-        if mode == SwapMode::Format {
-            if disk.read_only() {
-                skip("read-only: cannot format".into());
-                continue;
-            }
-            let header = SwapHeader::for_disk(pages, uuid);
-            if let Err(e) = header.write(&mut page) {
-                skip(format!("cannot build a header: {e}"));
-                continue;
-            }
-            if let Err(e) = disk.write_page0(&page) {
-                skip(format!("writing the header failed: {e}"));
-                continue;
-            }
-            // Read back what the disk now holds rather than trusting the write.
-            if let Err(e) = disk.read_page0(&mut page) {
-                skip(format!("reading the new header back failed: {e}"));
-                continue;
-            }
-            match SwapHeader::parse(&page, pages) {
-                Ok(h) if h == header => {
-                    choice.chosen = Some((i, h));
-                    choice.formatted = true;
-                    return choice;
+        SwapMode::FormatDisk(n) => {
+            for (i, disk) in disks.iter_mut().enumerate() {
+                if i != n {
+                    choice.skipped.push(Skipped {
+                        disk: i,
+                        why: format!("swap=format:{n} names another disk"),
+                        not_swap: true,
+                    });
+                    continue;
                 }
-                Ok(_) => skip("the header read back differs from the one written".into()),
-                Err(e) => skip(format!("the header read back is not valid: {e}")),
+                let formatted = if disk.pages() < MIN_PAGES {
+                    Err(format!(
+                        "{} page(s): too small for a swap area",
+                        disk.pages()
+                    ))
+                } else {
+                    format(disk, uuid, &mut buf)
+                };
+                match formatted {
+                    Ok(h) => {
+                        choice.chosen = Some((i, h));
+                        choice.formatted = true;
+                    }
+                    Err(why) => choice.skipped.push(Skipped {
+                        disk: i,
+                        why,
+                        not_swap: false,
+                    }),
+                }
             }
-            continue;
+            return choice;
         }
-        if let Err(e) = disk.read_page0(&mut page) {
-            skip(format!("reading page 0 failed: {e}"));
-            continue;
-        }
-        match SwapHeader::parse(&page, pages) {
-            Ok(_) if disk.read_only() => skip("read-only: cannot swap to it".into()),
-            Ok(h) if h.usable_pages() == 0 => skip("the swap area has no usable page".into()),
-            Ok(h) => {
+        SwapMode::Auto | SwapMode::Format => {}
+    }
+    let found: Vec<Found> = disks.iter_mut().map(|d| inspect(d, &mut buf)).collect();
+    let swap_exists = found.iter().any(|f| matches!(f, Found::Swap(_)));
+    for (i, (disk, found)) in disks.iter_mut().zip(found).enumerate() {
+        let taken = choice.chosen.is_some();
+        let (why, not_swap) = match found {
+            Found::Swap(h) if !taken => {
                 choice.chosen = Some((i, h));
-                return choice;
+                continue;
             }
-            Err(SwapHeaderError::NoSignature) => choice.skipped.push(Skipped {
-                disk: i,
-                why: "no SWAPSPACE2 signature (swap=format writes one)".into(),
-                not_swap: true,
-            }),
-            Err(e) => skip(format!("{e}")),
-        }
+            Found::Swap(_) => (
+                "another disk's swap area is in use (one at a time)".into(),
+                true,
+            ),
+            Found::Unusable { why, not_swap } => (why, not_swap),
+            Found::NoSignature if mode == SwapMode::Auto => (
+                "no SWAPSPACE2 signature: not a swap area (mkswap makes one)".into(),
+                true,
+            ),
+            Found::NoSignature if swap_exists => (
+                "no SWAPSPACE2 signature; not formatted: swap=format uses the swap area \
+                 another disk holds"
+                    .into(),
+                true,
+            ),
+            Found::NoSignature if taken => (
+                "no SWAPSPACE2 signature; not formatted: another disk was (one swap area at a \
+                 time)"
+                    .into(),
+                true,
+            ),
+            Found::NoSignature if disk.read_only() => (
+                "no SWAPSPACE2 signature, and read-only: cannot format".into(),
+                false,
+            ),
+            Found::NoSignature => match first_nonzero(disk, &mut buf) {
+                Ok(None) => match format(disk, uuid, &mut buf) {
+                    Ok(h) => {
+                        choice.chosen = Some((i, h));
+                        choice.formatted = true;
+                        continue;
+                    }
+                    Err(why) => (why, false),
+                },
+                Ok(Some(at)) => (
+                    format!(
+                        "no SWAPSPACE2 signature and not blank (byte {at:#x} is not zero): not \
+                         formatted, swap=format takes only a blank disk (swap=format:{i} would \
+                         format this one, destroying what it holds)"
+                    ),
+                    true,
+                ),
+                Err(e) => (format!("reading it failed: {e}; not formatted"), false),
+            },
+        };
+        choice.skipped.push(Skipped {
+            disk: i,
+            why,
+            not_swap,
+        });
     }
     choice
 }
@@ -141,7 +290,7 @@ pub struct SwapArea {
     pub header: SwapHeader,
     pub slots: SwapSlots,
     /// Per slot: the checksum of the page written there (0 for a free slot).
-    sums: Vec<u64>,
+    sums: SwapTable<u64>,
 }
 
 /// Why a page could not go to swap or come back.
@@ -316,21 +465,20 @@ impl core::ops::Deref for SwapBatch {
 }
 
 impl SwapArea {
-    /// The area's tables (about 9 bytes per slot); an error when they do not fit in memory.
+    /// The area's tables (about 9 bytes per slot, in chunks: no large contiguous allocation);
+    /// an error when they do not fit in memory.
     pub fn new(header: SwapHeader) -> Result<SwapArea, String> {
         let too_big = |_| {
             format!(
-                "{} slots need {} KiB of tables, more than memory allows",
+                "{} slots need {} KiB of tables, more than memory allows: make a smaller area \
+                 (mkswap DISK SIZE-IN-KiB) or give the machine more RAM",
                 header.last_page,
                 (header.last_page as u64 * 9) >> 10
             )
         };
         let bad: Vec<u64> = header.bad_pages.iter().map(|&p| p as u64).collect();
         let slots = SwapSlots::new(header.last_page as u64, &bad).map_err(too_big)?;
-        let mut sums = Vec::new();
-        sums.try_reserve_exact(header.last_page as usize + 1)
-            .map_err(too_big)?;
-        sums.resize(header.last_page as usize + 1, 0);
+        let sums = SwapTable::new(header.last_page as usize + 1, 0).map_err(too_big)?;
         Ok(SwapArea {
             header,
             slots,
@@ -429,11 +577,22 @@ pub struct ActiveSwap {
 #[cfg(target_os = "none")]
 pub static SWAP: spin::Mutex<Option<ActiveSwap>> = spin::Mutex::new(None);
 
-/// Boot-time swapon: probes the virtio-blk disks, picks one as `mode` says, logs why any disk was
-/// passed over, and keeps the chosen one in [`SWAP`]. Disks not chosen are released (reset).
+/// Boot-time swapon: says so when a virtio disk is attached over PCI (which Ferrite does not
+/// drive), probes the virtio-blk disks, picks one as `mode` says, logs why any disk was passed
+/// over, and keeps the chosen one in [`SWAP`]. Disks not chosen are released (reset).
 #[cfg(target_os = "none")]
 pub fn swapon(mode: SwapMode) {
     use log::{info, warn};
+    // A disk Ferrite cannot see as one: QEMU's `-drive if=virtio` makes a PCI device on virt.
+    if let Some(kernel) = crate::kernel::get() {
+        for f in crate::drivers::pci::virtio_blk_functions(&kernel.machine) {
+            warn!(
+                "Swap: a virtio PCI disk is attached at PCI {f} (QEMU -drive if=virtio); Ferrite \
+                 drives virtio-mmio disks only: attach it with -drive if=none,id=d0,file=... \
+                 -device virtio-blk-device,drive=d0"
+            );
+        }
+    }
     let mut disks = crate::drivers::virtio::blk::VirtioBlk::probe_all();
     if disks.is_empty() {
         info!("Swap: no virtio-blk disk; running without swap");
@@ -457,6 +616,9 @@ pub fn swapon(mode: SwapMode) {
     uuid[6] = (uuid[6] & 0x0f) | 0x40; // RFC 4122 version 4 and variant, as mkswap writes
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
     let choice = choose(mode, &mut disks, uuid);
+    if let Some(problem) = &choice.problem {
+        warn!("Swap: {problem}");
+    }
     for s in &choice.skipped {
         let base = disks[s.disk].base().as_u64();
         if s.not_swap {
@@ -718,6 +880,7 @@ pub fn totals() -> (u64, u64) {
 mod tests {
     use super::*;
 
+    #[derive(Clone)]
     struct FakeDisk {
         data: Vec<u8>,
         ro: bool,
@@ -743,6 +906,18 @@ mod tests {
                 .unwrap();
             d
         }
+        /// Bytes that are not zero anywhere (a data disk).
+        fn data(pages: usize) -> FakeDisk {
+            let mut d = FakeDisk::blank(pages);
+            let mut x = 0x9e37_79b9_7f4a_7c15u64;
+            for b in d.data.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8 | 1;
+            }
+            d
+        }
     }
 
     impl SwapDisk for FakeDisk {
@@ -752,11 +927,12 @@ mod tests {
         fn read_only(&self) -> bool {
             self.ro
         }
-        fn read_page0(&mut self, page: &mut [u8]) -> Result<(), String> {
+        fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
             if self.fail_read {
                 return Err("I/O error".into());
             }
-            page.copy_from_slice(&self.data[..PAGE]);
+            let at = first as usize * PAGE;
+            buf.copy_from_slice(&self.data[at..at + buf.len()]);
             Ok(())
         }
         fn write_page0(&mut self, page: &[u8]) -> Result<(), String> {
@@ -776,9 +952,12 @@ mod tests {
         let (i, h) = c.chosen.unwrap();
         assert_eq!(i, 1);
         assert_eq!(h.last_page, 127);
-        assert_eq!(c.skipped.len(), 1);
+        assert_eq!(c.skipped.len(), 2, "every disk not chosen says why");
         assert!(c.skipped[0].why.contains("no SWAPSPACE2 signature"));
+        assert!(!c.skipped[0].why.contains("swap=format"));
         assert!(c.skipped[0].not_swap);
+        assert_eq!(c.skipped[1].disk, 2);
+        assert!(c.skipped[1].why.contains("one at a time"));
         assert!(!c.formatted);
         assert!(disks.iter().all(|d| d.writes == 0));
         assert!(disks[0].data.iter().all(|&b| b == 0));
@@ -839,11 +1018,149 @@ mod tests {
         let c = choose(SwapMode::Auto, &mut disks, [9; 16]);
         assert!(c.chosen.is_none());
         let why: Vec<&str> = c.skipped.iter().map(|s| s.why.as_str()).collect();
-        assert!(why[0].contains("reading page 0 failed"), "{why:?}");
+        assert!(why[0].contains("reading its first pages failed"), "{why:?}");
         assert!(why[1].contains("last page 1000"), "{why:?}");
         assert!(why[2].contains("read-only"), "{why:?}");
         assert!(why[3].contains("too small"), "{why:?}");
         assert!(c.skipped.iter().all(|s| !s.not_swap));
+    }
+
+    #[test]
+    fn swap_modes_parse() {
+        assert_eq!(SwapMode::parse("auto"), Some(SwapMode::Auto));
+        assert_eq!(SwapMode::parse("off"), Some(SwapMode::Off));
+        assert_eq!(SwapMode::parse("format"), Some(SwapMode::Format));
+        assert_eq!(SwapMode::parse("format:0"), Some(SwapMode::FormatDisk(0)));
+        assert_eq!(SwapMode::parse("format:12"), Some(SwapMode::FormatDisk(12)));
+        for bad in ["", "on", "format:", "format:x", "format:-1", "format1"] {
+            assert_eq!(SwapMode::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn format_uses_an_existing_swap_area_and_writes_nothing() {
+        // A data disk first, a mkswap'd disk second: the data disk is never written.
+        let mut disks = [FakeDisk::data(64), FakeDisk::swap(64), FakeDisk::blank(64)];
+        let before = disks[0].data.clone();
+        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        assert_eq!(c.chosen.map(|(i, _)| i), Some(1));
+        assert!(!c.formatted);
+        assert!(disks.iter().all(|d| d.writes == 0));
+        assert_eq!(disks[0].data, before);
+        assert_eq!(c.skipped.len(), 2);
+        assert!(
+            c.skipped[0]
+                .why
+                .contains("uses the swap area another disk holds"),
+            "{:?}",
+            c.skipped
+        );
+        assert!(
+            c.skipped[1].why.contains("not formatted"),
+            "{:?}",
+            c.skipped
+        );
+    }
+
+    #[test]
+    fn format_takes_only_a_blank_disk() {
+        // Data in page 0; data only in the last MiB (a backup GPT, say); a blank disk.
+        let mut tail = FakeDisk::blank(1024);
+        tail.data[1023 * PAGE + 7] = 1;
+        let mut disks = [FakeDisk::data(64), tail, FakeDisk::blank(1024)];
+        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        assert_eq!(c.chosen.map(|(i, _)| i), Some(2));
+        assert!(c.formatted);
+        assert_eq!((disks[0].writes, disks[1].writes), (0, 0));
+        let why: Vec<&str> = c.skipped.iter().map(|s| s.why.as_str()).collect();
+        assert!(
+            why[0].contains("not blank (byte 0x0 is not zero)"),
+            "{why:?}"
+        );
+        assert!(
+            why[0].contains("swap=format:0 would format this one"),
+            "{why:?}"
+        );
+        assert!(
+            why[1].contains(&format!("byte {:#x} is not zero", 1023 * PAGE + 7)),
+            "{why:?}"
+        );
+        // Nothing blank: nothing formatted.
+        let mut disks = [FakeDisk::data(64)];
+        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        assert!(c.chosen.is_none() && disks[0].writes == 0);
+    }
+
+    #[test]
+    fn a_signature_for_another_page_size_is_named_and_never_formatted() {
+        let mut big = FakeDisk::blank(64);
+        big.data[16384 - 10..16384].copy_from_slice(b"SWAPSPACE2");
+        let mut old = FakeDisk::blank(64);
+        old.data[PAGE - 10..PAGE].copy_from_slice(b"SWAP-SPACE");
+        for mode in [SwapMode::Auto, SwapMode::Format] {
+            let mut disks = [big.clone(), old.clone()];
+            let c = choose(mode, &mut disks, [9; 16]);
+            assert!(c.chosen.is_none(), "{mode:?}");
+            assert!(disks.iter().all(|d| d.writes == 0));
+            let why: Vec<&str> = c.skipped.iter().map(|s| s.why.as_str()).collect();
+            assert!(
+                why[0].contains("swap signature for 16 KiB pages (mkswap -p 16384)"),
+                "{why:?}"
+            );
+            assert!(why[1].contains("SWAP-SPACE"), "{why:?}");
+            assert!(why.iter().all(|w| !w.contains("swap=format")), "{why:?}");
+            assert!(why.iter().all(|w| w.contains("mkswap -p 4096")), "{why:?}");
+            assert!(c.skipped.iter().all(|s| !s.not_swap), "a warning each");
+        }
+    }
+
+    #[test]
+    fn format_n_formats_the_named_disk_whatever_it_holds() {
+        let mut disks = [FakeDisk::data(64), FakeDisk::blank(64), FakeDisk::swap(64)];
+        let c = choose(SwapMode::FormatDisk(0), &mut disks, [9; 16]);
+        assert_eq!(c.chosen.as_ref().map(|(i, _)| *i), Some(0));
+        assert!(c.formatted);
+        assert_eq!(&disks[0].data[PAGE - 10..PAGE], b"SWAPSPACE2");
+        assert_eq!((disks[1].writes, disks[2].writes), (0, 0));
+        assert!(c
+            .skipped
+            .iter()
+            .all(|s| s.why.contains("names another disk")));
+        // A disk that is not there: nothing written, and a line that says so.
+        let mut disks = [FakeDisk::blank(64)];
+        let c = choose(SwapMode::FormatDisk(3), &mut disks, [9; 16]);
+        assert!(c.chosen.is_none() && disks[0].writes == 0);
+        assert!(c.problem.unwrap().contains("swap=format:3 names no disk"));
+        // Read-only: refused.
+        let mut ro = FakeDisk::blank(64);
+        ro.ro = true;
+        let c = choose(SwapMode::FormatDisk(0), &mut [ro], [9; 16]);
+        assert!(c.chosen.is_none());
+        assert!(c.skipped[0].why.contains("read-only"));
+    }
+
+    #[test]
+    fn areas_of_16_and_32_gib_activate_and_keep_checksums_past_every_chunk() {
+        // More than one contiguous allocation can hold (the 2 GiB limit of old).
+        for gib in [16u64, 32] {
+            let pages = (gib << 30) / PAGE_SIZE;
+            let mut area = SwapArea::new(SwapHeader::for_disk(pages, [0; 16])).unwrap();
+            assert_eq!(area.total_bytes(), (pages - 1) * PAGE_SIZE);
+            while area.slots.alloc().is_some() {}
+            assert_eq!(area.free_bytes(), 0);
+            for slot in [1, pages / 2, pages - 1] {
+                let e = SwapEntry::new(0, slot).unwrap();
+                let p = page(slot);
+                area.commit(&[slot], &[&p]);
+                assert_eq!(area.verify(e, &p), Ok(()));
+                assert!(matches!(
+                    area.verify(e, &page(slot + 1)),
+                    Err(SwapError::Checksum { .. })
+                ));
+                assert_eq!(area.release(e), Ok(()));
+            }
+            assert_eq!(area.free_bytes(), 3 * PAGE_SIZE);
+        }
     }
 
     #[test]

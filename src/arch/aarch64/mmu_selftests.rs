@@ -232,12 +232,9 @@ ktest!(hardware_and_software_walks_agree, {
 });
 
 ktest!(page_tables_outgrow_the_boot_pool_into_the_page_allocator, {
-    use crate::mm::init::PAGES;
     use crate::mm::pgtable::Attrs;
-    let free_before = PAGES.with(|a| {
-        a.drain_pcp();
-        a.free_pages()
-    });
+    use crate::mm::selftests::free_pages_settled;
+    let free_before = free_pages_settled();
     let mut guard = mmu::KERNEL_PT.lock();
     let pt = guard
         .as_mut()
@@ -269,10 +266,6 @@ ktest!(page_tables_outgrow_the_boot_pool_into_the_page_allocator, {
         .map_err(|e| TestError::Fail(alloc::format!("{e}")))?;
     kassert_eq!(pt.tables_in_use(), tables_before);
     drop(guard);
-    let free_after = PAGES.with(|a| {
-        a.drain_pcp();
-        a.free_pages()
-    });
-    kassert_eq!(free_after, free_before);
+    kassert_eq!(free_pages_settled(), free_before);
     Ok(())
 });

@@ -659,7 +659,7 @@ impl Drop for VirtioBlk {
     }
 }
 
-/// A virtio-blk disk as a swap device: page 0 is the first eight sectors.
+/// A virtio-blk disk as a swap device: page N is sectors 8N to 8N + 7.
 impl crate::mm::swapfile::SwapDisk for VirtioBlk {
     fn pages(&self) -> u64 {
         self.capacity_bytes() / crate::mm::PAGE_SIZE
@@ -667,8 +667,9 @@ impl crate::mm::swapfile::SwapDisk for VirtioBlk {
     fn read_only(&self) -> bool {
         VirtioBlk::read_only(self)
     }
-    fn read_page0(&mut self, page: &mut [u8]) -> Result<(), alloc::string::String> {
-        self.read(0, page).map_err(|e| alloc::format!("{e}"))
+    fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), alloc::string::String> {
+        let sector = first * (crate::mm::PAGE_SIZE / SECTOR_SIZE as u64);
+        self.read(sector, buf).map_err(|e| alloc::format!("{e}"))
     }
     fn write_page0(&mut self, page: &[u8]) -> Result<(), alloc::string::String> {
         self.write(0, page)

@@ -1,8 +1,11 @@
 //! Self-tests of the virtio-mmio transport, the split virtqueue and virtio-blk on the running
-//! machine. The data tests write only to a scratch disk: a writable virtio-blk disk of exactly
-//! 16 MiB (the boot tests attach one), and only at sectors 2048 and above; without one they are
-//! skipped. Every byte written is read back and compared; the patterns depend on the disk offset
-//! and on a per-run seed, so misplaced sectors and stale data from an earlier run both fail.
+//! machine. The data tests write only to a disk that says it is a scratch disk: its first sector
+//! starts with [`SCRATCH_SIGNATURE`] (the boot tests write it into the disk they attach), it is
+//! writable and holds at least 16 MiB; they write only at sectors 2048 and above, so the
+//! signature stays. A disk without the signature is never written, whatever its size; without a
+//! scratch disk the data tests are skipped. Every byte written is read back and compared; the
+//! patterns depend on the disk offset and on a per-run seed, so misplaced sectors and stale data
+//! from an earlier run both fail.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -19,7 +22,10 @@ use crate::mm::init::PAGES;
 use crate::mm::layout;
 use crate::{kassert, kassert_eq, ktest};
 
-/// The scratch disk's exact size.
+/// The bytes a scratch disk's first sector starts with: the tests may write to it (and to no
+/// other disk). `printf FERRITE-SCRATCH-DISK | dd of=disk.img conv=notrunc` makes one.
+pub const SCRATCH_SIGNATURE: &str = "FERRITE-SCRATCH-DISK";
+/// The least a scratch disk holds (the tests write up to about 12 MiB into it).
 const SCRATCH_BYTES: u64 = 16 << 20;
 /// Nothing below this sector is ever written.
 const FIRST_SCRATCH_SECTOR: u64 = 2048;
@@ -29,14 +35,24 @@ fn fail(what: impl core::fmt::Display) -> TestError {
     TestError::Fail(format!("{what}"))
 }
 
-/// The scratch disk, claimed (other disks found on the way are released again).
+/// The scratch disk, claimed (other disks found on the way are released again): the first
+/// writable disk of at least 16 MiB whose first sector starts with [`SCRATCH_SIGNATURE`]. Other
+/// disks are only read (their first sector), never written.
 fn scratch_disk() -> Result<VirtioBlk, TestError> {
-    VirtioBlk::probe_all()
-        .into_iter()
-        .find(|d| d.capacity_bytes() == SCRATCH_BYTES && !d.read_only())
-        .ok_or(TestError::Skip(
-            "no writable 16 MiB virtio-blk scratch disk attached".into(),
-        ))
+    let mut sector = vec![0u8; SECTOR_SIZE];
+    for mut d in VirtioBlk::probe_all() {
+        if d.read_only() || d.capacity_bytes() < SCRATCH_BYTES {
+            continue;
+        }
+        sector.fill(0);
+        if d.read(0, &mut sector).is_ok() && sector.starts_with(SCRATCH_SIGNATURE.as_bytes()) {
+            return Ok(d);
+        }
+    }
+    Err(TestError::Skip(format!(
+        "no scratch disk (a writable virtio-blk disk of at least 16 MiB whose first sector starts \
+         with {SCRATCH_SIGNATURE}; scripts/run-tests attaches one); no other disk is ever written"
+    )))
 }
 
 /// A seed that differs from run to run.
@@ -153,11 +169,17 @@ ktest!(blk_page_aligned_single_page, {
     let sector = FIRST_SCRATCH_SECTOR;
     let mut out = Box::new(Page([0; PAGE]));
     fill(&mut out.0, s, sector);
+    // The scratch disk's signature was read once already.
+    let before = disk.stats();
     disk.write(sector, &out.0).map_err(io)?;
     let mut back = Box::new(Page([0x5a; PAGE]));
     disk.read(sector, &mut back.0).map_err(io)?;
     check(&back.0, s, sector, "page-aligned read-back")?;
-    kassert!(disk.stats().write_requests == 1 && disk.stats().read_requests == 1);
+    let after = disk.stats();
+    kassert!(
+        after.write_requests == before.write_requests + 1
+            && after.read_requests == before.read_requests + 1
+    );
     Ok(())
 });
 
