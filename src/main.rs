@@ -33,6 +33,8 @@ mod boot {
 
     #[no_mangle]
     pub fn kernel_main(boot: BootInfo) -> ! {
+        // The CPU services mm calls through its port, before anything allocates.
+        mm::cpu::install(&ferrite::arch::aarch64::CPU_OPS);
         mm::early_heap::init();
 
         let Some(blob) = boot::device_tree_blob(boot.dtb) else {

@@ -86,7 +86,14 @@ pub fn virtio_blk_functions(machine: &crate::machine::Machine) -> Vec<PciFunctio
             continue;
         }
         let pa = crate::mm::PhysAddr::new(ecam.base);
-        match crate::mm::ioremap::ioremap_np(pa, ECAM_BUS_SIZE) {
+        // Two buses' worth where the window has them at a 2 MiB boundary: ioremap maps that as
+        // one block, where one bus (1 MiB) takes 256 page descriptors to map and unmap.
+        let len = if ecam.size >= 2 * ECAM_BUS_SIZE && ecam.base.is_multiple_of(2 * ECAM_BUS_SIZE) {
+            2 * ECAM_BUS_SIZE
+        } else {
+            ECAM_BUS_SIZE
+        };
+        match crate::mm::ioremap::ioremap_np(pa, len) {
             Ok(cfg) => disks.extend(
                 scan_bus(ecam.bus_start, |offset| cfg.read32(offset))
                     .into_iter()

@@ -201,7 +201,7 @@ mod kernel {
     use core::ptr::NonNull;
 
     use super::*;
-    use crate::arch::aarch64::cache::{dma_cache_op, CacheOp};
+    use crate::mm::cpu::{dma_cache_op, CacheOp};
     use crate::mm::gfp::Gfp;
     use crate::mm::init::PAGES;
     use crate::mm::layout::{phys_to_virt, virt_to_phys};
@@ -538,7 +538,7 @@ mod kernel {
         // A device that does not snoop may only write whole cache lines of ours: invalidating a
         // line it shares with other data would lose the CPU's writes there. Such buffers bounce
         // (as Linux bounces small kmalloc buffers for non-coherent DMA).
-        let line = crate::arch::aarch64::cache::dma_alignment() as usize;
+        let line = crate::mm::cpu::dma_alignment() as usize;
         let partial_lines = !dev.coherent
             && D::FROM_DEVICE
             && (!(buf as usize).is_multiple_of(line) || !len.is_multiple_of(line));

@@ -25,7 +25,7 @@ use super::swapfile::{self, SwapError};
 use super::vma::{AddressSpace, FaultDecision, Prot, VmaError};
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::arch::aarch64::mmu::USER_PT;
-use crate::arch::aarch64::timer::ticks;
+use crate::mm::cpu::ticks;
 
 static SPACE: Mutex<Option<AddressSpace>> = Mutex::new(None);
 

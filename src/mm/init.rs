@@ -30,7 +30,7 @@ unsafe impl PhysMem for LinearMap {
     fn zero_page(&self, pfn: u64) {
         // SAFETY: the linear map maps the frame Normal cacheable and writable; the allocator
         // calls this only on frames it is handing out.
-        unsafe { crate::arch::aarch64::cache::zero_page(self.page_ptr(pfn) as u64) }
+        unsafe { super::cpu::zero_page(self.page_ptr(pfn) as u64) }
     }
 }
 

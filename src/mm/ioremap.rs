@@ -185,9 +185,17 @@ fn map(pa: PhysAddr, size: u64, mem: MemType) -> Result<IoMem, IoremapError> {
             key,
         });
     }
+    // As Linux's huge ioremap: a range of whole 2 MiB blocks at a 2 MiB-aligned address gets a
+    // 2 MiB-aligned virtual address, so it maps as blocks (one descriptor each, not 512).
+    const BLOCK: u64 = 2 << 20;
+    let align = if start.as_u64().is_multiple_of(BLOCK) && len.is_multiple_of(BLOCK) {
+        BLOCK
+    } else {
+        PAGE_SIZE
+    };
     let va = state
         .areas
-        .alloc(len, PAGE_SIZE, VmKind::Vmap, Vec::new())
+        .alloc(len, align, VmKind::Vmap, Vec::new())
         .ok_or(IoremapError::NoSpace(len))?;
     let attrs = Attrs {
         mem,

@@ -424,10 +424,8 @@ pub fn fletcher4_portable(mut a: [u64; 4], mut b: [u64; 4], words: &[u64]) -> ([
     (a, b)
 }
 
-#[cfg(target_os = "none")]
-use crate::arch::aarch64::simd::fletcher4;
-#[cfg(not(target_os = "none"))]
-use fletcher4_portable as fletcher4;
+// The architecture's vector version in the kernel, the portable one on the host (mm::cpu).
+use super::cpu::fletcher4;
 
 /// Splits slots into runs of consecutive ones: `(index of the run's first slot, length)`, so each
 /// run becomes one disk request. An iterator: swap-out runs inside reclaim, when memory is short.
@@ -604,7 +602,7 @@ pub fn swapon(mode: SwapMode) {
     }
     // A name for a new area: the counter's value, spread by splitmix64, is as unique as a boot
     // needs.
-    let mut state = crate::arch::aarch64::timer::ticks();
+    let mut state = super::cpu::ticks();
     let mut uuid = [0u8; 16];
     for half in uuid.chunks_mut(8) {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);

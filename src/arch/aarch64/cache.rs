@@ -35,16 +35,9 @@ pub unsafe fn invalidate_dcache_range(start: u64, end: u64) {
     unsafe { dma_cache_op(CacheOp::Invalidate, start, end.saturating_sub(start)) }
 }
 
-/// Cache maintenance for DMA, by virtual address range and the line size CTR_EL0 reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOp {
-    /// Write dirty lines back (the device will read): DC CVAC.
-    Clean,
-    /// Discard lines (the device wrote memory): DC IVAC.
-    Invalidate,
-    /// Both (either may happen): DC CIVAC.
-    CleanInvalidate,
-}
+/// Cache maintenance for DMA (mm's port type): Clean is DC CVAC, Invalidate DC IVAC,
+/// CleanInvalidate DC CIVAC.
+pub use crate::mm::cpu::CacheOp;
 
 /// Performs `op` on every line of `[start, start + len)` and waits for it (DSB SY).
 ///

@@ -31,3 +31,14 @@ pub mod simd;
 pub mod stack;
 #[cfg(target_os = "none")]
 pub mod timer;
+
+/// The CPU services mm's port asks for (`mm::cpu::CpuOps`), installed by the boot code.
+#[cfg(target_os = "none")]
+pub static CPU_OPS: crate::mm::cpu::CpuOps = crate::mm::cpu::CpuOps {
+    zero_page: cache::zero_page,
+    dma_cache_op: cache::dma_cache_op,
+    dma_alignment: cache::dma_alignment,
+    ticks: timer::ticks,
+    tick_frequency: timer::frequency,
+    fletcher4: simd::fletcher4,
+};
