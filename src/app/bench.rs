@@ -22,7 +22,7 @@ fn per_iteration(ticks: u64, frequency: u64, iterations: u64) -> u64 {
 
 #[cfg(target_os = "none")]
 fn bench(kernel: &'static Kernel) -> JobStatus {
-    use crate::arch::aarch64::{mmu, timer};
+    use crate::arch::aarch64::timer;
     use crate::mm::addr::{PhysAddr, VirtAddr};
     use crate::mm::layout::VMALLOC_START;
     use crate::mm::pgtable::Attrs;
@@ -38,7 +38,7 @@ fn bench(kernel: &'static Kernel) -> JobStatus {
         "ns"
     };
     let mut results: alloc::vec::Vec<(&str, u64, &str)> = alloc::vec::Vec::new();
-    let mut guard = mmu::KERNEL_PT.lock();
+    let mut guard = crate::mm::kspace::KERNEL_PT.lock();
     let Some(pt) = guard.as_mut() else {
         log::error!("bench: no kernel page table");
         return JobStatus::Failure;

@@ -24,8 +24,8 @@ use super::swap_entry::SwapEntry;
 use super::swapfile::{self, SwapError};
 use super::vma::{AddressSpace, FaultDecision, Prot, VmaError};
 use super::{PhysAddr, VirtAddr, PAGE_SIZE};
-use crate::arch::aarch64::mmu::USER_PT;
 use crate::mm::cpu::ticks;
+use crate::mm::kspace::{KernelPageTable, USER_PT};
 
 static SPACE: Mutex<Option<AddressSpace>> = Mutex::new(None);
 
@@ -380,7 +380,7 @@ pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFa
 #[inline(never)]
 #[allow(clippy::too_many_arguments)]
 fn swap_in_fault(
-    pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
+    pt: &mut KernelPageTable,
     space: &AddressSpace,
     far: u64,
     write: bool,
@@ -497,7 +497,7 @@ fn swap_in_fault(
 /// (the slot keeps its copy), else with the region's permissions and the slot freed. `false`:
 /// not mapped (the caller frees the frame; the entry stays in the table).
 fn map_swapped(
-    pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
+    pt: &mut KernelPageTable,
     va: VirtAddr,
     pa: PhysAddr,
     entry: SwapEntry,
@@ -594,7 +594,7 @@ pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
 /// clear is cold. A cold page tied to its swap copy (clean) is dropped: its entry goes back in
 /// the table, no write needed. The other cold pages go to swap in one batch, as many as there
 /// are free slots. Pages whose write fails stay mapped and in the queue.
-fn shrink_resident(pt: &mut crate::arch::aarch64::mmu::KernelPageTable) -> u64 {
+fn shrink_resident(pt: &mut KernelPageTable) -> u64 {
     // Never more than the area can take: a batch is written whole or not at all.
     let dirty_max = RECLAIM_BATCH.min(swapfile::free_slots_now() as usize);
     if dirty_max == 0 && SWAPCACHE.load(Ordering::Relaxed) == 0 {
@@ -654,12 +654,7 @@ fn shrink_resident(pt: &mut crate::arch::aarch64::mmu::KernelPageTable) -> u64 {
 
 /// Drops a clean page (tied to its swap copy): the entry goes back in the table and the frame
 /// is freed, no write needed.
-fn drop_clean(
-    pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
-    va: VirtAddr,
-    pa: PhysAddr,
-    entry: SwapEntry,
-) {
+fn drop_clean(pt: &mut KernelPageTable, va: VirtAddr, pa: PhysAddr, entry: SwapEntry) {
     let _ = pt.set_pte(va, entry.to_pte());
     set_swap_cache_entry(pa, None);
     SWAPCACHE.fetch_sub(1, Ordering::Relaxed);
@@ -668,10 +663,7 @@ fn drop_clean(
 
 /// Writes the pages `(address, descriptor)` to swap in one batch, puts their entries in the
 /// table and frees the frames. On an error every page stays mapped as it was.
-fn page_out(
-    pt: &mut crate::arch::aarch64::mmu::KernelPageTable,
-    victims: &[(u64, u64)],
-) -> Result<u64, SwapError> {
+fn page_out(pt: &mut KernelPageTable, victims: &[(u64, u64)]) -> Result<u64, SwapError> {
     let n = victims.len().min(RECLAIM_BATCH);
     if n == 0 {
         return Ok(0);

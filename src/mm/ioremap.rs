@@ -14,7 +14,8 @@ use super::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
 use super::layout::IOREMAP_END;
 use super::pgtable::{Attrs, MapError, MemType};
 use super::vmalloc::{VmKind, VmapAreas};
-use crate::arch::aarch64::mmu::{IOREMAP_EARLY_END, KERNEL_PT};
+use crate::mm::kspace::KERNEL_PT;
+use crate::mm::layout::IOREMAP_EARLY_END;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoremapError {

@@ -18,6 +18,9 @@ pub const LINEAR_END: u64 = 0xffff_8000_0000_0000;
 pub const VMALLOC_START: u64 = 0xffff_8000_0000_0000;
 pub const VMALLOC_END: u64 = 0xffff_c000_0000_0000;
 pub const IOREMAP_START: u64 = 0xffff_c000_0000_0000;
+/// The start of the ioremap area `ioremap` may use: the first 16 MiB belong to the boot's
+/// `early_ioremap`.
+pub const IOREMAP_EARLY_END: u64 = IOREMAP_START + (16 << 20);
 pub const IOREMAP_END: u64 = 0xffff_c100_0000_0000;
 pub const KIMAGE_BASE: u64 = 0xffff_ffff_8000_0000;
 /// The application's space: from page 1 to the top of TTBR0.

@@ -27,6 +27,8 @@ pub mod init;
 #[cfg(target_os = "none")]
 pub mod ioremap;
 pub mod kmalloc;
+#[cfg(target_os = "none")]
+pub mod kspace;
 pub mod memblock;
 #[cfg(target_os = "none")]
 pub mod oom;

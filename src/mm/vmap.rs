@@ -16,7 +16,7 @@ use super::init::PAGES;
 use super::layout::{VMALLOC_END, VMALLOC_START};
 use super::pgtable::Attrs;
 use super::vmalloc::{VmKind, VmLookup, VmapAreas};
-use crate::arch::aarch64::mmu::KERNEL_PT;
+use crate::mm::kspace::KERNEL_PT;
 
 static AREAS: Mutex<Option<VmapAreas>> = Mutex::new(None);
 /// Pages of freed areas, given back only after the purge's TLB flush: until then a stale TLB

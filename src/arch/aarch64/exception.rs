@@ -204,9 +204,9 @@ fn report_abort(frame: &ExceptionFrame, abort: esr::Abort) {
     }
     // The tables may be locked by the code that faulted: then there is no walk to show.
     let tables = if frame.far >= crate::mm::layout::PAGE_OFFSET {
-        super::mmu::KERNEL_PT.try_lock()
+        crate::mm::kspace::KERNEL_PT.try_lock()
     } else {
-        super::mmu::USER_PT.try_lock()
+        crate::mm::kspace::USER_PT.try_lock()
     };
     if let Some(guard) = tables {
         if let Some(pt) = guard.as_ref() {

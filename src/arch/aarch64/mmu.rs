@@ -20,7 +20,10 @@ use spin::Mutex;
 
 use crate::machine::Machine;
 use crate::mm::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
-use crate::mm::layout::{self, KernelImage, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET};
+use crate::mm::kspace::{self, KernelTables, KernelTlb, PageTableOps, KERNEL_PT, USER_PT};
+use crate::mm::layout::{
+    self, KernelImage, IOREMAP_EARLY_END, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET,
+};
 use crate::mm::pgtable::{Attrs, Half, MapError, PageTable, TableAlloc, TlbFlush};
 
 /// Table pages available before the page allocator exists: enough for the image, the console and
@@ -157,11 +160,13 @@ impl TlbFlush for ArchTlb {
     }
 }
 
-pub type KernelPageTable = PageTable<BootPool, ArchTlb>;
+/// The boot tables' type: built with the MMU off, then handed over to mm's instances
+/// (`mm::kspace`), whose backends reach the same pool and TLB through `PT_OPS`.
+pub type BootPageTable = PageTable<BootPool, ArchTlb>;
 
 struct BootTables {
-    kernel: Option<KernelPageTable>,
-    identity: Option<KernelPageTable>,
+    kernel: Option<BootPageTable>,
+    identity: Option<BootPageTable>,
     dtb_window: Option<(VirtAddr, u64)>,
 }
 
@@ -171,10 +176,34 @@ static BOOT_TABLES: BootCell<BootTables> = BootCell(UnsafeCell::new(BootTables {
     dtb_window: None,
 }));
 
-/// The kernel's (TTBR1) tables, once adopted from the boot.
-pub static KERNEL_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
-/// The application's (TTBR0) tables.
-pub static USER_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
+/// The TLB port mm's instances use (`mm::kspace::KernelTlb`), bound by name at link time.
+#[no_mangle]
+fn ferrite_tlb_sync_tables() {
+    ArchTlb.sync_tables()
+}
+#[no_mangle]
+fn ferrite_tlb_invalidate_va(va: u64) {
+    ArchTlb.invalidate_va(VirtAddr::new(va))
+}
+#[no_mangle]
+fn ferrite_tlb_invalidate_all() {
+    ArchTlb.invalidate_all()
+}
+#[no_mangle]
+fn ferrite_tlb_wait() {
+    ArchTlb.wait()
+}
+
+/// The table operations mm's page-table instances run on (`mm::kspace::install`): the boot
+/// pool (then the page allocator) and inner-shareable TLB maintenance.
+pub static PT_OPS: PageTableOps = PageTableOps {
+    alloc_table: || BootPool.alloc_table(),
+    free_table: |pa| BootPool.free_table(pa),
+    sync_tables: || ArchTlb.sync_tables(),
+    invalidate_va: |va| ArchTlb.invalidate_va(va),
+    invalidate_all: || ArchTlb.invalidate_all(),
+    wait: || ArchTlb.wait(),
+};
 static IOREMAP_NEXT: Mutex<u64> = Mutex::new(IOREMAP_START);
 
 extern "C" {
@@ -223,7 +252,7 @@ enum ImageMap {
 }
 
 /// Maps the image's sections at `offset` from their physical addresses as `which` says.
-fn map_image(pt: &mut KernelPageTable, offset: u64, which: ImageMap) -> Result<(), MapError> {
+fn map_image(pt: &mut BootPageTable, offset: u64, which: ImageMap) -> Result<(), MapError> {
     let (text, rodata, data, bss) = image_sections();
     let (rodata_attrs, rw_end) = match which {
         ImageMap::Kernel => (Attrs::KERNEL_RO, bss.1),
@@ -387,10 +416,16 @@ extern "C" fn arch_early_mmu(dtb_pa: u64, load_pa: u64) -> u64 {
 pub fn adopt_boot_tables(image: &KernelImage) {
     with_pool(|s| s.image_offset = image.va_offset);
     MMU_ON.store(true, core::sync::atomic::Ordering::SeqCst);
+    // SAFETY: PT_OPS reaches the boot pool and the page allocator as BootPool does, and keeps
+    // TableAlloc's contract for the tables built from both.
+    unsafe { kspace::install(&PT_OPS, image.va_offset) };
     // SAFETY: the MMU-off phase is over; from here on these tables live behind the locks.
     let boot = unsafe { &mut *BOOT_TABLES.0.get() };
-    *KERNEL_PT.lock() = boot.kernel.take();
-    *USER_PT.lock() = boot.identity.take();
+    // SAFETY: KernelTables and KernelTlb forward to PT_OPS, i.e. to BootPool and ArchTlb, the
+    // backends these tables were built with.
+    let adopt = |t: BootPageTable| unsafe { t.rebind(|_boot_pool| KernelTables, KernelTlb) };
+    *KERNEL_PT.lock() = boot.kernel.take().map(adopt);
+    *USER_PT.lock() = boot.identity.take().map(adopt);
 }
 
 /// The device tree's window in the linear map, set up by the boot tables.
@@ -446,9 +481,6 @@ pub fn identity_map_device(pa: PhysAddr, size: u64) -> Result<VirtAddr, MapError
     Ok(VirtAddr::new(pa.as_u64()))
 }
 
-/// The start of the ioremap area `ioremap` may use: the first 16 MiB belong to `early_ioremap`.
-pub const IOREMAP_EARLY_END: u64 = IOREMAP_START + (16 << 20);
-
 /// Unmaps every `early_ioremap` mapping (once their users moved to `ioremap`).
 pub fn early_iounmap_all() {
     let mut next = IOREMAP_NEXT.lock();
@@ -503,7 +535,8 @@ pub fn map_linear(machine: &Machine) -> Result<(), MapError> {
     if let Some((va, size)) = boot_dtb_window() {
         pt.unmap(va, size)?;
     }
-    for r in linear_ranges(machine) {
+    let ranges = linear_ranges(machine);
+    for r in &ranges {
         pt.map(
             layout::phys_to_virt(r.base),
             r.base,
@@ -511,12 +544,28 @@ pub fn map_linear(machine: &Machine) -> Result<(), MapError> {
             Attrs::KERNEL_RW,
         )?;
     }
+    // Table pages (the boot pool inside the image, then any RAM page) are reached through the
+    // linear map from now on; the image must be in it, as it is unless a `no-map` reservation
+    // covers the image (a broken tree: the boot stops with this error).
+    let (image_start, image_end) = with_pool(|s| s.image_pa);
+    if !ranges
+        .iter()
+        .any(|r| r.base.as_u64() <= image_start && image_end as u128 <= r.end())
+    {
+        return Err(MapError::OutOfRange {
+            va: layout::phys_to_virt(PhysAddr::new(image_start)),
+            size: image_end - image_start,
+        });
+    }
+    // SAFETY: the linear map now maps every RAM page outside no-map ranges, which hold no table
+    // page (the page allocator never hands them out), and the image, checked just above.
+    unsafe { kspace::use_linear_map() };
     Ok(())
 }
 
 /// Drops the identity map: TTBR0 becomes the application's space, empty so far.
 pub fn retire_identity_map() -> Result<(), MapError> {
-    let user = PageTable::new(Half::Lower, BootPool, ArchTlb)?;
+    let user = PageTable::new(Half::Lower, KernelTables, KernelTlb)?;
     TTBR0_EL1.set(user.root().as_u64());
     barrier::isb(barrier::SY);
     ArchTlb.flush_all();

@@ -138,7 +138,7 @@ ktest!(unmapped_linear_map_hole_is_a_translation_fault, {
 });
 
 ktest!(no_kernel_mapping_is_writable_and_executable, {
-    let guard = mmu::KERNEL_PT.lock();
+    let guard = crate::mm::kspace::KERNEL_PT.lock();
     let pt = guard
         .as_ref()
         .ok_or(TestError::Fail("no kernel tables".into()))?;
@@ -157,7 +157,7 @@ ktest!(no_kernel_mapping_is_writable_and_executable, {
 
 ktest!(linear_map_uses_the_largest_blocks, {
     let m = &kernel()?.machine;
-    let guard = mmu::KERNEL_PT.lock();
+    let guard = crate::mm::kspace::KERNEL_PT.lock();
     let pt = guard
         .as_ref()
         .ok_or(TestError::Fail("no kernel tables".into()))?;
@@ -214,8 +214,8 @@ ktest!(hardware_and_software_walks_agree, {
         layout::USER_END - 8,
         layout::KIMAGE_BASE - 8,
     ]);
-    let kernel_pt = mmu::KERNEL_PT.lock();
-    let user_pt = mmu::USER_PT.lock();
+    let kernel_pt = crate::mm::kspace::KERNEL_PT.lock();
+    let user_pt = crate::mm::kspace::USER_PT.lock();
     for va in probes {
         let pt = if va >= layout::PAGE_OFFSET {
             kernel_pt.as_ref()
@@ -235,7 +235,7 @@ ktest!(page_tables_outgrow_the_boot_pool_into_the_page_allocator, {
     use crate::mm::pgtable::Attrs;
     use crate::mm::selftests::free_pages_settled;
     let free_before = free_pages_settled();
-    let mut guard = mmu::KERNEL_PT.lock();
+    let mut guard = crate::mm::kspace::KERNEL_PT.lock();
     let pt = guard
         .as_mut()
         .ok_or(TestError::Fail("no kernel tables".into()))?;

@@ -198,6 +198,31 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
         Ok(pt)
     }
 
+    /// The same tables with other backends: how the boot tables, built with the MMU off, are
+    /// handed over to the kernel's instances. `mem` makes the new table-page backend from the
+    /// old one. Nothing is walked, copied or invalidated.
+    ///
+    /// # Safety
+    /// The new backend must reach and own every table page `self` uses (its `table_ptr` gives a
+    /// usable address for each, and it accepts them back on `free_table`), and `tlb` must
+    /// maintain the TLB of the same translation regime.
+    pub unsafe fn rebind<M2: TableAlloc, F2: TlbFlush>(
+        self,
+        mem: impl FnOnce(M) -> M2,
+        tlb: F2,
+    ) -> PageTable<M2, F2> {
+        PageTable {
+            root: self.root,
+            half: self.half,
+            mem: mem(self.mem),
+            tlb,
+            largest_block_level: self.largest_block_level,
+            flush_all_threshold: self.flush_all_threshold,
+            tables_in_use: self.tables_in_use,
+            last_l3: self.last_l3,
+        }
+    }
+
     pub fn root(&self) -> PhysAddr {
         self.root
     }
@@ -234,8 +259,12 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
     }
 
     fn zero(&mut self, table: PhysAddr) {
+        // Where the table is, once: `table_ptr` may read state it cannot prove unchanged
+        // between volatile writes, so a per-entry lookup would be repeated 512 times.
+        let p = self.mem.table_ptr(table);
         for i in 0..512 {
-            self.write(table, i, 0);
+            // SAFETY: as in `write`, for each of the table's 512 entries.
+            unsafe { p.add(i).write_volatile(0) };
         }
     }
 
@@ -579,7 +608,9 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
     /// Every descriptor zero. An invalid descriptor that is not zero holds a software entry (a
     /// swapped-out page's swap entry), the only record of that page: its table must stay.
     fn is_empty(&self, table: PhysAddr) -> bool {
-        (0..512).all(|i| self.read(table, i) == 0)
+        let p = self.mem.table_ptr(table);
+        // SAFETY: as in `read`, for each of the table's 512 entries.
+        (0..512).all(|i| unsafe { p.add(i).read_volatile() } == 0)
     }
 
     /// Replaces the block at `table[index]` by a table of the same mappings one level down,

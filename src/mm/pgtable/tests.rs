@@ -554,3 +554,30 @@ fn map_pte_takes_ready_made_page_descriptors_and_keeps_w_xor_x() {
     assert!(pt.map_pte(va(0x40_1008), template | 0x9000_0000).is_err());
     assert_eq!(pt.pte(va(0x40_1000)), Some(0));
 }
+
+/// The boot tables are built with one backend and handed over to another (`rebind`): the
+/// translations and the table count carry over, table pages go back to the new backend, and its
+/// TLB is the one maintained afterwards.
+#[test]
+fn rebinding_keeps_the_tables_and_moves_maintenance_to_the_new_backend() {
+    let mut pt = table(Half::Lower);
+    pt.map(va(0x40_0000), pa(0x8000_0000), 3 * K4, Attrs::KERNEL_RW)
+        .unwrap();
+    let tables = pt.tables_in_use();
+    // SAFETY: the new memory backend is the old one, so it owns and reaches every table.
+    let mut pt = unsafe { pt.rebind(|mem| mem, RecordingTlb::default()) };
+    assert_eq!(pt.tables_in_use(), tables);
+    for i in 0..3 {
+        assert_eq!(
+            pt.translate(va(0x40_0000 + i * K4)).map(|t| t.pa),
+            Some(pa(0x8000_0000 + i * K4))
+        );
+    }
+    pt.unmap(va(0x40_0000), 3 * K4).unwrap();
+    assert_eq!(
+        pt.tables_in_use(),
+        1,
+        "emptied tables went back to the backend"
+    );
+    assert!(pt.translate(va(0x40_1000)).is_none());
+}

@@ -1,0 +1,140 @@
+//! The kernel's two page-table instances: the kernel's half (TTBR1: image, linear map, vmalloc,
+//! ioremap) and the application's half (TTBR0), each behind its lock. They are typed with mm's
+//! own backends, `KernelTables` and `KernelTlb`, which forward to the table operations the
+//! architecture installs at boot (`install`): where table pages come from and are reached, and
+//! TLB maintenance. Where a table page is reached is plain arithmetic and stays here (it is on
+//! every walk): one offset from its physical address, the image's own until the linear map
+//! exists (every table then is a boot-pool page inside the image), the linear map's after
+//! (`use_linear_map`). Owns the instances; must never name the arch layer. The arch builds the boot
+//! tables with the MMU off, with its own backend, and hands them over here once it runs in the
+//! high half (`PageTable::rebind`).
+
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use super::addr::{PhysAddr, VirtAddr};
+use super::layout::PAGE_OFFSET;
+use super::pgtable::{PageTable, TableAlloc, TlbFlush};
+
+/// The table operations of the architecture (see `TableAlloc` and `TlbFlush` for each one's
+/// contract).
+pub struct PageTableOps {
+    pub alloc_table: fn() -> Option<PhysAddr>,
+    pub free_table: fn(PhysAddr),
+    pub sync_tables: fn(),
+    pub invalidate_va: fn(VirtAddr),
+    pub invalidate_all: fn(),
+    pub wait: fn(),
+}
+
+static OPS: AtomicPtr<PageTableOps> = AtomicPtr::new(core::ptr::null_mut());
+/// From a table page's physical address to where it is accessed now.
+static TABLE_OFFSET: AtomicU64 = AtomicU64::new(0);
+
+/// Installs the architecture's table operations before any table is handed over;
+/// `image_offset` leads from a physical address in the image to where the image runs.
+///
+/// # Safety
+/// The operations must keep `TableAlloc`'s contract for every table of the instances (table
+/// pages handed out once until freed), and until `use_linear_map` every table page must lie in
+/// the image.
+pub unsafe fn install(ops: &'static PageTableOps, image_offset: u64) {
+    TABLE_OFFSET.store(image_offset, Ordering::Relaxed);
+    OPS.store(
+        ops as *const PageTableOps as *mut PageTableOps,
+        Ordering::Release,
+    );
+}
+
+/// From now on table pages are reached through the linear map, which maps every table page
+/// (the image's own included).
+///
+/// # Safety
+/// The linear map must map all RAM that holds or will hold a table page, the image included.
+pub unsafe fn use_linear_map() {
+    TABLE_OFFSET.store(PAGE_OFFSET, Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn ops() -> &'static PageTableOps {
+    let p = OPS.load(Ordering::Acquire);
+    if p.is_null() {
+        not_installed();
+    }
+    // SAFETY: non-null pointers in OPS come from `&'static PageTableOps` (`install`).
+    unsafe { &*p }
+}
+
+#[cold]
+#[inline(never)]
+fn not_installed() -> ! {
+    panic!("mm::kspace: a page table is used before the kernel installed its operations")
+}
+
+/// Table pages of the kernel's instances, through the installed operations.
+pub struct KernelTables;
+
+// SAFETY: every call forwards to the installed operations, which `install`'s caller vouched
+// keep this trait's contract.
+unsafe impl TableAlloc for KernelTables {
+    #[inline]
+    fn alloc_table(&mut self) -> Option<PhysAddr> {
+        (ops().alloc_table)()
+    }
+    #[inline]
+    fn free_table(&mut self, pa: PhysAddr) {
+        (ops().free_table)(pa)
+    }
+    #[inline]
+    fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
+        (pa.as_u64() + TABLE_OFFSET.load(Ordering::Relaxed)) as *mut u64
+    }
+}
+
+/// TLB maintenance of the kernel's instances, through the installed operations.
+pub struct KernelTlb;
+
+impl TlbFlush for KernelTlb {
+    #[inline]
+    fn sync_tables(&mut self) {
+        // SAFETY: the port's functions have these signatures (see `arch_tlb`).
+        unsafe { arch_tlb::ferrite_tlb_sync_tables() }
+    }
+    #[inline]
+    fn invalidate_va(&mut self, va: VirtAddr) {
+        // SAFETY: as above.
+        unsafe { arch_tlb::ferrite_tlb_invalidate_va(va.as_u64()) }
+    }
+    #[inline]
+    fn invalidate_all(&mut self) {
+        // SAFETY: as above.
+        unsafe { arch_tlb::ferrite_tlb_invalidate_all() }
+    }
+    #[inline]
+    fn wait(&mut self) {
+        // SAFETY: as above.
+        unsafe { arch_tlb::ferrite_tlb_wait() }
+    }
+}
+
+/// TLB maintenance is on the fault path and in every map and unmap: a port bound when the image
+/// is linked (the architecture defines these functions by name, as Linux's arch code defines
+/// `flush_tlb_kernel_range`), so whole-program optimisation inlines the one instruction each
+/// stands for. A missing definition is a link error.
+mod arch_tlb {
+    extern "Rust" {
+        pub fn ferrite_tlb_sync_tables();
+        pub fn ferrite_tlb_invalidate_va(va: u64);
+        pub fn ferrite_tlb_invalidate_all();
+        pub fn ferrite_tlb_wait();
+    }
+}
+
+/// The type of both instances.
+pub type KernelPageTable = PageTable<KernelTables, KernelTlb>;
+
+/// The kernel's (TTBR1) tables, once the arch hands them over.
+pub static KERNEL_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
+/// The application's (TTBR0) tables.
+pub static USER_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
