@@ -8,6 +8,7 @@
 
 extern crate alloc;
 
+pub mod addr;
 pub mod app;
 pub mod arch;
 pub mod cmdline;

@@ -18,7 +18,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferrite::machine::{BootRanges, Machine, PhysAddr, PhysRange};
+use ferrite::addr::{PhysAddr, PhysRange};
+use ferrite::machine::{BootRanges, Machine};
 
 /// Cases per tree: 3000 in a debug build (where arithmetic overflow panics too), more when
 /// optimized.

@@ -85,7 +85,7 @@ pub fn virtio_blk_functions(machine: &crate::machine::Machine) -> Vec<PciFunctio
         if ecam.size < ECAM_BUS_SIZE {
             continue;
         }
-        let pa = crate::mm::PhysAddr::new(ecam.base);
+        let pa = crate::addr::PhysAddr::new(ecam.base);
         match crate::mm::ioremap::ioremap_np(pa, ECAM_BUS_SIZE) {
             Ok(cfg) => disks.extend(
                 scan_bus(ecam.bus_start, |offset| cfg.read32(offset))

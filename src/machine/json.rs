@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use super::Machine;
-use crate::mm::addr::PhysRange;
+use crate::addr::PhysRange;
 
 fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);

@@ -51,7 +51,7 @@ ktest!(console_is_the_uart_in_use, {
         .as_ref()
         .ok_or(TestError::Fail("no UART described".into()))?;
     let va = crate::console::base().ok_or(TestError::Fail("no console".into()))?;
-    let va = crate::mm::VirtAddr::new(va as u64);
+    let va = crate::addr::VirtAddr::new(va as u64);
     kassert_eq!(
         crate::mm::layout::region_of(va.as_u64(), &k()?.boot.kimage),
         crate::mm::layout::Region::Ioremap

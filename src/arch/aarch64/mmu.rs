@@ -18,8 +18,8 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use spin::Mutex;
 
+use crate::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::machine::Machine;
-use crate::mm::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::mm::layout::{self, KernelImage, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET};
 use crate::mm::pgtable::{Attrs, Half, MapError, PageTable, TableAlloc, TlbFlush};
 
