@@ -17,6 +17,8 @@ pub mod drivers;
 pub mod kernel;
 pub mod ktest;
 pub mod machine;
+#[cfg(target_os = "none")]
+mod machine_selftests;
 pub mod mm;
 
 #[cfg(target_os = "none")]

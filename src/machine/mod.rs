@@ -11,8 +11,6 @@ pub mod describe;
 pub mod fdt_check;
 pub mod json;
 pub mod report;
-#[cfg(target_os = "none")]
-mod selftests;
 pub mod tree;
 
 use alloc::string::String;
