@@ -1,6 +1,7 @@
 //! `scripts/dtb-info FILE`: the kernel's device-tree reader, run on the host, printing the machine
 //! description as JSON, with the zone limits the kernel's memory manager derives from it. A tree it
 //! cannot read gives one line naming the defect and exit status 1.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
