@@ -3,9 +3,9 @@
 
 use spin::Once;
 
+use crate::addr::{PhysAddr, PhysRange};
 use crate::cmdline::BootOptions;
 use crate::machine::Machine;
-use crate::mm::addr::{PhysAddr, PhysRange};
 use crate::mm::layout::KernelImage;
 
 /// Facts only the entry code knows.

@@ -1,13 +1,15 @@
 //! Ferrite: a single-address-space aarch64 unikernel whose heart is a Linux-style memory manager.
 //!
 //! This library holds everything but the boot order (which is `src/main.rs`). The portable parts
-//! (`machine`, `mm`, `cmdline`, `ktest`'s reporting) build for the host too and are tested there;
-//! only `arch::aarch64` touches system registers, assembly and barriers, and only the kernel build
-//! (`target_os = "none"`) links it in.
+//! (`addr`, `machine`, `mm`, `cmdline`, `ktest`'s reporting) build for the host too and are tested
+//! there; only `arch::aarch64` touches system registers, assembly and barriers, and only the kernel
+//! build (`target_os = "none"`) links it in. Which part may name which is checked by
+//! `scripts/check-layers` (see the README's *Layers*).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
+pub mod addr;
 pub mod app;
 pub mod arch;
 pub mod cmdline;
@@ -16,6 +18,8 @@ pub mod drivers;
 pub mod kernel;
 pub mod ktest;
 pub mod machine;
+#[cfg(target_os = "none")]
+mod machine_selftests;
 pub mod mm;
 
 #[cfg(target_os = "none")]

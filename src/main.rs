@@ -6,11 +6,11 @@
 
 #[cfg(target_os = "none")]
 mod boot {
+    use ferrite::addr::PhysRange;
     use ferrite::arch::aarch64::{boot, cpu, mmu, power};
     use ferrite::cmdline::BootOptions;
     use ferrite::kernel::{self, BootInfo, Kernel};
     use ferrite::machine::{describe, report, BootRanges, DeviceTree};
-    use ferrite::mm::addr::PhysRange;
     use ferrite::mm::layout;
     use ferrite::mm::pgtable::Attrs;
     use ferrite::{app, console, drivers, logger, mm};

@@ -18,7 +18,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use ferrite::machine::{BootRanges, Machine, PhysAddr, PhysRange};
+use ferrite::addr::{PhysAddr, PhysRange};
+use ferrite::machine::{BootRanges, Machine};
 
 /// Cases per tree: 3000 in a debug build (where arithmetic overflow panics too), more when
 /// optimized.
@@ -363,7 +364,16 @@ fn run_tree(
             Machine::from_blob(&blob, boot_ranges()).map(|m| {
                 // Use the description as the kernel would.
                 let _ = (m.ram_bytes(), m.reserved_bytes(), m.reservations());
-                let _ = ferrite::machine::json::to_json(&m);
+                let (start, end) = match (m.memory.first(), m.memory.last()) {
+                    (Some(f), Some(l)) => (f.base.as_u64(), l.end().min(u64::MAX as u128) as u64),
+                    _ => (0, u64::MAX),
+                };
+                let limits = ferrite::mm::zone::zone_limits(m.dma_limit, None, start, end);
+                let zones = ferrite::machine::json::Zones {
+                    dma_end: limits.dma_end,
+                    dma32_end: limits.dma32_end,
+                };
+                let _ = ferrite::machine::json::to_json(&m, zones);
                 let _ = ferrite::machine::report::lines(&m);
             })
         }));

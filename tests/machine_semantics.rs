@@ -4,9 +4,8 @@
 mod common;
 
 use common::*;
-use ferrite::machine::{
-    BootRanges, Machine, PciEcam, PhysAddr, PhysRange, PsciMethod, ReservationKind, UartKind,
-};
+use ferrite::addr::{PhysAddr, PhysRange};
+use ferrite::machine::{BootRanges, Machine, PciEcam, PsciMethod, ReservationKind, UartKind};
 
 fn warned(m: &Machine, words: &str) -> bool {
     m.warnings.iter().any(|w| w.contains(words))

@@ -22,8 +22,8 @@ fn per_iteration(ticks: u64, frequency: u64, iterations: u64) -> u64 {
 
 #[cfg(target_os = "none")]
 fn bench(kernel: &'static Kernel) -> JobStatus {
+    use crate::addr::{PhysAddr, VirtAddr};
     use crate::arch::aarch64::timer;
-    use crate::mm::addr::{PhysAddr, VirtAddr};
     use crate::mm::layout::VMALLOC_START;
     use crate::mm::pgtable::Attrs;
 
@@ -235,7 +235,7 @@ fn swap_workload(
     // term once per page, the words in a loop the compiler may vectorise (the region is
     // memory the compiler cannot see used elsewhere, so every store and load happens).
     let s0 = snap();
-    for page in (base..base + SIZE).step_by(crate::mm::PAGE_SIZE as usize) {
+    for page in (base..base + SIZE).step_by(crate::addr::PAGE_SIZE as usize) {
         // SAFETY: a page inside the region just created, which nothing else references.
         let words = unsafe { core::slice::from_raw_parts_mut(page as *mut u64, 512) };
         for (i, w) in words.iter_mut().enumerate() {
@@ -244,7 +244,7 @@ fn swap_workload(
     }
     let s1 = snap();
     let mut bad = 0u64;
-    for page in (base..base + SIZE).step_by(crate::mm::PAGE_SIZE as usize) {
+    for page in (base..base + SIZE).step_by(crate::addr::PAGE_SIZE as usize) {
         // SAFETY: as above.
         let words = unsafe { core::slice::from_raw_parts(page as *const u64, 512) };
         for (i, &w) in words.iter().enumerate() {

@@ -34,11 +34,11 @@ pub fn meminfo(kernel: &Kernel) -> MemInfo {
     info.push(
         "SwapCached",
         crate::mm::fault::SWAPCACHE.load(core::sync::atomic::Ordering::Relaxed)
-            * crate::mm::PAGE_SIZE,
+            * crate::addr::PAGE_SIZE,
     );
     info.push("SwapTotal", swap_total);
     info.push("SwapFree", swap_free);
-    info.push("Reserved", (present - managed) * crate::mm::PAGE_SIZE);
+    info.push("Reserved", (present - managed) * crate::addr::PAGE_SIZE);
     info.push("KernelImage", kernel.boot.image.size);
     let (heap_used, heap_total) = crate::mm::early_heap::usage();
     info.push("BootHeapUsed", heap_used as u64);

@@ -145,7 +145,7 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
     if free != total {
         log::error!(
             "swap: {} slot(s) still in use after the job '{}' ended and its memory was unmapped: leaked",
-            (total - free) / crate::mm::PAGE_SIZE,
+            (total - free) / crate::addr::PAGE_SIZE,
             job.name
         );
         return JobStatus::Failure;

@@ -16,7 +16,7 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator;
-use ferrite::mm::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
+use ferrite::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
 use ferrite::mm::gfp::Gfp;
 use ferrite::mm::kmalloc::Kmalloc;
 use ferrite::mm::page::{MemMap, MemMapView, Page, PAGES_PER_SECTION};

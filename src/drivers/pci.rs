@@ -85,7 +85,7 @@ pub fn virtio_blk_functions(machine: &crate::machine::Machine) -> Vec<PciFunctio
         if ecam.size < ECAM_BUS_SIZE {
             continue;
         }
-        let pa = crate::mm::PhysAddr::new(ecam.base);
+        let pa = crate::addr::PhysAddr::new(ecam.base);
         // Two buses' worth where the window has them at a 2 MiB boundary: ioremap maps that as
         // one block, where one bus (1 MiB) takes 256 page descriptors to map and unmap.
         let len = if ecam.size >= 2 * ECAM_BUS_SIZE && ecam.base.is_multiple_of(2 * ECAM_BUS_SIZE) {

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use super::tree::{read_cells, DeviceTree};
 use super::*;
-use crate::mm::addr::PAGE_SIZE;
+use crate::addr::PAGE_SIZE;
 
 /// Minimum alignment of a reusable DMA pool (CMA): one 4 MiB pageblock, as Linux uses.
 const CMA_MIN_ALIGN: u64 = 4 << 20;
@@ -36,7 +36,7 @@ fn bad(tree: &DeviceTree, node: usize, property: &'static str, reason: String) -
 
 /// Sorts and merges overlapping or touching ranges.
 pub fn merge(ranges: &mut Vec<PhysRange>) {
-    crate::mm::memblock::normalize(ranges);
+    crate::addr::normalize(ranges);
 }
 
 /// `ranges` minus every range in `holes`.
@@ -590,7 +590,7 @@ fn dma_limit(tree: &DeviceTree) -> Option<u64> {
 
 /// A device's DMA windows: the nearest ancestor bus with a non-empty `dma-ranges` gives bus
 /// addresses (child side) for CPU addresses (its parent side, translated up to the CPU).
-pub fn dma_view(tree: &DeviceTree, node: usize) -> Vec<crate::mm::dma::DmaRange> {
+pub fn dma_view(tree: &DeviceTree, node: usize) -> Vec<crate::addr::DmaRange> {
     let mut bus = tree.node(node).parent;
     while let Some(b) = bus {
         if let Ok(Some(list)) = range_entries(tree, b, "dma-ranges") {
@@ -602,7 +602,7 @@ pub fn dma_view(tree: &DeviceTree, node: usize) -> Vec<crate::mm::dma::DmaRange>
                     .into_iter()
                     .filter_map(|[child, parent_addr, size]| {
                         let cpu = translate_from(tree, parent, parent_addr, "dma-ranges")?;
-                        Some(crate::mm::dma::DmaRange {
+                        Some(crate::addr::DmaRange {
                             cpu: PhysAddr::new(cpu),
                             bus: child,
                             size,

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use super::Machine;
-use crate::mm::addr::PhysRange;
+use crate::addr::PhysRange;
 
 fn string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -47,8 +47,16 @@ fn opt(v: Option<String>) -> String {
     v.unwrap_or_else(|| "null".into())
 }
 
-/// One JSON object describing the machine, keys in a fixed order.
-pub fn to_json(m: &Machine) -> String {
+/// Where the zones end (exclusive), for the `zones` key. The machine description does not decide
+/// zones (that is the memory manager's rule): the caller computes them and passes them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Zones {
+    pub dma_end: u64,
+    pub dma32_end: u64,
+}
+
+/// One JSON object describing the machine, with `zones` as given, keys in a fixed order.
+pub fn to_json(m: &Machine, zones: Zones) -> String {
     let mut fields: Vec<(&str, String)> = Vec::new();
     fields.push(("model", string(&m.model)));
     fields.push(("compatible", list(&m.compatible, |c| string(c))));
@@ -80,19 +88,12 @@ pub fn to_json(m: &Machine) -> String {
         }),
     ));
     fields.push(("dma_limit", opt(m.dma_limit.map(hex))));
-    // The zone limits the kernel derives (mm::zone, the same code): for this tree's RAM, or, for a
-    // tree whose firmware fills in the RAM at boot, for RAM starting at 0.
-    let (start, end) = match (m.memory.first(), m.memory.last()) {
-        (Some(f), Some(l)) => (f.base.as_u64(), l.end().min(u64::MAX as u128) as u64),
-        _ => (0, u64::MAX),
-    };
-    let limits = crate::mm::zone::zone_limits(m.dma_limit, None, start, end);
     fields.push((
         "zones",
         format!(
             "{{\"dma_end\": {}, \"dma32_end\": {}, \"ram_known\": {}}}",
-            hex(limits.dma_end),
-            hex(limits.dma32_end),
+            hex(zones.dma_end),
+            hex(zones.dma32_end),
             !m.memory.is_empty()
         ),
     ));

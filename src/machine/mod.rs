@@ -5,21 +5,21 @@
 //! Owns the interpretation of the tree (as Linux interprets it: zero-sized banks skipped,
 //! overlapping banks merged, reservations clipped to RAM, addresses translated through `ranges`).
 //! Must never touch hardware or panic on any input: the same code runs in the kernel and in
-//! `scripts/dtb-info` on the host.
+//! `scripts/dtb-info` on the host. Names no module of the crate but `addr` (the zone limits
+//! `dtb-info` prints come from its caller), and holds no unsafe code, in any of its files.
+#![forbid(unsafe_code)]
 
 pub mod describe;
 pub mod fdt_check;
 pub mod json;
 pub mod report;
-#[cfg(target_os = "none")]
-mod selftests;
 pub mod tree;
 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-pub use crate::mm::addr::{PhysAddr, PhysRange};
+use crate::addr::{PhysAddr, PhysRange};
 pub use fdt_check::FdtDefect;
 pub use tree::DeviceTree;
 
@@ -136,7 +136,7 @@ pub struct VirtioMmio {
     pub irq: Option<u32>,
     pub dma_coherent: bool,
     /// Its DMA windows (empty: bus addresses are CPU addresses).
-    pub dma_ranges: Vec<crate::mm::dma::DmaRange>,
+    pub dma_ranges: Vec<crate::addr::DmaRange>,
 }
 
 /// A PCIe host bridge whose configuration space is memory-mapped (ECAM, Linux's
@@ -220,7 +220,7 @@ pub struct Machine {
     pub uart: Option<Uart>,
     /// The DMA windows of devices on the console's bus (the SoC bus on a Raspberry Pi; empty
     /// where bus addresses are CPU addresses).
-    pub platform_dma: Vec<crate::mm::dma::DmaRange>,
+    pub platform_dma: Vec<crate::addr::DmaRange>,
     pub virtio_mmio: Vec<VirtioMmio>,
     /// PCIe host bridges with ECAM configuration space.
     pub pci_ecam: Vec<PciEcam>,

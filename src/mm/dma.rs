@@ -10,7 +10,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::addr::PhysAddr;
+use crate::addr::{DmaRange, PhysAddr};
 
 /// An address as a device puts it on its bus.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -35,14 +35,6 @@ impl fmt::Display for DmaAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:#x}", self.0)
     }
-}
-
-/// One window of a device's `dma-ranges`: CPU `[cpu, cpu + size)` is bus `[bus, bus + size)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DmaRange {
-    pub cpu: PhysAddr,
-    pub bus: u64,
-    pub size: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,13 +193,13 @@ mod kernel {
     use core::ptr::NonNull;
 
     use super::*;
+    use crate::addr::{VirtAddr, PAGE_SIZE};
     use crate::mm::cpu::{dma_cache_op, CacheOp};
     use crate::mm::gfp::Gfp;
     use crate::mm::init::PAGES;
     use crate::mm::layout::{phys_to_virt, virt_to_phys};
     use crate::mm::pgtable::{Attrs, MemType};
     use crate::mm::vmap;
-    use crate::mm::{VirtAddr, PAGE_SIZE};
 
     /// Cache maintenance done for streaming mappings, by kind (clean, invalidate, both): the
     /// self-tests check that each direction did what it must.

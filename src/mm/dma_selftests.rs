@@ -3,15 +3,13 @@
 
 use alloc::vec::Vec;
 
+use crate::addr::{DmaRange, PhysAddr, PAGE_SIZE};
 use crate::ktest::TestError;
-use crate::mm::dma::{
-    self, dma_alloc_coherent, dma_bit_mask, dma_map_single, DmaDevice, DmaPool, DmaRange,
-};
+use crate::mm::dma::{self, dma_alloc_coherent, dma_bit_mask, dma_map_single, DmaDevice, DmaPool};
 use crate::mm::gfp::Gfp;
 use crate::mm::init::PAGES;
 use crate::mm::ioremap::{self, IoremapError};
 use crate::mm::layout;
-use crate::mm::{PhysAddr, PAGE_SIZE};
 use crate::{kassert, kassert_eq, ktest};
 
 fn fail(what: impl core::fmt::Display) -> TestError {
@@ -101,7 +99,7 @@ ktest!(coherent_buffers_respect_a_30_bit_mask, {
     let ncbuf = dma_alloc_coherent(&nc, 100).map_err(fail)?;
     kassert!(ncbuf.is_uncached());
     let mapped =
-        crate::arch::aarch64::mmu::translate_hw(crate::mm::VirtAddr::new(ncbuf.cpu_ptr() as u64));
+        crate::arch::aarch64::mmu::translate_hw(crate::addr::VirtAddr::new(ncbuf.cpu_ptr() as u64));
     kassert_eq!(mapped, Some(ncbuf.phys()));
     // A pool hands out small aligned blocks inside reach.
     let mut pool = DmaPool::new(&dev, 48, 64);

@@ -23,7 +23,7 @@ use super::pgtable::{desc, Attrs, MemType};
 use super::swap_entry::SwapEntry;
 use super::swapfile::{self, SwapError};
 use super::vma::{AddressSpace, FaultDecision, Prot, VmaError};
-use super::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::mm::cpu::ticks;
 use crate::mm::kspace::{KernelPageTable, USER_PT};
 

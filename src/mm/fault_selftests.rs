@@ -110,9 +110,9 @@ ktest!(out_of_region_and_protection_faults_are_real, {
 });
 
 ktest!(access_flag_faults_set_the_flag_and_retry, {
+    use crate::addr::VirtAddr;
     use crate::mm::kspace::USER_PT;
     use crate::mm::pgtable::desc;
-    use crate::mm::VirtAddr;
     let base = fault::mmap(4096, Prot::RW, "ktest-af").map_err(fail)?;
     // SAFETY: inside the region just created.
     unsafe { (base as *mut u64).write_volatile(0x5eed) };

@@ -17,7 +17,7 @@ use super::layout::{self, LINEAR_END, PAGE_OFFSET};
 use super::page::{MemMapView, Page};
 use super::slab::SlabBackend;
 use super::zone::ZoneId;
-use super::{PhysAddr, VirtAddr, PAGE_SHIFT};
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SHIFT};
 
 /// Slabs from the page allocator, reached through the linear map.
 pub struct PageBackend {

@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use crate::addr::{PhysAddr, PAGE_SIZE};
 use crate::arch::aarch64::esr::{self, FaultKind};
 use crate::arch::aarch64::exception::catch_exception;
 use crate::arch::aarch64::stack::run_on_stack;
@@ -18,7 +19,6 @@ use crate::mm::layout;
 use crate::mm::page::PG_SLAB;
 use crate::mm::slab::{KmemCache, SlabBackend, SLAB_DEBUG_ALL};
 use crate::mm::vmap::{self, KernelStack};
-use crate::mm::{PhysAddr, PAGE_SIZE};
 use crate::{kassert, kassert_eq, ktest};
 
 fn fail(what: impl core::fmt::Display) -> TestError {
@@ -48,7 +48,7 @@ ktest!(collections_work_on_kmalloc, {
     let big: Box<[u8]> = alloc::vec![0x3cu8; 1 << 20].into_boxed_slice();
     kassert!(big.iter().all(|&b| b == 0x3c));
     // kmalloc memory is in the linear map, not the boot heap.
-    kassert!(layout::virt_to_phys(crate::mm::VirtAddr::new(big.as_ptr() as u64)).is_some());
+    kassert!(layout::virt_to_phys(crate::addr::VirtAddr::new(big.as_ptr() as u64)).is_some());
     Ok(())
 });
 
@@ -85,7 +85,7 @@ ktest!(kmalloc_classes_alignment_and_large, {
     // SAFETY: from kmalloc.
     unsafe { kfree(big.as_ptr()) };
     let dma = k.kmalloc(64, Gfp::DMA).ok_or(fail("DMA kmalloc"))?;
-    let pa = layout::virt_to_phys(crate::mm::VirtAddr::new(dma.as_ptr() as u64))
+    let pa = layout::virt_to_phys(crate::addr::VirtAddr::new(dma.as_ptr() as u64))
         .ok_or(fail("not linear"))?;
     let dma_end = PAGES
         .with(|a| a.zone(crate::mm::zone::ZoneId::Dma).end_pfn * PAGE_SIZE)

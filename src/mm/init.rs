@@ -7,12 +7,12 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::addr::{Pfn, PhysRange, PAGE_SHIFT};
 use super::layout;
 use super::memblock::Memblock;
 use super::page::{MemMap, Page, PAGES_PER_SECTION};
 use super::page_alloc::{GlobalPages, PageAllocator, PhysMem};
 use super::zone::zone_limits;
+use crate::addr::{Pfn, PhysRange, PAGE_SHIFT};
 use crate::machine::Machine;
 
 /// Page contents through the linear map.
@@ -90,7 +90,7 @@ pub fn init(
         unsafe {
             map.populate(
                 sec,
-                layout::phys_to_virt(super::addr::PhysAddr::new(pa)).as_u64() as *mut Page,
+                layout::phys_to_virt(crate::addr::PhysAddr::new(pa)).as_u64() as *mut Page,
             )
         };
     }

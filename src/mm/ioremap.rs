@@ -10,10 +10,10 @@ use core::fmt;
 
 use spin::Mutex;
 
-use super::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
 use super::layout::IOREMAP_END;
 use super::pgtable::{Attrs, MapError, MemType};
 use super::vmalloc::{VmKind, VmapAreas};
+use crate::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::mm::kspace::KERNEL_PT;
 use crate::mm::layout::IOREMAP_EARLY_END;
 

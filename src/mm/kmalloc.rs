@@ -8,7 +8,7 @@ use core::ptr::NonNull;
 use super::gfp::Gfp;
 use super::page::{Page, PG_ALLOCATED, PG_SLAB};
 use super::slab::{KmemCache, SlabBackend};
-use super::PAGE_SIZE;
+use crate::addr::PAGE_SIZE;
 
 /// The size classes, as Linux's `kmalloc_caches`.
 pub const KMALLOC_SIZES: [usize; 13] = [

@@ -13,9 +13,9 @@ use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 use spin::Mutex;
 
-use super::addr::{PhysAddr, VirtAddr};
 use super::layout::PAGE_OFFSET;
 use super::pgtable::{PageTable, TableAlloc, TlbFlush};
+use crate::addr::{PhysAddr, VirtAddr};
 
 /// The table operations of the architecture (see `TableAlloc` and `TlbFlush` for each one's
 /// contract).

@@ -11,7 +11,7 @@
 
 use core::fmt;
 
-use crate::mm::addr::{PhysAddr, VirtAddr};
+use crate::addr::{PhysAddr, VirtAddr};
 
 pub const PAGE_OFFSET: u64 = 0xffff_0000_0000_0000;
 pub const LINEAR_END: u64 = 0xffff_8000_0000_0000;

@@ -6,7 +6,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::addr::{PhysAddr, PhysRange, PAGE_SIZE};
+use crate::addr::{normalize, PhysAddr, PhysRange, PAGE_SIZE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MemblockError {
@@ -27,24 +27,6 @@ impl fmt::Display for MemblockError {
             MemblockError::BadAlignment(a) => write!(f, "alignment {a:#x} is not a power of two"),
         }
     }
-}
-
-/// Sorts and merges overlapping or touching ranges in place.
-pub fn normalize(ranges: &mut Vec<PhysRange>) {
-    ranges.retain(|r| r.size != 0);
-    ranges.sort();
-    let mut out: Vec<PhysRange> = Vec::with_capacity(ranges.len());
-    for r in ranges.drain(..) {
-        if let Some(last) = out.last_mut() {
-            if r.base.as_u64() as u128 <= last.end() {
-                let end = last.end().max(r.end());
-                last.size = (end - last.base.as_u64() as u128).min(u64::MAX as u128) as u64;
-                continue;
-            }
-        }
-        out.push(r);
-    }
-    *ranges = out;
 }
 
 pub struct Memblock {

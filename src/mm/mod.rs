@@ -1,19 +1,13 @@
-//! Portable memory management. Owns the address newtypes and, as later layers land, the early
-//! allocator, zones, slab, vmalloc and page tables. Must never touch system registers: everything
-//! here but the boot heap's placement is tested on the host.
+//! Portable memory management, built on the address types of `crate::addr`. Owns the layout, the
+//! page tables, the early allocator, zones, slab, vmalloc, faults and swap. Must never touch system
+//! registers: everything here but the boot heap's placement is tested on the host.
 
-pub mod addr;
 pub mod cpu;
-#[cfg(target_os = "none")]
-pub mod early_heap;
-pub mod layout;
-pub mod meminfo;
-pub mod pgtable;
-
-pub use addr::{Pfn, PhysAddr, PhysRange, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 pub mod dma;
 #[cfg(target_os = "none")]
 mod dma_selftests;
+#[cfg(target_os = "none")]
+pub mod early_heap;
 #[cfg(target_os = "none")]
 pub mod fault;
 #[cfg(target_os = "none")]
@@ -29,11 +23,14 @@ pub mod ioremap;
 pub mod kmalloc;
 #[cfg(target_os = "none")]
 pub mod kspace;
+pub mod layout;
 pub mod memblock;
+pub mod meminfo;
 #[cfg(target_os = "none")]
 pub mod oom;
 pub mod page;
 pub mod page_alloc;
+pub mod pgtable;
 #[cfg(target_os = "none")]
 pub(crate) mod selftests;
 pub mod slab;

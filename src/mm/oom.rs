@@ -13,7 +13,8 @@ use core::sync::atomic::Ordering;
 use super::init::PAGES;
 use super::meminfo::Line;
 use super::page_alloc::{BuddyInfoLine, ZoneFreeLine};
-use super::{fault, swapfile, PAGE_SIZE};
+use super::{fault, swapfile};
+use crate::addr::PAGE_SIZE;
 
 /// The application's `access` ("read", "write", "execute") at `addr` needed a page and none was
 /// left. Prints the report; the caller ends the job.

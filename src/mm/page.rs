@@ -4,7 +4,7 @@
 
 use alloc::vec::Vec;
 
-use super::addr::Pfn;
+use crate::addr::Pfn;
 
 /// Head of a free block on a buddy free list.
 pub const PG_BUDDY: u32 = 1 << 0;

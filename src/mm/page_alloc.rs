@@ -9,10 +9,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::addr::{PhysAddr, PhysRange, PAGE_SHIFT, PAGE_SIZE};
 use super::gfp::Gfp;
 use super::page::{MemMap, Page, PG_ALLOCATED, PG_BUDDY, PG_PCP, PG_RESERVED};
 use super::zone::{Zone, ZoneId, ZoneLimits, MAX_ORDER, NR_ORDERS, ZONES};
+use crate::addr::{PhysAddr, PhysRange, PAGE_SHIFT, PAGE_SIZE};
 
 /// Where page contents can be read and written.
 ///

@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::mm::addr::{PhysAddr, PhysRange, PAGE_SHIFT};
+use crate::addr::{PhysAddr, PhysRange, PAGE_SHIFT};
 use crate::mm::gfp::Gfp;
 use crate::mm::memblock::Memblock;
 use crate::mm::page::{MemMap, Page, PAGES_PER_SECTION};
@@ -52,7 +52,7 @@ fn setup(debug: bool) -> Setup {
     for bank in mb.memory() {
         let s = bank.base.as_u64() >> PAGE_SHIFT;
         let e = (bank.end() >> PAGE_SHIFT) as u64;
-        for sec in MemMap::sections_of(crate::mm::addr::Pfn::new(s), crate::mm::addr::Pfn::new(e)) {
+        for sec in MemMap::sections_of(crate::addr::Pfn::new(s), crate::addr::Pfn::new(e)) {
             if !map.is_populated(sec) {
                 // Garbage, as RAM would hold: the allocator must not rely on zeroed metadata.
                 let garbage = Page {

@@ -3,8 +3,8 @@
 //! and page tables that outgrow the boot pool; and the settled free-page count other tests
 //! compare (`free_pages_settled`).
 
+use crate::addr::{PhysAddr, PhysRange, PAGE_SIZE};
 use crate::ktest::TestError;
-use crate::mm::addr::{PhysAddr, PhysRange, PAGE_SIZE};
 use crate::mm::gfp::Gfp;
 use crate::mm::init::{report, PAGES};
 use crate::mm::layout;

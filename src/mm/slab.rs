@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::gfp::Gfp;
 use super::page::{Page, NIL, PG_SLAB};
-use super::PAGE_SIZE;
+use crate::addr::PAGE_SIZE;
 
 /// Where slabs come from.
 ///

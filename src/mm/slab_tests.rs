@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::vec::Vec;
 
 use super::*;
-use crate::mm::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
+use crate::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
 use crate::mm::kmalloc::{Kmalloc, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, ZERO_SIZE_PTR};
 use crate::mm::page::{MemMap, MemMapView, PAGES_PER_SECTION, PG_ALLOCATED};
 use crate::mm::page_alloc::{Mark, PageAllocator, PhysMem};

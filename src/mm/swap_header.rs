@@ -9,7 +9,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::PAGE_SIZE;
+use crate::addr::PAGE_SIZE;
 
 const PAGE: usize = PAGE_SIZE as usize;
 pub const MAGIC: &[u8; 10] = b"SWAPSPACE2";

@@ -13,7 +13,7 @@ use super::swap_entry::SwapEntry;
 use super::swap_header::{foreign_signature, SwapHeader, SwapHeaderError, FOREIGN_SCAN};
 use super::swap_slots::SwapSlots;
 use super::swap_table::SwapTable;
-use super::PAGE_SIZE;
+use crate::addr::PAGE_SIZE;
 
 const PAGE: usize = PAGE_SIZE as usize;
 

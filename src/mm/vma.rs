@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::layout::{USER_END, USER_START};
-use super::PAGE_SIZE;
+use crate::addr::PAGE_SIZE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prot {

@@ -7,8 +7,7 @@
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 
-use super::addr::PhysAddr;
-use super::PAGE_SIZE;
+use crate::addr::{PhysAddr, PAGE_SIZE};
 
 /// What an area is for (named in reports).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,12 +10,12 @@ use core::ptr::NonNull;
 
 use spin::Mutex;
 
-use super::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 use super::gfp::Gfp;
 use super::init::PAGES;
 use super::layout::{VMALLOC_END, VMALLOC_START};
 use super::pgtable::Attrs;
 use super::vmalloc::{VmKind, VmLookup, VmapAreas};
+use crate::addr::{Pfn, PhysAddr, VirtAddr, PAGE_SIZE};
 use crate::mm::kspace::KERNEL_PT;
 
 static AREAS: Mutex<Option<VmapAreas>> = Mutex::new(None);

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use ferrite::machine::{BootRanges, Machine, PhysAddr, PhysRange};
+use ferrite::addr::{PhysAddr, PhysRange};
+use ferrite::machine::{BootRanges, Machine};
 
 // ---------------------------------------------------------------------------------------------
 // Tokens, header layout and raw word access.

@@ -4,8 +4,8 @@
 
 use core::arch::global_asm;
 
+use crate::addr::{PhysAddr, PhysRange};
 use crate::kernel::BootInfo;
-use crate::mm::addr::{PhysAddr, PhysRange};
 use crate::mm::layout::KernelImage;
 
 global_asm!(include_str!("entry.S"));

@@ -211,7 +211,7 @@ fn report_abort(frame: &ExceptionFrame, abort: esr::Abort) {
     if let Some(guard) = tables {
         if let Some(pt) = guard.as_ref() {
             emergency_print(format_args!("  walk:"));
-            for (level, d) in pt.walk(crate::mm::VirtAddr::new(frame.far)).iter() {
+            for (level, d) in pt.walk(crate::addr::VirtAddr::new(frame.far)).iter() {
                 emergency_print(format_args!(" L{level} {d:#018x}"));
             }
             emergency_print(format_args!("\n"));

@@ -18,8 +18,8 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::*;
 use spin::Mutex;
 
+use crate::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::machine::Machine;
-use crate::mm::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::mm::kspace::{self, KernelTables, KernelTlb, PageTableOps, KERNEL_PT, USER_PT};
 use crate::mm::layout::{
     self, KernelImage, IOREMAP_EARLY_END, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET,

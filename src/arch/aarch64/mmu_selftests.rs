@@ -8,8 +8,8 @@ use core::arch::asm;
 use super::esr::{self, Access, FaultKind};
 use super::exception::{catch_exception, Caught};
 use super::{boot, mmu};
+use crate::addr::{PhysAddr, VirtAddr};
 use crate::ktest::TestError;
-use crate::mm::addr::{PhysAddr, VirtAddr};
 use crate::mm::layout::{self, Region};
 use crate::{kassert, kassert_eq, ktest};
 
@@ -242,7 +242,7 @@ ktest!(page_tables_outgrow_the_boot_pool_into_the_page_allocator, {
     let tables_before = pt.tables_in_use();
     // 160 pages 1 GiB apart: each needs its own level-2 and level-3 table.
     let base = layout::VMALLOC_START + (1 << 40);
-    let target = crate::mm::PhysAddr::new(0x4000_0000);
+    let target = crate::addr::PhysAddr::new(0x4000_0000);
     for i in 0..160u64 {
         pt.map(
             VirtAddr::new(base + (i << 30)),

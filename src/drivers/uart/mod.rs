@@ -3,6 +3,8 @@
 
 pub mod mini_uart;
 pub mod pl011;
+#[cfg(target_os = "none")]
+mod selftests;
 
 use crate::machine::{Uart, UartKind};
 

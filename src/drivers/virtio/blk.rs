@@ -21,12 +21,12 @@ use core::sync::atomic::{fence, Ordering};
 use super::device_id;
 use super::mmio::{MmioError, MmioErrorKind, MmioTransport, Version};
 use super::queue::{queue_size, QueueError, Segment, VirtQueue};
+use crate::addr::{PhysAddr, PAGE_SIZE};
 use crate::machine::VirtioMmio;
 use crate::mm::dma::{
     dma_alloc_coherent, dma_bit_mask, dma_map_single, Direction, DmaAddr, DmaCoherent, DmaDevice,
     DmaError, DmaMapping, FromDevice, ToDevice,
 };
-use crate::mm::{PhysAddr, PAGE_SIZE};
 
 /// The unit of every virtio-blk address and length.
 pub const SECTOR_SIZE: usize = 512;
@@ -662,13 +662,13 @@ impl Drop for VirtioBlk {
 /// A virtio-blk disk as a swap device: page N is sectors 8N to 8N + 7.
 impl crate::mm::swapfile::SwapDisk for VirtioBlk {
     fn pages(&self) -> u64 {
-        self.capacity_bytes() / crate::mm::PAGE_SIZE
+        self.capacity_bytes() / crate::addr::PAGE_SIZE
     }
     fn read_only(&self) -> bool {
         VirtioBlk::read_only(self)
     }
     fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), alloc::string::String> {
-        let sector = first * (crate::mm::PAGE_SIZE / SECTOR_SIZE as u64);
+        let sector = first * (crate::addr::PAGE_SIZE / SECTOR_SIZE as u64);
         self.read(sector, buf).map_err(|e| alloc::format!("{e}"))
     }
     fn write_page0(&mut self, page: &[u8]) -> Result<(), alloc::string::String> {

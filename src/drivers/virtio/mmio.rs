@@ -17,11 +17,10 @@ use core::sync::atomic::{fence, Ordering};
 use spin::Mutex;
 
 use super::device_id;
+use crate::addr::{DmaRange, PhysAddr};
 use crate::arch::aarch64::timer;
 use crate::machine::VirtioMmio;
-use crate::mm::dma::DmaRange;
 use crate::mm::ioremap::{ioremap, IoMem, IoremapError};
-use crate::mm::PhysAddr;
 
 /// "virt" in little-endian ASCII.
 pub const MAGIC: u32 = 0x7472_6976;

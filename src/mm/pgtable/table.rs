@@ -6,7 +6,7 @@
 use core::fmt;
 
 use super::desc::{self, Attrs};
-use crate::mm::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
+use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Which translation regime a table serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::desc::{Attrs, MemType};
 use super::table::*;
-use crate::mm::addr::{PhysAddr, VirtAddr};
+use crate::addr::{PhysAddr, VirtAddr};
 
 const K4: u64 = 4096;
 const M2: u64 = 2 << 20;

@@ -1,5 +1,10 @@
-//! Self-tests of the machine description against the machine we are running on.
+//! Self-tests of the machine description against the machine we are running on: the booted image
+//! and tree are RAM and reserved, the banks are well formed, describing the tree again gives the
+//! same machine, the CPUs and the way out are known. They live beside `kernel.rs`, not in
+//! `src/machine`, because they need the booted kernel (its image, the tree's address) and the
+//! architecture's view of the tree blob, while `src/machine` names nothing but `addr`.
 
+use crate::arch::aarch64::boot;
 use crate::kernel;
 use crate::ktest::TestError;
 use crate::machine::{BootRanges, Machine};
@@ -44,27 +49,9 @@ ktest!(banks_sorted_disjoint_and_nonempty, {
     Ok(())
 });
 
-ktest!(console_is_the_uart_in_use, {
-    let m = &k()?.machine;
-    let uart = m
-        .uart
-        .as_ref()
-        .ok_or(TestError::Fail("no UART described".into()))?;
-    let va = crate::console::base().ok_or(TestError::Fail("no console".into()))?;
-    let va = crate::mm::VirtAddr::new(va as u64);
-    kassert_eq!(
-        crate::mm::layout::region_of(va.as_u64(), &k()?.boot.kimage),
-        crate::mm::layout::Region::Ioremap
-    );
-    // The MMU itself must take the console's mapping to the UART the tree names.
-    kassert_eq!(crate::arch::aarch64::mmu::translate_hw(va), Some(uart.base));
-    Ok(())
-});
-
 ktest!(describing_again_gives_the_same_machine, {
     let k = k()?;
-    let blob = crate::arch::aarch64::boot::device_tree_blob(k.boot.dtb)
-        .ok_or(TestError::Fail("tree vanished".into()))?;
+    let blob = boot::device_tree_blob(k.boot.dtb).ok_or(TestError::Fail("tree vanished".into()))?;
     let again = Machine::from_blob(
         blob,
         BootRanges {

@@ -1,7 +1,11 @@
-//! Address newtypes. A physical address, a virtual address and a page frame number are different
-//! things; keeping them apart in the type system stops the commonest kernel bug before it compiles.
-//! Owns arithmetic on addresses; must never dereference one.
+//! Address types, the leaf every other part builds on. A physical address, a virtual address and a
+//! page frame number are different things; keeping them apart in the type system stops the
+//! commonest kernel bug before it compiles. Owns arithmetic on addresses and ranges (the page size,
+//! alignment, a device's `dma-ranges` window, sorting and merging ranges); must never dereference
+//! an address and never name another module of the crate (`scripts/check-layers` checks).
+#![forbid(unsafe_code)]
 
+use alloc::vec::Vec;
 use core::fmt;
 
 pub const PAGE_SHIFT: u32 = 12;
@@ -150,6 +154,32 @@ impl fmt::Display for PhysRange {
     }
 }
 
+/// Sorts ranges and merges those that overlap or touch, in place; empty ranges are dropped.
+pub fn normalize(ranges: &mut Vec<PhysRange>) {
+    ranges.retain(|r| r.size != 0);
+    ranges.sort();
+    let mut out: Vec<PhysRange> = Vec::with_capacity(ranges.len());
+    for r in ranges.drain(..) {
+        if let Some(last) = out.last_mut() {
+            if r.base.as_u64() as u128 <= last.end() {
+                let end = last.end().max(r.end());
+                last.size = (end - last.base.as_u64() as u128).min(u64::MAX as u128) as u64;
+                continue;
+            }
+        }
+        out.push(r);
+    }
+    *ranges = out;
+}
+
+/// One window of a device's `dma-ranges`: CPU `[cpu, cpu + size)` is bus `[bus, bus + size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DmaRange {
+    pub cpu: PhysAddr,
+    pub bus: u64,
+    pub size: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +212,28 @@ mod tests {
             None
         );
         assert!(s.covers(&PhysRange::new(PhysAddr::new(0x1100), 0x10)));
+    }
+
+    #[test]
+    fn normalize_sorts_merges_and_drops_empty_ranges() {
+        let r = |base: u64, size: u64| PhysRange::new(PhysAddr::new(base), size);
+        let mut v = alloc::vec![
+            r(0x5000, 0x1000),
+            r(0x1000, 0x1000),
+            r(0x9000, 0),
+            r(0x2000, 0x800),
+            r(0x1800, 0x100),
+            r(u64::MAX - 0xfff, 0x1000),
+            r(u64::MAX - 0x1fff, 0x2000),
+        ];
+        normalize(&mut v);
+        assert_eq!(
+            v,
+            alloc::vec![
+                r(0x1000, 0x1800),
+                r(0x5000, 0x1000),
+                r(u64::MAX - 0x1fff, 0x2000)
+            ]
+        );
     }
 }
