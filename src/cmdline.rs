@@ -3,6 +3,7 @@
 //! kept aside so the boot log can warn about it, and bytes that are not UTF-8 spoil only the word
 //! they are in. A job's own options (`memstress.size=`) are collected here and judged by the boot
 //! code against the job's declared options, since this module names no job.
+#![forbid(unsafe_code)]
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;

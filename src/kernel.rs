@@ -1,5 +1,6 @@
 //! What the boot established, shared read-only with jobs and self-tests: the boot facts, the
 //! machine description and the command line. Set once by `kernel_main`; never changed afterwards.
+#![forbid(unsafe_code)]
 
 use spin::Once;
 

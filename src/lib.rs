@@ -6,6 +6,10 @@
 //! build (`target_os = "none"`) links it in. Which part may name which is checked by
 //! `scripts/check-layers` (see the README's *Layers*).
 #![cfg_attr(not(test), no_std)]
+// Small, named unsafe: every unsafe operation sits in its own block, with a `// SAFETY:` line
+// saying why it holds, and every unsafe function says what its callers must uphold.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 extern crate alloc;
 

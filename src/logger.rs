@@ -1,6 +1,7 @@
 //! The `log` backend: each record goes to the console with a Linux-style timestamp from the generic
 //! timer (`[    1.234567]`). Owns the level filter; must not allocate (it runs before and during
 //! memory trouble).
+#![forbid(unsafe_code)]
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 

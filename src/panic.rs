@@ -3,6 +3,7 @@
 //! allocation of N bytes failed", which stable `no_std` cannot replace by a handler of its own)
 //! is not a bug at a place in the code but memory running out: it becomes the out-of-memory
 //! report of `mm::oom` instead.
+#![forbid(unsafe_code)]
 
 use core::fmt::Write;
 use core::panic::PanicInfo;

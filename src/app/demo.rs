@@ -1,5 +1,6 @@
 //! `run=demo` (the default): what Ferrite found on this machine (the boot log's description, then
 //! a `/proc/iomem`-style map) and its memory in `/proc/meminfo` form.
+#![forbid(unsafe_code)]
 
 use log::info;
 

@@ -9,6 +9,8 @@
 //! ones that need `&mut` sit behind the same `spin::Mutex` Ferrite's caches take on every call (as
 //! each would as a kernel's global allocator); `malloc` brings its own (per-thread) locking. All
 //! requests are 8-byte aligned, and every pointer goes through `black_box`.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;

@@ -5,6 +5,7 @@
 //! Owns reading configuration headers (vendor, device, header type) through an `ioremap_np`
 //! mapping held only while it scans; must never write configuration space. The scan itself is
 //! portable (the host tests run it over a fake configuration space).
+#![forbid(unsafe_code)]
 
 use alloc::vec::Vec;
 use core::fmt;

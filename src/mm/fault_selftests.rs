@@ -47,10 +47,8 @@ ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
     kassert_eq!(PGFAULT.load(Ordering::Relaxed), faults + len / 4096);
     for i in 0..len / 8 {
         // SAFETY: as above.
-        kassert_eq!(
-            unsafe { ((base + i * 8) as *const u64).read_volatile() },
-            i ^ base
-        );
+        let word = unsafe { ((base + i * 8) as *const u64).read_volatile() };
+        kassert_eq!(word, i ^ base);
     }
     fault::munmap(base, len).map_err(fail)?;
     kassert_eq!(free_pages(), before);

@@ -1,6 +1,7 @@
 //! GFP ("get free pages") flags: which zones a request may use and how hard to try. Linux's names
 //! and meanings, so a kernel engineer reads `Gfp::KERNEL | Gfp::ZERO` as they would in C. Owns the
 //! flag values only; must never encode policy (that is `page_alloc`).
+#![forbid(unsafe_code)]
 
 use core::ops::{BitOr, BitOrAssign};
 

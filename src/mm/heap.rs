@@ -141,10 +141,12 @@ unsafe impl GlobalAlloc for KernelHeap {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if early_heap::contains(ptr) {
-            // SAFETY: the boot heap handed it out with this layout.
-            early_heap::HEAP
-                .lock()
-                .dealloc(unsafe { NonNull::new_unchecked(ptr) }, layout);
+            // SAFETY: the boot heap handed it out with this layout (so it is not null either).
+            unsafe {
+                early_heap::HEAP
+                    .lock()
+                    .dealloc(NonNull::new_unchecked(ptr), layout)
+            };
         } else if let Some(k) = KMALLOC.get() {
             // SAFETY: kmalloc handed it out; the caller gives it up.
             unsafe { k.kfree(ptr) };

@@ -69,10 +69,8 @@ ktest!(kmalloc_classes_alignment_and_large, {
                 .and_then(|b| b.page_meta(p.as_ptr()))
                 .ok_or(fail("no metadata"))?;
             // SAFETY: only read.
-            kassert!(
-                unsafe { meta.as_ref() }.flags & PG_SLAB != 0,
-                "size {size} not from a slab"
-            );
+            let flags = unsafe { meta.as_ref() }.flags;
+            kassert!(flags & PG_SLAB != 0, "size {size} not from a slab");
             // SAFETY: fresh object of at least `size` bytes.
             unsafe { p.as_ptr().write_bytes(0xab, size) };
             // SAFETY: from kmalloc, not used again.
@@ -148,8 +146,9 @@ fn slub_debug_defects() -> crate::ktest::TestResult {
     let defects = || cache.defects.load(Ordering::Relaxed);
     // Double free.
     let a = cache.alloc().ok_or(fail("alloc"))?;
-    // SAFETY: from this cache; the second free is the defect under test, which is refused.
+    // SAFETY: from this cache.
     unsafe { cache.free(a) };
+    // SAFETY: the second free is the defect under test, which is refused.
     unsafe { cache.free(a) };
     kassert_eq!(defects(), 1);
     // A pointer into an object, not its start.
@@ -161,6 +160,7 @@ fn slub_debug_defects() -> crate::ktest::TestResult {
     // SAFETY: writing one byte past a 48-byte object: into its right red zone, which slub_debug
     // owns and checks; nothing else lives there.
     unsafe { b.as_ptr().add(48).write(0) };
+    // SAFETY: from this cache, freed once.
     unsafe { cache.free(b) };
     kassert_eq!(defects(), 3);
     // A write before the start.
@@ -278,10 +278,8 @@ ktest!(vmap_and_vmalloc_to_page, {
         // SAFETY: the same page through the linear map.
         kassert_eq!(unsafe { linear.add(7).read_volatile() }, i as u8 + 1);
         // SAFETY: address inside the mapping.
-        kassert_eq!(
-            vmap::vmalloc_to_page(unsafe { v.as_ptr().add(i * 4096) }),
-            Some(pa.pfn())
-        );
+        let page = unsafe { v.as_ptr().add(i * 4096) };
+        kassert_eq!(vmap::vmalloc_to_page(page), Some(pa.pfn()));
     }
     // SAFETY: not used afterwards.
     unsafe { vmap::vunmap(v.as_ptr()) }.map_err(fail)?;

@@ -8,6 +8,7 @@
 //! | `0xffff_8000_0000_0000..0xffff_c000_0000_0000` | vmalloc area |
 //! | `0xffff_c000_0000_0000..0xffff_c100_0000_0000` | ioremap area |
 //! | `0xffff_ffff_8000_0000..` | kernel image (congruent to its load address modulo 2 MiB) |
+#![forbid(unsafe_code)]
 
 use core::fmt;
 

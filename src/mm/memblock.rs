@@ -2,6 +2,7 @@
 //! of what the boot needs before the page allocator exists (the page metadata). Owns the
 //! bookkeeping until the hand-over, when `free_ranges` tells the page allocator exactly what is
 //! free: every byte of RAM is then either free or reserved, never both, never neither.
+#![forbid(unsafe_code)]
 
 use alloc::vec::Vec;
 use core::fmt;

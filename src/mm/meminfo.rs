@@ -1,5 +1,6 @@
 //! `/proc/meminfo`-format reports. Owns the format (label padded to 16 columns, value in kB right
 //! aligned in 8, as Linux's `show_val_kb`); the numbers come from whoever owns the memory.
+#![forbid(unsafe_code)]
 
 use alloc::format;
 use alloc::string::String;

@@ -6,6 +6,7 @@
 //! with a failure. Printed without allocating and without waiting for a lock (memory is out, and
 //! the code that ran out may hold one), through the print function the caller gives (the
 //! console's emergency path). Kernel only.
+#![forbid(unsafe_code)]
 
 use core::fmt::Arguments;
 use core::sync::atomic::Ordering;

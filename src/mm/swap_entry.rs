@@ -4,6 +4,7 @@
 //! back from the descriptor of the faulting address, so no other table is needed.
 //! Owns the encoding only; must never produce a value that reads as a valid descriptor or as an
 //! empty one (zero), since those mean "mapped" and "never touched".
+#![forbid(unsafe_code)]
 
 use core::fmt;
 

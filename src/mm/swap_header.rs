@@ -5,6 +5,7 @@
 //! pages, or the old `SWAP-SPACE` format), so such a disk is named for what it is.
 //! Owns the format only (parse and write a 4 KiB page, inspect a disk's first 64 KiB); must never
 //! touch a disk.
+#![forbid(unsafe_code)]
 
 use alloc::vec::Vec;
 use core::fmt;

@@ -5,6 +5,7 @@
 //! tables are chunked (`swap_table`), so an area of any size whose tables fit in memory works.
 //! Owns slot bookkeeping only; must never touch the disk, and never allocates after `new` (it
 //! runs inside reclaim, when memory is short).
+#![forbid(unsafe_code)]
 
 use alloc::collections::TryReserveError;
 use alloc::vec::Vec;

@@ -5,6 +5,7 @@
 //! (the chunk's length is in its type, so only the directory is bounds-checked besides the
 //! table's length). Owns the storage only; allocates everything in `new`, fallibly, and never
 //! afterwards (swap-out runs inside reclaim, when memory is short).
+#![forbid(unsafe_code)]
 
 use alloc::boxed::Box;
 use alloc::collections::TryReserveError;

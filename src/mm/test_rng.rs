@@ -1,5 +1,6 @@
 //! The host tests' random numbers: xorshift64*, deterministic and good enough to drive model
 //! tests. Test builds only; must never be used where randomness matters.
+#![forbid(unsafe_code)]
 
 pub struct Rng(pub u64);
 

@@ -2,6 +2,7 @@
 //! `mmap`-like call, removed by `munmap`, changed by `mprotect`, found in O(log n). Owns the
 //! region bookkeeping and the fault decision (what a fault at an address means); must not touch
 //! page tables or pages (the kernel's fault handler does, in `mm::fault`).
+#![forbid(unsafe_code)]
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;

@@ -3,6 +3,7 @@
 //! freed ranges held back until a lazy purge (the TLB is flushed once for many frees, as Linux
 //! purges lazily). Portable: this file owns addresses only; mapping and pages are the caller's
 //! (`mm::vmap` in the kernel).
+#![forbid(unsafe_code)]
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;

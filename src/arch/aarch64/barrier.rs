@@ -1,5 +1,6 @@
 //! Memory barriers for drivers, with Linux's names and arm64 meanings: ordering between the CPU
 //! and devices that share memory (rings in DMA buffers) and device registers.
+#![forbid(unsafe_code)]
 
 use aarch64_cpu::asm::barrier;
 

@@ -1,6 +1,7 @@
 //! Exception Syndrome Register decoding, in words a person can act on: the exception class, and
 //! for aborts the fault kind, the translation level and the access. Pure: no registers are read
 //! here, so the host tests check the decoding (Arm ARM D17.2.37, ESR_EL1).
+#![forbid(unsafe_code)]
 
 use alloc::string::String;
 use core::fmt;

@@ -1,5 +1,6 @@
 //! The generic timer's virtual counter: timestamps for the log and elapsed-time measurement.
 //! Read-only: must never program timer interrupts (nothing here owns an interrupt yet).
+#![forbid(unsafe_code)]
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTVCT_EL0};

@@ -8,6 +8,7 @@
 //! so it stops using the driver's memory before that memory is freed. Must never allocate or
 //! free memory the device uses (the queue and the device driver own that) and never panic on
 //! what a device or an empty slot reports: every surprise is an `MmioError`.
+#![forbid(unsafe_code)]
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;

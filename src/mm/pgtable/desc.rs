@@ -1,6 +1,7 @@
 //! VMSAv8-64 stage-1 descriptors for the 4 KiB granule and 48-bit VAs: the bits, and the mapping
 //! attributes Ferrite speaks in (memory type, permissions, global, access flag). Owns the encoding
 //! only; must agree with the MAIR layout the arch layer programs (`MemType` values are indexes).
+#![forbid(unsafe_code)]
 
 /// Memory types, as MAIR_EL1 attribute indexes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
