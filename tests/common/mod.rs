@@ -565,19 +565,40 @@ pub fn sample_trees() -> Vec<(String, Fdt)> {
 // Real trees.
 // ---------------------------------------------------------------------------------------------
 
-/// `$FERRITE_DTB_DIR`, if set and a directory; prints a note otherwise.
+/// Whether the real trees must be there (`make test` sets `FERRITE_REQUIRE_TREES=1`): then a
+/// missing directory or tree fails the test instead of skipping its cases.
+pub fn trees_required() -> bool {
+    std::env::var_os("FERRITE_REQUIRE_TREES").is_some_and(|v| v == "1")
+}
+
+/// Reports that real trees are missing: a failure when they are required, else a line saying
+/// which cases were SKIPPED (never a silent pass).
+pub fn missing_trees(what: &str) {
+    if trees_required() {
+        panic!("{what}, and FERRITE_REQUIRE_TREES=1 (make test) requires them: run scripts/dtb-corpus DIR");
+    }
+    // Straight to stderr: the test harness hides what a passing test prints with eprintln!.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {what}; the cases that need them did not run (make test runs them)"
+    );
+}
+
+/// `$FERRITE_DTB_DIR`, if set and a directory; says the real trees are skipped otherwise (or
+/// fails, when they are required).
 pub fn dtb_dir() -> Option<PathBuf> {
     match std::env::var_os("FERRITE_DTB_DIR") {
         Some(dir) if PathBuf::from(&dir).is_dir() => Some(PathBuf::from(dir)),
         Some(dir) => {
-            eprintln!(
-                "note: FERRITE_DTB_DIR={} is not a directory; real trees skipped",
+            missing_trees(&format!(
+                "FERRITE_DTB_DIR={} is not a directory",
                 dir.to_string_lossy()
-            );
+            ));
             None
         }
         None => {
-            eprintln!("note: FERRITE_DTB_DIR is not set; real trees skipped");
+            missing_trees("FERRITE_DTB_DIR is not set");
             None
         }
     }
@@ -598,7 +619,7 @@ pub fn real_tree_files() -> Vec<(String, PathBuf)> {
         .collect();
     files.sort();
     if files.is_empty() {
-        eprintln!("note: no .dtb files in {}", dir.display());
+        missing_trees(&format!("there are no .dtb files in {}", dir.display()));
     }
     files
 }
@@ -614,13 +635,13 @@ pub fn real_trees() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// The path of one named real tree, if present (a note otherwise).
+/// The path of one named real tree, if present (SKIPPED, or a failure when required, otherwise).
 pub fn real_tree_path(name: &str) -> Option<PathBuf> {
     let path = dtb_dir()?.join(name);
     if path.is_file() {
         Some(path)
     } else {
-        eprintln!("note: {name} not in FERRITE_DTB_DIR; case skipped");
+        missing_trees(&format!("{name} is not in FERRITE_DTB_DIR"));
         None
     }
 }
