@@ -3,6 +3,7 @@
 //! here but the boot heap's placement is tested on the host.
 
 pub mod addr;
+pub mod blkdev;
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod early_heap;

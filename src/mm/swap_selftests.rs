@@ -92,12 +92,14 @@ ktest!(swap_page_changed_on_disk_is_refused, {
     // Flip one bit of the page on the disk itself.
     {
         let mut guard = SWAP.lock();
-        let disk = &mut guard.as_mut().ok_or_else(|| fail("swap went away"))?.disk;
-        let sector = swapfile::slot_sector(entry.slot());
+        let swap = guard.as_mut().ok_or_else(|| fail("swap went away"))?;
+        let sector = swap.slot_sector(entry.slot());
         let mut raw = Box::new(Page([0; PAGE]));
-        disk.read(sector, &mut raw.0).map_err(fail)?;
+        swap.disk
+            .read_pages(sector, &mut [&mut raw.0[..]])
+            .map_err(fail)?;
         raw.0[1234] ^= 0x10;
-        disk.write(sector, &raw.0).map_err(fail)?;
+        swap.disk.write_pages(sector, &[&raw.0[..]]).map_err(fail)?;
     }
     let ins = PSWPIN.load(Relaxed);
     let r = swapfile::swap_in(entry, &mut bufs[0].0);

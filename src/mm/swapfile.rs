@@ -9,6 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
+use super::blkdev::{BlockDevice, BlockError};
 use super::swap_entry::SwapEntry;
 use super::swap_header::{foreign_signature, SwapHeader, SwapHeaderError, FOREIGN_SCAN};
 use super::swap_slots::SwapSlots;
@@ -45,14 +46,21 @@ impl SwapMode {
     }
 }
 
-/// What swapon needs from a disk: its size, whether it may be written, reads, and page 0.
-pub trait SwapDisk {
-    /// Whole 4 KiB pages on the disk.
-    fn pages(&self) -> u64;
-    fn read_only(&self) -> bool;
-    /// Reads `buf.len()` bytes (whole pages) starting at page `first`.
-    fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String>;
-    fn write_page0(&mut self, page: &[u8]) -> Result<(), String>;
+/// Reads the pages from page `first` on into `buf` (whole pages), in one request.
+fn read_into<D: BlockDevice + ?Sized>(
+    disk: &mut D,
+    first: u64,
+    buf: &mut [u8],
+) -> Result<(), BlockError> {
+    let mut pages: Vec<&mut [u8]> = buf.chunks_exact_mut(PAGE).collect();
+    let sector = first * disk.sectors_per_page();
+    disk.read_pages(sector, &mut pages)
+}
+
+/// Writes `page` as the disk's page 0 and makes it durable.
+fn write_page0<D: BlockDevice + ?Sized>(disk: &mut D, page: &[u8]) -> Result<(), BlockError> {
+    disk.write_pages(0, &[page])?;
+    disk.flush()
 }
 
 /// Why a disk was passed over (each one is logged, so a user sees why swap is off).
@@ -96,18 +104,18 @@ enum Found {
 }
 
 /// Reads a disk's first pages (its first 64 KiB at most, into `buf`) and says what it holds.
-fn inspect<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Found {
+fn inspect<D: BlockDevice + ?Sized>(disk: &mut D, buf: &mut [u8]) -> Found {
     let unusable = |why: String| Found::Unusable {
         why,
         not_swap: false,
     };
-    let pages = disk.pages();
+    let pages = disk.capacity_pages();
     if pages < MIN_PAGES {
         return unusable(format!("{pages} page(s): too small for a swap area"));
     }
     let len = (buf.len().min(FOREIGN_SCAN) as u64 / PAGE_SIZE).min(pages) as usize * PAGE;
     let head = &mut buf[..len];
-    if let Err(e) = disk.read_pages(0, head) {
+    if let Err(e) = read_into(disk, 0, head) {
         return unusable(format!("reading its first pages failed: {e}"));
     }
     match SwapHeader::parse(head, pages) {
@@ -124,8 +132,11 @@ fn inspect<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Found {
 
 /// The offset of the first non-zero byte in a disk's first and last [`BLANK_PAGES`] pages (all
 /// of it when smaller), read through `buf`; `None` when every one is zero: the disk is blank.
-pub fn first_nonzero<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Result<Option<u64>, String> {
-    let pages = disk.pages();
+pub fn first_nonzero<D: BlockDevice + ?Sized>(
+    disk: &mut D,
+    buf: &mut [u8],
+) -> Result<Option<u64>, BlockError> {
+    let pages = disk.capacity_pages();
     let head = BLANK_PAGES.min(pages);
     let tail = pages.saturating_sub(BLANK_PAGES).max(head);
     let step = (buf.len() / PAGE).max(1) as u64;
@@ -134,7 +145,7 @@ pub fn first_nonzero<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Result<Option
         while page < range.end {
             let n = step.min(range.end - page);
             let chunk = &mut buf[..n as usize * PAGE];
-            disk.read_pages(page, chunk)?;
+            read_into(disk, page, chunk)?;
             if let Some(at) = chunk.iter().position(|&b| b != 0) {
                 return Ok(Some(page * PAGE_SIZE + at as u64));
             }
@@ -145,21 +156,23 @@ pub fn first_nonzero<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Result<Option
 }
 
 /// Writes a fresh header on `disk` and reads it back: the header the disk now holds.
-fn format<D: SwapDisk>(disk: &mut D, uuid: [u8; 16], buf: &mut [u8]) -> Result<SwapHeader, String> {
+fn format<D: BlockDevice + ?Sized>(
+    disk: &mut D,
+    uuid: [u8; 16],
+    buf: &mut [u8],
+) -> Result<SwapHeader, String> {
     if disk.read_only() {
         return Err("read-only: cannot format".into());
     }
-    let header = SwapHeader::for_disk(disk.pages(), uuid);
+    let header = SwapHeader::for_disk(disk.capacity_pages(), uuid);
     let page = &mut buf[..PAGE];
     header
         .write(page)
         .map_err(|e| format!("cannot build a header: {e}"))?;
-    disk.write_page0(page)
-        .map_err(|e| format!("writing the header failed: {e}"))?;
+    write_page0(disk, page).map_err(|e| format!("writing the header failed: {e}"))?;
     // Read back what the disk now holds rather than trusting the write.
-    disk.read_pages(0, page)
-        .map_err(|e| format!("reading the new header back failed: {e}"))?;
-    match SwapHeader::parse(page, disk.pages()) {
+    read_into(disk, 0, page).map_err(|e| format!("reading the new header back failed: {e}"))?;
+    match SwapHeader::parse(page, disk.capacity_pages()) {
         Ok(h) if h == header => Ok(h),
         Ok(_) => Err("the header read back differs from the one written".into()),
         Err(e) => Err(format!("the header read back is not valid: {e}")),
@@ -169,7 +182,7 @@ fn format<D: SwapDisk>(disk: &mut D, uuid: [u8; 16], buf: &mut [u8]) -> Result<S
 /// Picks the swap disk as `mode` says; `uuid` names an area that `swap=format` writes. Every
 /// disk not chosen is in `skipped` with the reason. Only `swap=format` writes, and only to a
 /// blank disk when no disk holds a usable area, or to the disk `swap=format:N` names.
-pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> Choice {
+pub fn choose<D: BlockDevice>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> Choice {
     let mut choice = Choice {
         chosen: None,
         skipped: Vec::new(),
@@ -197,10 +210,10 @@ pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> C
                     });
                     continue;
                 }
-                let formatted = if disk.pages() < MIN_PAGES {
+                let formatted = if disk.capacity_pages() < MIN_PAGES {
                     Err(format!(
                         "{} page(s): too small for a swap area",
-                        disk.pages()
+                        disk.capacity_pages()
                     ))
                 } else {
                     format(disk, uuid, &mut buf)
@@ -304,10 +317,10 @@ pub enum SwapError {
     Write {
         first_slot: u64,
         pages: usize,
-        why: String,
+        error: BlockError,
     },
     /// The disk refused a read: the page is lost to the application.
-    Read { entry: SwapEntry, why: String },
+    Read { entry: SwapEntry, error: BlockError },
     /// The page read back is not the page written.
     Checksum {
         entry: SwapEntry,
@@ -337,13 +350,13 @@ impl fmt::Display for SwapError {
             SwapError::Write {
                 first_slot,
                 pages,
-                why,
+                error,
             } => write!(
                 f,
-                "swap write of {pages} page(s) at slot {first_slot} failed ({why}); the pages \
+                "swap write of {pages} page(s) at slot {first_slot} failed ({error}); the pages \
                  stay in memory"
             ),
-            SwapError::Read { entry, why } => write!(f, "swap read of {entry} failed: {why}"),
+            SwapError::Read { entry, error } => write!(f, "swap read of {entry} failed: {error}"),
             SwapError::Checksum {
                 entry,
                 expected,
@@ -568,8 +581,18 @@ impl SwapArea {
 /// The swap disk and its area, once swapon chose one (kernel only: the disk is a driver).
 #[cfg(target_os = "none")]
 pub struct ActiveSwap {
-    pub disk: crate::drivers::virtio::blk::VirtioBlk,
+    pub disk: alloc::boxed::Box<dyn BlockDevice>,
     pub area: SwapArea,
+    /// The disk's sectors in a page (a slot's page starts at `slot * sectors_per_page`).
+    pub sectors_per_page: u64,
+}
+
+#[cfg(target_os = "none")]
+impl ActiveSwap {
+    /// The disk sector where a slot's page starts.
+    pub fn slot_sector(&self, slot: u64) -> u64 {
+        slot * self.sectors_per_page
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -618,11 +641,11 @@ pub fn swapon(mode: SwapMode) {
         warn!("Swap: {problem}");
     }
     for s in &choice.skipped {
-        let base = disks[s.disk].base().as_u64();
+        let name = disks[s.disk].name();
         if s.not_swap {
-            info!("Swap: virtio-blk at {base:#x} not used: {}", s.why);
+            info!("Swap: {name} not used: {}", s.why);
         } else {
-            warn!("Swap: virtio-blk at {base:#x} not used: {}", s.why);
+            warn!("Swap: {name} not used: {}", s.why);
         }
     }
     let Some((index, header)) = choice.chosen else {
@@ -634,20 +657,20 @@ pub fn swapon(mode: SwapMode) {
         Ok(area) => area,
         Err(why) => {
             warn!(
-                "Swap: virtio-blk at {:#x} not used: {why}; running without swap",
-                disk.base().as_u64()
+                "Swap: {} not used: {why}; running without swap",
+                disk.name()
             );
             return;
         }
     };
     info!(
-        "Swap: {} virtio-blk at {:#x}: {} KiB in {} slots{}",
+        "Swap: {} {}: {} KiB in {} slots{}",
         if choice.formatted {
             "formatted"
         } else {
             "using"
         },
-        disk.base().as_u64(),
+        disk.name(),
         area.total_bytes() / 1024,
         area.slots.total_slots(),
         if area.header.bad_pages.is_empty() {
@@ -660,7 +683,12 @@ pub fn swapon(mode: SwapMode) {
         area.slots.total_slots(),
         core::sync::atomic::Ordering::Relaxed,
     );
-    *SWAP.lock() = Some(ActiveSwap { disk, area });
+    let sectors_per_page = disk.sectors_per_page();
+    *SWAP.lock() = Some(ActiveSwap {
+        disk: alloc::boxed::Box::new(disk),
+        area,
+        sectors_per_page,
+    });
     ACTIVE.store(true, core::sync::atomic::Ordering::Release);
     crate::mm::init::PAGES.set_reclaim_hook(crate::mm::fault::reclaim_hook);
 }
@@ -670,37 +698,12 @@ pub fn swapon(mode: SwapMode) {
 pub static PSWPOUT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 #[cfg(target_os = "none")]
 pub static PSWPIN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-/// Counter ticks swap writes and reads spent waiting for the disk (benchmarks take them out).
-#[cfg(target_os = "none")]
-pub static SWAPOUT_WAIT_TICKS: core::sync::atomic::AtomicU64 =
-    core::sync::atomic::AtomicU64::new(0);
-#[cfg(target_os = "none")]
-pub static SWAPIN_WAIT_TICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-/// Runs a disk operation, adding the driver's device-wait ticks during it to `counter`.
-#[cfg(target_os = "none")]
-fn waited<R>(counter: &core::sync::atomic::AtomicU64, op: impl FnOnce() -> R) -> R {
-    use crate::drivers::virtio::queue::WAIT_TICKS;
-    use core::sync::atomic::Ordering::Relaxed;
-    let before = WAIT_TICKS.load(Relaxed);
-    let r = op();
-    counter.fetch_add(WAIT_TICKS.load(Relaxed) - before, Relaxed);
-    r
-}
-
-/// The disk sector where a slot's page starts.
-#[cfg(target_os = "none")]
-pub fn slot_sector(slot: u64) -> u64 {
-    slot * (PAGE_SIZE / crate::drivers::virtio::blk::SECTOR_SIZE as u64)
-}
-
 /// Writes `pages` (each one 4 KiB page) to swap, each run of consecutive slots in one request,
 /// and returns their entries in order. All or nothing: on any error no entry is returned, the
 /// pages' contents are untouched (the caller keeps them in memory), slots whose write failed are
 /// marked bad and the others given back.
 #[cfg(target_os = "none")]
 pub fn swap_out(pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
-    use crate::drivers::virtio::blk::BlkError;
     use core::sync::atomic::Ordering::Relaxed;
     // Not waiting: reclaim calls this from inside allocations, which swap I/O itself makes.
     let mut guard = SWAP.try_lock().ok_or(SwapError::Busy)?;
@@ -721,13 +724,11 @@ pub fn swap_out(pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
     let runs = consecutive_runs(slots);
     for (n, (start, len)) in runs.clone().enumerate() {
         let first = slots[start];
-        let disk = &mut swap.disk;
-        if let Err(e) = waited(&SWAPOUT_WAIT_TICKS, || {
-            disk.write_vectored(slot_sector(first), &pages[start..start + len])
-        }) {
-            // Only the disk refusing these sectors says anything about them; a driver-side
+        let sector = swap.slot_sector(first);
+        if let Err(error) = swap.disk.write_pages(sector, &pages[start..start + len]) {
+            // Only the media refusing these sectors says anything about them; a driver-side
             // failure (no DMA mapping, a full queue) leaves them usable.
-            if matches!(e, BlkError::Io { .. }) {
+            if error.is_media() {
                 swap.area.write_failed(&slots[start..start + len]);
             } else {
                 swap.area.unreserve(&slots[start..start + len]);
@@ -740,7 +741,7 @@ pub fn swap_out(pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
             return Err(SwapError::Write {
                 first_slot: first,
                 pages: len,
-                why: format!("{e}"),
+                error,
             });
         }
     }
@@ -791,15 +792,13 @@ pub fn swap_in_ahead(first: SwapEntry, pages: &mut [&mut [u8]]) -> Result<u32, S
         let e = entry(i).ok_or(SwapError::NotInUse(first))?;
         swap.area.check_in_use(e)?;
     }
-    let sector = slot_sector(first.slot());
-    let disk = &mut swap.disk;
-    waited(&SWAPIN_WAIT_TICKS, || {
-        disk.read_vectored(sector, &mut pages[..n])
-    })
-    .map_err(|e| SwapError::Read {
-        entry: first,
-        why: format!("{e}"),
-    })?;
+    let sector = swap.slot_sector(first.slot());
+    swap.disk
+        .read_pages(sector, &mut pages[..n])
+        .map_err(|error| SwapError::Read {
+            entry: first,
+            error,
+        })?;
     let mut ok = 0u32;
     for (i, page) in pages[..n].iter().enumerate() {
         if entry(i).is_some_and(|e| swap.area.verify(e, page).is_ok()) {
@@ -833,9 +832,9 @@ pub fn active() -> bool {
     ACTIVE.load(core::sync::atomic::Ordering::Acquire)
 }
 
-/// The swap disk's request counters (benchmarks: pages per write request).
+/// The swap disk's counters (benchmarks: pages per write request, time waiting for the disk).
 #[cfg(target_os = "none")]
-pub fn disk_stats() -> Option<crate::drivers::virtio::blk::BlkStats> {
+pub fn disk_stats() -> Option<super::blkdev::BlockStats> {
     SWAP.lock().as_ref().map(|s| s.disk.stats())
 }
 
@@ -877,6 +876,7 @@ pub fn totals() -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mm::blkdev::BlockStats;
 
     #[derive(Clone)]
     struct FakeDisk {
@@ -918,28 +918,52 @@ mod tests {
         }
     }
 
-    impl SwapDisk for FakeDisk {
-        fn pages(&self) -> u64 {
-            (self.data.len() / PAGE) as u64
+    fn io_error(sector: u64) -> BlockError {
+        BlockError::Media {
+            sector,
+            detail: "I/O error".into(),
+        }
+    }
+
+    impl BlockDevice for FakeDisk {
+        fn name(&self) -> &str {
+            "fake disk"
+        }
+        fn sector_size(&self) -> u32 {
+            512
+        }
+        fn capacity_sectors(&self) -> u64 {
+            (self.data.len() / 512) as u64
         }
         fn read_only(&self) -> bool {
             self.ro
         }
-        fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
+        fn read_pages(&mut self, sector: u64, pages: &mut [&mut [u8]]) -> Result<(), BlockError> {
             if self.fail_read {
-                return Err("I/O error".into());
+                return Err(io_error(sector));
             }
-            let at = first as usize * PAGE;
-            buf.copy_from_slice(&self.data[at..at + buf.len()]);
+            for (i, page) in pages.iter_mut().enumerate() {
+                let at = sector as usize * 512 + i * PAGE;
+                page.copy_from_slice(&self.data[at..at + PAGE]);
+            }
             Ok(())
         }
-        fn write_page0(&mut self, page: &[u8]) -> Result<(), String> {
+        fn write_pages(&mut self, sector: u64, pages: &[&[u8]]) -> Result<(), BlockError> {
             self.writes += 1;
             if self.fail_write {
-                return Err("I/O error".into());
+                return Err(io_error(sector));
             }
-            self.data[..PAGE].copy_from_slice(page);
+            for (i, page) in pages.iter().enumerate() {
+                let at = sector as usize * 512 + i * PAGE;
+                self.data[at..at + PAGE].copy_from_slice(page);
+            }
             Ok(())
+        }
+        fn flush(&mut self) -> Result<(), BlockError> {
+            Ok(())
+        }
+        fn stats(&self) -> BlockStats {
+            BlockStats::default()
         }
     }
 
