@@ -1,9 +1,9 @@
 //! Ferrite: a single-address-space aarch64 unikernel whose heart is a Linux-style memory manager.
 //!
 //! This library holds everything but the boot order (which is `src/main.rs`). The portable parts
-//! (`machine`, `mm`, `cmdline`, `ktest`'s reporting) build for the host too and are tested there;
-//! only `arch::aarch64` touches system registers, assembly and barriers, and only the kernel build
-//! (`target_os = "none"`) links it in.
+//! (`machine`, `mm`, `cmdline`, `ktest`'s reporting, `swap_setup`'s translation of `swap=`) build
+//! for the host too and are tested there; only `arch::aarch64` touches system registers, assembly
+//! and barriers, and only the kernel build (`target_os = "none"`) links it in.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod ktest;
 pub mod machine;
 pub mod mm;
+pub mod swap_setup;
 
 #[cfg(target_os = "none")]
 pub mod logger;

@@ -1,8 +1,10 @@
-//! The swap area in use (Linux's `mm/swapfile.c`): choosing the disk at boot (`swap=auto`, `off`,
-//! `format`, `format:N`), activating it (header, slots) and its totals for `/proc/meminfo`.
-//! Owns the choice and the area's bookkeeping; must never write to a disk that lacks the
-//! `SWAPSPACE2` signature unless `swap=format` asked for it, and then only to a blank disk (when
-//! no disk holds a usable area) or to the one `swap=format:N` names; never to a read-only disk.
+//! The swap area in use (Linux's `mm/swapfile.c`): swapon over the block devices the kernel
+//! found (choosing one as the policy says: `swap=auto`, `format`, `format:N` on the command
+//! line), activating it (header, slots) and its totals for `/proc/meminfo`. Owns the choice and
+//! the area's bookkeeping; must never write to a disk that lacks the `SWAPSPACE2` signature
+//! unless the policy is to format, and then only to a blank disk (when no disk holds a usable
+//! area) or to the one [`SwapPolicy::Format`] names; never to a read-only disk. Devices come
+//! through mm's port (`blkdev::BlockDevice`): this module names no driver.
 
 use alloc::format;
 use alloc::string::String;
@@ -18,32 +20,18 @@ use super::PAGE_SIZE;
 
 const PAGE: usize = PAGE_SIZE as usize;
 
-/// `swap=`: how the boot picks its swap disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SwapMode {
-    /// The first virtio-blk disk carrying the signature (the default).
-    #[default]
-    Auto,
-    /// No swap, whatever the disks hold.
-    Off,
-    /// The first disk with a usable swap area; only when there is none, a fresh header on the
-    /// first writable disk that is blank (see [`first_nonzero`]).
-    Format,
-    /// A fresh header on virtio-blk disk N (counted from 0 in the order they are found: the
-    /// command-line order of QEMU `virt`'s `-device virtio-blk-device`), whatever it holds.
-    FormatDisk(usize),
-}
-
-impl SwapMode {
-    /// The value of `swap=`: `auto`, `off`, `format` or `format:N`.
-    pub fn parse(value: &str) -> Option<SwapMode> {
-        Some(match value {
-            "auto" => SwapMode::Auto,
-            "off" => SwapMode::Off,
-            "format" => SwapMode::Format,
-            _ => SwapMode::FormatDisk(value.strip_prefix("format:")?.parse().ok()?),
-        })
-    }
+/// How swapon picks its device among those it is given (the command line's `swap=auto`,
+/// `format` and `format:N`; the reasons it logs for passing a disk over name those values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwapPolicy {
+    /// The first device carrying a usable swap area; nothing is written (`swap=auto`).
+    Existing,
+    /// The first device with a usable swap area; only when there is none, a fresh header on the
+    /// first writable device that is blank (see [`first_nonzero`]) (`swap=format`).
+    ExistingElseBlank,
+    /// A fresh header on device N of the list (counted from 0), whatever it holds
+    /// (`swap=format:N`).
+    Format(usize),
 }
 
 /// Reads the pages from page `first` on into `buf` (whole pages), in one request.
@@ -72,17 +60,15 @@ pub struct Skipped {
     pub not_swap: bool,
 }
 
-/// The outcome of swapon over the disks found.
+/// The outcome of swapon's choice over the disks it was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     /// The chosen disk's index and its header (read, or just written by `swap=format`).
     pub chosen: Option<(usize, SwapHeader)>,
     /// Disks passed over, in order, with the reason.
     pub skipped: Vec<Skipped>,
-    /// Whether `swap=format` wrote a header.
+    /// Whether a header was written (the policy formats).
     pub formatted: bool,
-    /// What went wrong beyond any one disk (`swap=format:N` naming no disk).
-    pub problem: Option<String>,
 }
 
 /// The smallest area worth having: the header page and one slot.
@@ -179,28 +165,19 @@ fn format<D: BlockDevice + ?Sized>(
     }
 }
 
-/// Picks the swap disk as `mode` says; `uuid` names an area that `swap=format` writes. Every
-/// disk not chosen is in `skipped` with the reason. Only `swap=format` writes, and only to a
-/// blank disk when no disk holds a usable area, or to the disk `swap=format:N` names.
-pub fn choose<D: BlockDevice>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> Choice {
+/// Picks the swap disk as `policy` says; `uuid` names an area it writes. Every disk not chosen
+/// is in `skipped` with the reason. Only a formatting policy writes, and only to a blank disk
+/// when no disk holds a usable area, or to the disk [`SwapPolicy::Format`] names (none, when it
+/// names a disk past the list's end).
+pub fn choose<D: BlockDevice>(policy: SwapPolicy, disks: &mut [D], uuid: [u8; 16]) -> Choice {
     let mut choice = Choice {
         chosen: None,
         skipped: Vec::new(),
         formatted: false,
-        problem: None,
     };
     let mut buf = alloc::vec![0u8; FOREIGN_SCAN];
-    match mode {
-        SwapMode::Off => return choice,
-        SwapMode::FormatDisk(n) if n >= disks.len() => {
-            choice.problem = Some(format!(
-                "swap=format:{n} names no disk: {} virtio-blk disk(s) found, counted from 0; \
-                 nothing formatted",
-                disks.len()
-            ));
-            return choice;
-        }
-        SwapMode::FormatDisk(n) => {
+    match policy {
+        SwapPolicy::Format(n) => {
             for (i, disk) in disks.iter_mut().enumerate() {
                 if i != n {
                     choice.skipped.push(Skipped {
@@ -232,7 +209,7 @@ pub fn choose<D: BlockDevice>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -
             }
             return choice;
         }
-        SwapMode::Auto | SwapMode::Format => {}
+        SwapPolicy::Existing | SwapPolicy::ExistingElseBlank => {}
     }
     let found: Vec<Found> = disks.iter_mut().map(|d| inspect(d, &mut buf)).collect();
     let swap_exists = found.iter().any(|f| matches!(f, Found::Swap(_)));
@@ -248,7 +225,7 @@ pub fn choose<D: BlockDevice>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -
                 true,
             ),
             Found::Unusable { why, not_swap } => (why, not_swap),
-            Found::NoSignature if mode == SwapMode::Auto => (
+            Found::NoSignature if policy == SwapPolicy::Existing => (
                 "no SWAPSPACE2 signature: not a swap area (mkswap makes one)".into(),
                 true,
             ),
@@ -598,31 +575,12 @@ impl ActiveSwap {
 #[cfg(target_os = "none")]
 pub static SWAP: spin::Mutex<Option<ActiveSwap>> = spin::Mutex::new(None);
 
-/// Boot-time swapon: says so when a virtio disk is attached over PCI (which Ferrite does not
-/// drive), probes the virtio-blk disks, picks one as `mode` says, logs why any disk was passed
-/// over, and keeps the chosen one in [`SWAP`]. Disks not chosen are released (reset).
+/// swapon over the disks the kernel found (in the order `swap=format:N` counts them): picks one
+/// as `policy` says, logs why any disk was passed over, and keeps the chosen one in [`SWAP`].
+/// Disks not chosen are dropped (their drivers release them).
 #[cfg(target_os = "none")]
-pub fn swapon(mode: SwapMode) {
+pub fn swapon(policy: SwapPolicy, mut disks: Vec<alloc::boxed::Box<dyn BlockDevice>>) {
     use log::{info, warn};
-    // A disk Ferrite cannot see as one: QEMU's `-drive if=virtio` makes a PCI device on virt.
-    if let Some(kernel) = crate::kernel::get() {
-        for f in crate::drivers::pci::virtio_blk_functions(&kernel.machine) {
-            warn!(
-                "Swap: a virtio PCI disk is attached at PCI {f} (QEMU -drive if=virtio); Ferrite \
-                 drives virtio-mmio disks only: attach it with -drive if=none,id=d0,file=... \
-                 -device virtio-blk-device,drive=d0"
-            );
-        }
-    }
-    let mut disks = crate::drivers::virtio::blk::VirtioBlk::probe_all();
-    if disks.is_empty() {
-        info!("Swap: no virtio-blk disk; running without swap");
-        return;
-    }
-    if mode == SwapMode::Off {
-        info!("Swap: off (swap=off)");
-        return;
-    }
     // A name for a new area: the counter's value, spread by splitmix64, is as unique as a boot
     // needs.
     let mut state = super::cpu::ticks();
@@ -636,10 +594,7 @@ pub fn swapon(mode: SwapMode) {
     }
     uuid[6] = (uuid[6] & 0x0f) | 0x40; // RFC 4122 version 4 and variant, as mkswap writes
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    let choice = choose(mode, &mut disks, uuid);
-    if let Some(problem) = &choice.problem {
-        warn!("Swap: {problem}");
-    }
+    let choice = choose(policy, &mut disks, uuid);
     for s in &choice.skipped {
         let name = disks[s.disk].name();
         if s.not_swap {
@@ -685,7 +640,7 @@ pub fn swapon(mode: SwapMode) {
     );
     let sectors_per_page = disk.sectors_per_page();
     *SWAP.lock() = Some(ActiveSwap {
-        disk: alloc::boxed::Box::new(disk),
+        disk,
         area,
         sectors_per_page,
     });
@@ -970,7 +925,7 @@ mod tests {
     #[test]
     fn auto_takes_the_first_disk_with_a_signature_and_writes_nothing() {
         let mut disks = [FakeDisk::blank(64), FakeDisk::swap(128), FakeDisk::swap(32)];
-        let c = choose(SwapMode::Auto, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Existing, &mut disks, [9; 16]);
         let (i, h) = c.chosen.unwrap();
         assert_eq!(i, 1);
         assert_eq!(h.last_page, 127);
@@ -988,25 +943,16 @@ mod tests {
     #[test]
     fn auto_without_a_swap_disk_leaves_every_disk_untouched() {
         let mut disks = [FakeDisk::blank(64), FakeDisk::blank(64)];
-        let c = choose(SwapMode::Auto, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Existing, &mut disks, [9; 16]);
         assert!(c.chosen.is_none());
         assert_eq!(c.skipped.len(), 2);
         assert!(disks.iter().all(|d| d.writes == 0));
     }
 
     #[test]
-    fn off_reads_and_writes_nothing() {
-        let mut disks = [FakeDisk::swap(64)];
-        disks[0].fail_read = true; // would show up as a skip if it were read
-        let c = choose(SwapMode::Off, &mut disks, [9; 16]);
-        assert!(c.chosen.is_none() && c.skipped.is_empty());
-        assert_eq!(disks[0].writes, 0);
-    }
-
-    #[test]
     fn format_writes_a_header_linux_would_read() {
         let mut disks = [FakeDisk::blank(256)];
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         let (i, h) = c.chosen.unwrap();
         assert_eq!((i, h.last_page, h.uuid), (0, 255, [9; 16]));
         assert!(c.formatted);
@@ -1021,7 +967,7 @@ mod tests {
         let mut bad = FakeDisk::blank(64);
         bad.fail_write = true;
         let mut disks = [ro, bad, FakeDisk::blank(64)];
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         assert_eq!(c.chosen.map(|(i, _)| i), Some(2));
         assert_eq!(disks[0].writes, 0);
         assert!(c.skipped[0].why.contains("read-only"));
@@ -1037,7 +983,7 @@ mod tests {
         let mut ro = FakeDisk::swap(64);
         ro.ro = true;
         let mut disks = [failing, lying, ro, FakeDisk::blank(1)];
-        let c = choose(SwapMode::Auto, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Existing, &mut disks, [9; 16]);
         assert!(c.chosen.is_none());
         let why: Vec<&str> = c.skipped.iter().map(|s| s.why.as_str()).collect();
         assert!(why[0].contains("reading its first pages failed"), "{why:?}");
@@ -1048,23 +994,11 @@ mod tests {
     }
 
     #[test]
-    fn swap_modes_parse() {
-        assert_eq!(SwapMode::parse("auto"), Some(SwapMode::Auto));
-        assert_eq!(SwapMode::parse("off"), Some(SwapMode::Off));
-        assert_eq!(SwapMode::parse("format"), Some(SwapMode::Format));
-        assert_eq!(SwapMode::parse("format:0"), Some(SwapMode::FormatDisk(0)));
-        assert_eq!(SwapMode::parse("format:12"), Some(SwapMode::FormatDisk(12)));
-        for bad in ["", "on", "format:", "format:x", "format:-1", "format1"] {
-            assert_eq!(SwapMode::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn format_uses_an_existing_swap_area_and_writes_nothing() {
         // A data disk first, a mkswap'd disk second: the data disk is never written.
         let mut disks = [FakeDisk::data(64), FakeDisk::swap(64), FakeDisk::blank(64)];
         let before = disks[0].data.clone();
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         assert_eq!(c.chosen.map(|(i, _)| i), Some(1));
         assert!(!c.formatted);
         assert!(disks.iter().all(|d| d.writes == 0));
@@ -1090,7 +1024,7 @@ mod tests {
         let mut tail = FakeDisk::blank(1024);
         tail.data[1023 * PAGE + 7] = 1;
         let mut disks = [FakeDisk::data(64), tail, FakeDisk::blank(1024)];
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         assert_eq!(c.chosen.map(|(i, _)| i), Some(2));
         assert!(c.formatted);
         assert_eq!((disks[0].writes, disks[1].writes), (0, 0));
@@ -1109,7 +1043,7 @@ mod tests {
         );
         // Nothing blank: nothing formatted.
         let mut disks = [FakeDisk::data(64)];
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         assert!(c.chosen.is_none() && disks[0].writes == 0);
     }
 
@@ -1119,10 +1053,10 @@ mod tests {
         big.data[16384 - 10..16384].copy_from_slice(b"SWAPSPACE2");
         let mut old = FakeDisk::blank(64);
         old.data[PAGE - 10..PAGE].copy_from_slice(b"SWAP-SPACE");
-        for mode in [SwapMode::Auto, SwapMode::Format] {
+        for policy in [SwapPolicy::Existing, SwapPolicy::ExistingElseBlank] {
             let mut disks = [big.clone(), old.clone()];
-            let c = choose(mode, &mut disks, [9; 16]);
-            assert!(c.chosen.is_none(), "{mode:?}");
+            let c = choose(policy, &mut disks, [9; 16]);
+            assert!(c.chosen.is_none(), "{policy:?}");
             assert!(disks.iter().all(|d| d.writes == 0));
             let why: Vec<&str> = c.skipped.iter().map(|s| s.why.as_str()).collect();
             assert!(
@@ -1139,7 +1073,7 @@ mod tests {
     #[test]
     fn format_n_formats_the_named_disk_whatever_it_holds() {
         let mut disks = [FakeDisk::data(64), FakeDisk::blank(64), FakeDisk::swap(64)];
-        let c = choose(SwapMode::FormatDisk(0), &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Format(0), &mut disks, [9; 16]);
         assert_eq!(c.chosen.as_ref().map(|(i, _)| *i), Some(0));
         assert!(c.formatted);
         assert_eq!(&disks[0].data[PAGE - 10..PAGE], b"SWAPSPACE2");
@@ -1148,15 +1082,17 @@ mod tests {
             .skipped
             .iter()
             .all(|s| s.why.contains("names another disk")));
-        // A disk that is not there: nothing written, and a line that says so.
+        // A disk that is not there (the boot says so before swapon): nothing written.
         let mut disks = [FakeDisk::blank(64)];
-        let c = choose(SwapMode::FormatDisk(3), &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Format(3), &mut disks, [9; 16]);
         assert!(c.chosen.is_none() && disks[0].writes == 0);
-        assert!(c.problem.unwrap().contains("swap=format:3 names no disk"));
+        assert!(c.skipped[0]
+            .why
+            .contains("swap=format:3 names another disk"));
         // Read-only: refused.
         let mut ro = FakeDisk::blank(64);
         ro.ro = true;
-        let c = choose(SwapMode::FormatDisk(0), &mut [ro], [9; 16]);
+        let c = choose(SwapPolicy::Format(0), &mut [ro], [9; 16]);
         assert!(c.chosen.is_none());
         assert!(c.skipped[0].why.contains("read-only"));
     }
