@@ -201,7 +201,7 @@ fn swap_workload(
 ) {
     use crate::arch::aarch64::timer;
     use crate::mm::fault::{SWAPIN_TICKS, SWAPOUT_TICKS};
-    use crate::mm::swapfile::{disk_stats, PSWPIN, PSWPOUT};
+    use crate::mm::page_io::{disk_stats, PSWPIN, PSWPOUT};
     use core::sync::atomic::Ordering::Relaxed;
 
     const SIZE: u64 = 512 << 20;

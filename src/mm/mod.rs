@@ -7,6 +7,8 @@ pub mod blkdev;
 pub mod cpu;
 #[cfg(target_os = "none")]
 pub mod early_heap;
+#[cfg(test)]
+pub(crate) mod fake_disk;
 pub mod layout;
 pub mod meminfo;
 pub mod pgtable;
@@ -33,6 +35,7 @@ pub mod memblock;
 pub mod oom;
 pub mod page;
 pub mod page_alloc;
+pub mod page_io;
 #[cfg(target_os = "none")]
 pub(crate) mod selftests;
 pub mod slab;

@@ -1,15 +1,20 @@
 //! The swap area in use (Linux's `mm/swapfile.c`): swapon over the block devices the kernel
 //! found (choosing one as the policy says: `swap=auto`, `format`, `format:N` on the command
-//! line), activating it (header, slots) and its totals for `/proc/meminfo`. Owns the choice and
-//! the area's bookkeeping; must never write to a disk that lacks the `SWAPSPACE2` signature
-//! unless the policy is to format, and then only to a blank disk (when no disk holds a usable
-//! area) or to the one [`SwapPolicy::Format`] names; never to a read-only disk. Devices come
-//! through mm's port (`blkdev::BlockDevice`): this module names no driver.
+//! line), activating it (header, slots, the checksum each slot keeps of the page it holds),
+//! freeing slots, and its totals for `/proc/meminfo`. Owns the choice and the area's
+//! bookkeeping; the page I/O over the area's device is `page_io`'s. Must never write to a disk
+//! that lacks the `SWAPSPACE2` signature unless the policy is to format, and then only to a
+//! blank disk (when no disk holds a usable area) or to the one [`SwapPolicy::Format`] names;
+//! never to a read-only disk. Devices come through mm's port (`blkdev::BlockDevice`): this module
+//! names no driver, and all of it but installing the reclaim hook builds on the host, where its
+//! tests run over fake devices.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::blkdev::{BlockDevice, BlockError};
 use super::swap_entry::SwapEntry;
@@ -310,7 +315,7 @@ pub enum SwapError {
     NotMapped { addr: u64 },
     /// The area is in use by the code that asked (reclaim inside swap I/O's own allocation).
     Busy,
-    /// More pages than one call writes ([`SWAP_BATCH_MAX`]).
+    /// More pages than one call writes ([`SWAP_BATCH_MAX`](super::page_io::SWAP_BATCH_MAX)).
     TooMany { pages: usize },
 }
 
@@ -348,7 +353,8 @@ impl fmt::Display for SwapError {
             SwapError::TooMany { pages } => {
                 write!(
                     f,
-                    "{pages} pages in one swap-out (at most {SWAP_BATCH_MAX})"
+                    "{pages} pages in one swap-out (at most {})",
+                    super::page_io::SWAP_BATCH_MAX
                 )
             }
         }
@@ -416,41 +422,6 @@ pub fn fletcher4_portable(mut a: [u64; 4], mut b: [u64; 4], words: &[u64]) -> ([
 
 // The architecture's vector version in the kernel, the portable one on the host (mm::cpu).
 use super::cpu::fletcher4;
-
-/// Splits slots into runs of consecutive ones: `(index of the run's first slot, length)`, so each
-/// run becomes one disk request. An iterator: swap-out runs inside reclaim, when memory is short.
-pub fn consecutive_runs(slots: &[u64]) -> impl Iterator<Item = (usize, usize)> + Clone + '_ {
-    let mut start = 0;
-    core::iter::from_fn(move || {
-        if start >= slots.len() {
-            return None;
-        }
-        let mut len = 1;
-        while start + len < slots.len() && slots[start + len] == slots[start] + len as u64 {
-            len += 1;
-        }
-        let run = (start, len);
-        start += len;
-        Some(run)
-    })
-}
-
-/// Pages one [`swap_out`] call takes at most (reclaim writes 32 at a time).
-pub const SWAP_BATCH_MAX: usize = 64;
-
-/// The entries of pages one [`swap_out`] wrote, in order (a slice of them by `Deref`): a fixed
-/// array, since swap-out runs inside reclaim, when memory is short.
-pub struct SwapBatch {
-    entries: [SwapEntry; SWAP_BATCH_MAX],
-    n: usize,
-}
-
-impl core::ops::Deref for SwapBatch {
-    type Target = [SwapEntry];
-    fn deref(&self) -> &[SwapEntry] {
-        &self.entries[..self.n]
-    }
-}
 
 impl SwapArea {
     /// The area's tables (about 9 bytes per slot, in chunks: no large contiguous allocation);
@@ -555,34 +526,38 @@ impl SwapArea {
     }
 }
 
-/// The swap disk and its area, once swapon chose one (kernel only: the disk is a driver).
-#[cfg(target_os = "none")]
+/// The active swap area on its disk (Linux's `swap_info_struct`): the device, the area's
+/// bookkeeping and where a slot's page lies on the device. Page I/O over it is `page_io`'s.
 pub struct ActiveSwap {
-    pub disk: alloc::boxed::Box<dyn BlockDevice>,
+    pub disk: Box<dyn BlockDevice>,
     pub area: SwapArea,
     /// The disk's sectors in a page (a slot's page starts at `slot * sectors_per_page`).
-    pub sectors_per_page: u64,
+    sectors_per_page: u64,
 }
 
-#[cfg(target_os = "none")]
 impl ActiveSwap {
+    /// `area` on `disk`, whose page 0 holds the area's header.
+    pub fn new(disk: Box<dyn BlockDevice>, area: SwapArea) -> ActiveSwap {
+        ActiveSwap {
+            sectors_per_page: disk.sectors_per_page(),
+            disk,
+            area,
+        }
+    }
+
     /// The disk sector where a slot's page starts.
+    #[inline]
     pub fn slot_sector(&self, slot: u64) -> u64 {
         slot * self.sectors_per_page
     }
 }
 
-#[cfg(target_os = "none")]
+/// The active swap area, once swapon chose one.
 pub static SWAP: spin::Mutex<Option<ActiveSwap>> = spin::Mutex::new(None);
 
-/// swapon over the disks the kernel found (in the order `swap=format:N` counts them): picks one
-/// as `policy` says, logs why any disk was passed over, and keeps the chosen one in [`SWAP`].
-/// Disks not chosen are dropped (their drivers release them).
-#[cfg(target_os = "none")]
-pub fn swapon(policy: SwapPolicy, mut disks: Vec<alloc::boxed::Box<dyn BlockDevice>>) {
-    use log::{info, warn};
-    // A name for a new area: the counter's value, spread by splitmix64, is as unique as a boot
-    // needs.
+/// A name for a new area: the counter's value, spread by splitmix64, is as unique as a boot
+/// needs; RFC 4122 version 4 and variant, as mkswap writes.
+fn new_uuid() -> [u8; 16] {
     let mut state = super::cpu::ticks();
     let mut uuid = [0u8; 16];
     for half in uuid.chunks_mut(8) {
@@ -592,9 +567,17 @@ pub fn swapon(policy: SwapPolicy, mut disks: Vec<alloc::boxed::Box<dyn BlockDevi
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         half.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
     }
-    uuid[6] = (uuid[6] & 0x0f) | 0x40; // RFC 4122 version 4 and variant, as mkswap writes
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    let choice = choose(policy, &mut disks, uuid);
+    uuid
+}
+
+/// swapon over the disks the kernel found (in the order [`SwapPolicy::Format`] counts them):
+/// picks one as `policy` says, logs why any disk was passed over, and makes the chosen one the
+/// active area ([`SWAP`]). Disks not chosen are dropped (their drivers release them).
+pub fn swapon(policy: SwapPolicy, mut disks: Vec<Box<dyn BlockDevice>>) {
+    use log::{info, warn};
+    let choice = choose(policy, &mut disks, new_uuid());
     for s in &choice.skipped {
         let name = disks[s.disk].name();
         if s.not_swap {
@@ -634,141 +617,16 @@ pub fn swapon(policy: SwapPolicy, mut disks: Vec<alloc::boxed::Box<dyn BlockDevi
             format!(", {} bad page(s) skipped", area.header.bad_pages.len())
         }
     );
-    TOTAL_SLOTS.store(
-        area.slots.total_slots(),
-        core::sync::atomic::Ordering::Relaxed,
-    );
-    let sectors_per_page = disk.sectors_per_page();
-    *SWAP.lock() = Some(ActiveSwap {
-        disk,
-        area,
-        sectors_per_page,
-    });
-    ACTIVE.store(true, core::sync::atomic::Ordering::Release);
-    crate::mm::init::PAGES.set_reclaim_hook(crate::mm::fault::reclaim_hook);
-}
-
-/// Pages written to swap (`pswpout`) and read back (`pswpin`), as `/proc/vmstat` counts them.
-#[cfg(target_os = "none")]
-pub static PSWPOUT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-#[cfg(target_os = "none")]
-pub static PSWPIN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-/// Writes `pages` (each one 4 KiB page) to swap, each run of consecutive slots in one request,
-/// and returns their entries in order. All or nothing: on any error no entry is returned, the
-/// pages' contents are untouched (the caller keeps them in memory), slots whose write failed are
-/// marked bad and the others given back.
-#[cfg(target_os = "none")]
-pub fn swap_out(pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
-    use core::sync::atomic::Ordering::Relaxed;
-    // Not waiting: reclaim calls this from inside allocations, which swap I/O itself makes.
-    let mut guard = SWAP.try_lock().ok_or(SwapError::Busy)?;
-    let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
-    let mut slots = [0u64; SWAP_BATCH_MAX];
-    let free = swap.area.slots.free_slots();
-    if pages.len() as u64 > free {
-        return Err(SwapError::Full {
-            wanted: pages.len(),
-            free,
-        });
-    }
-    if pages.len() > SWAP_BATCH_MAX {
-        return Err(SwapError::TooMany { pages: pages.len() });
-    }
-    let slots = &mut slots[..pages.len()];
-    swap.area.reserve(slots)?;
-    let runs = consecutive_runs(slots);
-    for (n, (start, len)) in runs.clone().enumerate() {
-        let first = slots[start];
-        let sector = swap.slot_sector(first);
-        if let Err(error) = swap.disk.write_pages(sector, &pages[start..start + len]) {
-            // Only the media refusing these sectors says anything about them; a driver-side
-            // failure (no DMA mapping, a full queue) leaves them usable.
-            if error.is_media() {
-                swap.area.write_failed(&slots[start..start + len]);
-            } else {
-                swap.area.unreserve(&slots[start..start + len]);
-            }
-            for (k, (s, l)) in runs.clone().enumerate() {
-                if k != n {
-                    swap.area.unreserve(&slots[s..s + l]);
-                }
-            }
-            return Err(SwapError::Write {
-                first_slot: first,
-                pages: len,
-                error,
-            });
-        }
-    }
-    swap.area.commit(slots, pages);
-    PSWPOUT.fetch_add(pages.len() as u64, Relaxed);
-    const FIRST: SwapEntry = match SwapEntry::new(0, 1) {
-        Some(e) => e,
-        None => panic!("slot 1 of area 0 is an entry"),
-    };
-    let mut batch = SwapBatch {
-        entries: [FIRST; SWAP_BATCH_MAX],
-        n: pages.len(),
-    };
-    for (e, &slot) in batch.entries.iter_mut().zip(slots.iter()) {
-        // Slots come from an area whose size fits an entry (checked when it was activated).
-        *e = SwapEntry::new(0, slot).unwrap_or(FIRST);
-    }
-    Ok(batch)
-}
-
-/// Reads the page at `entry` into `page` and verifies it. On an error `page` must not be handed
-/// to anyone: it may hold part of the read or a page that failed its checksum. The slot stays
-/// in use until [`swap_free`].
-#[cfg(target_os = "none")]
-pub fn swap_in(entry: SwapEntry, page: &mut [u8]) -> Result<(), SwapError> {
-    if swap_in_ahead(entry, &mut [&mut page[..PAGE]])? & 1 != 0 {
-        return Ok(());
-    }
-    // Not the page written: the check again, for the error that says how.
-    SWAP.lock()
-        .as_ref()
-        .ok_or(SwapError::NoSwap)?
-        .area
-        .verify(entry, page)
-}
-
-/// Swap-in with readahead: reads the pages of `pages.len()` consecutive slots starting at
-/// `first` in one request and verifies each. Returns a mask of the pages that verified (bit i for
-/// `pages[i]`); a page whose bit is clear must not be used (its slot stays in use, so its own
-/// fault reads it again and reports it). Errors: a slot that holds no page, or the read itself.
-#[cfg(target_os = "none")]
-pub fn swap_in_ahead(first: SwapEntry, pages: &mut [&mut [u8]]) -> Result<u32, SwapError> {
-    let mut guard = SWAP.lock();
-    let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
-    let n = pages.len().min(32);
-    let entry = |i: usize| SwapEntry::new(first.area(), first.slot() + i as u64);
-    for i in 0..n {
-        let e = entry(i).ok_or(SwapError::NotInUse(first))?;
-        swap.area.check_in_use(e)?;
-    }
-    let sector = swap.slot_sector(first.slot());
-    swap.disk
-        .read_pages(sector, &mut pages[..n])
-        .map_err(|error| SwapError::Read {
-            entry: first,
-            error,
-        })?;
-    let mut ok = 0u32;
-    for (i, page) in pages[..n].iter().enumerate() {
-        if entry(i).is_some_and(|e| swap.area.verify(e, page).is_ok()) {
-            ok |= 1 << i;
-        }
-    }
-    PSWPIN.fetch_add(
-        ok.count_ones() as u64,
-        core::sync::atomic::Ordering::Relaxed,
-    );
-    Ok(ok)
+    TOTAL_SLOTS.store(area.slots.total_slots(), Ordering::Relaxed);
+    *SWAP.lock() = Some(ActiveSwap::new(disk, area));
+    ACTIVE.store(true, Ordering::Release);
+    // Reclaim can now send application pages to swap (the fault handler and its clock are the
+    // kernel's: a host build has no application space to reclaim).
+    #[cfg(target_os = "none")]
+    super::init::PAGES.set_reclaim_hook(super::fault::reclaim_hook);
 }
 
 /// The page at `entry` is no longer needed; its slot is free again.
-#[cfg(target_os = "none")]
 pub fn swap_free(entry: SwapEntry) -> Result<(), SwapError> {
     SWAP.lock()
         .as_mut()
@@ -779,23 +637,14 @@ pub fn swap_free(entry: SwapEntry) -> Result<(), SwapError> {
 
 /// Whether a swap area is active (an atomic, not the lock: the reclaim hook asks from inside
 /// allocations that swap I/O itself makes).
-#[cfg(target_os = "none")]
-static ACTIVE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-#[cfg(target_os = "none")]
 pub fn active() -> bool {
-    ACTIVE.load(core::sync::atomic::Ordering::Acquire)
-}
-
-/// The swap disk's counters (benchmarks: pages per write request, time waiting for the disk).
-#[cfg(target_os = "none")]
-pub fn disk_stats() -> Option<super::blkdev::BlockStats> {
-    SWAP.lock().as_ref().map(|s| s.disk.stats())
+    ACTIVE.load(Ordering::Acquire)
 }
 
 /// Free slots, or 0 while the area is in use (the reclaim hook runs inside allocations that swap
 /// I/O itself may make, and must not wait for the lock they hold).
-#[cfg(target_os = "none")]
 pub fn free_slots_now() -> u64 {
     SWAP.try_lock()
         .and_then(|s| s.as_ref().map(|s| s.area.slots.free_slots()))
@@ -803,16 +652,13 @@ pub fn free_slots_now() -> u64 {
 }
 
 /// Slots in the active area (0 without swap), without the lock.
-#[cfg(target_os = "none")]
 pub fn total_slots() -> u64 {
-    TOTAL_SLOTS.load(core::sync::atomic::Ordering::Relaxed)
+    TOTAL_SLOTS.load(Ordering::Relaxed)
 }
 
-#[cfg(target_os = "none")]
-static TOTAL_SLOTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static TOTAL_SLOTS: AtomicU64 = AtomicU64::new(0);
 
 /// As [`totals`], without waiting: `None` if the area is locked (for fault reports).
-#[cfg(target_os = "none")]
 pub fn try_totals() -> Option<(u64, u64)> {
     SWAP.try_lock().map(|s| {
         s.as_ref()
@@ -821,7 +667,6 @@ pub fn try_totals() -> Option<(u64, u64)> {
 }
 
 /// `SwapTotal` and `SwapFree` in bytes (zero without swap).
-#[cfg(target_os = "none")]
 pub fn totals() -> (u64, u64) {
     SWAP.lock()
         .as_ref()
@@ -831,96 +676,7 @@ pub fn totals() -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mm::blkdev::BlockStats;
-
-    #[derive(Clone)]
-    struct FakeDisk {
-        data: Vec<u8>,
-        ro: bool,
-        fail_read: bool,
-        fail_write: bool,
-        writes: usize,
-    }
-
-    impl FakeDisk {
-        fn blank(pages: usize) -> FakeDisk {
-            FakeDisk {
-                data: alloc::vec![0; pages * PAGE],
-                ro: false,
-                fail_read: false,
-                fail_write: false,
-                writes: 0,
-            }
-        }
-        fn swap(pages: usize) -> FakeDisk {
-            let mut d = FakeDisk::blank(pages);
-            SwapHeader::for_disk(pages as u64, [1; 16])
-                .write(&mut d.data[..PAGE])
-                .unwrap();
-            d
-        }
-        /// Bytes that are not zero anywhere (a data disk).
-        fn data(pages: usize) -> FakeDisk {
-            let mut d = FakeDisk::blank(pages);
-            let mut x = 0x9e37_79b9_7f4a_7c15u64;
-            for b in d.data.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8 | 1;
-            }
-            d
-        }
-    }
-
-    fn io_error(sector: u64) -> BlockError {
-        BlockError::Media {
-            sector,
-            detail: "I/O error".into(),
-        }
-    }
-
-    impl BlockDevice for FakeDisk {
-        fn name(&self) -> &str {
-            "fake disk"
-        }
-        fn sector_size(&self) -> u32 {
-            512
-        }
-        fn capacity_sectors(&self) -> u64 {
-            (self.data.len() / 512) as u64
-        }
-        fn read_only(&self) -> bool {
-            self.ro
-        }
-        fn read_pages(&mut self, sector: u64, pages: &mut [&mut [u8]]) -> Result<(), BlockError> {
-            if self.fail_read {
-                return Err(io_error(sector));
-            }
-            for (i, page) in pages.iter_mut().enumerate() {
-                let at = sector as usize * 512 + i * PAGE;
-                page.copy_from_slice(&self.data[at..at + PAGE]);
-            }
-            Ok(())
-        }
-        fn write_pages(&mut self, sector: u64, pages: &[&[u8]]) -> Result<(), BlockError> {
-            self.writes += 1;
-            if self.fail_write {
-                return Err(io_error(sector));
-            }
-            for (i, page) in pages.iter().enumerate() {
-                let at = sector as usize * 512 + i * PAGE;
-                self.data[at..at + PAGE].copy_from_slice(page);
-            }
-            Ok(())
-        }
-        fn flush(&mut self) -> Result<(), BlockError> {
-            Ok(())
-        }
-        fn stats(&self) -> BlockStats {
-            BlockStats::default()
-        }
-    }
+    use crate::mm::fake_disk::FakeDisk;
 
     #[test]
     fn auto_takes_the_first_disk_with_a_signature_and_writes_nothing() {
@@ -1177,15 +933,6 @@ mod tests {
     }
 
     #[test]
-    fn runs_of_consecutive_slots() {
-        assert_eq!(consecutive_runs(&[]).count(), 0);
-        assert_eq!(
-            consecutive_runs(&[4, 5, 6, 9, 10, 3]).collect::<Vec<_>>(),
-            alloc::vec![(0, 3), (3, 2), (5, 1)]
-        );
-    }
-
-    #[test]
     fn reserve_commit_verify_release() {
         let mut area = SwapArea::new(SwapHeader::for_disk(64, [0; 16])).unwrap();
         let free = area.slots.free_slots();
@@ -1227,5 +974,48 @@ mod tests {
         let mut again = [0; 2];
         area.reserve(&mut again).unwrap();
         assert!(!again.contains(&1));
+    }
+
+    #[test]
+    fn each_policy_over_blank_data_swap_and_16k_disks() {
+        let kinds = || {
+            [
+                FakeDisk::data(512),
+                FakeDisk::swap_16k(512),
+                FakeDisk::blank(512),
+                FakeDisk::swap(512),
+            ]
+        };
+        let written = |d: &[FakeDisk]| d.iter().map(|d| d.writes).collect::<Vec<_>>();
+        // auto and format: the swap disk, nothing written.
+        for policy in [SwapPolicy::Existing, SwapPolicy::ExistingElseBlank] {
+            let mut disks = kinds();
+            let c = choose(policy, &mut disks, [9; 16]);
+            assert_eq!(c.chosen.map(|(i, _)| i), Some(3), "{policy:?}");
+            assert!(!c.formatted);
+            assert_eq!(written(&disks), [0, 0, 0, 0]);
+            assert_eq!(
+                c.skipped.iter().map(|s| s.disk).collect::<Vec<_>>(),
+                [0, 1, 2]
+            );
+        }
+        // Without the swap disk: auto takes none, format the blank one.
+        let mut disks = kinds();
+        let c = choose(SwapPolicy::Existing, &mut disks[..3], [9; 16]);
+        assert!(c.chosen.is_none() && written(&disks) == [0, 0, 0, 0]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks[..3], [9; 16]);
+        assert_eq!(c.chosen.map(|(i, _)| i), Some(2));
+        assert_eq!(written(&disks), [0, 0, 1, 0]);
+        assert!(c.skipped[1].why.contains("16 KiB pages"));
+        // format:N takes the disk it names, whatever it holds (the 16 KiB area too).
+        for n in 0..4 {
+            let mut disks = kinds();
+            let c = choose(SwapPolicy::Format(n), &mut disks, [9; 16]);
+            assert_eq!(c.chosen.map(|(i, _)| i), Some(n));
+            let mut expect = [0; 4];
+            expect[n] = 1;
+            assert_eq!(written(&disks), expect);
+            assert_eq!(&disks[n].page(0)[PAGE - 10..], b"SWAPSPACE2");
+        }
     }
 }
