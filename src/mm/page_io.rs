@@ -161,12 +161,12 @@ impl ActiveSwap {
 /// reclaim calls this from inside allocations, which swap I/O itself makes (`Busy` then).
 pub fn swap_out(pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
     let mut guard = SWAP.try_lock().ok_or(SwapError::Busy)?;
-    let batch = guard
-        .as_mut()
-        .ok_or(SwapError::NoSwap)?
-        .write_pages(pages)?;
-    PSWPOUT.fetch_add(batch.len() as u64, Relaxed);
-    Ok(batch)
+    // The result is returned as it is: a batch is 520 bytes, not worth moving again.
+    let written = guard.as_mut().ok_or(SwapError::NoSwap)?.write_pages(pages);
+    if let Ok(batch) = &written {
+        PSWPOUT.fetch_add(batch.len() as u64, Relaxed);
+    }
+    written
 }
 
 /// Reads the page at `entry` into `page` and verifies it. On an error `page` must not be handed
