@@ -30,6 +30,35 @@ pub enum Inject {
     Oom,
 }
 
+/// `swap=`: how the boot picks its swap disk (the boot's swap setup turns it into what mm's
+/// swapon takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SwapMode {
+    /// The first disk carrying the swap signature (the default).
+    #[default]
+    Auto,
+    /// No swap, whatever the disks hold.
+    Off,
+    /// The first disk with a usable swap area; only when there is none, a fresh header on the
+    /// first writable disk that is blank.
+    Format,
+    /// A fresh header on disk N (counted from 0 in the order they are found: the command-line
+    /// order of QEMU `virt`'s `-device virtio-blk-device`), whatever it holds.
+    FormatDisk(usize),
+}
+
+impl SwapMode {
+    /// The value of `swap=`: `auto`, `off`, `format` or `format:N`.
+    pub fn parse(value: &str) -> Option<SwapMode> {
+        Some(match value {
+            "auto" => SwapMode::Auto,
+            "off" => SwapMode::Off,
+            "format" => SwapMode::Format,
+            _ => SwapMode::FormatDisk(value.strip_prefix("format:")?.parse().ok()?),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootOptions {
     /// `run=`: the job to run.
@@ -52,7 +81,7 @@ pub struct BootOptions {
     pub slub_debug: u32,
     /// `swap=auto|off|format|format:N`: which disk to swap to (auto: the first with a swap
     /// signature; format: that, or a blank disk formatted; format:N: disk N formatted).
-    pub swap: crate::mm::swapfile::SwapMode,
+    pub swap: SwapMode,
     /// `icount`: QEMU runs with `-icount shift=0`, so a nanosecond of virtual time is one
     /// instruction (scripts/qemu-run adds it with ICOUNT=1; `run=bench` labels its figures so).
     pub icount: bool,
@@ -75,7 +104,7 @@ impl Default for BootOptions {
             zone_dma_bits: None,
             debug_pagealloc: false,
             slub_debug: 0,
-            swap: crate::mm::swapfile::SwapMode::Auto,
+            swap: SwapMode::Auto,
             icount: false,
             job_params: Vec::new(),
             rejected: Vec::new(),
@@ -218,7 +247,7 @@ impl BootOptions {
                             flags | (crate::mm::slab::SLAB_CONSISTENCY * (flags != 0) as u32);
                     }
                 }
-                ("swap", Some(v)) => match crate::mm::swapfile::SwapMode::parse(v) {
+                ("swap", Some(v)) => match SwapMode::parse(v) {
                     Some(mode) => o.swap = mode,
                     None => reject("expected swap=auto, swap=off, swap=format or swap=format:N"),
                 },
@@ -254,8 +283,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn swap_modes_parse() {
+        assert_eq!(SwapMode::parse("auto"), Some(SwapMode::Auto));
+        assert_eq!(SwapMode::parse("off"), Some(SwapMode::Off));
+        assert_eq!(SwapMode::parse("format"), Some(SwapMode::Format));
+        assert_eq!(SwapMode::parse("format:0"), Some(SwapMode::FormatDisk(0)));
+        assert_eq!(SwapMode::parse("format:12"), Some(SwapMode::FormatDisk(12)));
+        for bad in ["", "on", "format:", "format:x", "format:-1", "format1"] {
+            assert_eq!(SwapMode::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
     fn swap_modes_parse_and_bad_ones_are_rejected() {
-        use crate::mm::swapfile::SwapMode;
         assert_eq!(BootOptions::parse("").swap, SwapMode::Auto);
         assert_eq!(BootOptions::parse("swap=off").swap, SwapMode::Off);
         assert_eq!(BootOptions::parse("swap=format").swap, SwapMode::Format);

@@ -1,10 +1,10 @@
 //! Ferrite: a single-address-space aarch64 unikernel whose heart is a Linux-style memory manager.
 //!
 //! This library holds everything but the boot order (which is `src/main.rs`). The portable parts
-//! (`addr`, `machine`, `mm`, `cmdline`, `ktest`'s reporting) build for the host too and are tested
-//! there; only `arch::aarch64` touches system registers, assembly and barriers, and only the kernel
-//! build (`target_os = "none"`) links it in. Which part may name which is checked by
-//! `scripts/check-layers` (see the README's *Layers*).
+//! (`addr`, `machine`, `mm`, `cmdline`, `ktest`'s reporting, `swap_setup`'s translation of `swap=`)
+//! build for the host too and are tested there; only `arch::aarch64` touches system registers,
+//! assembly and barriers, and only the kernel build (`target_os = "none"`) links it in. Which part
+//! may name which is checked by `scripts/check-layers` (see the README's *Layers*).
 #![cfg_attr(not(test), no_std)]
 // Small, named unsafe: every unsafe operation sits in its own block, with a `// SAFETY:` line
 // saying why it holds, and every unsafe function says what its callers must uphold.
@@ -25,6 +25,7 @@ pub mod machine;
 #[cfg(target_os = "none")]
 mod machine_selftests;
 pub mod mm;
+pub mod swap_setup;
 
 #[cfg(target_os = "none")]
 pub mod logger;

@@ -201,7 +201,7 @@ mod boot {
         });
         // Swap needs a virtio-blk disk; a Raspberry Pi has none (its SD card is not ours to swap
         // on). After publishing: the driver finds its devices through the published machine.
-        mm::swapfile::swapon(kernel.options.swap);
+        ferrite::swap_setup::swapon(kernel);
         let names = || {
             app::JOBS
                 .iter()

@@ -201,7 +201,7 @@ fn swap_workload(
 ) {
     use crate::arch::aarch64::timer;
     use crate::mm::fault::{SWAPIN_TICKS, SWAPOUT_TICKS};
-    use crate::mm::swapfile::{disk_stats, PSWPIN, PSWPOUT, SWAPIN_WAIT_TICKS, SWAPOUT_WAIT_TICKS};
+    use crate::mm::page_io::{disk_stats, PSWPIN, PSWPOUT};
     use core::sync::atomic::Ordering::Relaxed;
 
     const SIZE: u64 = 512 << 20;
@@ -221,15 +221,19 @@ fn swap_workload(
         out_wait: u64,
         in_wait: u64,
     }
-    let snap = || Snap {
-        ticks: timer::ticks(),
-        pswpout: PSWPOUT.load(Relaxed),
-        pswpin: PSWPIN.load(Relaxed),
-        out_ticks: SWAPOUT_TICKS.load(Relaxed),
-        in_ticks: SWAPIN_TICKS.load(Relaxed),
-        writes: disk_stats().map_or(0, |s| s.write_requests),
-        out_wait: SWAPOUT_WAIT_TICKS.load(Relaxed),
-        in_wait: SWAPIN_WAIT_TICKS.load(Relaxed),
+    let snap = || {
+        // The swap disk's waits: its writes are swap-outs, its reads swap-ins.
+        let disk = disk_stats().unwrap_or_default();
+        Snap {
+            ticks: timer::ticks(),
+            pswpout: PSWPOUT.load(Relaxed),
+            pswpin: PSWPIN.load(Relaxed),
+            out_ticks: SWAPOUT_TICKS.load(Relaxed),
+            in_ticks: SWAPIN_TICKS.load(Relaxed),
+            writes: disk.write_requests,
+            out_wait: disk.write_wait_ticks,
+            in_wait: disk.read_wait_ticks,
+        }
     };
     // The application's loops, a page at a time as a C program's would compile: the page
     // term once per page, the words in a loop the compiler may vectorise (the region is

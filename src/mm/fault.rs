@@ -19,6 +19,7 @@ use spin::Mutex;
 use super::gfp::Gfp;
 use super::init::PAGES;
 use super::page_alloc::PhysMem;
+use super::page_io;
 use super::pgtable::{desc, Attrs, MemType};
 use super::swap_entry::SwapEntry;
 use super::swapfile::{self, SwapError};
@@ -433,14 +434,14 @@ fn swap_in_fault(
             i if i <= ahead_n => frame(ahead[i - 1].1),
             _ => &mut [],
         });
-        let result = match swapfile::swap_in_ahead(entry, &mut bufs[..ahead_n + 1]) {
+        let result = match page_io::swap_in_ahead(entry, &mut bufs[..ahead_n + 1]) {
             Ok(mask) if mask & 1 != 0 => {
                 ahead_ok = mask >> 1;
                 Ok(())
             }
-            Ok(_) => swapfile::swap_in(entry, bufs[0]),
+            Ok(_) => page_io::swap_in(entry, bufs[0]),
             // A failure somewhere in the batch: the faulting page alone decides.
-            Err(_) if ahead_n > 0 => swapfile::swap_in(entry, bufs[0]),
+            Err(_) if ahead_n > 0 => page_io::swap_in(entry, bufs[0]),
             Err(e) => Err(e),
         };
         if let Err(e) = result {
@@ -676,7 +677,7 @@ fn page_out(pt: &mut KernelPageTable, victims: &[(u64, u64)]) -> Result<u64, Swa
         *slot =
             unsafe { core::slice::from_raw_parts(frame.as_u64() as *const u8, PAGE_SIZE as usize) };
     }
-    let entries = swapfile::swap_out(&pages[..n])?;
+    let entries = page_io::swap_out(&pages[..n])?;
     for (&(va, d), &entry) in victims[..n].iter().zip(entries.iter()) {
         if pt.set_pte(VirtAddr::new(va), entry.to_pte()).is_ok() {
             let _ = PAGES.free_pages(PhysAddr::new(desc::addr(d)), 0);
@@ -807,8 +808,8 @@ pub fn vmstat() -> [(&'static str, u64); 7] {
     [
         ("pgfault", PGFAULT.load(Ordering::Relaxed)),
         ("pgmajfault", PGMAJFAULT.load(Ordering::Relaxed)),
-        ("pswpin", swapfile::PSWPIN.load(Ordering::Relaxed)),
-        ("pswpout", swapfile::PSWPOUT.load(Ordering::Relaxed)),
+        ("pswpin", page_io::PSWPIN.load(Ordering::Relaxed)),
+        ("pswpout", page_io::PSWPOUT.load(Ordering::Relaxed)),
         ("pgscan", PGSCAN.load(Ordering::Relaxed)),
         ("pgsteal", PGSTEAL.load(Ordering::Relaxed)),
         ("nr_swapcached", SWAPCACHE.load(Ordering::Relaxed)),

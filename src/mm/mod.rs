@@ -2,12 +2,15 @@
 //! page tables, the early allocator, zones, slab, vmalloc, faults and swap. Must never touch system
 //! registers: everything here but the boot heap's placement is tested on the host.
 
+pub mod blkdev;
 pub mod cpu;
 pub mod dma;
 #[cfg(target_os = "none")]
 mod dma_selftests;
 #[cfg(target_os = "none")]
 pub mod early_heap;
+#[cfg(test)]
+pub(crate) mod fake_disk;
 #[cfg(target_os = "none")]
 pub mod fault;
 #[cfg(target_os = "none")]
@@ -30,6 +33,7 @@ pub mod meminfo;
 pub mod oom;
 pub mod page;
 pub mod page_alloc;
+pub mod page_io;
 pub mod pgtable;
 #[cfg(target_os = "none")]
 pub(crate) mod selftests;

@@ -9,8 +9,9 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::arch::aarch64::timer;
 use crate::ktest::TestError;
+use crate::mm::page_io::{self, PSWPIN, PSWPOUT};
 use crate::mm::swap_entry::SwapEntry;
-use crate::mm::swapfile::{self, SwapError, PSWPIN, PSWPOUT, SWAP};
+use crate::mm::swapfile::{self, SwapError, SWAP};
 use crate::{kassert, kassert_eq, ktest};
 
 const PAGE: usize = 4096;
@@ -57,7 +58,7 @@ ktest!(swap_pages_come_back_byte_for_byte, {
     let mut bufs = pages(n, seed);
     let (outs, ins) = (PSWPOUT.load(Relaxed), PSWPIN.load(Relaxed));
     let refs: Vec<&[u8]> = bufs.iter().map(|p| &p.0[..]).collect();
-    let entries = swapfile::swap_out(&refs).map_err(fail)?;
+    let entries = page_io::swap_out(&refs).map_err(fail)?;
     kassert_eq!(entries.len(), n);
     kassert_eq!(free_slots()?, free - n as u64);
     kassert_eq!(PSWPOUT.load(Relaxed), outs + n as u64);
@@ -67,7 +68,7 @@ ktest!(swap_pages_come_back_byte_for_byte, {
     // Back in reverse order, each checked against what was written.
     let mut expect = Box::new(Page([0; PAGE]));
     for (i, &e) in entries.iter().enumerate().rev() {
-        swapfile::swap_in(e, &mut bufs[i].0).map_err(fail)?;
+        page_io::swap_in(e, &mut bufs[i].0).map_err(fail)?;
         fill(&mut expect.0, seed, i as u64);
         kassert!(bufs[i].0 == expect.0, "page {i} ({e}) came back different");
     }
@@ -88,19 +89,21 @@ ktest!(swap_page_changed_on_disk_is_refused, {
     free_slots()?;
     let seed = timer::ticks() | 1;
     let mut bufs = pages(1, seed);
-    let entry = swapfile::swap_out(&[&bufs[0].0[..]]).map_err(fail)?[0];
+    let entry = page_io::swap_out(&[&bufs[0].0[..]]).map_err(fail)?[0];
     // Flip one bit of the page on the disk itself.
     {
         let mut guard = SWAP.lock();
-        let disk = &mut guard.as_mut().ok_or_else(|| fail("swap went away"))?.disk;
-        let sector = swapfile::slot_sector(entry.slot());
+        let swap = guard.as_mut().ok_or_else(|| fail("swap went away"))?;
+        let sector = swap.slot_sector(entry.slot());
         let mut raw = Box::new(Page([0; PAGE]));
-        disk.read(sector, &mut raw.0).map_err(fail)?;
+        swap.disk
+            .read_pages(sector, &mut [&mut raw.0[..]])
+            .map_err(fail)?;
         raw.0[1234] ^= 0x10;
-        disk.write(sector, &raw.0).map_err(fail)?;
+        swap.disk.write_pages(sector, &[&raw.0[..]]).map_err(fail)?;
     }
     let ins = PSWPIN.load(Relaxed);
-    let r = swapfile::swap_in(entry, &mut bufs[0].0);
+    let r = page_io::swap_in(entry, &mut bufs[0].0);
     kassert!(matches!(r, Err(SwapError::Checksum { .. })), "got {r:?}");
     // A refused page is not counted as read.
     kassert_eq!(PSWPIN.load(Relaxed), ins);
@@ -112,7 +115,7 @@ ktest!(swap_full_and_stale_entries_are_errors, {
     let free = free_slots()?;
     let page = Box::new(Page([0x5a; PAGE]));
     let too_many: Vec<&[u8]> = (0..=free).map(|_| &page.0[..]).collect();
-    let r = swapfile::swap_out(&too_many);
+    let r = page_io::swap_out(&too_many);
     kassert!(
         matches!(r, Err(SwapError::Full { .. })),
         "got {:?}",
@@ -121,8 +124,8 @@ ktest!(swap_full_and_stale_entries_are_errors, {
     // A refused batch takes no slot.
     kassert_eq!(free_slots()?, free);
     // One call writes at most SWAP_BATCH_MAX pages.
-    if free > swapfile::SWAP_BATCH_MAX as u64 {
-        let r = swapfile::swap_out(&too_many[..swapfile::SWAP_BATCH_MAX + 1]);
+    if free > page_io::SWAP_BATCH_MAX as u64 {
+        let r = page_io::swap_out(&too_many[..page_io::SWAP_BATCH_MAX + 1]);
         kassert!(matches!(r, Err(SwapError::TooMany { .. })));
         kassert_eq!(free_slots()?, free);
     }
@@ -138,7 +141,7 @@ ktest!(swap_full_and_stale_entries_are_errors, {
     if !used {
         let stale = SwapEntry::new(0, last).ok_or_else(|| fail("no entry for the last slot"))?;
         let mut buf = Box::new(Page([0; PAGE]));
-        let r = swapfile::swap_in(stale, &mut buf.0);
+        let r = page_io::swap_in(stale, &mut buf.0);
         kassert!(matches!(r, Err(SwapError::NotInUse(_))), "got {r:?}");
     }
     Ok(())
@@ -154,12 +157,12 @@ ktest!(swap_write_errors_keep_pages_and_retire_slots, {
     // 256 slots' worth: a disk that fails writes somewhere in them (the boot tests attach one
     // through QEMU's blkdebug) must fail a batch, which is then written elsewhere.
     for _ in 0..8 {
-        match swapfile::swap_out(&batch) {
+        match page_io::swap_out(&batch) {
             Ok(entries) => held.extend(entries.iter().copied()),
             Err(e @ SwapError::Write { pages, .. }) => {
                 log::warn!("swap self-test: {e}");
                 retired += pages as u64;
-                let entries = swapfile::swap_out(&batch).map_err(fail)?;
+                let entries = page_io::swap_out(&batch).map_err(fail)?;
                 held.extend(entries.iter().copied());
             }
             Err(e) => return Err(fail(e)),
@@ -168,7 +171,7 @@ ktest!(swap_write_errors_keep_pages_and_retire_slots, {
     kassert_eq!(held.len(), 256);
     let mut back = Box::new(Page([0; PAGE]));
     for &e in &held {
-        swapfile::swap_in(e, &mut back.0).map_err(fail)?;
+        page_io::swap_in(e, &mut back.0).map_err(fail)?;
         kassert!(back.0 == page.0, "{e} came back different");
         swapfile::swap_free(e).map_err(fail)?;
     }

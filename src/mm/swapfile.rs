@@ -1,14 +1,22 @@
-//! The swap area in use (Linux's `mm/swapfile.c`): choosing the disk at boot (`swap=auto`, `off`,
-//! `format`, `format:N`), activating it (header, slots) and its totals for `/proc/meminfo`.
-//! Owns the choice and the area's bookkeeping; must never write to a disk that lacks the
-//! `SWAPSPACE2` signature unless `swap=format` asked for it, and then only to a blank disk (when
-//! no disk holds a usable area) or to the one `swap=format:N` names; never to a read-only disk.
+//! The swap area in use (Linux's `mm/swapfile.c`): swapon over the block devices the kernel
+//! found (choosing one as the policy says: `swap=auto`, `format`, `format:N` on the command
+//! line), activating it (header, slots, the checksum each slot keeps of the page it holds),
+//! freeing slots, and its totals for `/proc/meminfo`. Owns the choice and the area's
+//! bookkeeping; the page I/O over the area's device is `page_io`'s. Must never write to a disk
+//! that lacks the `SWAPSPACE2` signature unless the policy is to format, and then only to a
+//! blank disk (when no disk holds a usable area) or to the one [`SwapPolicy::Format`] names;
+//! never to a read-only disk. Devices come through mm's port (`blkdev::BlockDevice`): this module
+//! names no driver, and all of it but installing the reclaim hook builds on the host, where its
+//! tests run over fake devices.
 
+use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use super::blkdev::{BlockDevice, BlockError};
 use super::swap_entry::SwapEntry;
 use super::swap_header::{foreign_signature, SwapHeader, SwapHeaderError, FOREIGN_SCAN};
 use super::swap_slots::SwapSlots;
@@ -17,42 +25,35 @@ use crate::addr::PAGE_SIZE;
 
 const PAGE: usize = PAGE_SIZE as usize;
 
-/// `swap=`: how the boot picks its swap disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SwapMode {
-    /// The first virtio-blk disk carrying the signature (the default).
-    #[default]
-    Auto,
-    /// No swap, whatever the disks hold.
-    Off,
-    /// The first disk with a usable swap area; only when there is none, a fresh header on the
-    /// first writable disk that is blank (see [`first_nonzero`]).
-    Format,
-    /// A fresh header on virtio-blk disk N (counted from 0 in the order they are found: the
-    /// command-line order of QEMU `virt`'s `-device virtio-blk-device`), whatever it holds.
-    FormatDisk(usize),
+/// How swapon picks its device among those it is given (the command line's `swap=auto`,
+/// `format` and `format:N`; the reasons it logs for passing a disk over name those values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwapPolicy {
+    /// The first device carrying a usable swap area; nothing is written (`swap=auto`).
+    Existing,
+    /// The first device with a usable swap area; only when there is none, a fresh header on the
+    /// first writable device that is blank (see [`first_nonzero`]) (`swap=format`).
+    ExistingElseBlank,
+    /// A fresh header on device N of the list (counted from 0), whatever it holds
+    /// (`swap=format:N`).
+    Format(usize),
 }
 
-impl SwapMode {
-    /// The value of `swap=`: `auto`, `off`, `format` or `format:N`.
-    pub fn parse(value: &str) -> Option<SwapMode> {
-        Some(match value {
-            "auto" => SwapMode::Auto,
-            "off" => SwapMode::Off,
-            "format" => SwapMode::Format,
-            _ => SwapMode::FormatDisk(value.strip_prefix("format:")?.parse().ok()?),
-        })
-    }
+/// Reads the pages from page `first` on into `buf` (whole pages), in one request.
+fn read_into<D: BlockDevice + ?Sized>(
+    disk: &mut D,
+    first: u64,
+    buf: &mut [u8],
+) -> Result<(), BlockError> {
+    let mut pages: Vec<&mut [u8]> = buf.chunks_exact_mut(PAGE).collect();
+    let sector = first * disk.sectors_per_page();
+    disk.read_pages(sector, &mut pages)
 }
 
-/// What swapon needs from a disk: its size, whether it may be written, reads, and page 0.
-pub trait SwapDisk {
-    /// Whole 4 KiB pages on the disk.
-    fn pages(&self) -> u64;
-    fn read_only(&self) -> bool;
-    /// Reads `buf.len()` bytes (whole pages) starting at page `first`.
-    fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String>;
-    fn write_page0(&mut self, page: &[u8]) -> Result<(), String>;
+/// Writes `page` as the disk's page 0 and makes it durable.
+fn write_page0<D: BlockDevice + ?Sized>(disk: &mut D, page: &[u8]) -> Result<(), BlockError> {
+    disk.write_pages(0, &[page])?;
+    disk.flush()
 }
 
 /// Why a disk was passed over (each one is logged, so a user sees why swap is off).
@@ -64,17 +65,15 @@ pub struct Skipped {
     pub not_swap: bool,
 }
 
-/// The outcome of swapon over the disks found.
+/// The outcome of swapon's choice over the disks it was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Choice {
     /// The chosen disk's index and its header (read, or just written by `swap=format`).
     pub chosen: Option<(usize, SwapHeader)>,
     /// Disks passed over, in order, with the reason.
     pub skipped: Vec<Skipped>,
-    /// Whether `swap=format` wrote a header.
+    /// Whether a header was written (the policy formats).
     pub formatted: bool,
-    /// What went wrong beyond any one disk (`swap=format:N` naming no disk).
-    pub problem: Option<String>,
 }
 
 /// The smallest area worth having: the header page and one slot.
@@ -96,18 +95,18 @@ enum Found {
 }
 
 /// Reads a disk's first pages (its first 64 KiB at most, into `buf`) and says what it holds.
-fn inspect<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Found {
+fn inspect<D: BlockDevice + ?Sized>(disk: &mut D, buf: &mut [u8]) -> Found {
     let unusable = |why: String| Found::Unusable {
         why,
         not_swap: false,
     };
-    let pages = disk.pages();
+    let pages = disk.capacity_pages();
     if pages < MIN_PAGES {
         return unusable(format!("{pages} page(s): too small for a swap area"));
     }
     let len = (buf.len().min(FOREIGN_SCAN) as u64 / PAGE_SIZE).min(pages) as usize * PAGE;
     let head = &mut buf[..len];
-    if let Err(e) = disk.read_pages(0, head) {
+    if let Err(e) = read_into(disk, 0, head) {
         return unusable(format!("reading its first pages failed: {e}"));
     }
     match SwapHeader::parse(head, pages) {
@@ -124,8 +123,11 @@ fn inspect<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Found {
 
 /// The offset of the first non-zero byte in a disk's first and last [`BLANK_PAGES`] pages (all
 /// of it when smaller), read through `buf`; `None` when every one is zero: the disk is blank.
-pub fn first_nonzero<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Result<Option<u64>, String> {
-    let pages = disk.pages();
+pub fn first_nonzero<D: BlockDevice + ?Sized>(
+    disk: &mut D,
+    buf: &mut [u8],
+) -> Result<Option<u64>, BlockError> {
+    let pages = disk.capacity_pages();
     let head = BLANK_PAGES.min(pages);
     let tail = pages.saturating_sub(BLANK_PAGES).max(head);
     let step = (buf.len() / PAGE).max(1) as u64;
@@ -134,7 +136,7 @@ pub fn first_nonzero<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Result<Option
         while page < range.end {
             let n = step.min(range.end - page);
             let chunk = &mut buf[..n as usize * PAGE];
-            disk.read_pages(page, chunk)?;
+            read_into(disk, page, chunk)?;
             if let Some(at) = chunk.iter().position(|&b| b != 0) {
                 return Ok(Some(page * PAGE_SIZE + at as u64));
             }
@@ -145,49 +147,42 @@ pub fn first_nonzero<D: SwapDisk>(disk: &mut D, buf: &mut [u8]) -> Result<Option
 }
 
 /// Writes a fresh header on `disk` and reads it back: the header the disk now holds.
-fn format<D: SwapDisk>(disk: &mut D, uuid: [u8; 16], buf: &mut [u8]) -> Result<SwapHeader, String> {
+fn format<D: BlockDevice + ?Sized>(
+    disk: &mut D,
+    uuid: [u8; 16],
+    buf: &mut [u8],
+) -> Result<SwapHeader, String> {
     if disk.read_only() {
         return Err("read-only: cannot format".into());
     }
-    let header = SwapHeader::for_disk(disk.pages(), uuid);
+    let header = SwapHeader::for_disk(disk.capacity_pages(), uuid);
     let page = &mut buf[..PAGE];
     header
         .write(page)
         .map_err(|e| format!("cannot build a header: {e}"))?;
-    disk.write_page0(page)
-        .map_err(|e| format!("writing the header failed: {e}"))?;
+    write_page0(disk, page).map_err(|e| format!("writing the header failed: {e}"))?;
     // Read back what the disk now holds rather than trusting the write.
-    disk.read_pages(0, page)
-        .map_err(|e| format!("reading the new header back failed: {e}"))?;
-    match SwapHeader::parse(page, disk.pages()) {
+    read_into(disk, 0, page).map_err(|e| format!("reading the new header back failed: {e}"))?;
+    match SwapHeader::parse(page, disk.capacity_pages()) {
         Ok(h) if h == header => Ok(h),
         Ok(_) => Err("the header read back differs from the one written".into()),
         Err(e) => Err(format!("the header read back is not valid: {e}")),
     }
 }
 
-/// Picks the swap disk as `mode` says; `uuid` names an area that `swap=format` writes. Every
-/// disk not chosen is in `skipped` with the reason. Only `swap=format` writes, and only to a
-/// blank disk when no disk holds a usable area, or to the disk `swap=format:N` names.
-pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> Choice {
+/// Picks the swap disk as `policy` says; `uuid` names an area it writes. Every disk not chosen
+/// is in `skipped` with the reason. Only a formatting policy writes, and only to a blank disk
+/// when no disk holds a usable area, or to the disk [`SwapPolicy::Format`] names (none, when it
+/// names a disk past the list's end).
+pub fn choose<D: BlockDevice>(policy: SwapPolicy, disks: &mut [D], uuid: [u8; 16]) -> Choice {
     let mut choice = Choice {
         chosen: None,
         skipped: Vec::new(),
         formatted: false,
-        problem: None,
     };
     let mut buf = alloc::vec![0u8; FOREIGN_SCAN];
-    match mode {
-        SwapMode::Off => return choice,
-        SwapMode::FormatDisk(n) if n >= disks.len() => {
-            choice.problem = Some(format!(
-                "swap=format:{n} names no disk: {} virtio-blk disk(s) found, counted from 0; \
-                 nothing formatted",
-                disks.len()
-            ));
-            return choice;
-        }
-        SwapMode::FormatDisk(n) => {
+    match policy {
+        SwapPolicy::Format(n) => {
             for (i, disk) in disks.iter_mut().enumerate() {
                 if i != n {
                     choice.skipped.push(Skipped {
@@ -197,10 +192,10 @@ pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> C
                     });
                     continue;
                 }
-                let formatted = if disk.pages() < MIN_PAGES {
+                let formatted = if disk.capacity_pages() < MIN_PAGES {
                     Err(format!(
                         "{} page(s): too small for a swap area",
-                        disk.pages()
+                        disk.capacity_pages()
                     ))
                 } else {
                     format(disk, uuid, &mut buf)
@@ -219,7 +214,7 @@ pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> C
             }
             return choice;
         }
-        SwapMode::Auto | SwapMode::Format => {}
+        SwapPolicy::Existing | SwapPolicy::ExistingElseBlank => {}
     }
     let found: Vec<Found> = disks.iter_mut().map(|d| inspect(d, &mut buf)).collect();
     let swap_exists = found.iter().any(|f| matches!(f, Found::Swap(_)));
@@ -235,7 +230,7 @@ pub fn choose<D: SwapDisk>(mode: SwapMode, disks: &mut [D], uuid: [u8; 16]) -> C
                 true,
             ),
             Found::Unusable { why, not_swap } => (why, not_swap),
-            Found::NoSignature if mode == SwapMode::Auto => (
+            Found::NoSignature if policy == SwapPolicy::Existing => (
                 "no SWAPSPACE2 signature: not a swap area (mkswap makes one)".into(),
                 true,
             ),
@@ -304,10 +299,10 @@ pub enum SwapError {
     Write {
         first_slot: u64,
         pages: usize,
-        why: String,
+        error: BlockError,
     },
     /// The disk refused a read: the page is lost to the application.
-    Read { entry: SwapEntry, why: String },
+    Read { entry: SwapEntry, error: BlockError },
     /// The page read back is not the page written.
     Checksum {
         entry: SwapEntry,
@@ -320,7 +315,7 @@ pub enum SwapError {
     NotMapped { addr: u64 },
     /// The area is in use by the code that asked (reclaim inside swap I/O's own allocation).
     Busy,
-    /// More pages than one call writes ([`SWAP_BATCH_MAX`]).
+    /// More pages than one call writes ([`SWAP_BATCH_MAX`](super::page_io::SWAP_BATCH_MAX)).
     TooMany { pages: usize },
 }
 
@@ -337,13 +332,13 @@ impl fmt::Display for SwapError {
             SwapError::Write {
                 first_slot,
                 pages,
-                why,
+                error,
             } => write!(
                 f,
-                "swap write of {pages} page(s) at slot {first_slot} failed ({why}); the pages \
+                "swap write of {pages} page(s) at slot {first_slot} failed ({error}); the pages \
                  stay in memory"
             ),
-            SwapError::Read { entry, why } => write!(f, "swap read of {entry} failed: {why}"),
+            SwapError::Read { entry, error } => write!(f, "swap read of {entry} failed: {error}"),
             SwapError::Checksum {
                 entry,
                 expected,
@@ -358,7 +353,8 @@ impl fmt::Display for SwapError {
             SwapError::TooMany { pages } => {
                 write!(
                     f,
-                    "{pages} pages in one swap-out (at most {SWAP_BATCH_MAX})"
+                    "{pages} pages in one swap-out (at most {})",
+                    super::page_io::SWAP_BATCH_MAX
                 )
             }
         }
@@ -426,41 +422,6 @@ pub fn fletcher4_portable(mut a: [u64; 4], mut b: [u64; 4], words: &[u64]) -> ([
 
 // The architecture's vector version in the kernel, the portable one on the host (mm::cpu).
 use super::cpu::fletcher4;
-
-/// Splits slots into runs of consecutive ones: `(index of the run's first slot, length)`, so each
-/// run becomes one disk request. An iterator: swap-out runs inside reclaim, when memory is short.
-pub fn consecutive_runs(slots: &[u64]) -> impl Iterator<Item = (usize, usize)> + Clone + '_ {
-    let mut start = 0;
-    core::iter::from_fn(move || {
-        if start >= slots.len() {
-            return None;
-        }
-        let mut len = 1;
-        while start + len < slots.len() && slots[start + len] == slots[start] + len as u64 {
-            len += 1;
-        }
-        let run = (start, len);
-        start += len;
-        Some(run)
-    })
-}
-
-/// Pages one [`swap_out`] call takes at most (reclaim writes 32 at a time).
-pub const SWAP_BATCH_MAX: usize = 64;
-
-/// The entries of pages one [`swap_out`] wrote, in order (a slice of them by `Deref`): a fixed
-/// array, since swap-out runs inside reclaim, when memory is short.
-pub struct SwapBatch {
-    entries: [SwapEntry; SWAP_BATCH_MAX],
-    n: usize,
-}
-
-impl core::ops::Deref for SwapBatch {
-    type Target = [SwapEntry];
-    fn deref(&self) -> &[SwapEntry] {
-        &self.entries[..self.n]
-    }
-}
 
 impl SwapArea {
     /// The area's tables (about 9 bytes per slot, in chunks: no large contiguous allocation);
@@ -565,43 +526,38 @@ impl SwapArea {
     }
 }
 
-/// The swap disk and its area, once swapon chose one (kernel only: the disk is a driver).
-#[cfg(target_os = "none")]
+/// The active swap area on its disk (Linux's `swap_info_struct`): the device, the area's
+/// bookkeeping and where a slot's page lies on the device. Page I/O over it is `page_io`'s.
 pub struct ActiveSwap {
-    pub disk: crate::drivers::virtio::blk::VirtioBlk,
+    pub disk: Box<dyn BlockDevice>,
     pub area: SwapArea,
+    /// The disk's sectors in a page (a slot's page starts at `slot * sectors_per_page`).
+    sectors_per_page: u64,
 }
 
-#[cfg(target_os = "none")]
-pub static SWAP: spin::Mutex<Option<ActiveSwap>> = spin::Mutex::new(None);
-
-/// Boot-time swapon: says so when a virtio disk is attached over PCI (which Ferrite does not
-/// drive), probes the virtio-blk disks, picks one as `mode` says, logs why any disk was passed
-/// over, and keeps the chosen one in [`SWAP`]. Disks not chosen are released (reset).
-#[cfg(target_os = "none")]
-pub fn swapon(mode: SwapMode) {
-    use log::{info, warn};
-    // A disk Ferrite cannot see as one: QEMU's `-drive if=virtio` makes a PCI device on virt.
-    if let Some(kernel) = crate::kernel::get() {
-        for f in crate::drivers::pci::virtio_blk_functions(&kernel.machine) {
-            warn!(
-                "Swap: a virtio PCI disk is attached at PCI {f} (QEMU -drive if=virtio); Ferrite \
-                 drives virtio-mmio disks only: attach it with -drive if=none,id=d0,file=... \
-                 -device virtio-blk-device,drive=d0"
-            );
+impl ActiveSwap {
+    /// `area` on `disk`, whose page 0 holds the area's header.
+    pub fn new(disk: Box<dyn BlockDevice>, area: SwapArea) -> ActiveSwap {
+        ActiveSwap {
+            sectors_per_page: disk.sectors_per_page(),
+            disk,
+            area,
         }
     }
-    let mut disks = crate::drivers::virtio::blk::VirtioBlk::probe_all();
-    if disks.is_empty() {
-        info!("Swap: no virtio-blk disk; running without swap");
-        return;
+
+    /// The disk sector where a slot's page starts.
+    #[inline]
+    pub fn slot_sector(&self, slot: u64) -> u64 {
+        slot * self.sectors_per_page
     }
-    if mode == SwapMode::Off {
-        info!("Swap: off (swap=off)");
-        return;
-    }
-    // A name for a new area: the counter's value, spread by splitmix64, is as unique as a boot
-    // needs.
+}
+
+/// The active swap area, once swapon chose one.
+pub static SWAP: spin::Mutex<Option<ActiveSwap>> = spin::Mutex::new(None);
+
+/// A name for a new area: the counter's value, spread by splitmix64, is as unique as a boot
+/// needs; RFC 4122 version 4 and variant, as mkswap writes.
+fn new_uuid() -> [u8; 16] {
     let mut state = super::cpu::ticks();
     let mut uuid = [0u8; 16];
     for half in uuid.chunks_mut(8) {
@@ -611,18 +567,23 @@ pub fn swapon(mode: SwapMode) {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         half.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
     }
-    uuid[6] = (uuid[6] & 0x0f) | 0x40; // RFC 4122 version 4 and variant, as mkswap writes
+    uuid[6] = (uuid[6] & 0x0f) | 0x40;
     uuid[8] = (uuid[8] & 0x3f) | 0x80;
-    let choice = choose(mode, &mut disks, uuid);
-    if let Some(problem) = &choice.problem {
-        warn!("Swap: {problem}");
-    }
+    uuid
+}
+
+/// swapon over the disks the kernel found (in the order [`SwapPolicy::Format`] counts them):
+/// picks one as `policy` says, logs why any disk was passed over, and makes the chosen one the
+/// active area ([`SWAP`]). Disks not chosen are dropped (their drivers release them).
+pub fn swapon(policy: SwapPolicy, mut disks: Vec<Box<dyn BlockDevice>>) {
+    use log::{info, warn};
+    let choice = choose(policy, &mut disks, new_uuid());
     for s in &choice.skipped {
-        let base = disks[s.disk].base().as_u64();
+        let name = disks[s.disk].name();
         if s.not_swap {
-            info!("Swap: virtio-blk at {base:#x} not used: {}", s.why);
+            info!("Swap: {name} not used: {}", s.why);
         } else {
-            warn!("Swap: virtio-blk at {base:#x} not used: {}", s.why);
+            warn!("Swap: {name} not used: {}", s.why);
         }
     }
     let Some((index, header)) = choice.chosen else {
@@ -634,20 +595,20 @@ pub fn swapon(mode: SwapMode) {
         Ok(area) => area,
         Err(why) => {
             warn!(
-                "Swap: virtio-blk at {:#x} not used: {why}; running without swap",
-                disk.base().as_u64()
+                "Swap: {} not used: {why}; running without swap",
+                disk.name()
             );
             return;
         }
     };
     info!(
-        "Swap: {} virtio-blk at {:#x}: {} KiB in {} slots{}",
+        "Swap: {} {}: {} KiB in {} slots{}",
         if choice.formatted {
             "formatted"
         } else {
             "using"
         },
-        disk.base().as_u64(),
+        disk.name(),
         area.total_bytes() / 1024,
         area.slots.total_slots(),
         if area.header.bad_pages.is_empty() {
@@ -656,165 +617,16 @@ pub fn swapon(mode: SwapMode) {
             format!(", {} bad page(s) skipped", area.header.bad_pages.len())
         }
     );
-    TOTAL_SLOTS.store(
-        area.slots.total_slots(),
-        core::sync::atomic::Ordering::Relaxed,
-    );
-    *SWAP.lock() = Some(ActiveSwap { disk, area });
-    ACTIVE.store(true, core::sync::atomic::Ordering::Release);
-    crate::mm::init::PAGES.set_reclaim_hook(crate::mm::fault::reclaim_hook);
-}
-
-/// Pages written to swap (`pswpout`) and read back (`pswpin`), as `/proc/vmstat` counts them.
-#[cfg(target_os = "none")]
-pub static PSWPOUT: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-#[cfg(target_os = "none")]
-pub static PSWPIN: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-/// Counter ticks swap writes and reads spent waiting for the disk (benchmarks take them out).
-#[cfg(target_os = "none")]
-pub static SWAPOUT_WAIT_TICKS: core::sync::atomic::AtomicU64 =
-    core::sync::atomic::AtomicU64::new(0);
-#[cfg(target_os = "none")]
-pub static SWAPIN_WAIT_TICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
-/// Runs a disk operation, adding the driver's device-wait ticks during it to `counter`.
-#[cfg(target_os = "none")]
-fn waited<R>(counter: &core::sync::atomic::AtomicU64, op: impl FnOnce() -> R) -> R {
-    use crate::drivers::virtio::queue::WAIT_TICKS;
-    use core::sync::atomic::Ordering::Relaxed;
-    let before = WAIT_TICKS.load(Relaxed);
-    let r = op();
-    counter.fetch_add(WAIT_TICKS.load(Relaxed) - before, Relaxed);
-    r
-}
-
-/// The disk sector where a slot's page starts.
-#[cfg(target_os = "none")]
-pub fn slot_sector(slot: u64) -> u64 {
-    slot * (PAGE_SIZE / crate::drivers::virtio::blk::SECTOR_SIZE as u64)
-}
-
-/// Writes `pages` (each one 4 KiB page) to swap, each run of consecutive slots in one request,
-/// and returns their entries in order. All or nothing: on any error no entry is returned, the
-/// pages' contents are untouched (the caller keeps them in memory), slots whose write failed are
-/// marked bad and the others given back.
-#[cfg(target_os = "none")]
-pub fn swap_out(pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
-    use crate::drivers::virtio::blk::BlkError;
-    use core::sync::atomic::Ordering::Relaxed;
-    // Not waiting: reclaim calls this from inside allocations, which swap I/O itself makes.
-    let mut guard = SWAP.try_lock().ok_or(SwapError::Busy)?;
-    let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
-    let mut slots = [0u64; SWAP_BATCH_MAX];
-    let free = swap.area.slots.free_slots();
-    if pages.len() as u64 > free {
-        return Err(SwapError::Full {
-            wanted: pages.len(),
-            free,
-        });
-    }
-    if pages.len() > SWAP_BATCH_MAX {
-        return Err(SwapError::TooMany { pages: pages.len() });
-    }
-    let slots = &mut slots[..pages.len()];
-    swap.area.reserve(slots)?;
-    let runs = consecutive_runs(slots);
-    for (n, (start, len)) in runs.clone().enumerate() {
-        let first = slots[start];
-        let disk = &mut swap.disk;
-        if let Err(e) = waited(&SWAPOUT_WAIT_TICKS, || {
-            disk.write_vectored(slot_sector(first), &pages[start..start + len])
-        }) {
-            // Only the disk refusing these sectors says anything about them; a driver-side
-            // failure (no DMA mapping, a full queue) leaves them usable.
-            if matches!(e, BlkError::Io { .. }) {
-                swap.area.write_failed(&slots[start..start + len]);
-            } else {
-                swap.area.unreserve(&slots[start..start + len]);
-            }
-            for (k, (s, l)) in runs.clone().enumerate() {
-                if k != n {
-                    swap.area.unreserve(&slots[s..s + l]);
-                }
-            }
-            return Err(SwapError::Write {
-                first_slot: first,
-                pages: len,
-                why: format!("{e}"),
-            });
-        }
-    }
-    swap.area.commit(slots, pages);
-    PSWPOUT.fetch_add(pages.len() as u64, Relaxed);
-    const FIRST: SwapEntry = match SwapEntry::new(0, 1) {
-        Some(e) => e,
-        None => panic!("slot 1 of area 0 is an entry"),
-    };
-    let mut batch = SwapBatch {
-        entries: [FIRST; SWAP_BATCH_MAX],
-        n: pages.len(),
-    };
-    for (e, &slot) in batch.entries.iter_mut().zip(slots.iter()) {
-        // Slots come from an area whose size fits an entry (checked when it was activated).
-        *e = SwapEntry::new(0, slot).unwrap_or(FIRST);
-    }
-    Ok(batch)
-}
-
-/// Reads the page at `entry` into `page` and verifies it. On an error `page` must not be handed
-/// to anyone: it may hold part of the read or a page that failed its checksum. The slot stays
-/// in use until [`swap_free`].
-#[cfg(target_os = "none")]
-pub fn swap_in(entry: SwapEntry, page: &mut [u8]) -> Result<(), SwapError> {
-    if swap_in_ahead(entry, &mut [&mut page[..PAGE]])? & 1 != 0 {
-        return Ok(());
-    }
-    // Not the page written: the check again, for the error that says how.
-    SWAP.lock()
-        .as_ref()
-        .ok_or(SwapError::NoSwap)?
-        .area
-        .verify(entry, page)
-}
-
-/// Swap-in with readahead: reads the pages of `pages.len()` consecutive slots starting at
-/// `first` in one request and verifies each. Returns a mask of the pages that verified (bit i for
-/// `pages[i]`); a page whose bit is clear must not be used (its slot stays in use, so its own
-/// fault reads it again and reports it). Errors: a slot that holds no page, or the read itself.
-#[cfg(target_os = "none")]
-pub fn swap_in_ahead(first: SwapEntry, pages: &mut [&mut [u8]]) -> Result<u32, SwapError> {
-    let mut guard = SWAP.lock();
-    let swap = guard.as_mut().ok_or(SwapError::NoSwap)?;
-    let n = pages.len().min(32);
-    let entry = |i: usize| SwapEntry::new(first.area(), first.slot() + i as u64);
-    for i in 0..n {
-        let e = entry(i).ok_or(SwapError::NotInUse(first))?;
-        swap.area.check_in_use(e)?;
-    }
-    let sector = slot_sector(first.slot());
-    let disk = &mut swap.disk;
-    waited(&SWAPIN_WAIT_TICKS, || {
-        disk.read_vectored(sector, &mut pages[..n])
-    })
-    .map_err(|e| SwapError::Read {
-        entry: first,
-        why: format!("{e}"),
-    })?;
-    let mut ok = 0u32;
-    for (i, page) in pages[..n].iter().enumerate() {
-        if entry(i).is_some_and(|e| swap.area.verify(e, page).is_ok()) {
-            ok |= 1 << i;
-        }
-    }
-    PSWPIN.fetch_add(
-        ok.count_ones() as u64,
-        core::sync::atomic::Ordering::Relaxed,
-    );
-    Ok(ok)
+    TOTAL_SLOTS.store(area.slots.total_slots(), Ordering::Relaxed);
+    *SWAP.lock() = Some(ActiveSwap::new(disk, area));
+    ACTIVE.store(true, Ordering::Release);
+    // Reclaim can now send application pages to swap (the fault handler and its clock are the
+    // kernel's: a host build has no application space to reclaim).
+    #[cfg(target_os = "none")]
+    super::init::PAGES.set_reclaim_hook(super::fault::reclaim_hook);
 }
 
 /// The page at `entry` is no longer needed; its slot is free again.
-#[cfg(target_os = "none")]
 pub fn swap_free(entry: SwapEntry) -> Result<(), SwapError> {
     SWAP.lock()
         .as_mut()
@@ -825,23 +637,14 @@ pub fn swap_free(entry: SwapEntry) -> Result<(), SwapError> {
 
 /// Whether a swap area is active (an atomic, not the lock: the reclaim hook asks from inside
 /// allocations that swap I/O itself makes).
-#[cfg(target_os = "none")]
-static ACTIVE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+static ACTIVE: AtomicBool = AtomicBool::new(false);
 
-#[cfg(target_os = "none")]
 pub fn active() -> bool {
-    ACTIVE.load(core::sync::atomic::Ordering::Acquire)
-}
-
-/// The swap disk's request counters (benchmarks: pages per write request).
-#[cfg(target_os = "none")]
-pub fn disk_stats() -> Option<crate::drivers::virtio::blk::BlkStats> {
-    SWAP.lock().as_ref().map(|s| s.disk.stats())
+    ACTIVE.load(Ordering::Acquire)
 }
 
 /// Free slots, or 0 while the area is in use (the reclaim hook runs inside allocations that swap
 /// I/O itself may make, and must not wait for the lock they hold).
-#[cfg(target_os = "none")]
 pub fn free_slots_now() -> u64 {
     SWAP.try_lock()
         .and_then(|s| s.as_ref().map(|s| s.area.slots.free_slots()))
@@ -849,16 +652,13 @@ pub fn free_slots_now() -> u64 {
 }
 
 /// Slots in the active area (0 without swap), without the lock.
-#[cfg(target_os = "none")]
 pub fn total_slots() -> u64 {
-    TOTAL_SLOTS.load(core::sync::atomic::Ordering::Relaxed)
+    TOTAL_SLOTS.load(Ordering::Relaxed)
 }
 
-#[cfg(target_os = "none")]
-static TOTAL_SLOTS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static TOTAL_SLOTS: AtomicU64 = AtomicU64::new(0);
 
 /// As [`totals`], without waiting: `None` if the area is locked (for fault reports).
-#[cfg(target_os = "none")]
 pub fn try_totals() -> Option<(u64, u64)> {
     SWAP.try_lock().map(|s| {
         s.as_ref()
@@ -867,7 +667,6 @@ pub fn try_totals() -> Option<(u64, u64)> {
 }
 
 /// `SwapTotal` and `SwapFree` in bytes (zero without swap).
-#[cfg(target_os = "none")]
 pub fn totals() -> (u64, u64) {
     SWAP.lock()
         .as_ref()
@@ -877,76 +676,12 @@ pub fn totals() -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Clone)]
-    struct FakeDisk {
-        data: Vec<u8>,
-        ro: bool,
-        fail_read: bool,
-        fail_write: bool,
-        writes: usize,
-    }
-
-    impl FakeDisk {
-        fn blank(pages: usize) -> FakeDisk {
-            FakeDisk {
-                data: alloc::vec![0; pages * PAGE],
-                ro: false,
-                fail_read: false,
-                fail_write: false,
-                writes: 0,
-            }
-        }
-        fn swap(pages: usize) -> FakeDisk {
-            let mut d = FakeDisk::blank(pages);
-            SwapHeader::for_disk(pages as u64, [1; 16])
-                .write(&mut d.data[..PAGE])
-                .unwrap();
-            d
-        }
-        /// Bytes that are not zero anywhere (a data disk).
-        fn data(pages: usize) -> FakeDisk {
-            let mut d = FakeDisk::blank(pages);
-            let mut x = 0x9e37_79b9_7f4a_7c15u64;
-            for b in d.data.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                *b = x as u8 | 1;
-            }
-            d
-        }
-    }
-
-    impl SwapDisk for FakeDisk {
-        fn pages(&self) -> u64 {
-            (self.data.len() / PAGE) as u64
-        }
-        fn read_only(&self) -> bool {
-            self.ro
-        }
-        fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), String> {
-            if self.fail_read {
-                return Err("I/O error".into());
-            }
-            let at = first as usize * PAGE;
-            buf.copy_from_slice(&self.data[at..at + buf.len()]);
-            Ok(())
-        }
-        fn write_page0(&mut self, page: &[u8]) -> Result<(), String> {
-            self.writes += 1;
-            if self.fail_write {
-                return Err("I/O error".into());
-            }
-            self.data[..PAGE].copy_from_slice(page);
-            Ok(())
-        }
-    }
+    use crate::mm::fake_disk::FakeDisk;
 
     #[test]
     fn auto_takes_the_first_disk_with_a_signature_and_writes_nothing() {
         let mut disks = [FakeDisk::blank(64), FakeDisk::swap(128), FakeDisk::swap(32)];
-        let c = choose(SwapMode::Auto, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Existing, &mut disks, [9; 16]);
         let (i, h) = c.chosen.unwrap();
         assert_eq!(i, 1);
         assert_eq!(h.last_page, 127);
@@ -964,25 +699,16 @@ mod tests {
     #[test]
     fn auto_without_a_swap_disk_leaves_every_disk_untouched() {
         let mut disks = [FakeDisk::blank(64), FakeDisk::blank(64)];
-        let c = choose(SwapMode::Auto, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Existing, &mut disks, [9; 16]);
         assert!(c.chosen.is_none());
         assert_eq!(c.skipped.len(), 2);
         assert!(disks.iter().all(|d| d.writes == 0));
     }
 
     #[test]
-    fn off_reads_and_writes_nothing() {
-        let mut disks = [FakeDisk::swap(64)];
-        disks[0].fail_read = true; // would show up as a skip if it were read
-        let c = choose(SwapMode::Off, &mut disks, [9; 16]);
-        assert!(c.chosen.is_none() && c.skipped.is_empty());
-        assert_eq!(disks[0].writes, 0);
-    }
-
-    #[test]
     fn format_writes_a_header_linux_would_read() {
         let mut disks = [FakeDisk::blank(256)];
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         let (i, h) = c.chosen.unwrap();
         assert_eq!((i, h.last_page, h.uuid), (0, 255, [9; 16]));
         assert!(c.formatted);
@@ -997,7 +723,7 @@ mod tests {
         let mut bad = FakeDisk::blank(64);
         bad.fail_write = true;
         let mut disks = [ro, bad, FakeDisk::blank(64)];
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         assert_eq!(c.chosen.map(|(i, _)| i), Some(2));
         assert_eq!(disks[0].writes, 0);
         assert!(c.skipped[0].why.contains("read-only"));
@@ -1013,7 +739,7 @@ mod tests {
         let mut ro = FakeDisk::swap(64);
         ro.ro = true;
         let mut disks = [failing, lying, ro, FakeDisk::blank(1)];
-        let c = choose(SwapMode::Auto, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Existing, &mut disks, [9; 16]);
         assert!(c.chosen.is_none());
         let why: Vec<&str> = c.skipped.iter().map(|s| s.why.as_str()).collect();
         assert!(why[0].contains("reading its first pages failed"), "{why:?}");
@@ -1024,23 +750,11 @@ mod tests {
     }
 
     #[test]
-    fn swap_modes_parse() {
-        assert_eq!(SwapMode::parse("auto"), Some(SwapMode::Auto));
-        assert_eq!(SwapMode::parse("off"), Some(SwapMode::Off));
-        assert_eq!(SwapMode::parse("format"), Some(SwapMode::Format));
-        assert_eq!(SwapMode::parse("format:0"), Some(SwapMode::FormatDisk(0)));
-        assert_eq!(SwapMode::parse("format:12"), Some(SwapMode::FormatDisk(12)));
-        for bad in ["", "on", "format:", "format:x", "format:-1", "format1"] {
-            assert_eq!(SwapMode::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn format_uses_an_existing_swap_area_and_writes_nothing() {
         // A data disk first, a mkswap'd disk second: the data disk is never written.
         let mut disks = [FakeDisk::data(64), FakeDisk::swap(64), FakeDisk::blank(64)];
         let before = disks[0].data.clone();
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         assert_eq!(c.chosen.map(|(i, _)| i), Some(1));
         assert!(!c.formatted);
         assert!(disks.iter().all(|d| d.writes == 0));
@@ -1066,7 +780,7 @@ mod tests {
         let mut tail = FakeDisk::blank(1024);
         tail.data[1023 * PAGE + 7] = 1;
         let mut disks = [FakeDisk::data(64), tail, FakeDisk::blank(1024)];
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         assert_eq!(c.chosen.map(|(i, _)| i), Some(2));
         assert!(c.formatted);
         assert_eq!((disks[0].writes, disks[1].writes), (0, 0));
@@ -1085,7 +799,7 @@ mod tests {
         );
         // Nothing blank: nothing formatted.
         let mut disks = [FakeDisk::data(64)];
-        let c = choose(SwapMode::Format, &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks, [9; 16]);
         assert!(c.chosen.is_none() && disks[0].writes == 0);
     }
 
@@ -1095,10 +809,10 @@ mod tests {
         big.data[16384 - 10..16384].copy_from_slice(b"SWAPSPACE2");
         let mut old = FakeDisk::blank(64);
         old.data[PAGE - 10..PAGE].copy_from_slice(b"SWAP-SPACE");
-        for mode in [SwapMode::Auto, SwapMode::Format] {
+        for policy in [SwapPolicy::Existing, SwapPolicy::ExistingElseBlank] {
             let mut disks = [big.clone(), old.clone()];
-            let c = choose(mode, &mut disks, [9; 16]);
-            assert!(c.chosen.is_none(), "{mode:?}");
+            let c = choose(policy, &mut disks, [9; 16]);
+            assert!(c.chosen.is_none(), "{policy:?}");
             assert!(disks.iter().all(|d| d.writes == 0));
             let why: Vec<&str> = c.skipped.iter().map(|s| s.why.as_str()).collect();
             assert!(
@@ -1115,7 +829,7 @@ mod tests {
     #[test]
     fn format_n_formats_the_named_disk_whatever_it_holds() {
         let mut disks = [FakeDisk::data(64), FakeDisk::blank(64), FakeDisk::swap(64)];
-        let c = choose(SwapMode::FormatDisk(0), &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Format(0), &mut disks, [9; 16]);
         assert_eq!(c.chosen.as_ref().map(|(i, _)| *i), Some(0));
         assert!(c.formatted);
         assert_eq!(&disks[0].data[PAGE - 10..PAGE], b"SWAPSPACE2");
@@ -1124,15 +838,17 @@ mod tests {
             .skipped
             .iter()
             .all(|s| s.why.contains("names another disk")));
-        // A disk that is not there: nothing written, and a line that says so.
+        // A disk that is not there (the boot says so before swapon): nothing written.
         let mut disks = [FakeDisk::blank(64)];
-        let c = choose(SwapMode::FormatDisk(3), &mut disks, [9; 16]);
+        let c = choose(SwapPolicy::Format(3), &mut disks, [9; 16]);
         assert!(c.chosen.is_none() && disks[0].writes == 0);
-        assert!(c.problem.unwrap().contains("swap=format:3 names no disk"));
+        assert!(c.skipped[0]
+            .why
+            .contains("swap=format:3 names another disk"));
         // Read-only: refused.
         let mut ro = FakeDisk::blank(64);
         ro.ro = true;
-        let c = choose(SwapMode::FormatDisk(0), &mut [ro], [9; 16]);
+        let c = choose(SwapPolicy::Format(0), &mut [ro], [9; 16]);
         assert!(c.chosen.is_none());
         assert!(c.skipped[0].why.contains("read-only"));
     }
@@ -1217,15 +933,6 @@ mod tests {
     }
 
     #[test]
-    fn runs_of_consecutive_slots() {
-        assert_eq!(consecutive_runs(&[]).count(), 0);
-        assert_eq!(
-            consecutive_runs(&[4, 5, 6, 9, 10, 3]).collect::<Vec<_>>(),
-            alloc::vec![(0, 3), (3, 2), (5, 1)]
-        );
-    }
-
-    #[test]
     fn reserve_commit_verify_release() {
         let mut area = SwapArea::new(SwapHeader::for_disk(64, [0; 16])).unwrap();
         let free = area.slots.free_slots();
@@ -1267,5 +974,48 @@ mod tests {
         let mut again = [0; 2];
         area.reserve(&mut again).unwrap();
         assert!(!again.contains(&1));
+    }
+
+    #[test]
+    fn each_policy_over_blank_data_swap_and_16k_disks() {
+        let kinds = || {
+            [
+                FakeDisk::data(512),
+                FakeDisk::swap_16k(512),
+                FakeDisk::blank(512),
+                FakeDisk::swap(512),
+            ]
+        };
+        let written = |d: &[FakeDisk]| d.iter().map(|d| d.writes).collect::<Vec<_>>();
+        // auto and format: the swap disk, nothing written.
+        for policy in [SwapPolicy::Existing, SwapPolicy::ExistingElseBlank] {
+            let mut disks = kinds();
+            let c = choose(policy, &mut disks, [9; 16]);
+            assert_eq!(c.chosen.map(|(i, _)| i), Some(3), "{policy:?}");
+            assert!(!c.formatted);
+            assert_eq!(written(&disks), [0, 0, 0, 0]);
+            assert_eq!(
+                c.skipped.iter().map(|s| s.disk).collect::<Vec<_>>(),
+                [0, 1, 2]
+            );
+        }
+        // Without the swap disk: auto takes none, format the blank one.
+        let mut disks = kinds();
+        let c = choose(SwapPolicy::Existing, &mut disks[..3], [9; 16]);
+        assert!(c.chosen.is_none() && written(&disks) == [0, 0, 0, 0]);
+        let c = choose(SwapPolicy::ExistingElseBlank, &mut disks[..3], [9; 16]);
+        assert_eq!(c.chosen.map(|(i, _)| i), Some(2));
+        assert_eq!(written(&disks), [0, 0, 1, 0]);
+        assert!(c.skipped[1].why.contains("16 KiB pages"));
+        // format:N takes the disk it names, whatever it holds (the 16 KiB area too).
+        for n in 0..4 {
+            let mut disks = kinds();
+            let c = choose(SwapPolicy::Format(n), &mut disks, [9; 16]);
+            assert_eq!(c.chosen.map(|(i, _)| i), Some(n));
+            let mut expect = [0; 4];
+            expect[n] = 1;
+            assert_eq!(written(&disks), expect);
+            assert_eq!(&disks[n].page(0)[PAGE - 10..], b"SWAPSPACE2");
+        }
     }
 }

@@ -11,8 +11,10 @@
 //! Must never start I/O outside the disk (checked first), never report success for a request
 //! the device did not complete with status OK, and never let a device that stopped answering
 //! keep memory the caller gets back: after a timeout the device is reset and the driver refuses
-//! further requests.
+//! further requests. Implements mm's block-device port (`mm::blkdev::BlockDevice`), through which
+//! swap uses the disk: an `IOERR` status is a media error, every other failure a driver error.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::mem::ManuallyDrop;
@@ -23,6 +25,7 @@ use super::mmio::{MmioError, MmioErrorKind, MmioTransport, Version};
 use super::queue::{queue_size, QueueError, Segment, VirtQueue};
 use crate::addr::{PhysAddr, PAGE_SIZE};
 use crate::machine::VirtioMmio;
+use crate::mm::blkdev::{BlockDevice, BlockError, BlockStats};
 use crate::mm::dma::{
     dma_alloc_coherent, dma_bit_mask, dma_map_single, Direction, DmaAddr, DmaCoherent, DmaDevice,
     DmaError, DmaMapping, FromDevice, ToDevice,
@@ -170,23 +173,47 @@ impl From<DmaError> for BlkError {
     }
 }
 
-/// Requests and sectors since the device was set up.
+/// What a failure means to a user of the block-device port: only the device's `IOERR` says
+/// anything about the media.
+impl From<BlkError> for BlockError {
+    fn from(e: BlkError) -> BlockError {
+        match e {
+            BlkError::Io {
+                sector,
+                status: S_IOERR,
+            } => BlockError::Media {
+                sector,
+                detail: alloc::format!("{e}").into(),
+            },
+            // Fixed words need no allocation (the failure may be running out of memory).
+            BlkError::NoMemory => BlockError::Driver {
+                detail: "virtio-blk: no memory for the request".into(),
+            },
+            BlkError::Broken => BlockError::Driver {
+                detail: "virtio-blk: out of service after a device failure".into(),
+            },
+            e => BlockError::Driver {
+                detail: alloc::format!("{e}").into(),
+            },
+        }
+    }
+}
+
+/// How requests were laid out, since the device was set up (the port's `BlockStats` count the
+/// requests, sectors and waits).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BlkStats {
-    pub read_requests: u64,
-    pub write_requests: u64,
-    pub flushes: u64,
-    pub sectors_read: u64,
-    pub sectors_written: u64,
+pub struct SegmentStats {
     /// Data descriptors handed to the device (after merging contiguous pieces).
-    pub data_segments: u64,
+    pub data: u64,
     /// Data pieces the DMA API had to bounce (out of the device's reach).
-    pub bounced_segments: u64,
+    pub bounced: u64,
 }
 
 /// A virtio block device, claimed and ready.
 pub struct VirtioBlk {
     transport: MmioTransport,
+    /// `virtio-blk at 0xa003e00`: the port's name for it.
+    name: String,
     /// Dropped by hand, only after the device has been reset (see `Drop`).
     queue: ManuallyDrop<VirtQueue>,
     /// Request header at 0, status byte at `STATUS_OFFSET`; dropped like `queue`.
@@ -199,7 +226,8 @@ pub struct VirtioBlk {
     /// Bytes one descriptor may carry.
     size_max: u32,
     broken: bool,
-    stats: BlkStats,
+    stats: BlockStats,
+    segments: SegmentStats,
     /// Scratch for building a chain, kept to avoid an allocation per request.
     chain: Vec<Segment>,
 }
@@ -322,6 +350,7 @@ impl VirtioBlk {
             features
         );
         Ok(VirtioBlk {
+            name: alloc::format!("virtio-blk at {:#x}", t.base().as_u64()),
             transport: t,
             queue: ManuallyDrop::new(queue),
             req: ManuallyDrop::new(req),
@@ -331,24 +360,18 @@ impl VirtioBlk {
             max_segments,
             size_max,
             broken: false,
-            stats: BlkStats::default(),
+            stats: BlockStats::default(),
+            segments: SegmentStats::default(),
             chain: Vec::with_capacity(size as usize),
         })
     }
 
-    /// Disk size in 512-byte sectors.
-    pub fn capacity_sectors(&self) -> u64 {
-        self.capacity
-    }
     pub fn capacity_bytes(&self) -> u64 {
         self.capacity * SECTOR_SIZE as u64
     }
     /// The slot's base address (identifies the disk).
     pub fn base(&self) -> PhysAddr {
         self.transport.base()
-    }
-    pub fn read_only(&self) -> bool {
-        self.read_only
     }
     /// Whether writes may sit in a volatile cache until `flush` (FLUSH negotiated).
     pub fn has_flush(&self) -> bool {
@@ -358,8 +381,9 @@ impl VirtioBlk {
     pub fn max_segments(&self) -> usize {
         self.max_segments
     }
-    pub fn stats(&self) -> BlkStats {
-        self.stats
+    /// How requests were laid out (the port's [`BlockDevice::stats`] count them).
+    pub fn segment_stats(&self) -> SegmentStats {
+        self.segments
     }
     /// False once the device stopped answering and was reset.
     pub fn is_usable(&self) -> bool {
@@ -555,7 +579,7 @@ impl VirtioBlk {
             let m = unsafe { dma_map_single::<D>(&self.dev, ptr, len) }?;
             let addr = m.dma_addr().as_u64();
             if m.is_bounced() {
-                self.stats.bounced_segments += 1;
+                self.segments.bounced += 1;
             }
             maps.push(m);
             let last = self.chain.len() - 1;
@@ -575,7 +599,7 @@ impl VirtioBlk {
         // Unmapping syncs the CPU's view of what the device wrote (and frees bounce buffers).
         drop(maps);
         result?;
-        self.stats.data_segments += data_segments;
+        self.segments.data += data_segments;
         let sectors = (bytes / SECTOR_SIZE) as u64;
         if kind == T_OUT {
             self.stats.write_requests += 1;
@@ -607,7 +631,15 @@ impl VirtioBlk {
         self.chain.push((status_addr, 1, true));
         let head = self.queue.add_chain(&self.chain)?;
         self.transport.notify(self.queue.index());
-        if let Err(e) = self.queue.wait_for(head, REQUEST_TIMEOUT_MS) {
+        let waited_before = self.queue.wait_ticks();
+        let completed = self.queue.wait_for(head, REQUEST_TIMEOUT_MS);
+        let waited = self.queue.wait_ticks() - waited_before;
+        if kind == T_IN {
+            self.stats.read_wait_ticks += waited;
+        } else {
+            self.stats.write_wait_ticks += waited;
+        }
+        if let Err(e) = completed {
             self.take_out_of_service(&e);
             return Err(e.into());
         }
@@ -659,27 +691,31 @@ impl Drop for VirtioBlk {
     }
 }
 
-/// A virtio-blk disk as a swap device: page N is sectors 8N to 8N + 7.
-impl crate::mm::swapfile::SwapDisk for VirtioBlk {
-    fn pages(&self) -> u64 {
-        self.capacity_bytes() / crate::addr::PAGE_SIZE
+/// The block-device port over this driver: a page list is one vectored request (split only by
+/// the device's segment limit). The driver accepts any whole sectors, more than the port asks.
+impl BlockDevice for VirtioBlk {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn sector_size(&self) -> u32 {
+        SECTOR_SIZE as u32
+    }
+    fn capacity_sectors(&self) -> u64 {
+        self.capacity
     }
     fn read_only(&self) -> bool {
-        VirtioBlk::read_only(self)
+        self.read_only
     }
-    fn read_pages(&mut self, first: u64, buf: &mut [u8]) -> Result<(), alloc::string::String> {
-        let sector = first * (crate::addr::PAGE_SIZE / SECTOR_SIZE as u64);
-        self.read(sector, buf).map_err(|e| alloc::format!("{e}"))
+    fn read_pages(&mut self, sector: u64, pages: &mut [&mut [u8]]) -> Result<(), BlockError> {
+        Ok(self.read_vectored(sector, pages)?)
     }
-    fn write_page0(&mut self, page: &[u8]) -> Result<(), alloc::string::String> {
-        self.write(0, page)
-            .and_then(|()| {
-                if self.has_flush() {
-                    self.flush()
-                } else {
-                    Ok(())
-                }
-            })
-            .map_err(|e| alloc::format!("{e}"))
+    fn write_pages(&mut self, sector: u64, pages: &[&[u8]]) -> Result<(), BlockError> {
+        Ok(self.write_vectored(sector, pages)?)
+    }
+    fn flush(&mut self) -> Result<(), BlockError> {
+        Ok(VirtioBlk::flush(self)?)
+    }
+    fn stats(&self) -> BlockStats {
+        self.stats
     }
 }

@@ -127,10 +127,6 @@ impl fmt::Display for QueueError {
 /// One buffer of a chain: bus address, length, and whether the device writes it.
 pub type Segment = (DmaAddr, u32, bool);
 
-/// Counter ticks spent polling for the device, over all queues (benchmarks subtract it to count
-/// the CPU's own work).
-pub static WAIT_TICKS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
 /// A split virtqueue in DMA-coherent memory.
 pub struct VirtQueue {
     mem: DmaCoherent,
@@ -147,6 +143,8 @@ pub struct VirtQueue {
     avail_idx: u16,
     /// The used ring's index up to which we have consumed entries.
     last_used: u16,
+    /// Counter ticks spent polling for the device (the driver reports them as its waits).
+    wait_ticks: u64,
 }
 
 impl fmt::Debug for VirtQueue {
@@ -188,6 +186,7 @@ impl VirtQueue {
             num_free: size,
             avail_idx: 0,
             last_used: 0,
+            wait_ticks: 0,
         })
     }
 
@@ -332,11 +331,13 @@ impl VirtQueue {
     pub fn wait_for(&mut self, head: u16, timeout_ms: u64) -> Result<u32, QueueError> {
         let start = timer::ticks();
         let r = self.poll_until(head, start, timeout_ms);
-        WAIT_TICKS.fetch_add(
-            timer::ticks() - start,
-            core::sync::atomic::Ordering::Relaxed,
-        );
+        self.wait_ticks += timer::ticks() - start;
         r
+    }
+
+    /// Counter ticks [`wait_for`](Self::wait_for) has spent polling, since the queue was built.
+    pub fn wait_ticks(&self) -> u64 {
+        self.wait_ticks
     }
 
     fn poll_until(&mut self, head: u16, start: u64, timeout_ms: u64) -> Result<u32, QueueError> {

@@ -17,6 +17,7 @@ use super::mmio::{MmioError, MmioErrorKind, MmioTransport, LEGACY_PAGE};
 use super::queue::{queue_size, QueueLayout, MAX_QUEUE_SIZE, RING_ALIGN};
 use crate::arch::aarch64::timer;
 use crate::ktest::TestError;
+use crate::mm::blkdev::{BlockDevice, BlockError};
 use crate::mm::gfp::Gfp;
 use crate::mm::init::PAGES;
 use crate::mm::layout;
@@ -341,10 +342,10 @@ ktest!(blk_bounced_buffers, {
         };
         fill(out, s, sector);
         back.fill(0);
-        let before = disk.stats();
+        let before = disk.segment_stats();
         disk.write(sector, out).map_err(io)?;
         disk.read(sector, back).map_err(io)?;
-        let bounced = disk.stats().bounced_segments - before.bounced_segments;
+        let bounced = disk.segment_stats().bounced - before.bounced;
         kassert!(
             bounced >= 2 * (len / PAGE) as u64,
             "only {bounced} bounced pieces below {limit:#x}"
@@ -393,6 +394,46 @@ ktest!(blk_flush_range_checks_and_device_errors, {
     disk.read(cap - 1, &mut buf[..512]).map_err(io)?;
     // An empty transfer is fine and does nothing.
     disk.read(FIRST_SCRATCH_SECTOR, &mut []).map_err(io)?;
+    Ok(())
+});
+
+ktest!(blk_block_device_port, {
+    let mut disk = scratch_disk()?;
+    let s = seed();
+    let sector = FIRST_SCRATCH_SECTOR + 4096;
+    let base = disk.base().as_u64();
+    let port: &mut dyn BlockDevice = &mut disk;
+    kassert_eq!(port.name(), format!("virtio-blk at {base:#x}"));
+    kassert_eq!((port.sector_size(), port.sectors_per_page()), (512, 8));
+    kassert!(!port.read_only());
+    // Three pages to consecutive sectors: one device request each way.
+    let mut out: Vec<Box<Page>> = (0..3).map(|_| Box::new(Page([0; PAGE]))).collect();
+    for (i, p) in out.iter_mut().enumerate() {
+        fill(&mut p.0, s, sector + 8 * i as u64);
+    }
+    let before = port.stats();
+    let pages: Vec<&[u8]> = out.iter().map(|p| &p.0[..]).collect();
+    port.write_pages(sector, &pages).map_err(fail)?;
+    let mut back: Vec<Box<Page>> = (0..3).map(|_| Box::new(Page([0; PAGE]))).collect();
+    let mut bufs: Vec<&mut [u8]> = back.iter_mut().map(|p| &mut p.0[..]).collect();
+    port.read_pages(sector, &mut bufs).map_err(fail)?;
+    for (i, p) in back.iter().enumerate() {
+        check(&p.0, s, sector + 8 * i as u64, "page through the port")?;
+    }
+    let after = port.stats();
+    kassert_eq!(after.write_requests, before.write_requests + 1);
+    kassert_eq!(after.read_requests, before.read_requests + 1);
+    kassert_eq!(after.sectors_written, before.sectors_written + 24);
+    kassert_eq!(after.sectors_read, before.sectors_read + 24);
+    kassert!(after.write_wait_ticks >= before.write_wait_ticks);
+    // Past the end: refused by the driver, never sent; not a media error.
+    let end = port.capacity_sectors();
+    let mut spare = Box::new(Page([0; PAGE]));
+    match port.read_pages(end - 4, &mut [&mut spare.0[..]]) {
+        Err(e @ BlockError::Driver { .. }) => kassert!(e.detail().contains("past the end")),
+        other => return Err(fail(format!("read past the end: {other:?}"))),
+    }
+    kassert_eq!(port.stats().read_requests, after.read_requests);
     Ok(())
 });
 
