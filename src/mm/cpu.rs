@@ -5,7 +5,7 @@
 //! must never name the arch layer; host builds use the portable table below, so the host tests run
 //! the same mm code over simulated memory.
 
-use core::sync::atomic::{AtomicPtr, Ordering};
+use super::port::Port;
 
 /// Cache maintenance for DMA, by virtual address range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,31 +48,20 @@ pub struct CpuOps {
 /// Until the kernel installs its table: the portable one on the host; none in the kernel, where
 /// a call before `install` is a boot-order bug and panics with a message saying so.
 #[cfg(not(target_os = "none"))]
-static OPS: AtomicPtr<CpuOps> = AtomicPtr::new(&PORTABLE as *const CpuOps as *mut CpuOps);
+static OPS: Port<CpuOps> = Port::with(&PORTABLE, "mm::cpu (the CPU services)");
 #[cfg(target_os = "none")]
-static OPS: AtomicPtr<CpuOps> = AtomicPtr::new(core::ptr::null_mut());
+static OPS: Port<CpuOps> = Port::new("mm::cpu (the CPU services)");
 
 /// Installs the architecture's table. The kernel calls it once, first thing after the jump to
 /// the high half (the table's address must be the one it runs at).
 pub fn install(ops: &'static CpuOps) {
-    OPS.store(ops as *const CpuOps as *mut CpuOps, Ordering::Release);
+    OPS.install(ops);
 }
 
 /// The installed table.
 #[inline(always)]
 pub fn ops() -> &'static CpuOps {
-    let p = OPS.load(Ordering::Acquire);
-    if p.is_null() {
-        not_installed();
-    }
-    // SAFETY: non-null pointers stored in OPS come from `&'static CpuOps` (install, PORTABLE).
-    unsafe { &*p }
-}
-
-#[cold]
-#[inline(never)]
-fn not_installed() -> ! {
-    panic!("mm::cpu: the CPU services are used before the kernel installed them (mm::cpu::install)")
+    OPS.get()
 }
 
 /// Zeroes the page at `va` (see `CpuOps::zero_page`).
@@ -124,7 +113,7 @@ pub static PORTABLE: CpuOps = CpuOps {
     dma_alignment: || 64,
     ticks: || {
         static T: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-        T.fetch_add(1, Ordering::Relaxed)
+        T.fetch_add(1, core::sync::atomic::Ordering::Relaxed)
     },
     tick_frequency: || 1_000_000_000,
     fletcher4: super::swapfile::fletcher4_portable,

@@ -1,34 +1,30 @@
 //! The kernel's two page-table instances: the kernel's half (TTBR1: image, linear map, vmalloc,
-//! ioremap) and the application's half (TTBR0), each behind its lock. They are typed with mm's
-//! own backends, `KernelTables` and `KernelTlb`, which forward to the table operations the
-//! architecture installs at boot (`install`): where table pages come from and are reached, and
-//! TLB maintenance. Where a table page is reached is plain arithmetic and stays here (it is on
-//! every walk): one offset from its physical address, the image's own until the linear map
-//! exists (every table then is a boot-pool page inside the image), the linear map's after
-//! (`use_linear_map`). Owns the instances; must never name the arch layer. The arch builds the boot
-//! tables with the MMU off, with its own backend, and hands them over here once it runs in the
-//! high half (`PageTable::rebind`).
+//! ioremap) and the application's half (TTBR0), each behind its lock, typed with mm's own
+//! backends: `KernelTables` takes table pages from the operations the architecture installs at
+//! boot (`install`) and reaches them by plain arithmetic, one offset from the physical address
+//! (the image's until the linear map exists, when every table is a boot-pool page inside the
+//! image; the linear map's after, `use_linear_map`), since that is on every walk; `KernelTlb`
+//! calls TLB maintenance the architecture defines by name, bound at link time so whole-program
+//! optimisation inlines it. The arch builds the boot tables with the MMU off, with its own
+//! backend, and hands them over here once it runs in the high half (`PageTable::rebind`). Owns
+//! the instances; must never name the arch layer.
 
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::Mutex;
 
 use super::layout::PAGE_OFFSET;
 use super::pgtable::{PageTable, TableAlloc, TlbFlush};
+use super::port::Port;
 use crate::addr::{PhysAddr, VirtAddr};
 
-/// The table operations of the architecture (see `TableAlloc` and `TlbFlush` for each one's
-/// contract).
+/// Where the architecture takes table pages from and gives them back to (see `TableAlloc`).
 pub struct PageTableOps {
     pub alloc_table: fn() -> Option<PhysAddr>,
     pub free_table: fn(PhysAddr),
-    pub sync_tables: fn(),
-    pub invalidate_va: fn(VirtAddr),
-    pub invalidate_all: fn(),
-    pub wait: fn(),
 }
 
-static OPS: AtomicPtr<PageTableOps> = AtomicPtr::new(core::ptr::null_mut());
+static OPS: Port<PageTableOps> = Port::new("mm::kspace (the page-table operations)");
 /// From a table page's physical address to where it is accessed now.
 static TABLE_OFFSET: AtomicU64 = AtomicU64::new(0);
 
@@ -41,10 +37,7 @@ static TABLE_OFFSET: AtomicU64 = AtomicU64::new(0);
 /// the image.
 pub unsafe fn install(ops: &'static PageTableOps, image_offset: u64) {
     TABLE_OFFSET.store(image_offset, Ordering::Relaxed);
-    OPS.store(
-        ops as *const PageTableOps as *mut PageTableOps,
-        Ordering::Release,
-    );
+    OPS.install(ops);
 }
 
 /// From now on table pages are reached through the linear map, which maps every table page
@@ -56,22 +49,6 @@ pub unsafe fn use_linear_map() {
     TABLE_OFFSET.store(PAGE_OFFSET, Ordering::Relaxed);
 }
 
-#[inline(always)]
-fn ops() -> &'static PageTableOps {
-    let p = OPS.load(Ordering::Acquire);
-    if p.is_null() {
-        not_installed();
-    }
-    // SAFETY: non-null pointers in OPS come from `&'static PageTableOps` (`install`).
-    unsafe { &*p }
-}
-
-#[cold]
-#[inline(never)]
-fn not_installed() -> ! {
-    panic!("mm::kspace: a page table is used before the kernel installed its operations")
-}
-
 /// Table pages of the kernel's instances, through the installed operations.
 pub struct KernelTables;
 
@@ -80,11 +57,11 @@ pub struct KernelTables;
 unsafe impl TableAlloc for KernelTables {
     #[inline]
     fn alloc_table(&mut self) -> Option<PhysAddr> {
-        (ops().alloc_table)()
+        (OPS.get().alloc_table)()
     }
     #[inline]
     fn free_table(&mut self, pa: PhysAddr) {
-        (ops().free_table)(pa)
+        (OPS.get().free_table)(pa)
     }
     #[inline]
     fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {

@@ -35,6 +35,7 @@ pub mod page;
 pub mod page_alloc;
 pub mod page_io;
 pub mod pgtable;
+pub mod port;
 #[cfg(target_os = "none")]
 pub(crate) mod selftests;
 pub mod slab;

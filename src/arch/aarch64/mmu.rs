@@ -194,15 +194,11 @@ fn ferrite_tlb_wait() {
     ArchTlb.wait()
 }
 
-/// The table operations mm's page-table instances run on (`mm::kspace::install`): the boot
-/// pool (then the page allocator) and inner-shareable TLB maintenance.
+/// Where mm's page-table instances take table pages from (`mm::kspace::install`): the boot pool,
+/// then the page allocator.
 pub static PT_OPS: PageTableOps = PageTableOps {
     alloc_table: || BootPool.alloc_table(),
     free_table: |pa| BootPool.free_table(pa),
-    sync_tables: || ArchTlb.sync_tables(),
-    invalidate_va: |va| ArchTlb.invalidate_va(va),
-    invalidate_all: || ArchTlb.invalidate_all(),
-    wait: || ArchTlb.wait(),
 };
 static IOREMAP_NEXT: Mutex<u64> = Mutex::new(IOREMAP_START);
 
@@ -434,9 +430,8 @@ pub fn boot_dtb_window() -> Option<(VirtAddr, u64)> {
     unsafe { (*BOOT_TABLES.0.get()).dtb_window }
 }
 
-/// Maps device registers into the ioremap area (the boot console's mapping until `ioremap`
-/// proper exists), with an unmapped guard page after each.
-pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, MapError> {
+/// The whole pages `[pa, pa + size)` touches: their first address and length (at least a page).
+fn page_span(pa: PhysAddr, size: u64) -> Result<(PhysAddr, u64), MapError> {
     let start = pa.align_down(PAGE_SIZE);
     let end = pa
         .checked_add(size.max(1))
@@ -445,7 +440,13 @@ pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, 
             va: VirtAddr::new(0),
             size,
         })?;
-    let len = end.as_u64() - start.as_u64();
+    Ok((start, end.as_u64() - start.as_u64()))
+}
+
+/// Maps device registers into the ioremap area (the boot console's mapping until `ioremap`
+/// proper exists), with an unmapped guard page after each.
+pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, MapError> {
+    let (start, len) = page_span(pa, size)?;
     let mut next = IOREMAP_NEXT.lock();
     if *next + len + PAGE_SIZE > IOREMAP_EARLY_END {
         return Err(MapError::NoMemory);
@@ -464,18 +465,11 @@ pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, 
 /// exists: the console's last resort when `early_ioremap` failed, so the kernel can say why it
 /// stops before it does.
 pub fn identity_map_device(pa: PhysAddr, size: u64) -> Result<VirtAddr, MapError> {
-    let start = pa.align_down(PAGE_SIZE);
-    let end = pa
-        .checked_add(size.max(1))
-        .and_then(|e| e.align_up(PAGE_SIZE))
-        .ok_or(MapError::OutOfRange {
-            va: VirtAddr::new(0),
-            size,
-        })?;
+    let (start, len) = page_span(pa, size)?;
     USER_PT.lock().as_mut().ok_or(MapError::NoMemory)?.map(
         VirtAddr::new(start.as_u64()),
         start,
-        end.as_u64() - start.as_u64(),
+        len,
         Attrs::DEVICE,
     )?;
     Ok(VirtAddr::new(pa.as_u64()))
