@@ -95,8 +95,8 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
     let ram = kernel.machine.ram_bytes();
     let size = o
         .param("memstress.size")
-        .and_then(|v| parse_size(v, ram))
-        .unwrap_or(ram / 4)
+        // A multiple of RAM that overflows is too big, never the default size.
+        .map_or(ram / 4, |v| parse_size(v, ram).unwrap_or(u64::MAX))
         .min(MAX_SIZE)
         .next_multiple_of(4096);
     let random = o.param("memstress.pattern") == Some("random");

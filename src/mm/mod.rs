@@ -1,6 +1,8 @@
 //! Portable memory management, built on the address types of `crate::addr`. Owns the layout, the
 //! page tables, the early allocator, zones, slab, vmalloc, faults and swap. Must never touch system
-//! registers: everything here but the boot heap's placement is tested on the host.
+//! registers or name the arch layer or a driver: what it needs from them are ports the kernel
+//! installs (`cpu`, `kspace`, `blkdev`). The logic is tested on the host; the kernel's instances
+//! (`kspace`, `fault`, `ioremap`, `vmap`, `oom`, the boot heap) exist in the kernel build only.
 
 pub mod blkdev;
 pub mod cpu;

@@ -1,6 +1,7 @@
 //! Exception entry from the vectors (vectors.S): the saved register frame, the report for an
 //! unexpected exception (for an application fault that found no memory, the out-of-memory report
-//! of `mm::oom` instead), and `catch_exception` for self-tests that provoke one on purpose.
+//! of `mm::oom` instead), and `catch_exception` for code that provokes one on purpose (self-tests,
+//! the semihosting probe).
 //! Must not allocate or take locks on the report path: it may run while a lock is held.
 
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -59,7 +60,8 @@ pub struct Caught {
 }
 
 /// Runs `f`; if it takes a synchronous exception at EL1, the faulting instruction is skipped and
-/// the exception is returned instead of being reported. For tests that provoke faults on purpose.
+/// the exception is returned instead of being reported. For code that provokes a fault on purpose
+/// (self-tests, the semihosting probe). Not reentrant: `f` must not call it again.
 pub fn catch_exception(f: impl FnOnce()) -> Option<Caught> {
     CATCH_STATE.store(ARMED, Ordering::SeqCst);
     f();

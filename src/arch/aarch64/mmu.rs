@@ -239,10 +239,11 @@ enum ImageMap {
     /// The kernel's own, in TTBR1: text RX, rodata R, data to the image's end (the `.noinit`
     /// boot heap and table pool included) RW-NX.
     Kernel,
-    /// The identity map in TTBR0, which exists only for entry.S's second relocation pass and is
-    /// retired before anything else runs. Relocations may land in `.rodata` (the prebuilt `core`
-    /// is not position independent: a debug build leaves dozens there), so rodata is RW-NX here;
-    /// text stays RX (no relocation targets it) and nothing is writable and executable. The
+    /// The identity map in TTBR0, for entry.S's second relocation pass (and, until the boot
+    /// retires it, a last resort to reach the console). Relocations may land in `.rodata` (the
+    /// prebuilt `core` is not position independent: a debug build leaves dozens there), so
+    /// rodata is RW-NX here until the pass is done (`adopt_boot_tables` makes it read-only); text
+    /// stays RX (no relocation targets it) and nothing is writable and executable. The
     /// `.noinit` tail is left out.
     Identity,
 }
@@ -417,6 +418,16 @@ pub fn adopt_boot_tables(image: &KernelImage) {
     unsafe { kspace::install(&PT_OPS, image.va_offset) };
     // SAFETY: the MMU-off phase is over; from here on these tables live behind the locks.
     let boot = unsafe { &mut *BOOT_TABLES.0.get() };
+    // The relocation pass is done: the identity map's rodata is read-only again, so a stray
+    // write through it faults as it would in the kernel's own map. The range is mapped exactly
+    // as `map_image` made it, so this cannot fail (and there is no console yet to say so).
+    if let Some(identity) = boot.identity.as_mut() {
+        let (start, end) = image.rodata;
+        if end > start {
+            let pa = VirtAddr::new(start.wrapping_sub(image.va_offset));
+            let _ = identity.protect(pa, end - start, Attrs::KERNEL_RO);
+        }
+    }
     // SAFETY: KernelTables and KernelTlb forward to PT_OPS, i.e. to BootPool and ArchTlb, the
     // backends these tables were built with.
     let adopt = |t: BootPageTable| unsafe { t.rebind(|_boot_pool| KernelTables, KernelTlb) };

@@ -41,7 +41,7 @@ unsafe fn call(op: u64, arg: u64) -> u64 {
     let ret: u64;
     // SAFETY: forwarded from the caller; the host reads (never writes) the memory `arg` names.
     unsafe {
-        asm!("hlt #0xf000", inout("x0") op => ret, in("x1") arg, options(nostack, readonly));
+        asm!("hlt #0xf000", inout("x0") op => ret, in("x1") arg, options(nostack));
     }
     ret
 }
@@ -85,13 +85,20 @@ pub fn usable() -> bool {
     }
 }
 
+/// `usable`, and also when the command line did not ask for semihosting: for a kernel that
+/// stops with no console, whose last words have nowhere else to go (a probe then costs nothing,
+/// and a working probe also lets the failure status reach the shell).
+fn usable_for_last_words() -> bool {
+    STATE.load(Ordering::SeqCst) == NOT_ASKED && probe() || usable()
+}
+
 /// Whether the exit status can reach the shell (semihosting configured and working).
 pub fn enabled() -> bool {
     STATE.load(Ordering::SeqCst) == AVAILABLE
 }
 
 /// Writes text to the host's console (QEMU: its stderr) with SYS_WRITE0, through a small
-/// buffer; nothing happens unless `usable()`.
+/// buffer; nothing happens unless `usable_for_last_words()`.
 pub fn write_fmt(args: fmt::Arguments) {
     struct Chunks {
         buf: [u8; 128],
@@ -101,7 +108,7 @@ pub fn write_fmt(args: fmt::Arguments) {
         fn flush(&mut self) {
             if self.len > 0 {
                 self.buf[self.len] = 0;
-                // SAFETY: `usable()` was checked; the buffer is NUL-terminated and lives on the
+                // SAFETY: `usable_for_last_words()` was checked; the buffer is NUL-terminated and lives on the
                 // stack for the duration of the call.
                 unsafe { call(SYS_WRITE0, self.buf.as_ptr() as u64) };
                 self.len = 0;
@@ -124,7 +131,7 @@ pub fn write_fmt(args: fmt::Arguments) {
             Ok(())
         }
     }
-    if !usable() {
+    if !usable_for_last_words() {
         return;
     }
     let mut chunks = Chunks {

@@ -183,7 +183,7 @@ impl From<BlkError> for BlockError {
                 status: S_IOERR,
             } => BlockError::Media {
                 sector,
-                detail: alloc::format!("{e}").into(),
+                detail: text(&e, "virtio-blk: I/O error (IOERR)"),
             },
             // Fixed words need no allocation (the failure may be running out of memory).
             BlkError::NoMemory => BlockError::Driver {
@@ -193,10 +193,44 @@ impl From<BlkError> for BlockError {
                 detail: "virtio-blk: out of service after a device failure".into(),
             },
             e => BlockError::Driver {
-                detail: alloc::format!("{e}").into(),
+                detail: text(&e, "virtio-blk: the request failed"),
             },
         }
     }
+}
+
+/// The error's words without risking an allocation failure (this runs inside reclaim, when
+/// memory may be out): formatted into a buffer on the stack, then copied into a string only if
+/// memory allows; `fallback` otherwise.
+fn text(e: &BlkError, fallback: &'static str) -> alloc::borrow::Cow<'static, str> {
+    struct Buf {
+        bytes: [u8; 192],
+        len: usize,
+    }
+    impl fmt::Write for Buf {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let end = self.len + s.len();
+            if end > self.bytes.len() {
+                return Err(fmt::Error);
+            }
+            self.bytes[self.len..end].copy_from_slice(s.as_bytes());
+            self.len = end;
+            Ok(())
+        }
+    }
+    let mut buf = Buf {
+        bytes: [0; 192],
+        len: 0,
+    };
+    let mut out = String::new();
+    if fmt::Write::write_fmt(&mut buf, format_args!("{e}")).is_err()
+        || out.try_reserve_exact(buf.len).is_err()
+    {
+        return fallback.into();
+    }
+    // Whole `&str`s were copied in, so the bytes are UTF-8.
+    out.push_str(core::str::from_utf8(&buf.bytes[..buf.len]).unwrap_or(fallback));
+    out.into()
 }
 
 /// How requests were laid out, since the device was set up (the port's `BlockStats` count the
