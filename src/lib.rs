@@ -25,6 +25,8 @@ pub mod machine;
 #[cfg(target_os = "none")]
 mod machine_selftests;
 pub mod mm;
+#[cfg(target_os = "none")]
+mod mm_selftests;
 pub mod swap_setup;
 
 #[cfg(target_os = "none")]

@@ -8,20 +8,14 @@ pub mod blkdev;
 pub mod cpu;
 pub mod dma;
 #[cfg(target_os = "none")]
-mod dma_selftests;
-#[cfg(target_os = "none")]
 pub mod early_heap;
 #[cfg(test)]
 pub(crate) mod fake_disk;
 #[cfg(target_os = "none")]
 pub mod fault;
-#[cfg(target_os = "none")]
-mod fault_selftests;
 pub mod gfp;
 #[cfg(target_os = "none")]
 pub mod heap;
-#[cfg(target_os = "none")]
-mod heap_selftests;
 pub mod init;
 #[cfg(target_os = "none")]
 pub mod ioremap;
@@ -38,13 +32,9 @@ pub mod page_alloc;
 pub mod page_io;
 pub mod pgtable;
 pub mod port;
-#[cfg(target_os = "none")]
-pub(crate) mod selftests;
 pub mod slab;
 pub mod swap_entry;
 pub mod swap_header;
-#[cfg(target_os = "none")]
-mod swap_selftests;
 pub mod swap_slots;
 pub mod swap_table;
 pub mod swapfile;

@@ -233,7 +233,7 @@ ktest!(hardware_and_software_walks_agree, {
 
 ktest!(page_tables_outgrow_the_boot_pool_into_the_page_allocator, {
     use crate::mm::pgtable::Attrs;
-    use crate::mm::selftests::free_pages_settled;
+    use crate::mm_selftests::page_alloc::free_pages_settled;
     let free_before = free_pages_settled();
     let mut guard = crate::mm::kspace::KERNEL_PT.lock();
     let pt = guard

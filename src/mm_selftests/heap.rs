@@ -25,7 +25,7 @@ fn fail(what: impl core::fmt::Display) -> TestError {
     TestError::Fail(alloc::format!("{what}"))
 }
 
-use crate::mm::selftests::free_pages_settled as free_pages_now;
+use crate::mm_selftests::page_alloc::free_pages_settled as free_pages_now;
 
 ktest!(collections_work_on_kmalloc, {
     let mut v: Vec<u64> = Vec::new();

@@ -9,8 +9,8 @@ use crate::arch::aarch64::provoke;
 use crate::ktest::TestError;
 use crate::mm::fault::{self, PGFAULT};
 use crate::mm::init::PAGES;
-use crate::mm::selftests::free_pages_settled as free_pages;
 use crate::mm::vma::Prot;
+use crate::mm_selftests::page_alloc::free_pages_settled as free_pages;
 use crate::{kassert, kassert_eq, ktest};
 
 fn fail(what: impl core::fmt::Display) -> TestError {
