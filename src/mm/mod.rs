@@ -44,4 +44,5 @@ pub mod vma;
 pub mod vmalloc;
 #[cfg(target_os = "none")]
 pub mod vmap;
+pub mod vmstat;
 pub mod zone;

@@ -13,7 +13,7 @@ use core::sync::atomic::Ordering;
 
 use super::init::PAGES;
 use super::meminfo::Line;
-use super::page_alloc::{BuddyInfoLine, ZoneFreeLine};
+use super::vmstat::{BuddyInfoLine, ZoneFreeLine};
 use super::{fault, swapfile};
 use crate::addr::PAGE_SIZE;
 

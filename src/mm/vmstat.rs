@@ -1,0 +1,123 @@
+//! The memory manager's reports in Linux's formats, from a snapshot of the page allocator:
+//! `/proc/meminfo`'s first lines, `/proc/buddyinfo`, a `/proc/zoneinfo`-like summary, the boot's
+//! zone ranges, and the free-against-watermarks line `show_free_areas` prints (the line forms
+//! format without allocating, for the out-of-memory report). Owns formatting only: it never
+//! takes the allocator's lock or changes a count.
+#![forbid(unsafe_code)]
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::page_alloc::{Snapshot, ZoneSnapshot};
+use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
+
+/// One zone's `/proc/buddyinfo` line (`Node 0, zone      DMA      0      1 ...`), formatted
+/// without allocating.
+pub struct BuddyInfoLine<'a>(pub &'a ZoneSnapshot);
+
+impl core::fmt::Display for BuddyInfoLine<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Node 0, zone {:>8} ", self.0.id.name())?;
+        for n in self.0.buddy {
+            write!(f, "{n:>6} ")?;
+        }
+        Ok(())
+    }
+}
+
+/// One zone's free memory against its watermarks, as Linux's `show_free_areas` prints it
+/// (`DMA free:4096kB min:1016kB low:1272kB high:1528kB managed:124928kB`), without allocating.
+pub struct ZoneFreeLine<'a>(pub &'a ZoneSnapshot);
+
+impl core::fmt::Display for ZoneFreeLine<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let z = self.0;
+        let kb = |pages: u64| pages * (PAGE_SIZE / 1024);
+        write!(
+            f,
+            "{} free:{}kB min:{}kB low:{}kB high:{}kB managed:{}kB",
+            z.id.name(),
+            kb(z.free),
+            kb(z.watermark[0]),
+            kb(z.watermark[1]),
+            kb(z.watermark[2]),
+            kb(z.managed)
+        )
+    }
+}
+
+impl Snapshot {
+    /// `/proc/meminfo`'s first lines: total, free and available (free minus the high
+    /// watermarks), in bytes.
+    pub fn meminfo(&self) -> [(&'static str, u64); 3] {
+        let total = self.zones.iter().map(|z| z.managed).sum::<u64>() * PAGE_SIZE;
+        let free = self.zones.iter().map(|z| z.free).sum::<u64>() * PAGE_SIZE;
+        let reserve = self.zones.iter().map(|z| z.watermark[2]).sum::<u64>() * PAGE_SIZE;
+        [
+            ("MemTotal", total),
+            ("MemFree", free),
+            ("MemAvailable", free.saturating_sub(reserve)),
+        ]
+    }
+
+    /// The populated zones.
+    pub fn populated(&self) -> impl Iterator<Item = &ZoneSnapshot> {
+        self.zones.iter().filter(|z| z.present > 0)
+    }
+
+    /// `/proc/buddyinfo` lines, one per populated zone.
+    pub fn buddyinfo(&self) -> Vec<String> {
+        self.populated()
+            .map(|z| format!("{}", BuddyInfoLine(z)))
+            .collect()
+    }
+
+    /// A `/proc/zoneinfo`-like summary: spans, counts, watermarks and protections.
+    pub fn zoneinfo(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for z in &self.zones {
+            out.push(format!("Node 0, zone {:>8}", z.id.name()));
+            if z.present == 0 {
+                out.push("  (empty)".into());
+                continue;
+            }
+            out.push(format!(
+                "  range    [mem {:#011x}-{:#011x}]",
+                z.start_pfn << PAGE_SHIFT,
+                (z.end_pfn << PAGE_SHIFT) - 1
+            ));
+            out.push(format!("  pages free     {}", z.free));
+            out.push(format!("        min      {}", z.watermark[0]));
+            out.push(format!("        low      {}", z.watermark[1]));
+            out.push(format!("        high     {}", z.watermark[2]));
+            out.push(format!("        spanned  {}", z.end_pfn - z.start_pfn));
+            out.push(format!("        present  {}", z.present));
+            out.push(format!("        managed  {}", z.managed));
+            out.push(format!(
+                "        protection: ({}, {}, {})",
+                z.lowmem_reserve[0], z.lowmem_reserve[1], z.lowmem_reserve[2]
+            ));
+        }
+        out
+    }
+
+    /// Zone boundaries as Linux prints them at boot.
+    pub fn zone_ranges(&self) -> Vec<String> {
+        let mut out = alloc::vec![String::from("Zone ranges:")];
+        for z in &self.zones {
+            if z.present == 0 {
+                out.push(format!("  {:<8} empty", z.id.name()));
+            } else {
+                out.push(format!(
+                    "  {:<8} [mem {:#018x}-{:#018x}] {} pages managed",
+                    z.id.name(),
+                    z.start_pfn << PAGE_SHIFT,
+                    (z.end_pfn << PAGE_SHIFT) - 1,
+                    z.managed
+                ));
+            }
+        }
+        out
+    }
+}
