@@ -111,8 +111,9 @@ impl ActiveSwap {
             n: pages.len(),
         };
         for (e, &slot) in batch.entries.iter_mut().zip(slots.iter()) {
-            // Slots come from an area whose size fits an entry (checked when it was activated).
-            *e = SwapEntry::new(0, slot).unwrap_or(FIRST);
+            // A slot number is below the header's `last_page`, a u32, so it always fits the
+            // entry's 50-bit offset.
+            *e = SwapEntry::new(0, slot).expect("a swap slot number fits a swap entry");
         }
         Ok(batch)
     }

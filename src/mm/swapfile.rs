@@ -424,15 +424,17 @@ pub fn fletcher4_portable(mut a: [u64; 4], mut b: [u64; 4], words: &[u64]) -> ([
 use super::cpu::fletcher4;
 
 impl SwapArea {
-    /// The area's tables (about 9 bytes per slot, in chunks: no large contiguous allocation);
-    /// an error when they do not fit in memory.
+    /// The area's tables (about 9 bytes per slot: a checksum and a state, in chunks, so no
+    /// large contiguous allocation); an error when they do not fit in memory.
     pub fn new(header: SwapHeader) -> Result<SwapArea, String> {
         let too_big = |_| {
+            let slots = header.last_page as usize + 1;
+            let bytes = SwapTable::<u64>::bytes_for(slots) + SwapTable::<u8>::bytes_for(slots);
             format!(
                 "{} slots need {} KiB of tables, more than memory allows: make a smaller area \
                  (mkswap DISK SIZE-IN-KiB) or give the machine more RAM",
                 header.last_page,
-                (header.last_page as u64 * 9) >> 10
+                bytes >> 10
             )
         };
         let bad: Vec<u64> = header.bad_pages.iter().map(|&p| p as u64).collect();
