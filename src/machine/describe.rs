@@ -34,11 +34,6 @@ fn bad(tree: &DeviceTree, node: usize, property: &'static str, reason: String) -
     }
 }
 
-/// Sorts and merges overlapping or touching ranges.
-pub fn merge(ranges: &mut Vec<PhysRange>) {
-    crate::addr::normalize(ranges);
-}
-
 /// `ranges` minus every range in `holes`.
 fn subtract(ranges: &[PhysRange], holes: &[PhysRange]) -> Vec<PhysRange> {
     let mut free: Vec<PhysRange> = ranges.to_vec();
@@ -368,7 +363,7 @@ fn describe_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), MachineErro
         }
     }
     let before: u128 = banks.iter().map(|b| b.size as u128).sum();
-    merge(&mut banks);
+    crate::addr::normalize(&mut banks);
     let after: u128 = banks.iter().map(|b| b.size as u128).sum();
     if after < before {
         m.warnings.push(format!(
@@ -491,7 +486,7 @@ fn describe_reserved_memory(tree: &DeviceTree, m: &mut Machine) -> Result<(), Ma
             None => m.memory.clone(),
         };
         let mut taken: Vec<PhysRange> = m.reservations().into_iter().map(|(r, _)| r).collect();
-        merge(&mut taken);
+        crate::addr::normalize(&mut taken);
         let free_in = |windows: &[PhysRange]| -> Vec<PhysRange> {
             windows
                 .iter()

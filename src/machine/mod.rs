@@ -284,7 +284,7 @@ impl Machine {
                 }
             }
         }
-        describe::merge(&mut ranges);
+        crate::addr::normalize(&mut ranges);
         ranges.iter().map(|r| r.size).sum()
     }
 
