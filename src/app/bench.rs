@@ -157,7 +157,8 @@ fn bench(kernel: &'static Kernel) -> JobStatus {
     // Demand-zero faults: the first write to each page of a lazy region (fault, zeroing, mapping).
     {
         const PAGES_N: u64 = 1024;
-        if let Ok(base) = crate::mm::fault::mmap(PAGES_N * 4096, crate::mm::vma::Prot::RW, "bench")
+        if let Ok(base) =
+            crate::mm::app_space::mmap(PAGES_N * 4096, crate::mm::vma::Prot::RW, "bench")
         {
             let t0 = timer::ticks();
             for i in 0..PAGES_N {
@@ -170,11 +171,11 @@ fn bench(kernel: &'static Kernel) -> JobStatus {
                 per_iteration(t1 - t0, freq, PAGES_N),
                 unit,
             ));
-            let _ = crate::mm::fault::munmap(base, PAGES_N * 4096);
+            let _ = crate::mm::app_space::munmap(base, PAGES_N * 4096);
         }
     }
 
-    if crate::mm::swapfile::active() {
+    if crate::mm::swapfile::SWAP.active() {
         swap_workload(&mut results, freq, unit);
     }
 
@@ -200,12 +201,12 @@ fn swap_workload(
     unit: &'static str,
 ) {
     use crate::arch::aarch64::timer;
-    use crate::mm::fault::{SWAPIN_TICKS, SWAPOUT_TICKS};
-    use crate::mm::page_io::{disk_stats, PSWPIN, PSWPOUT};
+    use crate::mm::vmstat::{PSWPIN, PSWPOUT};
+    use crate::mm::vmstat::{SWAPIN_TICKS, SWAPOUT_TICKS};
     use core::sync::atomic::Ordering::Relaxed;
 
     const SIZE: u64 = 512 << 20;
-    let Ok(base) = crate::mm::fault::mmap(SIZE, crate::mm::vma::Prot::RW, "swap-bench") else {
+    let Ok(base) = crate::mm::app_space::mmap(SIZE, crate::mm::vma::Prot::RW, "swap-bench") else {
         log::error!("bench: no room for the swap workload's region");
         return;
     };
@@ -223,7 +224,7 @@ fn swap_workload(
     }
     let snap = || {
         // The swap disk's waits: its writes are swap-outs, its reads swap-ins.
-        let disk = disk_stats().unwrap_or_default();
+        let disk = crate::mm::swapfile::SWAP.disk_stats().unwrap_or_default();
         Snap {
             ticks: timer::ticks(),
             pswpout: PSWPOUT.load(Relaxed),
@@ -256,7 +257,7 @@ fn swap_workload(
         }
     }
     let s2 = snap();
-    let _ = crate::mm::fault::munmap(base, SIZE);
+    let _ = crate::mm::app_space::munmap(base, SIZE);
     if bad != 0 {
         log::error!("bench: the swap workload read back {bad} wrong word(s)");
         return;

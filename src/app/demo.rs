@@ -31,10 +31,10 @@ pub fn meminfo(kernel: &Kernel) -> MemInfo {
     let managed = crate::mm::init::PAGES
         .with(|a| a.managed_pages())
         .unwrap_or(0);
-    let (swap_total, swap_free) = crate::mm::swapfile::totals();
+    let (swap_total, swap_free) = crate::mm::swapfile::SWAP.totals();
     info.push(
         "SwapCached",
-        crate::mm::fault::SWAPCACHE.load(core::sync::atomic::Ordering::Relaxed)
+        crate::mm::vmstat::SWAPCACHE.load(core::sync::atomic::Ordering::Relaxed)
             * crate::addr::PAGE_SIZE,
     );
     info.push("SwapTotal", swap_total);
@@ -81,7 +81,7 @@ fn demo(kernel: &'static Kernel) -> JobStatus {
             }
         }
         crate::kprintln!("/proc/vmstat (paging):");
-        for (name, value) in crate::mm::fault::vmstat() {
+        for (name, value) in crate::mm::vmstat::vmstat() {
             crate::kprintln!("{name} {value}");
         }
         crate::kprintln!("/proc/zoneinfo (summary):");

@@ -12,7 +12,7 @@ use core::ptr::NonNull;
 use buddy_system_allocator::Heap;
 use spin::Mutex;
 
-use crate::mm::fault;
+use crate::mm::app_space;
 use crate::mm::vma::{Prot, VmaError};
 
 /// Address space reserved for the heap (only touched pages cost memory).
@@ -41,7 +41,7 @@ pub struct HeapStats {
 
 /// Reserves the heap region (before the application starts).
 pub fn init() -> Result<HeapStats, VmaError> {
-    let start = fault::mmap(HEAP_REGION, Prot::RW, "heap")?;
+    let start = app_space::mmap(HEAP_REGION, Prot::RW, "heap")?;
     *HEAP.lock() = Some(AppHeap {
         heap: Heap::new(),
         start,
@@ -59,7 +59,7 @@ pub fn init() -> Result<HeapStats, VmaError> {
 /// Gives the heap region back (after the application ended): its pages and swap slots too.
 pub fn release() {
     if let Some(h) = HEAP.lock().take() {
-        let _ = fault::munmap(h.start, h.end - h.start);
+        let _ = app_space::munmap(h.start, h.end - h.start);
     }
 }
 

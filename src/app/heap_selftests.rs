@@ -4,7 +4,7 @@
 use core::sync::atomic::Ordering;
 
 use super::heap::{self, AppBox};
-use crate::mm::fault::PGFAULT;
+use crate::mm::vmstat::PGFAULT;
 use crate::{kassert, kassert_eq, ktest};
 
 ktest!(app_heap_lives_in_the_application_space_and_frees_on_drop, {

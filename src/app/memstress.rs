@@ -87,8 +87,8 @@ pub fn page_order(pages: u64, random: bool, seed: u64) -> impl Iterator<Item = u
 fn memstress(kernel: &'static Kernel) -> JobStatus {
     use log::{error, info};
 
-    use crate::mm::fault;
     use crate::mm::vma::Prot;
+    use crate::mm::{app_space, vmstat};
 
     // The boot code checked every option against `JOB.options` before the job started.
     let o = &kernel.options;
@@ -106,7 +106,7 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
     let seed: u64 = o
         .param("memstress.seed")
         .map_or(1, |v| v.parse().unwrap_or(1));
-    let swap_before = crate::mm::swapfile::totals();
+    let swap_before = crate::mm::swapfile::SWAP.totals();
     // Like Linux's heuristic overcommit: a region larger than RAM and swap together could
     // never be filled, so it is refused at once rather than after filling both.
     let limit = ram + swap_before.0;
@@ -120,7 +120,7 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
         );
         return JobStatus::Failure;
     }
-    let base = match fault::mmap(size, Prot::RW, "memstress") {
+    let base = match app_space::mmap(size, Prot::RW, "memstress") {
         Ok(b) => b,
         Err(e) => {
             error!("memstress: cannot map {size:#x} bytes: {e}");
@@ -162,14 +162,14 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
         }
         info!("memstress: pass {pass} done, {bad} bad word(s) so far");
     }
-    let _ = fault::munmap(base, size);
+    let _ = app_space::munmap(base, size);
     crate::kprintln!("/proc/vmstat:");
-    for (name, value) in fault::vmstat() {
+    for (name, value) in vmstat::vmstat() {
         crate::kprintln!("{name} {value}");
     }
     // munmap gives back every slot the region's pages held, on swap or as swap copies (slots
     // a failed write retired leave the total, not the free count).
-    let swap_after = crate::mm::swapfile::totals();
+    let swap_after = crate::mm::swapfile::SWAP.totals();
     let in_use = |(total, free): (u64, u64)| (total - free) >> 10;
     if in_use(swap_after) != in_use(swap_before) {
         error!(

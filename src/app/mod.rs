@@ -98,7 +98,7 @@ pub const STACK_GUARD_SIZE: u64 = 64 << 10;
 /// both are unmapped, and a swap slot still in use is reported as a leak and fails the job.
 #[cfg(target_os = "none")]
 pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
-    let (bottom, top) = match crate::mm::fault::map_stack(STACK_SIZE, STACK_GUARD_SIZE) {
+    let (bottom, top) = match crate::mm::app_space::map_stack(STACK_SIZE, STACK_GUARD_SIZE) {
         Ok(range) => range,
         Err(e) => {
             log::error!("no stack for the application: {e}");
@@ -138,10 +138,10 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
         crate::arch::aarch64::stack::run_on_stack_at(top, enter, &mut call as *mut Call as usize)
     };
     heap::release();
-    crate::mm::fault::unmap_stack(bottom, STACK_SIZE, STACK_GUARD_SIZE);
+    crate::mm::app_space::unmap_stack(bottom, STACK_SIZE, STACK_GUARD_SIZE);
     // Nothing of the application is left in memory or on swap now: a slot still in use was
     // leaked (by the job, or by the memory manager on its behalf).
-    let (total, free) = crate::mm::swapfile::totals();
+    let (total, free) = crate::mm::swapfile::SWAP.totals();
     if free != total {
         log::error!(
             "swap: {} slot(s) still in use after the job '{}' ended and its memory was unmapped: leaked",

@@ -1,6 +1,7 @@
-//! The kernel's two page-table instances: the kernel's half (TTBR1: image, linear map, vmalloc,
-//! ioremap) and the application's half (TTBR0), each behind its lock, typed with mm's own
-//! backends: `KernelTables` takes table pages from the operations the architecture installs at
+//! The kernel's page-table instances: the kernel's half (TTBR1: image, linear map, vmalloc,
+//! ioremap) and the boot's identity map (TTBR0 until the application's space, whose table
+//! `app_space` owns, replaces it), each behind its lock, typed with mm's own backends (the
+//! application's table uses them too): `KernelTables` takes table pages from the operations the architecture installs at
 //! boot (`install`) and reaches them by plain arithmetic, one offset from the physical address
 //! (the image's until the linear map exists, when every table is a boot-pool page inside the
 //! image; the linear map's after, `use_linear_map`), since that is on every walk; `KernelTlb`
@@ -108,10 +109,11 @@ mod arch_tlb {
     }
 }
 
-/// The type of both instances.
+/// The type of the kernel's tables (the application's too).
 pub type KernelPageTable = PageTable<KernelTables, KernelTlb>;
 
 /// The kernel's (TTBR1) tables, once the arch hands them over.
 pub static KERNEL_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
-/// The application's (TTBR0) tables.
-pub static USER_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);
+/// The boot's identity map (TTBR0) until the application's space replaces it
+/// (`app_space::create`).
+pub static IDENTITY_PT: Mutex<Option<KernelPageTable>> = Mutex::new(None);

@@ -1,9 +1,14 @@
 //! Portable memory management, built on the address types of `crate::addr`. Owns the layout, the
 //! page tables, the early allocator, zones, slab, vmalloc, faults and swap. Must never touch system
 //! registers or name the arch layer or a driver: what it needs from them are ports the kernel
-//! installs (`cpu`, `kspace`, `blkdev`). The logic is tested on the host; the kernel's instances
-//! (`kspace`, `fault`, `ioremap`, `vmap`, `oom`, the boot heap) exist in the kernel build only.
+//! installs (`cpu`, `kspace`, `blkdev`). The logic is tested on the host (the application's
+//! address space, `addr_space` with `mmap`, `memory`, `vmscan` and `swap_state`, over simulated
+//! memory and a fake disk); the kernel's instances (`kspace`, `app_space`, `ioremap`, `vmap`,
+//! `oom`, the boot heap) exist in the kernel build only.
 
+pub mod addr_space;
+#[cfg(target_os = "none")]
+pub mod app_space;
 pub mod blkdev;
 pub mod cpu;
 pub mod dma;
@@ -11,8 +16,6 @@ pub mod dma;
 pub mod early_heap;
 #[cfg(test)]
 pub(crate) mod fake_disk;
-#[cfg(target_os = "none")]
-pub mod fault;
 pub mod gfp;
 #[cfg(target_os = "none")]
 pub mod heap;
@@ -25,6 +28,8 @@ pub mod kspace;
 pub mod layout;
 pub mod memblock;
 pub mod meminfo;
+pub mod memory;
+pub mod mmap;
 #[cfg(target_os = "none")]
 pub mod oom;
 pub mod page;
@@ -36,6 +41,7 @@ pub mod slab;
 pub mod swap_entry;
 pub mod swap_header;
 pub mod swap_slots;
+pub mod swap_state;
 pub mod swap_table;
 pub mod swapfile;
 #[cfg(test)]
@@ -44,5 +50,6 @@ pub mod vma;
 pub mod vmalloc;
 #[cfg(target_os = "none")]
 pub mod vmap;
+pub mod vmscan;
 pub mod vmstat;
 pub mod zone;

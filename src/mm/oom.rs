@@ -13,15 +13,15 @@ use core::sync::atomic::Ordering;
 
 use super::init::PAGES;
 use super::meminfo::Line;
+use super::swapfile;
 use super::vmstat::{BuddyInfoLine, ZoneFreeLine};
-use super::{fault, swapfile};
 use crate::addr::PAGE_SIZE;
 
 /// The application's `access` ("read", "write", "execute") at `addr` needed a page and none was
 /// left. Prints the report; the caller ends the job.
 pub fn report_application(addr: u64, access: &str, print: &dyn Fn(Arguments)) {
-    let faults = fault::PGFAULT.load(Ordering::Relaxed);
-    match fault::region_at(addr) {
+    let faults = super::vmstat::PGFAULT.load(Ordering::Relaxed);
+    match super::app_space::region_at(addr) {
         Some(v) => print(format_args!(
             "out of memory: no page left for the application's {access} access at {addr:#x} in region [{:#x}-{:#x}) {} ({}), after {faults} page faults\n",
             v.start, v.end, v.name, v.prot
@@ -54,9 +54,9 @@ pub fn report_state(print: &dyn Fn(Arguments)) {
             for (label, bytes) in snapshot.meminfo() {
                 print(format_args!("{}\n", Line(label, bytes)));
             }
-            let cached = fault::SWAPCACHE.load(Ordering::Relaxed) * PAGE_SIZE;
+            let cached = super::vmstat::SWAPCACHE.load(Ordering::Relaxed) * PAGE_SIZE;
             print(format_args!("{}\n", Line("SwapCached", cached)));
-            if let Some((total, free)) = swapfile::try_totals() {
+            if let Some((total, free)) = swapfile::SWAP.try_totals() {
                 print(format_args!("{}\n", Line("SwapTotal", total)));
                 print(format_args!("{}\n", Line("SwapFree", free)));
             }
@@ -71,7 +71,7 @@ pub fn report_state(print: &dyn Fn(Arguments)) {
             "(the page allocator is busy: no zone state to show)\n"
         )),
     }
-    match swapfile::try_totals() {
+    match swapfile::SWAP.try_totals() {
         Some((0, _)) => print(format_args!(
             "swap: no swap area is active (a virtio-blk disk with a Linux swap header adds one)\n"
         )),

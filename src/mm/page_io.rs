@@ -4,27 +4,24 @@
 //! means for the slots (a media error retires them, a driver error only gives them back) and the
 //! `pswpout`/`pswpin` counts; must never return entries for a batch that was not written whole,
 //! nor call a page good that failed its check. The work is `ActiveSwap`'s (tested on the host
-//! over fake devices); the functions below run it on the active area under its lock.
+//! over fake devices); `SwapSpace`'s methods below run it on the active area under its lock.
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::Ordering::Relaxed;
 
 use super::blkdev::BlockStats;
 use super::swap_entry::SwapEntry;
-use super::swapfile::{ActiveSwap, SwapError, SWAP};
+use super::swapfile::{ActiveSwap, SwapError, SwapSpace};
+use super::vmstat::{PSWPIN, PSWPOUT};
 use crate::addr::PAGE_SIZE;
 
 const PAGE: usize = PAGE_SIZE as usize;
 
-/// Pages one [`swap_out`] call takes at most (reclaim writes 32 at a time).
+/// Pages one [`SwapSpace::swap_out`] call takes at most (reclaim writes 32 at a time).
 pub const SWAP_BATCH_MAX: usize = 64;
 
 /// Pages one readahead request reads at most (the mask of pages that verified is a `u32`).
 pub const READ_BATCH_MAX: usize = 32;
-
-/// Pages written to swap (`pswpout`) and read back (`pswpin`), as `/proc/vmstat` counts them.
-pub static PSWPOUT: AtomicU64 = AtomicU64::new(0);
-pub static PSWPIN: AtomicU64 = AtomicU64::new(0);
 
 /// Splits slots into runs of consecutive ones: `(index of the run's first slot, length)`, so each
 /// run becomes one disk request. An iterator: swap-out runs inside reclaim, when memory is short.
@@ -44,7 +41,7 @@ pub fn consecutive_runs(slots: &[u64]) -> impl Iterator<Item = (usize, usize)> +
     })
 }
 
-/// The entries of pages one [`swap_out`] wrote, in order (a slice of them by `Deref`): a fixed
+/// The entries of pages one [`SwapSpace::swap_out`] wrote, in order (a slice of them by `Deref`): a fixed
 /// array, since swap-out runs inside reclaim, when memory is short.
 pub struct SwapBatch {
     entries: [SwapEntry; SWAP_BATCH_MAX],
@@ -159,45 +156,53 @@ impl ActiveSwap {
     }
 }
 
-/// Writes `pages` to the active area ([`ActiveSwap::write_pages`]). Never waits for the area:
-/// reclaim calls this from inside allocations, which swap I/O itself makes (`Busy` then).
-pub fn swap_out(pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
-    let mut guard = SWAP.try_lock().ok_or(SwapError::Busy)?;
-    // The result is returned as it is: a batch is 520 bytes, not worth moving again.
-    let written = guard.as_mut().ok_or(SwapError::NoSwap)?.write_pages(pages);
-    if let Ok(batch) = &written {
-        PSWPOUT.fetch_add(batch.len() as u64, Relaxed);
+impl SwapSpace {
+    /// Writes `pages` to the active area ([`ActiveSwap::write_pages`]). Never waits for the
+    /// area: reclaim calls this from inside allocations, which swap I/O itself makes (`Busy`
+    /// then).
+    pub fn swap_out(&self, pages: &[&[u8]]) -> Result<SwapBatch, SwapError> {
+        let mut guard = self.try_lock().ok_or(SwapError::Busy)?;
+        // The result is returned as it is: a batch is 520 bytes, not worth moving again.
+        let written = guard.as_mut().ok_or(SwapError::NoSwap)?.write_pages(pages);
+        if let Ok(batch) = &written {
+            PSWPOUT.fetch_add(batch.len() as u64, Relaxed);
+        }
+        written
     }
-    written
-}
 
-/// Reads the page at `entry` into `page` and verifies it. On an error `page` must not be handed
-/// to anyone: it may hold part of the read or a page that failed its checksum. The slot stays
-/// in use until `swapfile::swap_free`.
-pub fn swap_in(entry: SwapEntry, page: &mut [u8]) -> Result<(), SwapError> {
-    SWAP.lock()
-        .as_mut()
-        .ok_or(SwapError::NoSwap)?
-        .read_page(entry, page)?;
-    PSWPIN.fetch_add(1, Relaxed);
-    Ok(())
-}
+    /// Reads the page at `entry` into `page` and verifies it. On an error `page` must not be
+    /// handed to anyone: it may hold part of the read or a page that failed its checksum. The
+    /// slot stays in use until [`swap_free`](SwapSpace::swap_free).
+    pub fn swap_in(&self, entry: SwapEntry, page: &mut [u8]) -> Result<(), SwapError> {
+        self.lock()
+            .as_mut()
+            .ok_or(SwapError::NoSwap)?
+            .read_page(entry, page)?;
+        PSWPIN.fetch_add(1, Relaxed);
+        Ok(())
+    }
 
-/// Swap-in with readahead from the active area ([`ActiveSwap::read_pages`]): a page whose bit is
-/// clear in the mask is left for its own fault, which reads it again and reports it.
-pub fn swap_in_ahead(first: SwapEntry, pages: &mut [&mut [u8]]) -> Result<u32, SwapError> {
-    let ok = SWAP
-        .lock()
-        .as_mut()
-        .ok_or(SwapError::NoSwap)?
-        .read_pages(first, pages)?;
-    PSWPIN.fetch_add(ok.count_ones() as u64, Relaxed);
-    Ok(ok)
-}
+    /// Swap-in with readahead from the active area ([`ActiveSwap::read_pages`]): a page whose
+    /// bit is clear in the mask is left for its own fault, which reads it again and reports it.
+    pub fn swap_in_ahead(
+        &self,
+        first: SwapEntry,
+        pages: &mut [&mut [u8]],
+    ) -> Result<u32, SwapError> {
+        let ok = self
+            .lock()
+            .as_mut()
+            .ok_or(SwapError::NoSwap)?
+            .read_pages(first, pages)?;
+        PSWPIN.fetch_add(ok.count_ones() as u64, Relaxed);
+        Ok(ok)
+    }
 
-/// The swap disk's counters (benchmarks: pages per write request, time waiting for the disk).
-pub fn disk_stats() -> Option<BlockStats> {
-    SWAP.lock().as_ref().map(|s| s.disk.stats())
+    /// The swap disk's counters (benchmarks: pages per write request, time waiting for the
+    /// disk).
+    pub fn disk_stats(&self) -> Option<BlockStats> {
+        self.lock().as_ref().map(|s| s.disk.stats())
+    }
 }
 
 #[cfg(test)]

@@ -554,8 +554,98 @@ impl ActiveSwap {
     }
 }
 
-/// The active swap area, once swapon chose one.
-pub static SWAP: spin::Mutex<Option<ActiveSwap>> = spin::Mutex::new(None);
+/// The system's swap (Linux keeps it in `swap_info[]`): the active area behind its lock, once
+/// swapon chose one, and what the reclaim path reads without that lock (it runs inside
+/// allocations that swap I/O itself makes, so it must never wait for the area). The kernel's is
+/// [`SWAP`]; host tests make their own over fake devices.
+pub struct SwapSpace {
+    area: spin::Mutex<Option<ActiveSwap>>,
+    active: AtomicBool,
+    total_slots: AtomicU64,
+}
+
+impl Default for SwapSpace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SwapSpace {
+    pub const fn new() -> SwapSpace {
+        SwapSpace {
+            area: spin::Mutex::new(None),
+            active: AtomicBool::new(false),
+            total_slots: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes `swap` the active area.
+    pub fn install(&self, swap: ActiveSwap) {
+        self.total_slots
+            .store(swap.area.slots.total_slots(), Ordering::Relaxed);
+        *self.area.lock() = Some(swap);
+        self.active.store(true, Ordering::Release);
+    }
+
+    /// The active area, under its lock (`None` inside: no swap).
+    pub fn lock(&self) -> spin::MutexGuard<'_, Option<ActiveSwap>> {
+        self.area.lock()
+    }
+
+    /// As [`lock`](Self::lock), but `None` instead of waiting.
+    pub fn try_lock(&self) -> Option<spin::MutexGuard<'_, Option<ActiveSwap>>> {
+        self.area.try_lock()
+    }
+
+    /// Whether an area is active (an atomic, not the lock).
+    #[inline(always)]
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Free slots, or 0 while the area is in use (never waits, see the type).
+    pub fn free_slots_now(&self) -> u64 {
+        self.area
+            .try_lock()
+            .and_then(|s| s.as_ref().map(|s| s.area.slots.free_slots()))
+            .unwrap_or(0)
+    }
+
+    /// Slots in the active area (0 without swap), without the lock.
+    pub fn total_slots(&self) -> u64 {
+        self.total_slots.load(Ordering::Relaxed)
+    }
+
+    /// The page at `entry` is no longer needed; its slot is free again.
+    pub fn swap_free(&self, entry: SwapEntry) -> Result<(), SwapError> {
+        self.area
+            .lock()
+            .as_mut()
+            .ok_or(SwapError::NoSwap)?
+            .area
+            .release(entry)
+    }
+
+    /// As [`totals`](Self::totals), without waiting: `None` if the area is locked (for fault
+    /// reports).
+    pub fn try_totals(&self) -> Option<(u64, u64)> {
+        self.area.try_lock().map(|s| {
+            s.as_ref()
+                .map_or((0, 0), |s| (s.area.total_bytes(), s.area.free_bytes()))
+        })
+    }
+
+    /// `SwapTotal` and `SwapFree` in bytes (zero without swap).
+    pub fn totals(&self) -> (u64, u64) {
+        self.area
+            .lock()
+            .as_ref()
+            .map_or((0, 0), |s| (s.area.total_bytes(), s.area.free_bytes()))
+    }
+}
+
+/// The kernel's swap.
+pub static SWAP: SwapSpace = SwapSpace::new();
 
 /// A name for a new area: the counter's value, spread by splitmix64, is as unique as a boot
 /// needs; RFC 4122 version 4 and variant, as mkswap writes.
@@ -576,7 +666,7 @@ fn new_uuid() -> [u8; 16] {
 
 /// swapon over the disks the kernel found (in the order [`SwapPolicy::Format`] counts them):
 /// picks one as `policy` says, logs why any disk was passed over, and makes the chosen one the
-/// active area ([`SWAP`]). Disks not chosen are dropped (their drivers release them).
+/// active area of [`SWAP`]. Disks not chosen are dropped (their drivers release them).
 pub fn swapon(policy: SwapPolicy, mut disks: Vec<Box<dyn BlockDevice>>) {
     use log::{info, warn};
     let choice = choose(policy, &mut disks, new_uuid());
@@ -619,60 +709,11 @@ pub fn swapon(policy: SwapPolicy, mut disks: Vec<Box<dyn BlockDevice>>) {
             format!(", {} bad page(s) skipped", area.header.bad_pages.len())
         }
     );
-    TOTAL_SLOTS.store(area.slots.total_slots(), Ordering::Relaxed);
-    *SWAP.lock() = Some(ActiveSwap::new(disk, area));
-    ACTIVE.store(true, Ordering::Release);
-    // Reclaim can now send application pages to swap (the fault handler and its clock are the
-    // kernel's: a host build has no application space to reclaim).
+    SWAP.install(ActiveSwap::new(disk, area));
+    // Reclaim can now send application pages to swap (the application's address space is the
+    // kernel's: a host build has none to reclaim).
     #[cfg(target_os = "none")]
-    super::init::PAGES.set_reclaim_hook(super::fault::reclaim_hook);
-}
-
-/// The page at `entry` is no longer needed; its slot is free again.
-pub fn swap_free(entry: SwapEntry) -> Result<(), SwapError> {
-    SWAP.lock()
-        .as_mut()
-        .ok_or(SwapError::NoSwap)?
-        .area
-        .release(entry)
-}
-
-/// Whether a swap area is active (an atomic, not the lock: the reclaim hook asks from inside
-/// allocations that swap I/O itself makes).
-static ACTIVE: AtomicBool = AtomicBool::new(false);
-
-pub fn active() -> bool {
-    ACTIVE.load(Ordering::Acquire)
-}
-
-/// Free slots, or 0 while the area is in use (the reclaim hook runs inside allocations that swap
-/// I/O itself may make, and must not wait for the lock they hold).
-pub fn free_slots_now() -> u64 {
-    SWAP.try_lock()
-        .and_then(|s| s.as_ref().map(|s| s.area.slots.free_slots()))
-        .unwrap_or(0)
-}
-
-/// Slots in the active area (0 without swap), without the lock.
-pub fn total_slots() -> u64 {
-    TOTAL_SLOTS.load(Ordering::Relaxed)
-}
-
-static TOTAL_SLOTS: AtomicU64 = AtomicU64::new(0);
-
-/// As [`totals`], without waiting: `None` if the area is locked (for fault reports).
-pub fn try_totals() -> Option<(u64, u64)> {
-    SWAP.try_lock().map(|s| {
-        s.as_ref()
-            .map_or((0, 0), |s| (s.area.total_bytes(), s.area.free_bytes()))
-    })
-}
-
-/// `SwapTotal` and `SwapFree` in bytes (zero without swap).
-pub fn totals() -> (u64, u64) {
-    SWAP.lock()
-        .as_ref()
-        .map_or((0, 0), |s| (s.area.total_bytes(), s.area.free_bytes()))
+    super::init::PAGES.set_reclaim_hook(super::app_space::reclaim_hook);
 }
 
 #[cfg(test)]

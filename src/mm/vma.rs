@@ -1,7 +1,8 @@
-//! The application's address space (TTBR0): regions (VMAs) with permissions, created by an
-//! `mmap`-like call, removed by `munmap`, changed by `mprotect`, found in O(log n). Owns the
-//! region bookkeeping and the fault decision (what a fault at an address means); must not touch
-//! page tables or pages (the kernel's fault handler does, in `mm::fault`).
+//! The regions of an address space (VMAs, Linux's `vm_area_struct` in `mm_struct`'s tree) with
+//! their permissions, created by an `mmap`-like call, removed by `munmap`, changed by
+//! `mprotect`, found in O(log n). Owns the region bookkeeping and the fault decision (what a
+//! fault at an address means); must not touch page tables or pages (`AddrSpace`'s mechanisms
+//! do: `mm::mmap`, `mm::memory`, `mm::vmscan`).
 #![forbid(unsafe_code)]
 
 use alloc::collections::BTreeMap;
@@ -117,7 +118,7 @@ pub enum FaultDecision {
 }
 
 #[derive(Default)]
-pub struct AddressSpace {
+pub struct VmaTree {
     vmas: BTreeMap<u64, Vma>,
     /// Where `mmap` without a hint starts looking.
     pub mmap_base: u64,
@@ -158,9 +159,9 @@ fn check_mprotect(prot: Prot) -> Result<(), VmaError> {
     Ok(())
 }
 
-impl AddressSpace {
-    pub fn new() -> AddressSpace {
-        AddressSpace {
+impl VmaTree {
+    pub fn new() -> VmaTree {
+        VmaTree {
             vmas: BTreeMap::new(),
             mmap_base: 0x10_0000_0000,
             last: core::cell::Cell::new(None),
@@ -351,7 +352,7 @@ mod tests {
 
     #[test]
     fn mmap_finds_gaps_and_refuses_overlaps_and_page_zero() {
-        let mut a = AddressSpace::new();
+        let mut a = VmaTree::new();
         let x = a.mmap(None, 4 * P, Prot::RW, "x").unwrap();
         let y = a.mmap(None, 2 * P, Prot::READ, "y").unwrap();
         assert_eq!(y, x + 4 * P);
@@ -377,7 +378,7 @@ mod tests {
 
     #[test]
     fn locked_regions_refuse_munmap_and_mprotect_until_unlocked() {
-        let mut a = AddressSpace::new();
+        let mut a = VmaTree::new();
         let x = a.mmap(None, 4 * P, Prot::RW, "stack").unwrap();
         a.set_locked(x, 4 * P, true).unwrap();
         assert!(a.is_locked(x + P) && !a.is_locked(x + 4 * P));
@@ -391,7 +392,7 @@ mod tests {
 
     #[test]
     fn the_last_region_cache_never_outlives_a_change() {
-        let mut a = AddressSpace::new();
+        let mut a = VmaTree::new();
         let x = a.mmap(None, 4 * P, Prot::RW, "x").unwrap();
         assert!(matches!(
             a.decide(x, true, false),
@@ -420,7 +421,7 @@ mod tests {
 
     #[test]
     fn munmap_and_mprotect_split_regions() {
-        let mut a = AddressSpace::new();
+        let mut a = VmaTree::new();
         let x = a.mmap(None, 8 * P, Prot::RW, "x").unwrap();
         let removed = a.munmap(x + 2 * P, 2 * P).unwrap();
         assert_eq!(removed.len(), 1);

@@ -1,9 +1,13 @@
-//! The memory manager's reports in Linux's formats, from a snapshot of the page allocator:
-//! `/proc/meminfo`'s first lines, `/proc/buddyinfo`, a `/proc/zoneinfo`-like summary, the boot's
-//! zone ranges, and the free-against-watermarks line `show_free_areas` prints (the line forms
-//! format without allocating, for the out-of-memory report). Owns formatting only: it never
-//! takes the allocator's lock or changes a count.
+//! The memory manager's counters and reports in Linux's formats (`mm/vmstat.c`): the paging
+//! events `/proc/vmstat` lists (faults, swap I/O, reclaim's scans and steals, the swap cache's
+//! size), and, from a snapshot of the page allocator, `/proc/meminfo`'s first lines,
+//! `/proc/buddyinfo`, a `/proc/zoneinfo`-like summary, the boot's zone ranges, and the
+//! free-against-watermarks line `show_free_areas` prints (the line forms format without
+//! allocating, for the out-of-memory report). The mechanisms count; this module only holds the
+//! counters and formats: it never takes the allocator's lock.
 #![forbid(unsafe_code)]
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use alloc::format;
 use alloc::string::String;
@@ -11,6 +15,40 @@ use alloc::vec::Vec;
 
 use super::page_alloc::{Snapshot, ZoneSnapshot};
 use crate::addr::{PAGE_SHIFT, PAGE_SIZE};
+
+/// Faults on the application's pages handled (`pgfault`), and those that read from swap
+/// (`pgmajfault`).
+pub static PGFAULT: AtomicU64 = AtomicU64::new(0);
+pub static PGMAJFAULT: AtomicU64 = AtomicU64::new(0);
+/// Pages written to swap (`pswpout`) and read back (`pswpin`).
+pub static PSWPOUT: AtomicU64 = AtomicU64::new(0);
+pub static PSWPIN: AtomicU64 = AtomicU64::new(0);
+/// Pages reclaim looked at, and pages it freed (written to swap, or dropped clean).
+pub static PGSCAN: AtomicU64 = AtomicU64::new(0);
+pub static PGSTEAL: AtomicU64 = AtomicU64::new(0);
+/// Pages in memory whose copy on swap is still valid (`nr_swapcached`, Linux's `SwapCached`):
+/// read back and not written since. Reclaim drops such a page without writing it.
+pub static SWAPCACHE: AtomicU64 = AtomicU64::new(0);
+/// Access-flag faults taken (software access-flag management only; none where the hardware
+/// sets the flag).
+pub static AF_FAULTS: AtomicU64 = AtomicU64::new(0);
+/// Counter ticks spent in reclaim's swap-out and in faults' swap-in, device waits included
+/// (benchmarks subtract the driver's wait ticks; not in `/proc/vmstat`).
+pub static SWAPOUT_TICKS: AtomicU64 = AtomicU64::new(0);
+pub static SWAPIN_TICKS: AtomicU64 = AtomicU64::new(0);
+
+/// `/proc/vmstat`: the paging counters, as Linux names them.
+pub fn vmstat() -> [(&'static str, u64); 7] {
+    [
+        ("pgfault", PGFAULT.load(Relaxed)),
+        ("pgmajfault", PGMAJFAULT.load(Relaxed)),
+        ("pswpin", PSWPIN.load(Relaxed)),
+        ("pswpout", PSWPOUT.load(Relaxed)),
+        ("pgscan", PGSCAN.load(Relaxed)),
+        ("pgsteal", PGSTEAL.load(Relaxed)),
+        ("nr_swapcached", SWAPCACHE.load(Relaxed)),
+    ]
+}
 
 /// One zone's `/proc/buddyinfo` line (`Node 0, zone      DMA      0      1 ...`), formatted
 /// without allocating.

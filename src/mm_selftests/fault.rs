@@ -7,9 +7,11 @@ use crate::arch::aarch64::esr::{self, Access, FaultKind};
 use crate::arch::aarch64::exception::catch_exception;
 use crate::arch::aarch64::provoke;
 use crate::ktest::TestError;
-use crate::mm::fault::{self, PGFAULT};
+use crate::mm::app_space;
 use crate::mm::init::PAGES;
+use crate::mm::memory::RealFault;
 use crate::mm::vma::Prot;
+use crate::mm::vmstat::{AF_FAULTS, PGFAULT};
 use crate::mm_selftests::page_alloc::free_pages_settled as free_pages;
 use crate::{kassert, kassert_eq, ktest};
 
@@ -19,12 +21,12 @@ fn fail(what: impl core::fmt::Display) -> TestError {
 
 /// A region of `len` bytes mapped, every page touched, and unmapped again.
 fn touch_and_unmap(len: u64) -> Result<(), TestError> {
-    let base = fault::mmap(len, Prot::RW, "ktest-warm-up").map_err(fail)?;
+    let base = app_space::mmap(len, Prot::RW, "ktest-warm-up").map_err(fail)?;
     for a in (base..base + len).step_by(4096) {
         // SAFETY: inside the region just created.
         unsafe { (a as *mut u64).write_volatile(a) };
     }
-    fault::munmap(base, len).map_err(fail)
+    app_space::munmap(base, len).map_err(fail)
 }
 
 ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
@@ -33,7 +35,7 @@ ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
     // pages) is then grown already, and the count below sees this region's pages alone.
     touch_and_unmap(len)?;
     let before = free_pages();
-    let base = fault::mmap(len, Prot::RW, "ktest").map_err(fail)?;
+    let base = app_space::mmap(len, Prot::RW, "ktest").map_err(fail)?;
     kassert!((crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&base));
     let faults = PGFAULT.load(Ordering::Relaxed);
     // SAFETY: inside the region just created; the first read faults in a zero page.
@@ -50,7 +52,7 @@ ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
         let word = unsafe { ((base + i * 8) as *const u64).read_volatile() };
         kassert_eq!(word, i ^ base);
     }
-    fault::munmap(base, len).map_err(fail)?;
+    app_space::munmap(base, len).map_err(fail)?;
     kassert_eq!(free_pages(), before);
     // Gone: touching it now is a real fault.
     let caught = catch_exception(|| {
@@ -63,7 +65,7 @@ ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
 
 ktest!(out_of_region_and_protection_faults_are_real, {
     let len = 8 << 10;
-    let base = fault::mmap(len, Prot::RW, "ktest-ro").map_err(fail)?;
+    let base = app_space::mmap(len, Prot::RW, "ktest-ro").map_err(fail)?;
     // Outside every region (just past this one, which the next mmap would not fill).
     let outside = base + (1 << 30);
     let caught = catch_exception(|| {
@@ -76,12 +78,12 @@ ktest!(out_of_region_and_protection_faults_are_real, {
         Some(FaultKind::Translation { .. })
     ));
     kassert_eq!(
-        fault::handle_page_fault(outside, false, false),
-        Err(fault::RealFault::NoRegion)
+        app_space::handle_page_fault(outside, false, false),
+        Err(RealFault::NoRegion)
     );
     // SAFETY: inside the region: faults in a page.
     unsafe { (base as *mut u64).write_volatile(7) };
-    fault::mprotect(base, len, Prot::READ).map_err(fail)?;
+    app_space::mprotect(base, len, Prot::READ).map_err(fail)?;
     // SAFETY: reading is still allowed.
     kassert_eq!(unsafe { (base as *const u64).read_volatile() }, 7);
     let caught = catch_exception(|| {
@@ -98,59 +100,47 @@ ktest!(out_of_region_and_protection_faults_are_real, {
     kassert_eq!(a.access, Access::Write);
     // An untouched page of a read-only region: the fault handler refuses the write too.
     kassert!(matches!(
-        fault::handle_page_fault(base + 4096, true, false),
-        Err(fault::RealFault::Protection { .. })
+        app_space::handle_page_fault(base + 4096, true, false),
+        Err(RealFault::Protection { .. })
     ));
     // SAFETY: the value survived the failed write.
     kassert_eq!(unsafe { (base as *const u64).read_volatile() }, 7);
-    fault::munmap(base, len).map_err(fail)?;
+    app_space::munmap(base, len).map_err(fail)?;
     Ok(())
 });
 
 ktest!(access_flag_faults_set_the_flag_and_retry, {
     use crate::addr::VirtAddr;
-    use crate::mm::kspace::USER_PT;
     use crate::mm::pgtable::desc;
-    let base = fault::mmap(4096, Prot::RW, "ktest-af").map_err(fail)?;
+    let base = app_space::mmap(4096, Prot::RW, "ktest-af").map_err(fail)?;
     // SAFETY: inside the region just created.
     unsafe { (base as *mut u64).write_volatile(0x5eed) };
     // What reclaim's clock does: clear the access flag (the TLB entry goes with it).
-    let cleared = {
-        let mut pt = USER_PT.lock();
-        let pt = pt.as_mut().ok_or_else(|| fail("no application table"))?;
-        let d = pt
-            .pte(VirtAddr::new(base))
-            .ok_or_else(|| fail("no entry"))?;
-        pt.set_pte(VirtAddr::new(base), d & !desc::AF)
-            .map_err(fail)?;
-        pt.pte(VirtAddr::new(base)).unwrap_or(0)
-    };
+    let was_young = app_space::test_and_clear_young(VirtAddr::new(base));
+    kassert_eq!(was_young, Some(true));
+    let cleared = app_space::pte(VirtAddr::new(base)).unwrap_or(0);
     kassert!(desc::is_leaf(cleared, 3) && cleared & desc::AF == 0);
     // The next access sets the flag again: the hardware does it where it manages access flags
     // (no fault), otherwise an access-flag fault does and the access is retried.
-    let faults = fault::AF_FAULTS.load(Ordering::Relaxed);
+    let faults = AF_FAULTS.load(Ordering::Relaxed);
     // SAFETY: inside the region.
     let v = unsafe { (base as *const u64).read_volatile() };
     kassert_eq!(v, 0x5eed);
     let hardware = crate::arch::aarch64::mmu::hardware_manages_access_flag();
     kassert_eq!(
-        fault::AF_FAULTS.load(Ordering::Relaxed),
+        AF_FAULTS.load(Ordering::Relaxed),
         faults + (!hardware) as u64
     );
-    let after = USER_PT
-        .lock()
-        .as_ref()
-        .and_then(|pt| pt.pte(VirtAddr::new(base)))
-        .unwrap_or(0);
+    let after = app_space::pte(VirtAddr::new(base)).unwrap_or(0);
     kassert!(after & desc::AF != 0, "the access flag was not set again");
-    fault::munmap(base, 4096).map_err(fail)?;
+    app_space::munmap(base, 4096).map_err(fail)?;
     Ok(())
 });
 
 ktest!(demand_zero_pages_are_zero_in_every_byte, {
     // A dirty frame freed just before the fault is the one the per-CPU list hands out next, so
     // zeroing that skips any line shows here. The region comes first: creating it may allocate.
-    let base = fault::mmap(4096, Prot::RW, "ktest-zero").map_err(fail)?;
+    let base = app_space::mmap(4096, Prot::RW, "ktest-zero").map_err(fail)?;
     let dirty = PAGES
         .alloc_pages(crate::mm::gfp::Gfp::KERNEL, 0)
         .map_err(fail)?;
@@ -163,7 +153,7 @@ ktest!(demand_zero_pages_are_zero_in_every_byte, {
         // SAFETY: inside the region just created; the first read faults in a zeroed page.
         nonzero += (unsafe { ((base + i * 8) as *const u64).read_volatile() } != 0) as u32;
     }
-    fault::munmap(base, 4096).map_err(fail)?;
+    app_space::munmap(base, 4096).map_err(fail)?;
     kassert_eq!(nonzero, 0);
     Ok(())
 });

@@ -9,9 +9,10 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use crate::arch::aarch64::timer;
 use crate::ktest::TestError;
-use crate::mm::page_io::{self, PSWPIN, PSWPOUT};
+use crate::mm::page_io;
 use crate::mm::swap_entry::SwapEntry;
-use crate::mm::swapfile::{self, SwapError, SWAP};
+use crate::mm::swapfile::{SwapError, SWAP};
+use crate::mm::vmstat::{PSWPIN, PSWPOUT};
 use crate::{kassert, kassert_eq, ktest};
 
 const PAGE: usize = 4096;
@@ -58,7 +59,7 @@ ktest!(swap_pages_come_back_byte_for_byte, {
     let mut bufs = pages(n, seed);
     let (outs, ins) = (PSWPOUT.load(Relaxed), PSWPIN.load(Relaxed));
     let refs: Vec<&[u8]> = bufs.iter().map(|p| &p.0[..]).collect();
-    let entries = page_io::swap_out(&refs).map_err(fail)?;
+    let entries = SWAP.swap_out(&refs).map_err(fail)?;
     kassert_eq!(entries.len(), n);
     kassert_eq!(free_slots()?, free - n as u64);
     kassert_eq!(PSWPOUT.load(Relaxed), outs + n as u64);
@@ -68,16 +69,16 @@ ktest!(swap_pages_come_back_byte_for_byte, {
     // Back in reverse order, each checked against what was written.
     let mut expect = Box::new(Page([0; PAGE]));
     for (i, &e) in entries.iter().enumerate().rev() {
-        page_io::swap_in(e, &mut bufs[i].0).map_err(fail)?;
+        SWAP.swap_in(e, &mut bufs[i].0).map_err(fail)?;
         fill(&mut expect.0, seed, i as u64);
         kassert!(bufs[i].0 == expect.0, "page {i} ({e}) came back different");
     }
     kassert_eq!(PSWPIN.load(Relaxed), ins + n as u64);
     for &e in entries.iter() {
-        swapfile::swap_free(e).map_err(fail)?;
+        SWAP.swap_free(e).map_err(fail)?;
     }
     kassert_eq!(free_slots()?, free);
-    let again = swapfile::swap_free(entries[0]);
+    let again = SWAP.swap_free(entries[0]);
     kassert!(
         matches!(again, Err(SwapError::NotInUse(_))),
         "double free: {again:?}"
@@ -89,7 +90,7 @@ ktest!(swap_page_changed_on_disk_is_refused, {
     free_slots()?;
     let seed = timer::ticks() | 1;
     let mut bufs = pages(1, seed);
-    let entry = page_io::swap_out(&[&bufs[0].0[..]]).map_err(fail)?[0];
+    let entry = SWAP.swap_out(&[&bufs[0].0[..]]).map_err(fail)?[0];
     // Flip one bit of the page on the disk itself.
     {
         let mut guard = SWAP.lock();
@@ -103,11 +104,11 @@ ktest!(swap_page_changed_on_disk_is_refused, {
         swap.disk.write_pages(sector, &[&raw.0[..]]).map_err(fail)?;
     }
     let ins = PSWPIN.load(Relaxed);
-    let r = page_io::swap_in(entry, &mut bufs[0].0);
+    let r = SWAP.swap_in(entry, &mut bufs[0].0);
     kassert!(matches!(r, Err(SwapError::Checksum { .. })), "got {r:?}");
     // A refused page is not counted as read.
     kassert_eq!(PSWPIN.load(Relaxed), ins);
-    swapfile::swap_free(entry).map_err(fail)?;
+    SWAP.swap_free(entry).map_err(fail)?;
     Ok(())
 });
 
@@ -115,7 +116,7 @@ ktest!(swap_full_and_stale_entries_are_errors, {
     let free = free_slots()?;
     let page = Box::new(Page([0x5a; PAGE]));
     let too_many: Vec<&[u8]> = (0..=free).map(|_| &page.0[..]).collect();
-    let r = page_io::swap_out(&too_many);
+    let r = SWAP.swap_out(&too_many);
     kassert!(
         matches!(r, Err(SwapError::Full { .. })),
         "got {:?}",
@@ -125,7 +126,7 @@ ktest!(swap_full_and_stale_entries_are_errors, {
     kassert_eq!(free_slots()?, free);
     // One call writes at most SWAP_BATCH_MAX pages.
     if free > page_io::SWAP_BATCH_MAX as u64 {
-        let r = page_io::swap_out(&too_many[..page_io::SWAP_BATCH_MAX + 1]);
+        let r = SWAP.swap_out(&too_many[..page_io::SWAP_BATCH_MAX + 1]);
         kassert!(matches!(r, Err(SwapError::TooMany { .. })));
         kassert_eq!(free_slots()?, free);
     }
@@ -141,7 +142,7 @@ ktest!(swap_full_and_stale_entries_are_errors, {
     if !used {
         let stale = SwapEntry::new(0, last).ok_or_else(|| fail("no entry for the last slot"))?;
         let mut buf = Box::new(Page([0; PAGE]));
-        let r = page_io::swap_in(stale, &mut buf.0);
+        let r = SWAP.swap_in(stale, &mut buf.0);
         kassert!(matches!(r, Err(SwapError::NotInUse(_))), "got {r:?}");
     }
     Ok(())
@@ -157,12 +158,12 @@ ktest!(swap_write_errors_keep_pages_and_retire_slots, {
     // 256 slots' worth: a disk that fails writes somewhere in them (the boot tests attach one
     // through QEMU's blkdebug) must fail a batch, which is then written elsewhere.
     for _ in 0..8 {
-        match page_io::swap_out(&batch) {
+        match SWAP.swap_out(&batch) {
             Ok(entries) => held.extend(entries.iter().copied()),
             Err(e @ SwapError::Write { pages, .. }) => {
                 log::warn!("swap self-test: {e}");
                 retired += pages as u64;
-                let entries = page_io::swap_out(&batch).map_err(fail)?;
+                let entries = SWAP.swap_out(&batch).map_err(fail)?;
                 held.extend(entries.iter().copied());
             }
             Err(e) => return Err(fail(e)),
@@ -171,9 +172,9 @@ ktest!(swap_write_errors_keep_pages_and_retire_slots, {
     kassert_eq!(held.len(), 256);
     let mut back = Box::new(Page([0; PAGE]));
     for &e in &held {
-        page_io::swap_in(e, &mut back.0).map_err(fail)?;
+        SWAP.swap_in(e, &mut back.0).map_err(fail)?;
         kassert!(back.0 == page.0, "{e} came back different");
-        swapfile::swap_free(e).map_err(fail)?;
+        SWAP.swap_free(e).map_err(fail)?;
     }
     // Slots whose write failed are never handed out again.
     kassert_eq!(free_slots()?, free - retired);
@@ -197,16 +198,17 @@ fn word(addr: u64, write: Option<u64>) -> u64 {
 }
 
 ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
-    use crate::mm::fault::{self, SWAPCACHE};
+    use crate::mm::app_space;
     use crate::mm::vma::Prot;
+    use crate::mm::vmstat::SWAPCACHE;
     free_slots()?;
     let n = 8u64;
     let len = n * PAGE as u64;
-    let base = fault::mmap(len, Prot::RW, "ktest-swapcache").map_err(fail)?;
+    let base = app_space::mmap(len, Prot::RW, "ktest-swapcache").map_err(fail)?;
     // What this region holds: (pages on swap, pages tied to their copy). The test counts its own
     // region's slots, never the area's free count across faults: a fault's allocation may run
     // reclaim, which sends other regions' pages (the application heap's, say) to swap.
-    let held = || fault::swap_slots_held(base, len);
+    let held = || app_space::swap_slots_held(base, len);
     let value = |i: u64| 0x5ca1_ab1e_0000_0000 ^ base ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for i in 0..n * 512 {
         word(base + i * 8, Some(value(i)));
@@ -214,7 +216,7 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
     // Dirty pages go to swap: eight writes. madvise_pageout holds the page table throughout,
     // so no reclaim runs inside it and the area's counts move by exactly its own pages.
     let (out0, free0) = (PSWPOUT.load(Relaxed), free_slots()?);
-    kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
+    kassert_eq!(app_space::madvise_pageout(base, len).map_err(fail)?, n);
     kassert_eq!(PSWPOUT.load(Relaxed), out0 + n);
     kassert_eq!(free_slots()?, free0 - n);
     kassert_eq!(held(), (n, 0));
@@ -231,7 +233,7 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
         free_slots()?,
         SWAPCACHE.load(Relaxed),
     );
-    kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
+    kassert_eq!(app_space::madvise_pageout(base, len).map_err(fail)?, n);
     kassert!(
         PSWPOUT.load(Relaxed) == out1,
         "clean pages were written again"
@@ -257,7 +259,7 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
     };
     kassert_eq!(held(), (0, n / 2));
     let out2 = PSWPOUT.load(Relaxed);
-    kassert_eq!(fault::madvise_pageout(base, len).map_err(fail)?, n);
+    kassert_eq!(app_space::madvise_pageout(base, len).map_err(fail)?, n);
     kassert_eq!(PSWPOUT.load(Relaxed), out2 + n / 2);
     kassert_eq!(held(), (n, 0));
     for i in 0..n * 512 {
@@ -270,7 +272,7 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
         word(base + p * PAGE as u64 + 8, Some(value(p * 512 + 1)));
     }
     for _ in 0..4 {
-        fault::reclaim_hook(crate::mm::zone::ZoneId::Normal, 0);
+        app_space::reclaim_hook(crate::mm::zone::ZoneId::Normal, 0);
     }
     for i in 0..n * 512 {
         kassert_eq!(word(base + i * 8, None), after_writes(i));
@@ -280,13 +282,13 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
     let sp_page = sp & !(PAGE as u64 - 1);
     if crate::mm::layout::USER_END > sp {
         kassert_eq!(
-            fault::madvise_pageout(sp_page - PAGE as u64, 2 * PAGE as u64),
+            app_space::madvise_pageout(sp_page - PAGE as u64, 2 * PAGE as u64),
             Ok(0)
         );
     }
     // munmap gives back exactly the slots of the region's pages, on swap and tied alike (munmap
     // allocates nothing, so no reclaim moves the counts under it).
-    fault::madvise_pageout(base, len / 2).map_err(fail)?;
+    app_space::madvise_pageout(base, len / 2).map_err(fail)?;
     let (on_swap, tied) = held();
     kassert!(
         on_swap >= n / 2,
@@ -294,13 +296,13 @@ ktest!(swap_cache_keeps_clean_pages_tied_to_their_slots, {
         n / 2
     );
     let (free3, cached3) = (free_slots()?, SWAPCACHE.load(Relaxed));
-    fault::munmap(base, len).map_err(fail)?;
+    app_space::munmap(base, len).map_err(fail)?;
     kassert_eq!(free_slots()?, free3 + on_swap + tied);
     kassert_eq!(SWAPCACHE.load(Relaxed), cached3 - tied);
     kassert_eq!(held(), (0, 0));
     // Outside every region: an error, not a crash.
     kassert!(matches!(
-        fault::madvise_pageout(base, len),
+        app_space::madvise_pageout(base, len),
         Err(SwapError::NotMapped { .. })
     ));
     Ok(())

@@ -81,7 +81,7 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
         if let Some(write) = esr::data_translation_fault(frame.esr) {
             let far = frame.far;
             if (crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&far) {
-                match crate::mm::fault::handle_page_fault(far, write, false) {
+                match crate::mm::app_space::handle_page_fault(far, write, false) {
                     Ok(()) => return,
                     Err(e) => return handle_exception_full(frame, kind, Some(e)),
                 }
@@ -97,7 +97,7 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
 fn handle_exception_full(
     frame: &mut ExceptionFrame,
     kind: u64,
-    decided: Option<crate::mm::fault::RealFault>,
+    decided: Option<crate::mm::memory::RealFault>,
 ) {
     if kind < 4 {
         // Taken while running on SP_EL0 (a kernel stack from `run_on_stack`): that is the
@@ -113,18 +113,18 @@ fn handle_exception_full(
         if let Some(abort) = esr::abort(frame.esr).filter(|a| a.far_valid) {
             let write = abort.access == esr::Access::Write;
             let exec = abort.access == esr::Access::Execute;
-            use crate::mm::fault;
+            use crate::mm::app_space;
             let handled = match abort.kind {
                 esr::FaultKind::Translation { .. } => {
-                    Some(fault::handle_page_fault(frame.far, write, exec))
+                    Some(app_space::handle_page_fault(frame.far, write, exec))
                 }
                 // Software access-flag management: reclaim cleared it to see if the page is used.
                 esr::FaultKind::AccessFlag { level: 3 } => {
-                    Some(fault::handle_access_flag(frame.far))
+                    Some(app_space::handle_access_flag(frame.far))
                 }
                 // A write to a page tied to its swap copy is retried once untied.
                 esr::FaultKind::Permission { .. } => {
-                    Some(fault::handle_permission_fault(frame.far, write, exec))
+                    Some(app_space::handle_permission_fault(frame.far, write, exec))
                 }
                 _ => None,
             };
@@ -153,7 +153,7 @@ fn handle_exception_full(
         return;
     }
     // The application ran out of memory: a report about memory, not a crash dump.
-    let out_of_memory = real_fault == Some(crate::mm::fault::RealFault::OutOfMemory);
+    let out_of_memory = real_fault == Some(crate::mm::memory::RealFault::OutOfMemory);
     if out_of_memory {
         let access = esr::abort(frame.esr).map_or("access", |a| a.access.as_str());
         crate::mm::oom::report_application(frame.far, access, &|args| emergency_print(args));
@@ -205,19 +205,22 @@ fn report_abort(frame: &ExceptionFrame, abort: esr::Abort) {
         ));
     }
     // The tables may be locked by the code that faulted: then there is no walk to show.
-    let tables = if frame.far >= crate::mm::layout::PAGE_OFFSET {
-        crate::mm::kspace::KERNEL_PT.try_lock()
-    } else {
-        crate::mm::kspace::USER_PT.try_lock()
+    let va = crate::addr::VirtAddr::new(frame.far);
+    let walk_in = |pt: &spin::Mutex<Option<crate::mm::kspace::KernelPageTable>>| {
+        pt.try_lock().and_then(|g| g.as_ref().map(|pt| pt.walk(va)))
     };
-    if let Some(guard) = tables {
-        if let Some(pt) = guard.as_ref() {
-            emergency_print(format_args!("  walk:"));
-            for (level, d) in pt.walk(crate::addr::VirtAddr::new(frame.far)).iter() {
-                emergency_print(format_args!(" L{level} {d:#018x}"));
-            }
-            emergency_print(format_args!("\n"));
+    let walk = if frame.far >= crate::mm::layout::PAGE_OFFSET {
+        walk_in(&crate::mm::kspace::KERNEL_PT)
+    } else {
+        // The application's space, or the boot's identity map before it exists.
+        crate::mm::app_space::try_walk(va).or_else(|| walk_in(&crate::mm::kspace::IDENTITY_PT))
+    };
+    if let Some(walk) = walk {
+        emergency_print(format_args!("  walk:"));
+        for (level, d) in walk.iter() {
+            emergency_print(format_args!(" L{level} {d:#018x}"));
         }
+        emergency_print(format_args!("\n"));
     }
 }
 
@@ -225,7 +228,7 @@ static REPORTING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBoo
 
 /// Prints everything a person needs to find the cause: where, why, and the registers. A fault
 /// inside the report itself (a corrupt table, say) stops at once instead of recursing.
-fn report(frame: &ExceptionFrame, kind: u64, real_fault: Option<crate::mm::fault::RealFault>) {
+fn report(frame: &ExceptionFrame, kind: u64, real_fault: Option<crate::mm::memory::RealFault>) {
     if REPORTING.swap(true, Ordering::SeqCst) {
         emergency_print(format_args!(
             "\n*** Exception while reporting an exception (ESR {:#x}, FAR {:#x}, ELR {:#x}); stopping.\n",
@@ -245,7 +248,7 @@ fn report(frame: &ExceptionFrame, kind: u64, real_fault: Option<crate::mm::fault
             report_abort(frame, abort);
         }
         if let Some(f) = real_fault {
-            crate::mm::fault::describe(f, &|args| emergency_print(args));
+            crate::mm::memory::describe(f, &|args| emergency_print(args));
         }
     }
     emergency_print(format_args!(

@@ -20,7 +20,7 @@ use spin::Mutex;
 
 use crate::addr::{PhysAddr, PhysRange, VirtAddr, PAGE_SIZE};
 use crate::machine::Machine;
-use crate::mm::kspace::{self, KernelTables, KernelTlb, PageTableOps, KERNEL_PT, USER_PT};
+use crate::mm::kspace::{self, KernelTables, KernelTlb, PageTableOps, IDENTITY_PT, KERNEL_PT};
 use crate::mm::layout::{
     self, KernelImage, IOREMAP_EARLY_END, IOREMAP_START, KIMAGE_ALIGN, KIMAGE_BASE, PAGE_OFFSET,
 };
@@ -344,7 +344,7 @@ fn program_and_enable(kernel_root: u64, identity_root: u64, invalidate: (u64, u6
             + MAIR_EL1::Attr3_Normal_Inner::WriteBack_NonTransient_ReadWriteAlloc,
     );
     // Hardware access-flag management where there is one; dirty state stays with the software
-    // (a page tied to its swap copy is mapped read-only instead, see mm::fault).
+    // (a page tied to its swap copy is mapped read-only instead, see mm::memory).
     let ha = if hardware_manages_access_flag() {
         TCR_EL1::HA::Enable
     } else {
@@ -432,7 +432,7 @@ pub fn adopt_boot_tables(image: &KernelImage) {
     // backends these tables were built with.
     let adopt = |t: BootPageTable| unsafe { t.rebind(|_boot_pool| KernelTables, KernelTlb) };
     *KERNEL_PT.lock() = boot.kernel.take().map(adopt);
-    *USER_PT.lock() = boot.identity.take().map(adopt);
+    *IDENTITY_PT.lock() = boot.identity.take().map(adopt);
 }
 
 /// The device tree's window in the linear map, set up by the boot tables.
@@ -477,7 +477,7 @@ pub fn early_ioremap(pa: PhysAddr, size: u64, attrs: Attrs) -> Result<VirtAddr, 
 /// stops before it does.
 pub fn identity_map_device(pa: PhysAddr, size: u64) -> Result<VirtAddr, MapError> {
     let (start, len) = page_span(pa, size)?;
-    USER_PT.lock().as_mut().ok_or(MapError::NoMemory)?.map(
+    IDENTITY_PT.lock().as_mut().ok_or(MapError::NoMemory)?.map(
         VirtAddr::new(start.as_u64()),
         start,
         len,
@@ -570,18 +570,16 @@ pub fn map_linear(machine: &Machine) -> Result<(), MapError> {
 
 /// Drops the identity map: TTBR0 becomes the application's space, empty so far.
 pub fn retire_identity_map() -> Result<(), MapError> {
-    let user = PageTable::new(Half::Lower, KernelTables, KernelTlb)?;
-    TTBR0_EL1.set(user.root().as_u64());
+    let root = crate::mm::app_space::create()?;
+    TTBR0_EL1.set(root.as_u64());
     barrier::isb(barrier::SY);
     ArchTlb.flush_all();
-    let mut guard = USER_PT.lock();
-    if let Some(mut identity) = guard.take() {
+    if let Some(mut identity) = IDENTITY_PT.lock().take() {
         // Give the identity tables back to the pool (all but its root page).
         let _ = identity.unmap(VirtAddr::new(0), 1 << 48);
         let root = identity.root();
         identity.allocator().free_table(root);
     }
-    *guard = Some(user);
     Ok(())
 }
 

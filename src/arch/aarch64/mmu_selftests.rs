@@ -215,16 +215,15 @@ ktest!(hardware_and_software_walks_agree, {
         layout::KIMAGE_BASE - 8,
     ]);
     let kernel_pt = crate::mm::kspace::KERNEL_PT.lock();
-    let user_pt = crate::mm::kspace::USER_PT.lock();
     for va in probes {
-        let pt = if va >= layout::PAGE_OFFSET {
-            kernel_pt.as_ref()
+        let sw = if va >= layout::PAGE_OFFSET {
+            kernel_pt
+                .as_ref()
+                .and_then(|pt| pt.translate(VirtAddr::new(va)))
         } else {
-            user_pt.as_ref()
-        };
-        let sw = pt
-            .and_then(|pt| pt.translate(VirtAddr::new(va)))
-            .map(|t| t.pa);
+            crate::mm::app_space::translate(VirtAddr::new(va))
+        }
+        .map(|t| t.pa);
         let hw = mmu::translate_hw(VirtAddr::new(va));
         kassert!(sw == hw, "{va:#x}: software walk {sw:?}, AT S1E1R {hw:?}");
     }

@@ -252,7 +252,7 @@ fn vectors_survive_a_fault_at(region: u64) -> Result<(), crate::ktest::TestError
 }
 
 fn simd_region() -> Result<u64, crate::ktest::TestError> {
-    crate::mm::fault::mmap(4096, crate::mm::vma::Prot::RW, "ktest-simd")
+    crate::mm::app_space::mmap(4096, crate::mm::vma::Prot::RW, "ktest-simd")
         .map_err(|e| crate::ktest::TestError::Fail(alloc::format!("{e}")))
 }
 
@@ -260,7 +260,7 @@ ktest!(faults_preserve_the_interrupted_codes_vector_registers, {
     // A demand-zero fault (the allocator, page zeroing, the table walk) inside the block.
     let region = simd_region()?;
     let result = vectors_survive_a_fault_at(region);
-    let _ = crate::mm::fault::munmap(region, 4096);
+    let _ = crate::mm::app_space::munmap(region, 4096);
     result
 });
 
@@ -269,16 +269,16 @@ ktest!(
     {
         // A swap-in fault (disk I/O, checksums, reclaim) inside the block: that path's code does
         // use SIMD registers.
-        if !crate::mm::swapfile::active() {
+        if !crate::mm::swapfile::SWAP.active() {
             return Err(crate::ktest::TestError::Skip("no active swap area".into()));
         }
         let region = simd_region()?;
         // SAFETY: inside the region just mapped.
         unsafe { (region as *mut u64).write_volatile(7) };
-        let result = crate::mm::fault::madvise_pageout(region, 4096)
+        let result = crate::mm::app_space::madvise_pageout(region, 4096)
             .map_err(|e| crate::ktest::TestError::Fail(alloc::format!("{e}")))
             .and_then(|_| vectors_survive_a_fault_at(region));
-        let _ = crate::mm::fault::munmap(region, 4096);
+        let _ = crate::mm::app_space::munmap(region, 4096);
         result
     }
 );
