@@ -555,58 +555,61 @@ impl VirtioBlk {
         }
 
         // Each device request takes the next pieces of the buffers, a piece ending at a page
-        // boundary or at its buffer's end (so it is physically contiguous): their lengths are
-        // planned first, then the pieces are split off the buffers, each keeping the borrow.
+        // boundary or at its buffer's end (so it is physically contiguous), split off its
+        // buffer so that it keeps the borrow.
         let page = PAGE_SIZE as usize;
-        let mut plan: Vec<usize> = scratch(self.max_segments)?;
         let mut segs: Vec<D::Buf<'b>> = scratch(self.max_segments)?;
+        // Pieces a request gave back (cut to whole sectors), latest first: the next request
+        // starts with them.
+        let mut carry: Vec<D::Buf<'b>> = Vec::new();
         let mut sector = sector;
         // `bufs[..k]` are used up; `bufs[k]` is what is left of the next one.
         let mut k = 0;
-        while k < bufs.len() {
-            if bufs[k].is_empty() {
-                k += 1;
-                continue;
-            }
-            plan.clear();
+        while k < bufs.len() || !carry.is_empty() {
+            segs.clear();
             let mut bytes = 0;
-            let (mut j, mut off) = (k, 0);
-            while plan.len() < self.max_segments && j < bufs.len() {
-                let b = &bufs[j];
-                if off == b.len() {
-                    (j, off) = (j + 1, 0);
-                    continue;
-                }
-                let n = (page - (b.addr() + off) % page).min(b.len() - off);
-                plan.push(n);
-                bytes += n;
-                off += n;
+            while segs.len() < self.max_segments {
+                let piece = if let Some(p) = carry.pop() {
+                    p
+                } else if let Some(b) = bufs.get_mut(k) {
+                    if b.is_empty() {
+                        k += 1;
+                        continue;
+                    }
+                    let n = (page - b.addr() % page).min(b.len());
+                    let (piece, rest) = core::mem::take(b).split_at(n);
+                    *b = rest;
+                    piece
+                } else {
+                    break;
+                };
+                bytes += piece.len();
+                segs.push(piece);
             }
-            // Stopped by the segment limit inside a sector: leave the tail to the next request.
-            // (When every piece was taken the total is whole sectors already.)
+            // Stopped by the segment limit inside a sector: give the tail back to the next
+            // request. (When every piece was taken the total is whole sectors already.)
             let mut trim = bytes % SECTOR_SIZE;
             bytes -= trim;
             while trim > 0 {
-                let Some(last) = plan.last_mut() else { break };
-                if *last > trim {
-                    *last -= trim;
+                let Some(last) = segs.pop() else { break };
+                carry.try_reserve(1).map_err(|_| BlkError::NoMemory)?;
+                let len = last.len();
+                if len > trim {
+                    let (keep, back) = last.split_at(len - trim);
+                    segs.push(keep);
+                    carry.push(back);
                     trim = 0;
                 } else {
-                    trim -= *last;
-                    plan.pop();
+                    trim -= len;
+                    carry.push(last);
                 }
             }
-            if bytes == 0 || plan.is_empty() {
+            if bytes == 0 || segs.is_empty() {
+                if k >= bufs.len() && carry.is_empty() {
+                    // Only empty buffers were left.
+                    break;
+                }
                 return Err(BlkError::TooFragmented);
-            }
-            segs.clear();
-            for &n in &plan {
-                while bufs[k].is_empty() {
-                    k += 1;
-                }
-                let (piece, rest) = core::mem::take(&mut bufs[k]).split_at(n);
-                bufs[k] = rest;
-                segs.push(piece);
             }
             self.transfer_chunk::<D>(kind, sector, &mut segs, bytes)?;
             sector += (bytes / SECTOR_SIZE) as u64;

@@ -10,21 +10,34 @@
 //! the device, and resets it before dropping a queue with requests in flight. The ring memory
 //! is reached only through `DmaCoherent`'s checked volatile accessors.
 
-#![forbid(unsafe_code)]
-
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::arch::aarch64::timer;
-use crate::mm::dma::{dma_alloc_coherent, DmaAddr, DmaCoherent, DmaDevice, DmaError};
+use crate::mm::dma::{dma_alloc_coherent, DmaAddr, DmaCoherent, DmaDevice, DmaError, DmaPod};
 
 /// The largest queue this driver builds (the device may allow more).
 pub const MAX_QUEUE_SIZE: u16 = 128;
 /// Alignment of the used ring (legacy `QueueAlign`, also the table's alignment).
 pub const RING_ALIGN: usize = 4096;
 
-const DESC_SIZE: usize = 16;
+/// A descriptor as the device reads it (`struct virtq_desc`, fields little-endian): written whole,
+/// one checked access instead of four.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Desc {
+    addr: u64,
+    len: u32,
+    flags: u16,
+    next: u16,
+}
+
+// SAFETY: `#[repr(C)]` of a u64, a u32 and two u16 at offsets 0, 8, 12 and 14: no padding, and
+// every bit pattern is a value.
+unsafe impl DmaPod for Desc {}
+
+const DESC_SIZE: usize = core::mem::size_of::<Desc>();
 /// `VIRTQ_DESC_F_NEXT`: the chain continues in `next`.
 const DESC_F_NEXT: u16 = 1;
 /// `VIRTQ_DESC_F_WRITE`: the device writes this buffer.
@@ -215,11 +228,15 @@ impl VirtQueue {
 
     fn write_desc(&self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
         // The device does not read a descriptor we have not published.
-        let off = self.layout.desc + DESC_SIZE * i as usize;
-        self.mem.write(off, addr.to_le());
-        self.mem.write(off + 8, len.to_le());
-        self.mem.write(off + 12, flags.to_le());
-        self.mem.write(off + 14, next.to_le());
+        self.mem.write(
+            self.layout.desc + DESC_SIZE * i as usize,
+            Desc {
+                addr: addr.to_le(),
+                len: len.to_le(),
+                flags: flags.to_le(),
+                next: next.to_le(),
+            },
+        );
     }
 
     /// Puts a chain of buffers (device-readable ones first, as virtio requires of a request)
