@@ -28,9 +28,9 @@ unsafe impl PhysMem for LinearMap {
 
     #[cfg(target_os = "none")]
     fn zero_page(&self, pfn: u64) {
-        // SAFETY: the linear map maps the frame Normal cacheable and writable; the allocator
-        // calls this only on frames it is handing out.
-        unsafe { super::cpu::zero_page(self.page_ptr(pfn) as u64) }
+        // SAFETY: the linear map maps the frame, page-aligned, Normal cacheable and writable; the
+        // allocator calls this only on frames it is handing out, so nothing else uses it.
+        super::cpu::zero_page(unsafe { &mut *self.page_ptr(pfn).cast::<super::cpu::PageBytes>() })
     }
 }
 

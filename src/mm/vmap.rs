@@ -142,8 +142,12 @@ fn alloc_area(size: usize, gfp: Gfp, kind: VmKind) -> Result<NonNull<u8>, VmErro
         }
         return Err(e);
     }
-    // SAFETY: the area starts in the vmalloc range, never at 0.
-    Ok(unsafe { NonNull::new_unchecked(va as *mut u8) })
+    Ok(area_ptr(va))
+}
+
+/// An area's start as a pointer: never null, the vmalloc area lies far above 0.
+fn area_ptr(va: u64) -> NonNull<u8> {
+    NonNull::new(va as *mut u8).expect("a vmalloc area at address 0")
 }
 
 /// `vmalloc(size)`: virtually contiguous memory from order-0 pages, with a guard page after it.
@@ -200,8 +204,7 @@ pub fn vmap(pages: &[PhysAddr], attrs: Attrs) -> Result<NonNull<u8>, VmError> {
         with_areas(|a| a.free(va));
         return Err(e);
     }
-    // SAFETY: never 0.
-    Ok(unsafe { NonNull::new_unchecked(va as *mut u8) })
+    Ok(area_ptr(va))
 }
 
 /// `vunmap`.
@@ -279,12 +282,10 @@ pub fn is_stack_guard(va: u64) -> bool {
 /// A kernel stack from vmalloc: an overflow hits the unmapped page below it and is reported as a
 /// stack overflow instead of corrupting memory. Freed on drop.
 pub struct KernelStack {
-    base: NonNull<u8>,
+    /// The area's start (an address, not a pointer: the stack is only handed to the CPU).
+    base: u64,
     size: usize,
 }
-
-// SAFETY: a stack is plain memory owned by this value.
-unsafe impl Send for KernelStack {}
 
 impl KernelStack {
     pub const DEFAULT_SIZE: usize = 16 << 10;
@@ -295,13 +296,13 @@ impl KernelStack {
         }
         let base = alloc_area(size, Gfp::KERNEL, VmKind::Stack)?;
         Ok(KernelStack {
-            base,
+            base: base.as_ptr() as u64,
             size: size.next_multiple_of(PAGE_SIZE as usize),
         })
     }
 
     pub fn bottom(&self) -> u64 {
-        self.base.as_ptr() as u64
+        self.base
     }
 
     /// The initial stack pointer (stacks grow down).
@@ -313,6 +314,6 @@ impl KernelStack {
 impl Drop for KernelStack {
     fn drop(&mut self) {
         // SAFETY: the stack is no longer in use once its owner drops it.
-        unsafe { vfree(self.base.as_ptr()) }
+        unsafe { vfree(self.base as *const u8) }
     }
 }
