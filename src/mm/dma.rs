@@ -324,14 +324,14 @@ mod kernel {
     /// `fill`): the device may change any byte at any time, so no Rust reference to the memory
     /// is ever handed out.
     pub struct DmaCoherent {
-        /// The CPU's address of the buffer (the linear map, or a vmap for a non-coherent device).
+        /// The CPU's address of the buffer: the linear map, or `remap`'s.
         cpu: VirtAddr,
         dma: DmaAddr,
         pa: PhysAddr,
         size: usize,
         order: u8,
-        /// Mapped non-cacheable through vmap (a non-coherent device).
-        remapped: bool,
+        /// The Normal non-cacheable mapping a non-coherent device's buffer is used through.
+        remap: Option<vmap::Vmapping>,
         /// Not `Sync`: the accessors take `&self`, like a `Cell`'s, so two CPUs must not share
         /// one buffer without a lock. (`Send` it is: plain memory owned by this value.)
         _not_sync: PhantomData<Cell<()>>,
@@ -397,16 +397,14 @@ mod kernel {
         }
         /// Whether the CPU sees it non-cacheable (for a device that does not snoop caches).
         pub fn is_uncached(&self) -> bool {
-            self.remapped
+            self.remap.is_some()
         }
     }
 
     impl Drop for DmaCoherent {
         fn drop(&mut self) {
-            if self.remapped {
-                // SAFETY: the vmap mapping is ours and unused from here on.
-                let _ = unsafe { vmap::vunmap(self.cpu.as_u64() as *const u8) };
-            }
+            // The non-cacheable mapping goes before the pages it maps.
+            drop(self.remap.take());
             let _ = PAGES.free_pages(self.pa, self.order);
         }
     }
@@ -436,7 +434,7 @@ mod kernel {
                 pa,
                 size,
                 order,
-                remapped: false,
+                remap: None,
                 _not_sync: PhantomData,
             });
         }
@@ -447,14 +445,14 @@ mod kernel {
             .map(|i| PhysAddr::new(pa.as_u64() + i * PAGE_SIZE))
             .collect();
         let attrs = Attrs::KERNEL_RW.with_mem(MemType::NormalNc);
-        match vmap::vmap(&pages, attrs) {
-            Ok(cpu) => Ok(DmaCoherent {
-                cpu: VirtAddr::new(cpu.as_ptr() as u64),
+        match vmap::Vmapping::new(&pages, attrs) {
+            Ok(remap) => Ok(DmaCoherent {
+                cpu: remap.addr(),
                 dma,
                 pa,
                 size,
                 order,
-                remapped: true,
+                remap: Some(remap),
                 _not_sync: PhantomData,
             }),
             Err(_) => {
@@ -650,12 +648,17 @@ mod kernel {
     }
 
     impl DmaMapping<'_, FromDevice> {
-        /// Writes the device side as the device would (test hook): what the CPU sees after
-        /// `sync_for_cpu` or the unmap.
+        /// Writes the device side as the device would (test hook), into memory past the CPU's
+        /// caches: what the CPU sees after `sync_for_cpu` or the unmap.
         #[doc(hidden)]
         pub fn device_fill_for_test(&mut self, byte: u8) {
+            let side = self.device_side();
             // SAFETY: as `device_view_for_test`; the buffer is borrowed exclusively.
-            unsafe { self.device_side().write_bytes(byte, self.len) }
+            unsafe { side.write_bytes(byte, self.len) };
+            if !self.coherent {
+                // A device writes memory, not the CPU's caches: the bytes go there.
+                cache_op(CacheOp::Clean, side as u64, self.len as u64);
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-//! The kernel's `vmalloc`, `vzalloc`, `vfree`, `vmap`, `vunmap`, `vmalloc_to_page` and kernel
-//! stacks: virtually contiguous memory in the vmalloc area, from order-0 pages (or the caller's),
+//! The kernel's `vmalloc`, `vzalloc`, `vfree`, `vmap`, `vunmap` (or a `Vmapping` that unmaps
+//! when it drops), `vmalloc_to_page` and kernel stacks: virtually contiguous memory in the vmalloc area, from order-0 pages (or the caller's),
 //! each area followed by an unmapped guard page. Freed ranges are unmapped at once but their TLB
 //! entries are flushed lazily, many frees at a time, before the range is used again.
 //! Lock order: the area allocator, then the kernel page table, then the page allocator.
@@ -198,13 +198,45 @@ pub unsafe fn vfree(ptr: *const u8) {
 
 /// `vmap(pages)`: the caller's pages mapped contiguously (the caller keeps owning them).
 pub fn vmap(pages: &[PhysAddr], attrs: Attrs) -> Result<NonNull<u8>, VmError> {
-    let bytes = pages.len() as u64 * PAGE_SIZE;
-    let va = reserve(bytes, VmKind::Vmap, pages.to_vec())?;
-    if let Err(e) = map_pages(va, pages, attrs) {
-        with_areas(|a| a.free(va));
-        return Err(e);
-    }
+    let mapping = Vmapping::new(pages, attrs)?;
+    let va = mapping.addr().as_u64();
+    // The caller unmaps it with `vunmap`.
+    core::mem::forget(mapping);
     Ok(area_ptr(va))
+}
+
+/// A `vmap` mapping owned by a value, unmapped when it drops: what a user that keeps the
+/// mapping in a struct holds instead of a pointer to pass to `vunmap` (the pages stay the
+/// caller's either way).
+#[derive(Debug)]
+pub struct Vmapping {
+    va: u64,
+}
+
+impl Vmapping {
+    /// The caller's pages mapped contiguously with `attrs`.
+    pub fn new(pages: &[PhysAddr], attrs: Attrs) -> Result<Vmapping, VmError> {
+        let bytes = pages.len() as u64 * PAGE_SIZE;
+        let va = reserve(bytes, VmKind::Vmap, pages.to_vec())?;
+        if let Err(e) = map_pages(va, pages, attrs) {
+            with_areas(|a| a.free(va));
+            return Err(e);
+        }
+        Ok(Vmapping { va })
+    }
+
+    pub fn addr(&self) -> VirtAddr {
+        VirtAddr::new(self.va)
+    }
+}
+
+impl Drop for Vmapping {
+    fn drop(&mut self) {
+        // The owner's use of the mapping ends here.
+        if let Err(e) = release(self.va as *const u8, &[VmKind::Vmap]) {
+            log::error!("{e}");
+        }
+    }
 }
 
 /// `vunmap`.
@@ -313,7 +345,9 @@ impl KernelStack {
 
 impl Drop for KernelStack {
     fn drop(&mut self) {
-        // SAFETY: the stack is no longer in use once its owner drops it.
-        unsafe { vfree(self.base as *const u8) }
+        // The stack is no longer in use once its owner drops it.
+        if let Err(e) = release(self.base as *const u8, &[VmKind::Stack]) {
+            log::error!("{e}");
+        }
     }
 }
