@@ -4,6 +4,8 @@
 //! the port exists, the emergency path writes through semihosting where that works, so a kernel
 //! that stops that early still leaves a sign.
 
+#![forbid(unsafe_code)]
+
 use core::fmt::{self, Write};
 
 use spin::{Mutex, Once};
@@ -22,22 +24,21 @@ pub fn is_ready() -> bool {
     PORT.is_completed()
 }
 
-/// Moves the console to another mapping of its registers.
-///
-/// # Safety
-/// `base` must map the console UART's registers for the rest of the kernel's life.
-pub unsafe fn rebase(base: usize) {
-    if let Some(port) = PORT.get() {
-        let _guard = LOCK.lock();
-        port.flush();
-        // SAFETY: forwarded from the caller.
-        unsafe { port.rebase(base) };
-    }
+/// Moves the console to `io`, another mapping of its registers, kept for good. Refused (the
+/// mapping handed back) without a console or if `io` maps other registers.
+#[cfg(target_os = "none")]
+pub fn rebase(io: crate::mm::ioremap::IoMem) -> Result<(), crate::mm::ioremap::IoMem> {
+    let Some(port) = PORT.get() else {
+        return Err(io);
+    };
+    let _guard = LOCK.lock();
+    port.flush();
+    port.move_to(io)
 }
 
 /// The console's register base, for reports.
 pub fn base() -> Option<usize> {
-    PORT.get().map(|p| p.base())
+    PORT.get().map(|p| p.addr().as_u64() as usize)
 }
 
 struct Writer<'a>(&'a SerialPort);

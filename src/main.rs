@@ -72,9 +72,7 @@ mod boot {
                 if let Ok(va) = mmu::identity_map_device(uart.base, uart.size) {
                     // SAFETY: the device tree names this UART as ours; it is mapped as device
                     // memory at `va` until the kernel stops, just below.
-                    console::init(unsafe {
-                        drivers::uart::SerialPort::new(&uart, va.as_u64() as usize)
-                    });
+                    console::init(unsafe { drivers::uart::SerialPort::new(&uart, va) });
                 }
                 early_stop(format_args!(
                     "cannot map the console UART at {}: {e}",
@@ -84,7 +82,7 @@ mod boot {
         };
         // SAFETY: the device tree names this UART as ours, it is mapped as device memory at
         // `uart_va` for good, and nothing else drives it.
-        console::init(unsafe { drivers::uart::SerialPort::new(&uart, uart_va.as_u64() as usize) });
+        console::init(unsafe { drivers::uart::SerialPort::new(&uart, uart_va) });
         logger::init(options.log_level);
 
         info!(
@@ -167,13 +165,9 @@ mod boot {
                 mm::heap::init(options.slub_debug);
                 mm::ioremap::init(&machine.memory);
                 // The console moves from its boot mapping to ioremap's, and the boot mappings go.
-                match mm::ioremap::ioremap(uart.base, uart.size) {
-                    Ok(io) => {
-                        // SAFETY: `io` maps the console UART's registers and is kept for good.
-                        unsafe { console::rebase(io.addr().as_u64() as usize) };
-                        core::mem::forget(io);
-                        mmu::early_iounmap_all();
-                    }
+                match mm::ioremap::ioremap(uart.base, uart.size).map(console::rebase) {
+                    Ok(Ok(())) => mmu::early_iounmap_all(),
+                    Ok(Err(io)) => warn!("console stays on its boot mapping: {io:?} refused"),
                     Err(e) => warn!("console stays on its boot mapping: {e}"),
                 }
                 if let Some(lines) = mm::init::PAGES.snapshot().map(|s| s.zone_ranges()) {

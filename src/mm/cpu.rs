@@ -22,13 +22,15 @@ pub enum CacheOp {
 /// computes them (`mm::swapfile`); a table entry may do it in vector registers.
 pub type Fletcher4 = fn([u64; 4], [u64; 4], &[u64]) -> ([u64; 4], [u64; 4]);
 
+/// A 4 KiB page of memory, page-aligned by its type: what `zero_page` takes, so that a cache
+/// line zeroing instruction (which zeroes whole aligned blocks) cannot reach past the borrow.
+#[repr(C, align(4096))]
+pub struct PageBytes(pub [u8; 4096]);
+
 /// The table of CPU services an architecture provides.
 pub struct CpuOps {
-    /// Zeroes the 4 KiB page at virtual address `va`.
-    ///
-    /// # Safety
-    /// `va` must be a page-aligned, writable mapping of Normal cacheable memory the caller owns.
-    pub zero_page: unsafe fn(va: u64),
+    /// Zeroes the page.
+    pub zero_page: fn(page: &mut PageBytes),
     /// Performs `op` on every cache line of `[start, start + len)` and waits for it.
     ///
     /// # Safety
@@ -64,14 +66,10 @@ pub fn ops() -> &'static CpuOps {
     OPS.get()
 }
 
-/// Zeroes the page at `va` (see `CpuOps::zero_page`).
-///
-/// # Safety
-/// As `CpuOps::zero_page`.
+/// Zeroes the page (see `CpuOps::zero_page`).
 #[inline(always)]
-pub unsafe fn zero_page(va: u64) {
-    // SAFETY: forwarded from the caller.
-    unsafe { (ops().zero_page)(va) }
+pub fn zero_page(page: &mut PageBytes) {
+    (ops().zero_page)(page)
 }
 
 /// Cache maintenance for DMA (see `CpuOps::dma_cache_op`).
@@ -120,9 +118,8 @@ pub static PORTABLE: CpuOps = CpuOps {
 };
 
 #[cfg(not(target_os = "none"))]
-unsafe fn portable_zero_page(va: u64) {
-    // SAFETY: the caller vouches for a writable page at `va`.
-    unsafe { core::ptr::write_bytes(va as *mut u8, 0, 4096) }
+fn portable_zero_page(page: &mut PageBytes) {
+    page.0.fill(0);
 }
 
 #[cfg(test)]
@@ -131,12 +128,9 @@ mod tests {
 
     #[test]
     fn host_builds_run_on_the_portable_table() {
-        let mut page = alloc::vec![0xa5u8; 8192];
-        let va = (page.as_mut_ptr() as u64).next_multiple_of(4096);
-        // SAFETY: `va` is a 4 KiB-aligned page inside `page`.
-        unsafe { zero_page(va) };
-        let off = (va - page.as_ptr() as u64) as usize;
-        assert!(page[off..off + 4096].iter().all(|&b| b == 0));
+        let mut page = alloc::boxed::Box::new(PageBytes([0xa5; 4096]));
+        zero_page(&mut page);
+        assert!(page.0.iter().all(|&b| b == 0));
         assert!(ticks() < ticks());
         assert_eq!(dma_alignment(), 64);
         let words = [1u64, 2, 3, 4];

@@ -159,29 +159,95 @@ impl DmaDevice {
     }
 }
 
-/// Where data goes: fixed in the type, so a mapping cannot be synced the wrong way.
-pub trait Direction {
+mod sealed {
+    /// Only this module's directions and buffer borrows: a direction whose flags disagreed with
+    /// its borrow (a shared one for a device that writes) would let a mapping write through `&`.
+    pub trait Sealed {}
+}
+
+/// Where data goes: fixed in the type, so a mapping cannot be synced the wrong way. Sealed.
+pub trait Direction: sealed::Sealed {
     /// The device reads the buffer.
     const TO_DEVICE: bool;
     /// The device writes the buffer.
     const FROM_DEVICE: bool;
+    /// What a mapping borrows for its life: `&[u8]` when the device only reads, `&mut [u8]`
+    /// when it may write.
+    type Buf<'a>: DmaBuf<'a>;
 }
 
 pub struct ToDevice;
 pub struct FromDevice;
 pub struct Bidirectional;
 
+impl sealed::Sealed for ToDevice {}
+impl sealed::Sealed for FromDevice {}
+impl sealed::Sealed for Bidirectional {}
+
 impl Direction for ToDevice {
     const TO_DEVICE: bool = true;
     const FROM_DEVICE: bool = false;
+    type Buf<'a> = &'a [u8];
 }
 impl Direction for FromDevice {
     const TO_DEVICE: bool = false;
     const FROM_DEVICE: bool = true;
+    type Buf<'a> = &'a mut [u8];
 }
 impl Direction for Bidirectional {
     const TO_DEVICE: bool = true;
     const FROM_DEVICE: bool = true;
+    type Buf<'a> = &'a mut [u8];
+}
+
+/// A borrowed buffer a streaming mapping can hold: `&[u8]` or `&mut [u8]` (the default an empty
+/// one, for splitting buffers in place). Sealed.
+pub trait DmaBuf<'a>: sealed::Sealed + Sized + Default {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The first byte's address (for the page arithmetic of splitting a request).
+    fn addr(&self) -> usize;
+    /// The buffer cut in two at `mid`, each part keeping the borrow.
+    fn split_at(self, mid: usize) -> (Self, Self);
+    /// The buffer as a pointer the mapping copies into only if the borrow is exclusive (the
+    /// direction's `FROM_DEVICE`, which only `&mut [u8]` directions set).
+    #[doc(hidden)]
+    fn as_raw(&mut self) -> *mut u8;
+}
+
+impl sealed::Sealed for &[u8] {}
+impl sealed::Sealed for &mut [u8] {}
+
+impl<'a> DmaBuf<'a> for &'a [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn addr(&self) -> usize {
+        self.as_ptr() as usize
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        <[u8]>::split_at(self, mid)
+    }
+    fn as_raw(&mut self) -> *mut u8 {
+        self.as_ptr().cast_mut()
+    }
+}
+
+impl<'a> DmaBuf<'a> for &'a mut [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+    fn addr(&self) -> usize {
+        self.as_ptr() as usize
+    }
+    fn split_at(self, mid: usize) -> (Self, Self) {
+        self.split_at_mut(mid)
+    }
+    fn as_raw(&mut self) -> *mut u8 {
+        self.as_mut_ptr()
+    }
 }
 
 #[cfg(target_os = "none")]
@@ -189,8 +255,8 @@ pub use kernel::*;
 
 #[cfg(target_os = "none")]
 mod kernel {
+    use core::cell::Cell;
     use core::marker::PhantomData;
-    use core::ptr::NonNull;
 
     use super::*;
     use crate::addr::{VirtAddr, PAGE_SIZE};
@@ -236,24 +302,90 @@ mod kernel {
             })
     }
 
+    /// Plain data that CPU and device share through coherent memory: no padding bytes, and
+    /// every bit pattern a value, so whatever the device wrote reads as one and writing one
+    /// leaves no uninitialised byte behind. Integers are; a `#[repr(C)]` struct of them with no
+    /// padding (a ring descriptor, a request header) may say so.
+    ///
+    /// # Safety
+    /// Implement only for types with no padding whose every bit pattern is a valid value.
+    pub unsafe trait DmaPod: Copy {}
+
+    macro_rules! dma_pod_integers {
+        ($($t:ty),*) => {
+            // SAFETY: integers have no padding and every bit pattern is a value.
+            $(unsafe impl DmaPod for $t {})*
+        };
+    }
+    dma_pod_integers!(u8, u16, u32, u64);
+
     /// A coherent buffer: CPU and device see the same bytes without maintenance. Freed on drop.
+    /// The CPU side is reached only through the checked volatile accessors (`read`, `write`,
+    /// `fill`): the device may change any byte at any time, so no Rust reference to the memory
+    /// is ever handed out.
     pub struct DmaCoherent {
-        cpu: NonNull<u8>,
+        /// The CPU's address of the buffer: the linear map, or `remap`'s.
+        cpu: VirtAddr,
         dma: DmaAddr,
         pa: PhysAddr,
         size: usize,
         order: u8,
-        /// Mapped non-cacheable through vmap (a non-coherent device).
-        remapped: bool,
+        /// The Normal non-cacheable mapping a non-coherent device's buffer is used through.
+        remap: Option<vmap::Vmapping>,
+        /// Not `Sync`: the accessors take `&self`, like a `Cell`'s, so two CPUs must not share
+        /// one buffer without a lock. (`Send` it is: plain memory owned by this value.)
+        _not_sync: PhantomData<Cell<()>>,
     }
 
-    // SAFETY: plain memory owned by this value.
-    unsafe impl Send for DmaCoherent {}
-
     impl DmaCoherent {
-        pub fn cpu_ptr(&self) -> *mut u8 {
-            self.cpu.as_ptr()
+        /// The CPU's address of the buffer (for reports and alignment checks; access it through
+        /// the accessors).
+        pub fn cpu_addr(&self) -> VirtAddr {
+            self.cpu
         }
+
+        /// The address of a `T` at `offset`, checked to lie inside the buffer and be aligned.
+        #[inline(always)]
+        fn at<T>(&self, offset: usize) -> *mut T {
+            let size = core::mem::size_of::<T>();
+            assert!(
+                offset.checked_add(size).is_some_and(|end| end <= self.size)
+                    && offset.is_multiple_of(core::mem::align_of::<T>()),
+                "DMA buffer access of {size} bytes at {offset:#x}: outside the {:#x} bytes or misaligned",
+                self.size
+            );
+            (self.cpu.as_u64() as usize + offset) as *mut T
+        }
+
+        /// Reads the `T` at `offset` (volatile: the device may have written it). Panics if it
+        /// does not lie inside the buffer or is misaligned.
+        #[inline(always)]
+        pub fn read<T: DmaPod>(&self, offset: usize) -> T {
+            let p = self.at::<T>(offset);
+            // SAFETY: `at` checked that the `T` lies inside the buffer, which this value owns
+            // and keeps mapped, and is aligned; `T: DmaPod` makes any bytes a value.
+            unsafe { p.read_volatile() }
+        }
+
+        /// Writes `value` at `offset` (volatile: the device reads it). Panics as `read`.
+        #[inline(always)]
+        pub fn write<T: DmaPod>(&self, offset: usize, value: T) {
+            let p = self.at::<T>(offset);
+            // SAFETY: as `read`; `T: DmaPod` leaves no uninitialised byte in the buffer.
+            unsafe { p.write_volatile(value) }
+        }
+
+        /// Sets `len` bytes from `offset` to `byte`. Panics if the range leaves the buffer.
+        pub fn fill(&self, offset: usize, len: usize, byte: u8) {
+            assert!(
+                offset.checked_add(len).is_some_and(|end| end <= self.size),
+                "DMA buffer fill of {len:#x} bytes at {offset:#x}: outside the {:#x} bytes",
+                self.size
+            );
+            // SAFETY: the range is inside the buffer, which this value owns and keeps mapped.
+            unsafe { ((self.cpu.as_u64() as usize + offset) as *mut u8).write_bytes(byte, len) }
+        }
+
         pub fn dma_addr(&self) -> DmaAddr {
             self.dma
         }
@@ -265,16 +397,14 @@ mod kernel {
         }
         /// Whether the CPU sees it non-cacheable (for a device that does not snoop caches).
         pub fn is_uncached(&self) -> bool {
-            self.remapped
+            self.remap.is_some()
         }
     }
 
     impl Drop for DmaCoherent {
         fn drop(&mut self) {
-            if self.remapped {
-                // SAFETY: the vmap mapping is ours and unused from here on.
-                let _ = unsafe { vmap::vunmap(self.cpu.as_ptr()) };
-            }
+            // The non-cacheable mapping goes before the pages it maps.
+            drop(self.remap.take());
             let _ = PAGES.free_pages(self.pa, self.order);
         }
     }
@@ -298,15 +428,14 @@ mod kernel {
         };
         let linear = phys_to_virt(pa).as_u64();
         if dev.coherent {
-            // SAFETY: the linear map covers the allocation.
-            let cpu = unsafe { NonNull::new_unchecked(linear as *mut u8) };
             return Ok(DmaCoherent {
-                cpu,
+                cpu: VirtAddr::new(linear),
                 dma,
                 pa,
                 size,
                 order,
-                remapped: false,
+                remap: None,
+                _not_sync: PhantomData,
             });
         }
         // No dirty cacheable alias may later be written back over what the device wrote.
@@ -316,14 +445,15 @@ mod kernel {
             .map(|i| PhysAddr::new(pa.as_u64() + i * PAGE_SIZE))
             .collect();
         let attrs = Attrs::KERNEL_RW.with_mem(MemType::NormalNc);
-        match vmap::vmap(&pages, attrs) {
-            Ok(cpu) => Ok(DmaCoherent {
-                cpu,
+        match vmap::Vmapping::new(&pages, attrs) {
+            Ok(remap) => Ok(DmaCoherent {
+                cpu: remap.addr(),
                 dma,
                 pa,
                 size,
                 order,
-                remapped: true,
+                remap: Some(remap),
+                _not_sync: PhantomData,
             }),
             Err(_) => {
                 let _ = PAGES.free_pages(pa, order);
@@ -346,7 +476,8 @@ mod kernel {
     /// A block from a `DmaPool`; give it back with `DmaPool::free` (not `Copy`: one owner).
     #[derive(Debug, PartialEq, Eq)]
     pub struct PoolBlock {
-        pub cpu: *mut u8,
+        /// The CPU's address of the block (for reports; the pool's chunk owns the memory).
+        pub cpu: VirtAddr,
         pub dma: DmaAddr,
         chunk: usize,
         offset: usize,
@@ -398,12 +529,10 @@ mod kernel {
                 device: self.dev.name,
             })?;
             let c = &self.chunks[chunk];
-            // SAFETY: `offset` is inside the chunk.
-            let cpu = unsafe { c.cpu_ptr().add(offset) };
-            // SAFETY: zero the block for its new owner.
-            unsafe { cpu.write_bytes(0, self.block) };
+            // Zeroed for its new owner.
+            c.fill(offset, self.block, 0);
             Ok(PoolBlock {
-                cpu,
+                cpu: VirtAddr::new(c.cpu_addr().as_u64() + offset as u64),
                 dma: DmaAddr(c.dma_addr().as_u64() + offset as u64),
                 chunk,
                 offset,
@@ -430,19 +559,23 @@ mod kernel {
         }
     }
 
-    /// A streaming mapping of a buffer for one device and one direction. Unmapped on drop (with
-    /// the CPU's view synced first when the device may have written).
-    pub struct DmaMapping<D: Direction> {
+    /// A streaming mapping of a buffer for one device and one direction. It borrows the buffer
+    /// (`D::Buf<'a>`: shared when the device only reads, exclusive when it writes) for its whole
+    /// life, so the CPU cannot touch what the device owns. Unmapped on drop (with the CPU's view
+    /// synced first when the device may have written).
+    pub struct DmaMapping<'a, D: Direction> {
         dma: DmaAddr,
+        /// The borrowed buffer's first byte; written through only when `D::FROM_DEVICE`, whose
+        /// borrow is exclusive.
         buf: *mut u8,
         len: usize,
         coherent: bool,
         /// A bounce buffer (pages the device reaches) standing in for an unreachable buffer.
         bounce: Option<(PhysAddr, u8)>,
-        _direction: PhantomData<D>,
+        _borrow: PhantomData<(D, D::Buf<'a>)>,
     }
 
-    impl<D: Direction> DmaMapping<D> {
+    impl<D: Direction> DmaMapping<'_, D> {
         pub fn dma_addr(&self) -> DmaAddr {
             self.dma
         }
@@ -477,9 +610,20 @@ mod kernel {
                 cache_op(CacheOp::Invalidate, side, self.len as u64);
             }
             if self.bounce.is_some() {
-                // SAFETY: both buffers are `len` bytes, distinct, and ours.
+                // SAFETY: both buffers are `len` bytes and distinct; the bounce pages are ours,
+                // and `buf` is exclusively borrowed (`FROM_DEVICE` directions borrow `&mut`).
                 unsafe { core::ptr::copy_nonoverlapping(side as *const u8, self.buf, self.len) };
             }
+        }
+
+        /// The bytes as the device sees them (the bounce buffer, if any): a test hook, standing
+        /// in for the device's reads.
+        #[doc(hidden)]
+        pub fn device_view_for_test(&self) -> &[u8] {
+            // SAFETY: `len` bytes, mapped, either the bounce pages this value owns or the
+            // borrowed buffer; nothing writes them while `self` is borrowed (no device works on
+            // a mapping a test holds).
+            unsafe { core::slice::from_raw_parts(self.device_side(), self.len) }
         }
 
         /// Before the device reads (or writes) the buffer: copy into a bounce buffer; clean the
@@ -487,7 +631,8 @@ mod kernel {
         pub fn sync_for_device(&mut self) {
             let side = self.device_side();
             if self.bounce.is_some() && D::TO_DEVICE {
-                // SAFETY: as in `sync_for_cpu`.
+                // SAFETY: both buffers are `len` bytes and distinct; reading the borrowed buffer
+                // is allowed under either borrow, and the bounce pages are ours.
                 unsafe { core::ptr::copy_nonoverlapping(self.buf, side, self.len) };
             }
             if !self.coherent {
@@ -502,7 +647,22 @@ mod kernel {
         }
     }
 
-    impl<D: Direction> Drop for DmaMapping<D> {
+    impl DmaMapping<'_, FromDevice> {
+        /// Writes the device side as the device would (test hook), into memory past the CPU's
+        /// caches: what the CPU sees after `sync_for_cpu` or the unmap.
+        #[doc(hidden)]
+        pub fn device_fill_for_test(&mut self, byte: u8) {
+            let side = self.device_side();
+            // SAFETY: as `device_view_for_test`; the buffer is borrowed exclusively.
+            unsafe { side.write_bytes(byte, self.len) };
+            if !self.coherent {
+                // A device writes memory, not the CPU's caches: the bytes go there.
+                cache_op(CacheOp::Clean, side as u64, self.len as u64);
+            }
+        }
+    }
+
+    impl<D: Direction> Drop for DmaMapping<'_, D> {
         fn drop(&mut self) {
             self.sync_for_cpu();
             if let Some((pa, order)) = self.bounce {
@@ -511,21 +671,19 @@ mod kernel {
         }
     }
 
-    /// `dma_map_single`: maps `len` bytes at `buf` (linear-map memory: kmalloc, pages) for `dev`,
-    /// bouncing through reachable pages if the device cannot reach them, and syncs for the device.
-    ///
-    /// # Safety
-    /// `buf..buf + len` must stay allocated, and not be accessed by the CPU (for directions the
-    /// device writes) or changed (for directions it reads), until the mapping is dropped: the
-    /// mapping's syncs copy into it and maintain its cache lines.
-    pub unsafe fn dma_map_single<D: Direction>(
+    /// `dma_map_single`: maps `buf` (linear-map memory: kmalloc, pages) for `dev`, bouncing
+    /// through reachable pages if the device cannot reach it, and syncs for the device. The
+    /// mapping borrows `buf` until it is dropped: its syncs copy into it and maintain its cache
+    /// lines, so the CPU must not use it meanwhile, and the borrow checker sees to that.
+    pub fn dma_map_single<'a, D: Direction>(
         dev: &DmaDevice,
-        buf: *mut u8,
-        len: usize,
-    ) -> Result<DmaMapping<D>, DmaError> {
+        mut buf: D::Buf<'a>,
+    ) -> Result<DmaMapping<'a, D>, DmaError> {
+        let len = buf.len();
         if len == 0 {
             return Err(DmaError::ZeroSize);
         }
+        let buf = buf.as_raw();
         let pa = virt_to_phys(VirtAddr::new(buf as u64)).ok_or(DmaError::NotLinear(buf as u64))?;
         // A device that does not snoop may only write whole cache lines of ours: invalidating a
         // line it shares with other data would lose the CPU's writes there. Such buffers bounce
@@ -564,13 +722,14 @@ mod kernel {
             len,
             coherent: dev.coherent,
             bounce,
-            _direction: PhantomData,
+            _borrow: PhantomData,
         };
         if let Some((bpa, _)) = m.bounce {
             // The bounce buffer starts as a copy of the buffer in every direction: a device that
             // writes less than all of it (a short read, an error) must not make the copy back
             // replace the caller's bytes with stale ones (the swiotlb lesson of CVE-2022-0854).
-            // SAFETY: both are `len` bytes, distinct and ours for the mapping.
+            // SAFETY: both are `len` bytes and distinct; the buffer is borrowed (reading it is
+            // allowed under either borrow) and the bounce pages are ours.
             unsafe {
                 core::ptr::copy_nonoverlapping(buf, phys_to_virt(bpa).as_u64() as *mut u8, len)
             };
@@ -579,18 +738,15 @@ mod kernel {
         Ok(m)
     }
 
-    /// `dma_map_sg`: one mapping per segment (segments may bounce independently).
-    ///
-    /// # Safety
-    /// As `dma_map_single`, for every segment.
-    pub unsafe fn dma_map_sg<D: Direction>(
+    /// `dma_map_sg`: one mapping per segment (segments may bounce independently), each
+    /// borrowing its segment.
+    pub fn dma_map_sg<'a, D: Direction>(
         dev: &DmaDevice,
-        segments: &[(*mut u8, usize)],
-    ) -> Result<Vec<DmaMapping<D>>, DmaError> {
+        segments: impl IntoIterator<Item = D::Buf<'a>>,
+    ) -> Result<Vec<DmaMapping<'a, D>>, DmaError> {
         segments
-            .iter()
-            // SAFETY: forwarded from the caller for each segment.
-            .map(|&(buf, len)| unsafe { dma_map_single::<D>(dev, buf, len) })
+            .into_iter()
+            .map(|buf| dma_map_single::<D>(dev, buf))
             .collect()
     }
 }

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use super::layout;
 use super::memblock::Memblock;
 use super::page::{MemMap, Page, PAGES_PER_SECTION};
-use super::page_alloc::{GlobalPages, PageAllocator, PhysMem};
+use super::page_alloc::{GlobalPages, PageAllocator, PageBox, PhysMem};
 use super::zone::zone_limits;
 use crate::addr::{Pfn, PhysRange, PAGE_SHIFT};
 use crate::machine::Machine;
@@ -28,14 +28,33 @@ unsafe impl PhysMem for LinearMap {
 
     #[cfg(target_os = "none")]
     fn zero_page(&self, pfn: u64) {
-        // SAFETY: the linear map maps the frame Normal cacheable and writable; the allocator
-        // calls this only on frames it is handing out.
-        unsafe { super::cpu::zero_page(self.page_ptr(pfn) as u64) }
+        // SAFETY: the linear map maps the frame, page-aligned, Normal cacheable and writable; the
+        // allocator calls this only on frames it is handing out, so nothing else uses it.
+        super::cpu::zero_page(unsafe { &mut *self.page_ptr(pfn).cast::<super::cpu::PageBytes>() })
     }
 }
 
 /// The kernel's page allocator.
 pub static PAGES: GlobalPages<LinearMap> = GlobalPages::new();
+
+/// An owned block's contents, through the linear map: the block is this value's alone, so its
+/// bytes can be borrowed like any other owned buffer's (and mapped for DMA by borrowing them).
+impl PageBox<'_, LinearMap> {
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `size()` bytes at the block's linear-map address, mapped read-write (see the
+        // `PhysMem` impl) and owned by this value until it drops; `&self` keeps them unchanged.
+        unsafe { core::slice::from_raw_parts(self.bytes(), self.size() as usize) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as `as_slice`; `&mut self` makes the borrow exclusive.
+        unsafe { core::slice::from_raw_parts_mut(self.bytes(), self.size() as usize) }
+    }
+
+    fn bytes(&self) -> *mut u8 {
+        layout::phys_to_virt(self.phys()).as_u64() as *mut u8
+    }
+}
 
 static REPORT: spin::Once<InitReport> = spin::Once::new();
 

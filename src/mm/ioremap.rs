@@ -89,20 +89,6 @@ impl IoMem {
         self.size
     }
 
-    /// The registers as a `tock-registers` block (or any `#[repr(C)]` register struct).
-    ///
-    /// # Safety
-    /// `T` must describe the device's registers at this address; the mapping covers
-    /// `size_of::<T>()` bytes (checked).
-    pub unsafe fn regs<T>(&self) -> &T {
-        assert!(
-            core::mem::size_of::<T>() as u64 <= self.size,
-            "register block larger than the mapping"
-        );
-        // SAFETY: the caller vouches for the layout; the mapping is live while `self` is.
-        unsafe { &*(self.base.as_u64() as *const T) }
-    }
-
     /// A 32-bit register read at `offset` (checked against the mapping).
     pub fn read32(&self, offset: u64) -> u32 {
         assert!(

@@ -1,5 +1,5 @@
-//! The kernel's `vmalloc`, `vzalloc`, `vfree`, `vmap`, `vunmap`, `vmalloc_to_page` and kernel
-//! stacks: virtually contiguous memory in the vmalloc area, from order-0 pages (or the caller's),
+//! The kernel's `vmalloc`, `vzalloc`, `vfree`, `vmap`, `vunmap` (or a `Vmapping` that unmaps
+//! when it drops), `vmalloc_to_page` and kernel stacks: virtually contiguous memory in the vmalloc area, from order-0 pages (or the caller's),
 //! each area followed by an unmapped guard page. Freed ranges are unmapped at once but their TLB
 //! entries are flushed lazily, many frees at a time, before the range is used again.
 //! Lock order: the area allocator, then the kernel page table, then the page allocator.
@@ -142,8 +142,12 @@ fn alloc_area(size: usize, gfp: Gfp, kind: VmKind) -> Result<NonNull<u8>, VmErro
         }
         return Err(e);
     }
-    // SAFETY: the area starts in the vmalloc range, never at 0.
-    Ok(unsafe { NonNull::new_unchecked(va as *mut u8) })
+    Ok(area_ptr(va))
+}
+
+/// An area's start as a pointer: never null, the vmalloc area lies far above 0.
+fn area_ptr(va: u64) -> NonNull<u8> {
+    NonNull::new(va as *mut u8).expect("a vmalloc area at address 0")
 }
 
 /// `vmalloc(size)`: virtually contiguous memory from order-0 pages, with a guard page after it.
@@ -194,14 +198,45 @@ pub unsafe fn vfree(ptr: *const u8) {
 
 /// `vmap(pages)`: the caller's pages mapped contiguously (the caller keeps owning them).
 pub fn vmap(pages: &[PhysAddr], attrs: Attrs) -> Result<NonNull<u8>, VmError> {
-    let bytes = pages.len() as u64 * PAGE_SIZE;
-    let va = reserve(bytes, VmKind::Vmap, pages.to_vec())?;
-    if let Err(e) = map_pages(va, pages, attrs) {
-        with_areas(|a| a.free(va));
-        return Err(e);
+    let mapping = Vmapping::new(pages, attrs)?;
+    let va = mapping.addr().as_u64();
+    // The caller unmaps it with `vunmap`.
+    core::mem::forget(mapping);
+    Ok(area_ptr(va))
+}
+
+/// A `vmap` mapping owned by a value, unmapped when it drops: what a user that keeps the
+/// mapping in a struct holds instead of a pointer to pass to `vunmap` (the pages stay the
+/// caller's either way).
+#[derive(Debug)]
+pub struct Vmapping {
+    va: u64,
+}
+
+impl Vmapping {
+    /// The caller's pages mapped contiguously with `attrs`.
+    pub fn new(pages: &[PhysAddr], attrs: Attrs) -> Result<Vmapping, VmError> {
+        let bytes = pages.len() as u64 * PAGE_SIZE;
+        let va = reserve(bytes, VmKind::Vmap, pages.to_vec())?;
+        if let Err(e) = map_pages(va, pages, attrs) {
+            with_areas(|a| a.free(va));
+            return Err(e);
+        }
+        Ok(Vmapping { va })
     }
-    // SAFETY: never 0.
-    Ok(unsafe { NonNull::new_unchecked(va as *mut u8) })
+
+    pub fn addr(&self) -> VirtAddr {
+        VirtAddr::new(self.va)
+    }
+}
+
+impl Drop for Vmapping {
+    fn drop(&mut self) {
+        // The owner's use of the mapping ends here.
+        if let Err(e) = release(self.va as *const u8, &[VmKind::Vmap]) {
+            log::error!("{e}");
+        }
+    }
 }
 
 /// `vunmap`.
@@ -279,12 +314,10 @@ pub fn is_stack_guard(va: u64) -> bool {
 /// A kernel stack from vmalloc: an overflow hits the unmapped page below it and is reported as a
 /// stack overflow instead of corrupting memory. Freed on drop.
 pub struct KernelStack {
-    base: NonNull<u8>,
+    /// The area's start (an address, not a pointer: the stack is only handed to the CPU).
+    base: u64,
     size: usize,
 }
-
-// SAFETY: a stack is plain memory owned by this value.
-unsafe impl Send for KernelStack {}
 
 impl KernelStack {
     pub const DEFAULT_SIZE: usize = 16 << 10;
@@ -295,13 +328,13 @@ impl KernelStack {
         }
         let base = alloc_area(size, Gfp::KERNEL, VmKind::Stack)?;
         Ok(KernelStack {
-            base,
+            base: base.as_ptr() as u64,
             size: size.next_multiple_of(PAGE_SIZE as usize),
         })
     }
 
     pub fn bottom(&self) -> u64 {
-        self.base.as_ptr() as u64
+        self.base
     }
 
     /// The initial stack pointer (stacks grow down).
@@ -312,7 +345,9 @@ impl KernelStack {
 
 impl Drop for KernelStack {
     fn drop(&mut self) {
-        // SAFETY: the stack is no longer in use once its owner drops it.
-        unsafe { vfree(self.base.as_ptr()) }
+        // The stack is no longer in use once its owner drops it.
+        if let Err(e) = release(self.base as *const u8, &[VmKind::Stack]) {
+            log::error!("{e}");
+        }
     }
 }

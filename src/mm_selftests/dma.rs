@@ -90,16 +90,14 @@ ktest!(coherent_buffers_respect_a_30_bit_mask, {
         buf.dma_addr()
     );
     kassert_eq!(dev.dma_to_phys(buf.dma_addr()), Some(buf.phys()));
-    // SAFETY: the buffer is ours, zeroed, size bytes.
-    let bytes = unsafe { core::slice::from_raw_parts_mut(buf.cpu_ptr(), buf.size()) };
-    kassert!(bytes.iter().all(|&b| b == 0));
-    bytes.fill(0x42);
+    kassert!((0..buf.size()).all(|i| buf.read::<u8>(i) == 0));
+    buf.fill(0, buf.size(), 0x42);
+    kassert_eq!(buf.read::<u64>(buf.size() - 8), 0x4242_4242_4242_4242);
     // A device that does not snoop gets a non-cacheable mapping of reachable memory.
     let nc = test_device(30, false)?;
     let ncbuf = dma_alloc_coherent(&nc, 100).map_err(fail)?;
     kassert!(ncbuf.is_uncached());
-    let mapped =
-        crate::arch::aarch64::mmu::translate_hw(crate::addr::VirtAddr::new(ncbuf.cpu_ptr() as u64));
+    let mapped = crate::arch::aarch64::mmu::translate_hw(ncbuf.cpu_addr());
     kassert_eq!(mapped, Some(ncbuf.phys()));
     // A pool hands out small aligned blocks inside reach.
     let mut pool = DmaPool::new(&dev, 48, 64);
@@ -136,73 +134,62 @@ ktest!(unreachable_pages_bounce_and_round_trip, {
     let limit = dev.cpu_limit().as_u64();
     // A page the device cannot reach.
     let mut held = Vec::new();
-    let page = loop {
-        let pa = PAGES.alloc_pages(Gfp::KERNEL, 0).map_err(fail)?;
-        if pa.as_u64() >= limit {
-            break pa;
+    let mut page = loop {
+        let b = PAGES.alloc_box(Gfp::KERNEL, 0).map_err(fail)?;
+        if b.phys().as_u64() >= limit {
+            break b;
         }
-        held.push(pa);
+        held.push(b);
         kassert!(held.len() < 100_000, "no page above {limit:#x}");
     };
-    for pa in held {
-        PAGES.free_pages(pa, 0).map_err(fail)?;
-    }
-    let va = layout::phys_to_virt(page).as_u64() as *mut u8;
+    drop(held);
     // To the device: the bounce buffer holds the data.
-    // SAFETY: the page is ours.
-    unsafe { core::slice::from_raw_parts_mut(va, 4096) }
+    page.as_mut_slice()
         .iter_mut()
         .enumerate()
         .for_each(|(i, b)| *b = i as u8 ^ 0x5a);
     {
-        // SAFETY: the page is ours and untouched while mapped.
-        let m = unsafe { dma_map_single::<dma::ToDevice>(&dev, va, 4096) }.map_err(fail)?;
+        let m = dma_map_single::<dma::ToDevice>(&dev, page.as_slice()).map_err(fail)?;
         kassert!(m.is_bounced(), "a page above the reach was not bounced");
         kassert!(m.dma_addr().as_u64() + 4095 <= dma_bit_mask(reach_bits));
-        let bounce =
-            layout::phys_to_virt(dev.dma_to_phys(m.dma_addr()).ok_or(fail("bus address"))?);
-        // SAFETY: the bounce buffer is mapped and holds 4096 bytes.
-        let seen = unsafe { core::slice::from_raw_parts(bounce.as_u64() as *const u8, 4096) };
+        kassert!(dev.dma_to_phys(m.dma_addr()).is_some(), "bus address");
         kassert!(
-            seen.iter().enumerate().all(|(i, &b)| b == i as u8 ^ 0x5a),
+            m.device_view_for_test()
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == i as u8 ^ 0x5a),
             "bounce buffer lacks the data"
         );
     }
     // From the device: what it writes into the bounce buffer reaches the page on unmap.
     {
-        // SAFETY: the page is ours and untouched while mapped.
-        let m = unsafe { dma_map_single::<dma::FromDevice>(&dev, va, 4096) }.map_err(fail)?;
+        let mut m = dma_map_single::<dma::FromDevice>(&dev, page.as_mut_slice()).map_err(fail)?;
         kassert!(m.is_bounced());
-        let bounce =
-            layout::phys_to_virt(dev.dma_to_phys(m.dma_addr()).ok_or(fail("bus address"))?);
-        // SAFETY: standing in for the device's write into its buffer.
-        unsafe { core::ptr::write_bytes(bounce.as_u64() as *mut u8, 0xc3, 4096) };
+        m.device_fill_for_test(0xc3);
         drop(m);
     }
-    // SAFETY: the page is ours.
-    kassert!(unsafe { core::slice::from_raw_parts(va, 4096) }
-        .iter()
-        .all(|&b| b == 0xc3));
+    kassert!(page.as_slice().iter().all(|&b| b == 0xc3));
     // A reachable buffer is mapped in place.
     let near = PAGES
         .alloc_pages_below(Gfp::KERNEL, 0, PhysAddr::new(limit))
         .map_err(fail)?;
-    // SAFETY: the page is ours and untouched while mapped.
-    let m = unsafe {
-        dma_map_single::<dma::Bidirectional>(
-            &dev,
-            layout::phys_to_virt(near).as_u64() as *mut u8,
-            512,
-        )
-    }
-    .map_err(fail)?;
+    // SAFETY: the page is ours (freed below, after the mapping is gone) and in the linear map.
+    let near_bytes = unsafe {
+        core::slice::from_raw_parts_mut(layout::phys_to_virt(near).as_u64() as *mut u8, 512)
+    };
+    let m = dma_map_single::<dma::Bidirectional>(&dev, near_bytes).map_err(fail)?;
     kassert!(!m.is_bounced());
     kassert_eq!(dev.dma_to_phys(m.dma_addr()), Some(near));
     drop(m);
     PAGES.free_pages(near, 0).map_err(fail)?;
-    PAGES.free_pages(page, 0).map_err(fail)?;
-    // SAFETY: a zero-length request is refused before anything is mapped.
-    kassert!(unsafe { dma_map_single::<dma::ToDevice>(&dev, va, 0) }.is_err());
+    // Several segments at once, each mapped (and bounced) on its own.
+    let (a, b) = page.as_mut_slice().split_at_mut(2048);
+    let maps = dma::dma_map_sg::<dma::FromDevice>(&dev, [a, b]).map_err(fail)?;
+    kassert_eq!(maps.len(), 2);
+    kassert!(maps.iter().all(|m| m.is_bounced() && m.len() == 2048));
+    drop(maps);
+    // A zero-length request is refused before anything is mapped.
+    kassert!(dma_map_single::<dma::ToDevice>(&dev, &page.as_slice()[..0]).is_err());
     Ok(())
 });
 

@@ -102,7 +102,7 @@ ktest!(every_order_from_every_zone, {
         (Gfp::DMA, ZoneId::Dma),
     ] {
         for order in 0..=MAX_ORDER {
-            let Ok(pages) = PAGES.alloc_box(gfp | Gfp::NOWARN, order) else {
+            let Ok(mut pages) = PAGES.alloc_box(gfp | Gfp::NOWARN, order) else {
                 // An empty zone (DMA32 on virt) falls back to DMA; order 10 may not be free.
                 continue;
             };
@@ -132,16 +132,19 @@ ktest!(every_order_from_every_zone, {
                     .all(|(r, _)| r.intersect(&range).is_none()),
                 "reserved"
             );
-            // The memory is really ours: write and read back through the linear map.
-            let va = layout::phys_to_virt(PhysAddr::new(pa)).as_u64() as *mut u64;
-            let words = (size / 8) as usize;
+            // The memory is really ours: write and read back through the linear map (the
+            // block escapes to `black_box` between the two, so both really reach memory).
+            let bytes = pages.as_mut_slice();
+            let words = bytes.len() / 8;
+            let word = |i: usize| i * 8..i * 8 + 8;
             for i in [0, words / 2, words - 1] {
-                // SAFETY: the block is allocated to this test and mapped in the linear map.
-                unsafe { va.add(i).write_volatile(pa ^ i as u64) };
+                bytes[word(i)].copy_from_slice(&(pa ^ i as u64).to_ne_bytes());
             }
+            let bytes = core::hint::black_box(bytes);
             for i in [0, words / 2, words - 1] {
-                // SAFETY: as above.
-                kassert_eq!(unsafe { va.add(i).read_volatile() }, pa ^ i as u64);
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&bytes[word(i)]);
+                kassert_eq!(u64::from_ne_bytes(w), pa ^ i as u64);
             }
         }
     }
@@ -191,17 +194,13 @@ ktest!(bad_frees_are_refused_and_change_nothing, {
 });
 
 ktest!(zeroed_pages_are_zero, {
-    let page = PAGES.alloc_box(Gfp::KERNEL, 0).map_err(fail)?;
-    let va = layout::phys_to_virt(page.phys()).as_u64() as *mut u8;
-    // SAFETY: the page is ours and mapped; dirty it so a missing zeroing would show.
-    unsafe { va.write_bytes(0x5c, PAGE_SIZE as usize) };
+    let mut page = PAGES.alloc_box(Gfp::KERNEL, 0).map_err(fail)?;
+    // Dirty it so a missing zeroing would show.
+    core::hint::black_box(page.as_mut_slice()).fill(0x5c);
     drop(page);
     let zeroed = PAGES.get_zeroed_page(Gfp::KERNEL).map_err(fail)?;
-    let va = layout::phys_to_virt(zeroed.phys()).as_u64() as *const u8;
-    // SAFETY: as above.
-    let bytes = unsafe { core::slice::from_raw_parts(va, PAGE_SIZE as usize) };
     kassert!(
-        bytes.iter().all(|&b| b == 0),
+        zeroed.as_slice().iter().all(|&b| b == 0),
         "get_zeroed_page returned dirty memory"
     );
     Ok(())

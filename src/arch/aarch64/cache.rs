@@ -63,11 +63,10 @@ pub unsafe fn dma_cache_op(op: CacheOp, start: u64, len: u64) {
 }
 
 /// Zeroes a 4 KiB page of Normal cacheable memory with DC ZVA (a cache line of zeroes at a time,
-/// without reading memory), or with plain stores where the CPU forbids DC ZVA.
-///
-/// # Safety
-/// `va` must be a page-aligned, writable mapping of Normal cacheable memory the caller owns.
-pub unsafe fn zero_page(va: u64) {
+/// without reading memory), or with plain stores where the CPU forbids DC ZVA. The page is
+/// borrowed exclusively, aligned by its type, and (as every Rust value) Normal memory.
+pub fn zero_page(page: &mut crate::mm::cpu::PageBytes) {
+    let va = page.0.as_mut_ptr() as u64;
     let dczid: u64;
     // SAFETY: reading DCZID_EL0 has no side effects.
     unsafe { asm!("mrs {}, dczid_el0", out(reg) dczid) };

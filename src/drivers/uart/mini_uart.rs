@@ -2,10 +2,15 @@
 //! knows (`core_freq` in config.txt), so the driver keeps the firmware's line settings
 //! (`enable_uart=1` sets them up) and only makes sure the transmitter is on.
 
+#![forbid(unsafe_code)]
+
 use tock_registers::interfaces::{ReadWriteable, Readable, Writeable};
 use tock_registers::register_bitfields;
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
+
+use super::spin_until;
+use crate::drivers::regs::Mmio;
 
 register_bitfields! [u32,
     LSR [
@@ -19,7 +24,7 @@ register_bitfields! [u32,
 ];
 
 register_structs! {
-    Registers {
+    pub Registers {
         (0x00 => io: ReadWrite<u32>),
         (0x04 => ier: ReadWrite<u32>),
         (0x08 => iir: ReadWrite<u32>),
@@ -35,64 +40,28 @@ register_structs! {
     }
 }
 
-const SPIN_LIMIT: u32 = 1_000_000;
-
 pub struct MiniUart {
-    /// Where the registers are mapped now (`rebase` moves it: boot mapping, then ioremap).
-    base: core::sync::atomic::AtomicUsize,
+    pub(super) regs: Mmio<Registers>,
 }
 
-// SAFETY: the registers are only read and written whole through volatile accesses; the console
-// lock orders normal writers, and an emergency writer interleaving bytes cannot break the device.
-unsafe impl Sync for MiniUart {}
-// SAFETY: as above; the register block is not tied to a thread.
-unsafe impl Send for MiniUart {}
-
 impl MiniUart {
-    /// # Safety
-    /// `base` must address the mini-UART register block (AUX_MU_IO), valid for the kernel's
-    /// lifetime, with the AUX block enabled by the firmware.
-    pub unsafe fn new(base: usize) -> MiniUart {
-        // SAFETY: the caller guarantees `base` is the register block.
-        let regs = unsafe { &*(base as *const Registers) };
-        let base = core::sync::atomic::AtomicUsize::new(base);
-        regs.ier.set(0);
-        regs.cntl
-            .modify(CNTL::TX_ENABLE::SET + CNTL::RX_ENABLE::SET);
-        MiniUart { base }
+    /// Takes the UART (the AUX block enabled by the firmware) and makes sure its transmitter
+    /// and receiver are on, with interrupts off.
+    pub fn new(regs: Mmio<Registers>) -> MiniUart {
+        let r = regs.regs();
+        r.ier.set(0);
+        r.cntl.modify(CNTL::TX_ENABLE::SET + CNTL::RX_ENABLE::SET);
+        MiniUart { regs }
     }
 
     pub fn write_byte(&self, byte: u8) {
-        let mut spins = 0;
-        while !self.regs().lsr.is_set(LSR::TX_EMPTY) && spins < SPIN_LIMIT {
-            spins += 1;
-            core::hint::spin_loop();
-        }
-        self.regs().io.set(byte as u32);
+        let r = self.regs.regs();
+        spin_until(|| r.lsr.is_set(LSR::TX_EMPTY));
+        r.io.set(byte as u32);
     }
 
     pub fn flush(&self) {
-        let mut spins = 0;
-        while !self.regs().lsr.is_set(LSR::TX_IDLE) && spins < SPIN_LIMIT {
-            spins += 1;
-            core::hint::spin_loop();
-        }
-    }
-
-    pub fn base(&self) -> usize {
-        self.base.load(core::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn regs(&self) -> &Registers {
-        // SAFETY: `new` and `rebase` only accept addresses mapping this device's registers.
-        unsafe { &*(self.base() as *const Registers) }
-    }
-
-    /// Moves to another mapping of the same registers.
-    ///
-    /// # Safety
-    /// `base` must map this device's register block for the rest of the kernel's life.
-    pub unsafe fn rebase(&self, base: usize) {
-        self.base.store(base, core::sync::atomic::Ordering::SeqCst);
+        let r = self.regs.regs();
+        spin_until(|| r.lsr.is_set(LSR::TX_IDLE));
     }
 }

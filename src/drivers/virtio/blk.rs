@@ -5,8 +5,9 @@
 //! block for the request header and status byte, and the streaming DMA mappings of the caller's
 //! buffers while a request is in flight. A request is `header (device reads) | data segments |
 //! status byte (device writes)`; the data is split at the page boundaries of the caller's
-//! buffers (which may be unaligned and span pages), each piece mapped with `dma_map_single`
-//! (bounced by the DMA API if the device cannot reach it), contiguous pieces merged into one
+//! buffers (which may be unaligned and span pages), each piece borrowed by its own
+//! `dma_map_single` mapping (bounced by the DMA API if the device cannot reach it) for as long as
+//! the request runs, contiguous pieces merged into one
 //! descriptor, and requests longer than the device's segment limit split into several.
 //! Must never start I/O outside the disk (checked first), never report success for a request
 //! the device did not complete with status OK, and never let a device that stopped answering
@@ -27,8 +28,8 @@ use crate::addr::{PhysAddr, PAGE_SIZE};
 use crate::machine::VirtioMmio;
 use crate::mm::blkdev::{BlockDevice, BlockError, BlockStats};
 use crate::mm::dma::{
-    dma_alloc_coherent, dma_bit_mask, dma_map_single, Direction, DmaAddr, DmaCoherent, DmaDevice,
-    DmaError, DmaMapping, FromDevice, ToDevice,
+    dma_alloc_coherent, dma_bit_mask, dma_map_single, Direction, DmaAddr, DmaBuf, DmaCoherent,
+    DmaDevice, DmaError, DmaMapping, DmaPod, FromDevice, ToDevice,
 };
 
 /// The unit of every virtio-blk address and length.
@@ -67,8 +68,22 @@ pub const S_UNSUPP: u8 = 2;
 /// Written into the status byte before submission: still there means the device never wrote it.
 const S_NOT_WRITTEN: u8 = 0xff;
 
+/// The request header (`struct virtio_blk_req`'s first fields, little-endian), at the start of
+/// the driver's coherent block.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct ReqHeader {
+    kind: u32,
+    reserved: u32,
+    sector: u64,
+}
+
+// SAFETY: `#[repr(C)]` of two u32 and a u64 at offsets 0, 4 and 8: no padding, and every bit
+// pattern is a value.
+unsafe impl DmaPod for ReqHeader {}
+
 /// The request header's and status byte's places in the driver's coherent block.
-const HEADER_LEN: u32 = 16;
+const HEADER_LEN: u32 = core::mem::size_of::<ReqHeader>() as u32;
 const STATUS_OFFSET: usize = 16;
 const REQ_BLOCK: usize = 64;
 
@@ -427,28 +442,27 @@ impl VirtioBlk {
     /// Reads `buf.len() / 512` sectors starting at `sector` into `buf` (any alignment; its
     /// length a multiple of 512).
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlkError> {
-        self.transfer::<FromDevice>(T_IN, sector, &[(buf.as_mut_ptr(), buf.len())])
+        self.transfer::<FromDevice>(T_IN, sector, &mut [buf])
     }
 
     /// Writes `buf` to the sectors starting at `sector`.
     pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BlkError> {
-        // The device only reads a ToDevice mapping and the DMA API only copies out of it.
-        self.transfer::<ToDevice>(T_OUT, sector, &[(buf.as_ptr() as *mut u8, buf.len())])
+        self.transfer::<ToDevice>(T_OUT, sector, &mut [buf])
     }
 
     /// Reads consecutive sectors starting at `sector` into several buffers, in order, in as few
     /// requests as the device allows (each buffer a multiple of 512 bytes).
     pub fn read_vectored(&mut self, sector: u64, bufs: &mut [&mut [u8]]) -> Result<(), BlkError> {
         let mut list = scratch(bufs.len())?;
-        list.extend(bufs.iter_mut().map(|b| (b.as_mut_ptr(), b.len())));
-        self.transfer::<FromDevice>(T_IN, sector, &list)
+        list.extend(bufs.iter_mut().map(|b| &mut **b));
+        self.transfer::<FromDevice>(T_IN, sector, &mut list)
     }
 
     /// Writes several buffers to consecutive sectors starting at `sector`.
     pub fn write_vectored(&mut self, sector: u64, bufs: &[&[u8]]) -> Result<(), BlkError> {
         let mut list = scratch(bufs.len())?;
-        list.extend(bufs.iter().map(|b| (b.as_ptr() as *mut u8, b.len())));
-        self.transfer::<ToDevice>(T_OUT, sector, &list)
+        list.extend(bufs.iter().copied());
+        self.transfer::<ToDevice>(T_OUT, sector, &mut list)
     }
 
     /// Makes every completed write durable. A device without `VIRTIO_BLK_F_FLUSH` writes
@@ -507,15 +521,16 @@ impl VirtioBlk {
 
     /// Checks a request and runs it as one or more device requests of at most `max_segments`
     /// data pieces, each a whole number of sectors.
-    fn transfer<D: Direction>(
+    fn transfer<'b, D: Direction>(
         &mut self,
         kind: u32,
         sector: u64,
-        bufs: &[(*mut u8, usize)],
+        bufs: &mut [D::Buf<'b>],
     ) -> Result<(), BlkError> {
         self.usable()?;
         let mut total = 0usize;
-        for &(_, len) in bufs {
+        for b in bufs.iter() {
+            let len = b.len();
             if len % SECTOR_SIZE != 0 {
                 return Err(BlkError::BadLength { len });
             }
@@ -539,78 +554,84 @@ impl VirtioBlk {
             return Ok(());
         }
 
-        // The buffers cut at page boundaries: each piece is physically contiguous.
+        // Each device request takes the next pieces of the buffers, a piece ending at a page
+        // boundary or at its buffer's end (so it is physically contiguous), split off its
+        // buffer so that it keeps the borrow.
         let page = PAGE_SIZE as usize;
-        let mut pieces: Vec<(*mut u8, usize)> = scratch(total / page + 2 * bufs.len())?;
-        for &(ptr, len) in bufs {
-            let mut off = 0;
-            while off < len {
-                let addr = ptr as usize + off;
-                let n = (page - addr % page).min(len - off);
-                pieces.push((addr as *mut u8, n));
-                off += n;
-            }
-        }
-
+        let mut segs: Vec<D::Buf<'b>> = scratch(self.max_segments)?;
+        // Pieces a request gave back (cut to whole sectors), latest first: the next request
+        // starts with them.
+        let mut carry: Vec<D::Buf<'b>> = Vec::new();
         let mut sector = sector;
-        let (mut i, mut off) = (0usize, 0usize);
-        let mut segs: Vec<(*mut u8, usize)> = scratch(self.max_segments)?;
-        while i < pieces.len() {
+        // `bufs[..k]` are used up; `bufs[k]` is what is left of the next one.
+        let mut k = 0;
+        while k < bufs.len() || !carry.is_empty() {
             segs.clear();
             let mut bytes = 0;
-            let mut j = i;
-            let mut o = off;
-            while segs.len() < self.max_segments && j < pieces.len() {
-                let (p, l) = pieces[j];
-                segs.push(((p as usize + o) as *mut u8, l - o));
-                bytes += l - o;
-                j += 1;
-                o = 0;
+            while segs.len() < self.max_segments {
+                let piece = if let Some(p) = carry.pop() {
+                    p
+                } else if let Some(b) = bufs.get_mut(k) {
+                    if b.is_empty() {
+                        k += 1;
+                        continue;
+                    }
+                    let n = (page - b.addr() % page).min(b.len());
+                    let (piece, rest) = core::mem::take(b).split_at(n);
+                    *b = rest;
+                    piece
+                } else {
+                    break;
+                };
+                bytes += piece.len();
+                segs.push(piece);
             }
             // Stopped by the segment limit inside a sector: give the tail back to the next
             // request. (When every piece was taken the total is whole sectors already.)
             let mut trim = bytes % SECTOR_SIZE;
             bytes -= trim;
             while trim > 0 {
-                let Some(last) = segs.last_mut() else { break };
-                j -= 1;
-                let start_in_piece = last.0 as usize - pieces[j].0 as usize;
-                if last.1 > trim {
-                    last.1 -= trim;
-                    o = start_in_piece + last.1;
+                let Some(last) = segs.pop() else { break };
+                carry.try_reserve(1).map_err(|_| BlkError::NoMemory)?;
+                let len = last.len();
+                if len > trim {
+                    let (keep, back) = last.split_at(len - trim);
+                    segs.push(keep);
+                    carry.push(back);
                     trim = 0;
                 } else {
-                    trim -= last.1;
-                    o = start_in_piece;
-                    segs.pop();
+                    trim -= len;
+                    carry.push(last);
                 }
             }
             if bytes == 0 || segs.is_empty() {
+                if k >= bufs.len() && carry.is_empty() {
+                    // Only empty buffers were left.
+                    break;
+                }
                 return Err(BlkError::TooFragmented);
             }
-            self.transfer_chunk::<D>(kind, sector, &segs, bytes)?;
+            self.transfer_chunk::<D>(kind, sector, &mut segs, bytes)?;
             sector += (bytes / SECTOR_SIZE) as u64;
-            i = j;
-            off = o;
         }
         Ok(())
     }
 
-    /// One device request over `segs` (at most `max_segments`, `bytes` in all).
-    fn transfer_chunk<D: Direction>(
+    /// One device request over `segs` (at most `max_segments`, `bytes` in all), which it empties:
+    /// each piece is borrowed by its mapping until the device is done.
+    fn transfer_chunk<'b, D: Direction>(
         &mut self,
         kind: u32,
         sector: u64,
-        segs: &[(*mut u8, usize)],
+        segs: &mut Vec<D::Buf<'b>>,
         bytes: usize,
     ) -> Result<(), BlkError> {
-        let mut maps: Vec<DmaMapping<D>> = scratch(segs.len())?;
+        let mut maps: Vec<DmaMapping<'b, D>> = scratch(segs.len())?;
         self.chain.clear();
         self.chain.push((self.req.dma_addr(), HEADER_LEN, false));
-        for &(ptr, len) in segs {
-            // SAFETY: the caller's buffer outlives the request (`maps` is dropped before this
-            // function returns) and is not touched while the device works on it.
-            let m = unsafe { dma_map_single::<D>(&self.dev, ptr, len) }?;
+        for seg in segs.drain(..) {
+            let len = seg.len();
+            let m = dma_map_single::<D>(&self.dev, seg)?;
             let addr = m.dma_addr().as_u64();
             if m.is_bounced() {
                 self.segments.bounced += 1;
@@ -652,15 +673,17 @@ impl VirtioBlk {
             self.chain.clear();
             self.chain.push((self.req.dma_addr(), HEADER_LEN, false));
         }
-        let hdr = self.req.cpu_ptr();
-        // SAFETY: the request block is ours, 64 bytes, page aligned, and the device does not
-        // read it while no request is in flight (requests are synchronous).
-        unsafe {
-            hdr.cast::<u32>().write_volatile(kind.to_le());
-            hdr.add(4).cast::<u32>().write_volatile(0);
-            hdr.add(8).cast::<u64>().write_volatile(sector.to_le());
-            hdr.add(STATUS_OFFSET).write_volatile(S_NOT_WRITTEN);
-        }
+        // The device does not read the request block while no request is in flight (requests
+        // are synchronous).
+        self.req.write(
+            0,
+            ReqHeader {
+                kind: kind.to_le(),
+                reserved: 0,
+                sector: sector.to_le(),
+            },
+        );
+        self.req.write(STATUS_OFFSET, S_NOT_WRITTEN);
         let status_addr = DmaAddr::new(self.req.dma_addr().as_u64() + STATUS_OFFSET as u64);
         self.chain.push((status_addr, 1, true));
         let head = self.queue.add_chain(&self.chain)?;
@@ -679,8 +702,8 @@ impl VirtioBlk {
         }
         self.transport.ack_interrupt();
         fence(Ordering::SeqCst);
-        // SAFETY: as above; the device has returned the chain, so the status byte is final.
-        let status = unsafe { hdr.add(STATUS_OFFSET).read_volatile() };
+        // The device has returned the chain, so the status byte is final.
+        let status = self.req.read::<u8>(STATUS_OFFSET);
         if status != S_OK {
             return Err(BlkError::Io { sector, status });
         }

@@ -7,21 +7,37 @@
 //! them in the available ring, and takes them back from the used ring. Must never reuse a
 //! descriptor the device still owns, never trust an index the device writes without checking it,
 //! and never wait without a deadline. It knows nothing about the transport: the caller notifies
-//! the device, and resets it before dropping a queue with requests in flight.
+//! the device, and resets it before dropping a queue with requests in flight. The ring memory
+//! is reached only through `DmaCoherent`'s checked volatile accessors.
 
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::arch::aarch64::timer;
-use crate::mm::dma::{dma_alloc_coherent, DmaAddr, DmaCoherent, DmaDevice, DmaError};
+use crate::mm::dma::{dma_alloc_coherent, DmaAddr, DmaCoherent, DmaDevice, DmaError, DmaPod};
 
 /// The largest queue this driver builds (the device may allow more).
 pub const MAX_QUEUE_SIZE: u16 = 128;
 /// Alignment of the used ring (legacy `QueueAlign`, also the table's alignment).
 pub const RING_ALIGN: usize = 4096;
 
-const DESC_SIZE: usize = 16;
+/// A descriptor as the device reads it (`struct virtq_desc`, fields little-endian): written whole,
+/// one checked access instead of four.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct Desc {
+    addr: u64,
+    len: u32,
+    flags: u16,
+    next: u16,
+}
+
+// SAFETY: `#[repr(C)]` of a u64, a u32 and two u16 at offsets 0, 8, 12 and 14: no padding, and
+// every bit pattern is a value.
+unsafe impl DmaPod for Desc {}
+
+const DESC_SIZE: usize = core::mem::size_of::<Desc>();
 /// `VIRTQ_DESC_F_NEXT`: the chain continues in `next`.
 const DESC_F_NEXT: u16 = 1;
 /// `VIRTQ_DESC_F_WRITE`: the device writes this buffer.
@@ -171,7 +187,7 @@ impl VirtQueue {
         let mem = dma_alloc_coherent(dev, layout.bytes).map_err(QueueError::Dma)?;
         let bus = mem.dma_addr().as_u64();
         if !bus.is_multiple_of(RING_ALIGN as u64)
-            || !(mem.cpu_ptr() as usize).is_multiple_of(RING_ALIGN)
+            || !mem.cpu_addr().as_u64().is_multiple_of(RING_ALIGN as u64)
         {
             return Err(QueueError::Misaligned(bus));
         }
@@ -210,25 +226,17 @@ impl VirtQueue {
         )
     }
 
-    /// A pointer `offset` bytes into the ring memory, for a `T` that fits there.
-    fn ptr<T>(&self, offset: usize) -> *mut T {
-        debug_assert!(offset + core::mem::size_of::<T>() <= self.layout.bytes);
-        debug_assert!(offset.is_multiple_of(core::mem::align_of::<T>()));
-        // SAFETY: the offset is inside the coherent buffer (`layout.bytes` long, checked in debug
-        // builds; every caller computes it from the layout with an index below `size`).
-        unsafe { self.mem.cpu_ptr().add(offset).cast::<T>() }
-    }
-
     fn write_desc(&self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let off = self.layout.desc + DESC_SIZE * i as usize;
-        // SAFETY: descriptor `i < size` lies inside the table, 16-byte aligned in a
-        // page-aligned buffer; the device does not read a descriptor we have not published.
-        unsafe {
-            self.ptr::<u64>(off).write_volatile(addr.to_le());
-            self.ptr::<u32>(off + 8).write_volatile(len.to_le());
-            self.ptr::<u16>(off + 12).write_volatile(flags.to_le());
-            self.ptr::<u16>(off + 14).write_volatile(next.to_le());
-        }
+        // The device does not read a descriptor we have not published.
+        self.mem.write(
+            self.layout.desc + DESC_SIZE * i as usize,
+            Desc {
+                addr: addr.to_le(),
+                len: len.to_le(),
+                flags: flags.to_le(),
+                next: next.to_le(),
+            },
+        );
     }
 
     /// Puts a chain of buffers (device-readable ones first, as virtio requires of a request)
@@ -261,19 +269,15 @@ impl VirtQueue {
         self.chain_len[head as usize] = segments.len() as u16;
 
         let slot = (self.avail_idx % self.layout.size) as usize;
-        // SAFETY: `ring[slot]` of the available ring, `slot < size`, 2-byte aligned.
-        unsafe {
-            self.ptr::<u16>(self.layout.avail + 4 + 2 * slot)
-                .write_volatile(head.to_le())
-        };
+        // `ring[slot]` of the available ring.
+        self.mem
+            .write(self.layout.avail + 4 + 2 * slot, head.to_le());
         // The descriptors and the ring entry are visible before the index that publishes them.
         crate::arch::aarch64::barrier::dma_wmb();
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        // SAFETY: the available ring's `idx` field, 2-byte aligned.
-        unsafe {
-            self.ptr::<u16>(self.layout.avail + 2)
-                .write_volatile(self.avail_idx.to_le())
-        };
+        // The available ring's `idx` field.
+        self.mem
+            .write(self.layout.avail + 2, self.avail_idx.to_le());
         // The index is visible before whatever comes next (the notification).
         crate::arch::aarch64::barrier::dma_wmb();
         Ok(head)
@@ -282,9 +286,8 @@ impl VirtQueue {
     /// Takes the next completed chain from the used ring, if any, and frees its descriptors:
     /// `(head, bytes the device wrote)`.
     pub fn pop_used(&mut self) -> Result<Option<(u16, u32)>, QueueError> {
-        // SAFETY: the used ring's `idx` field, 2-byte aligned; volatile: the device writes it.
-        let used_idx =
-            u16::from_le(unsafe { self.ptr::<u16>(self.layout.used + 2).read_volatile() });
+        // The used ring's `idx` field, which the device writes.
+        let used_idx = u16::from_le(self.mem.read::<u16>(self.layout.used + 2));
         if used_idx == self.last_used {
             return Ok(None);
         }
@@ -298,13 +301,9 @@ impl VirtQueue {
         crate::arch::aarch64::barrier::dma_rmb();
         let slot = (self.last_used % self.layout.size) as usize;
         let elem = self.layout.used + 4 + 8 * slot;
-        // SAFETY: `ring[slot]` of the used ring, `slot < size`, 4-byte aligned.
-        let (id, len) = unsafe {
-            (
-                u32::from_le(self.ptr::<u32>(elem).read_volatile()),
-                u32::from_le(self.ptr::<u32>(elem + 4).read_volatile()),
-            )
-        };
+        // `ring[slot]` of the used ring.
+        let id = u32::from_le(self.mem.read::<u32>(elem));
+        let len = u32::from_le(self.mem.read::<u32>(elem + 4));
         self.last_used = self.last_used.wrapping_add(1);
         if id >= self.layout.size as u32 || self.chain_len[id as usize] == 0 {
             return Err(QueueError::BadUsed { id });

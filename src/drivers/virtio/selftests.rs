@@ -20,7 +20,6 @@ use crate::ktest::TestError;
 use crate::mm::blkdev::{BlockDevice, BlockError};
 use crate::mm::gfp::Gfp;
 use crate::mm::init::PAGES;
-use crate::mm::layout;
 use crate::{kassert, kassert_eq, ktest};
 
 /// The bytes a scratch disk's first sector starts with: the tests may write to it (and to no
@@ -309,37 +308,27 @@ ktest!(blk_bounced_buffers, {
     let block = loop {
         // Everything below the limit is taken on the way; running out means there is no block
         // above it.
-        let Ok(pa) = PAGES.alloc_pages(Gfp::KERNEL | Gfp::NOWARN, ORDER) else {
+        let Ok(b) = PAGES.alloc_box(Gfp::KERNEL | Gfp::NOWARN, ORDER) else {
             break None;
         };
-        if pa.as_u64() >= limit || held.len() > 100_000 {
-            break Some(pa);
+        if b.phys().as_u64() >= limit || held.len() > 100_000 {
+            break Some(b);
         }
-        held.push(pa);
+        held.push(b);
     };
-    for pa in held.drain(..) {
-        PAGES.free_pages(pa, ORDER).map_err(fail)?;
-    }
-    let Some(block) = block else {
+    drop(held);
+    let Some(mut block) = block else {
         return Err(TestError::Skip(format!(
             "no free {} KiB block above {limit:#x}",
             (PAGE << ORDER) >> 10
         )));
     };
     let result = (|| {
-        if block.as_u64() < limit {
+        if block.phys().as_u64() < limit {
             return Err(TestError::Skip(format!("no free pages above {limit:#x}")));
         }
         kassert!(disk.restrict_dma_mask(limit - 1));
-        let va = layout::phys_to_virt(block).as_u64() as *mut u8;
-        // SAFETY: the block is ours (2^ORDER pages in the linear map) until freed below; the two
-        // halves do not overlap.
-        let (out, back) = unsafe {
-            (
-                core::slice::from_raw_parts_mut(va, len),
-                core::slice::from_raw_parts_mut(va.add(len), len),
-            )
-        };
+        let (out, back) = block.as_mut_slice().split_at_mut(len);
         fill(out, s, sector);
         back.fill(0);
         let before = disk.segment_stats();
@@ -352,7 +341,7 @@ ktest!(blk_bounced_buffers, {
         );
         check(back, s, sector, "bounced read-back")
     })();
-    PAGES.free_pages(block, ORDER).map_err(fail)?;
+    drop(block);
     result
 });
 
