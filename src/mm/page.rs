@@ -21,6 +21,11 @@ pub(crate) const ORDER_MASK: u32 = 0xf << ORDER_SHIFT;
 const ZONE_SHIFT: u32 = 12;
 const ZONE_MASK: u32 = 0x3 << ZONE_SHIFT;
 
+/// The order a page's flags record (meaningful for the head of a block).
+pub const fn flags_order(flags: u32) -> u8 {
+    ((flags & ORDER_MASK) >> ORDER_SHIFT) as u8
+}
+
 /// No page: the end of a list.
 pub const NIL: u64 = u64::MAX;
 
@@ -50,7 +55,7 @@ impl Page {
         }
     }
     pub fn order(&self) -> u8 {
-        ((self.flags & ORDER_MASK) >> ORDER_SHIFT) as u8
+        flags_order(self.flags)
     }
     pub fn set_order(&mut self, order: u8) {
         self.flags = (self.flags & !ORDER_MASK) | ((order as u32) << ORDER_SHIFT);
@@ -109,6 +114,17 @@ impl MemMap {
     /// the map lives, and used by nothing else. Its contents may be garbage.
     pub unsafe fn populate(&mut self, index: usize, pages: *mut Page) {
         self.sections[index - self.base] = pages;
+    }
+
+    /// `populate` with an array the map then owns for good (host memory maps leak one per
+    /// section): the ownership the unsafe version asks its caller to promise, in the type.
+    pub fn populate_leaked(&mut self, index: usize, pages: &'static mut [Page]) {
+        assert_eq!(
+            pages.len(),
+            PAGES_PER_SECTION as usize,
+            "a section's worth of pages"
+        );
+        self.sections[index - self.base] = pages.as_mut_ptr();
     }
 
     pub fn is_populated(&self, index: usize) -> bool {
