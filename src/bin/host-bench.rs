@@ -8,7 +8,8 @@
 //! Fairness of the slab table: every heap allocator gets its own arena of the same size, and the
 //! ones that need `&mut` sit behind the same `spin::Mutex` Ferrite's caches take on every call (as
 //! each would as a kernel's global allocator); `malloc` brings its own (per-thread) locking. All
-//! requests are 8-byte aligned, and every pointer goes through `black_box`.
+//! requests are 8-byte aligned, and every pointer goes through `black_box`. The benchmarks hold
+//! each allocation as a `Block`, which gives it back to its allocator when dropped.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
@@ -30,67 +31,22 @@ use talc::base::Talc;
 use talc::source::Claim;
 use talc::DefaultBinning;
 
-/// Page contents for the allocator: a real buffer, though these benchmarks never touch it.
-struct Ram(Vec<u8>, u64);
-
-// SAFETY: every frame of the managed range maps into the buffer.
-unsafe impl PhysMem for Ram {
-    fn page_ptr(&self, pfn: u64) -> *mut u8 {
-        self.0
-            .as_ptr()
-            .wrapping_add(((pfn - self.1) << PAGE_SHIFT) as usize) as *mut u8
-    }
-}
-
 const BASE: u64 = 0x4000_0000;
 const SIZE: u64 = 256 << 20;
 const PAIRS: u64 = 2_000_000;
 const ROUNDS: usize = 5;
 
-fn ferrite_allocator() -> PageAllocator<Ram> {
-    let memory = [PhysRange::new(PhysAddr::new(BASE), SIZE)];
-    let mut map = MemMap::new((BASE + SIZE) >> PAGE_SHIFT);
-    for sec in MemMap::sections_of(
-        Pfn::new(BASE >> PAGE_SHIFT),
-        Pfn::new((BASE + SIZE) >> PAGE_SHIFT),
-    ) {
-        let pages: &'static mut [Page] = vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak();
-        // SAFETY: a leaked array of a section's length, used by this map only.
-        unsafe { map.populate(sec, pages.as_mut_ptr()) };
-    }
-    let ram = Ram(vec![0; SIZE as usize], BASE >> PAGE_SHIFT);
-    let limits = ZoneLimits {
-        dma_end: BASE + SIZE,
-        dma32_end: BASE + SIZE,
-    };
-    let mut a = PageAllocator::new(ram, map, &memory, limits);
-    a.release(&memory, &memory);
-    a.setup_watermarks();
-    a
-}
-
-fn best(mut f: impl FnMut() -> f64) -> f64 {
-    (0..ROUNDS).map(|_| f()).fold(f64::INFINITY, f64::min)
-}
-
-// --- The slab table ---
-
-/// Bytes of arena each heap allocator gets.
-const ARENA: usize = 64 << 20;
-/// Where the slab bench's page allocator puts its arena in "physical" addresses.
-const SLAB_BASE: u64 = 0x8000_0000;
-const SLAB_SIZES: [usize; 4] = [16, 64, 256, 512];
-/// Objects alive at once in the ring pattern.
-const RING: usize = 64;
-
-/// A fresh arena, aligned to the largest buddy block (so buddy blocks are naturally aligned as
-/// host addresses too), leaked.
-fn arena() -> *mut u8 {
-    let layout = Layout::from_size_align(ARENA, 4096 << MAX_ORDER).expect("arena layout");
+/// A fresh arena of `size` bytes, aligned to the largest buddy block (so buddy blocks are
+/// naturally aligned as host addresses too), zeroed (slabs must hold initialised bytes), leaked.
+/// Taken with room to align it by hand, so it comes zeroed from `calloc`: untouched, its pages
+/// cost nothing, as an arena from `malloc` would.
+fn arena(size: usize) -> *mut u8 {
+    let align = 4096 << MAX_ORDER;
+    let layout = Layout::from_size_align(size + align, 8).expect("arena layout");
     // SAFETY: a non-zero size.
-    let p = unsafe { std::alloc::alloc(layout) };
-    assert!(!p.is_null(), "no memory for a {ARENA}-byte arena");
-    p
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!p.is_null(), "no memory for a {size}-byte arena");
+    p.wrapping_add(p.align_offset(align))
 }
 
 /// Frames of a host arena.
@@ -109,6 +65,47 @@ unsafe impl PhysMem for ArenaRam {
             .wrapping_add(((pfn - self.base_pfn) << PAGE_SHIFT) as usize)
     }
 }
+
+/// A page allocator managing a fresh `size`-byte host arena as the frames at `base`, and the
+/// arena's host address.
+fn ferrite_allocator(base: u64, size: usize) -> (PageAllocator<ArenaRam>, usize) {
+    let memory = [PhysRange::new(PhysAddr::new(base), size as u64)];
+    let end = base + size as u64;
+    let mut map = MemMap::new(end >> PAGE_SHIFT);
+    for sec in MemMap::sections_of(Pfn::new(base >> PAGE_SHIFT), Pfn::new(end >> PAGE_SHIFT)) {
+        map.populate_leaked(
+            sec,
+            vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak(),
+        );
+    }
+    let va_base = arena(size);
+    let ram = ArenaRam {
+        base: va_base,
+        base_pfn: base >> PAGE_SHIFT,
+    };
+    let limits = ZoneLimits {
+        dma_end: end,
+        dma32_end: end,
+    };
+    let mut a = PageAllocator::new(ram, map, &memory, limits);
+    a.release(&memory, &memory);
+    a.setup_watermarks();
+    (a, va_base as usize)
+}
+
+fn best(mut f: impl FnMut() -> f64) -> f64 {
+    (0..ROUNDS).map(|_| f()).fold(f64::INFINITY, f64::min)
+}
+
+// --- The slab table ---
+
+/// Bytes of arena each heap allocator gets.
+const ARENA: usize = 64 << 20;
+/// Where the slab bench's page allocator puts its arena in "physical" addresses.
+const SLAB_BASE: u64 = 0x8000_0000;
+const SLAB_SIZES: [usize; 4] = [16, 64, 256, 512];
+/// Objects alive at once in the ring pattern.
+const RING: usize = 64;
 
 /// Slabs for Ferrite's `kmalloc`, as the kernel's backend: the page allocator's order-0 fast
 /// path, metadata through the lock-free memory-map view.
@@ -143,34 +140,12 @@ unsafe impl SlabBackend for HostSlabBackend {
 }
 
 fn ferrite_kmalloc() -> &'static Kmalloc {
-    let base = arena();
-    let size = ARENA as u64;
-    let memory = [PhysRange::new(PhysAddr::new(SLAB_BASE), size)];
-    let mut map = MemMap::new((SLAB_BASE + size) >> PAGE_SHIFT);
-    for sec in MemMap::sections_of(
-        Pfn::new(SLAB_BASE >> PAGE_SHIFT),
-        Pfn::new((SLAB_BASE + size) >> PAGE_SHIFT),
-    ) {
-        let pages: &'static mut [Page] = vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak();
-        // SAFETY: a leaked array of a section's length, used by this map only.
-        unsafe { map.populate(sec, pages.as_mut_ptr()) };
-    }
-    let ram = ArenaRam {
-        base,
-        base_pfn: SLAB_BASE >> PAGE_SHIFT,
-    };
-    let limits = ZoneLimits {
-        dma_end: SLAB_BASE + size,
-        dma32_end: SLAB_BASE + size,
-    };
-    let mut a = PageAllocator::new(ram, map, &memory, limits);
-    a.release(&memory, &memory);
-    a.setup_watermarks();
+    let (a, va_base) = ferrite_allocator(SLAB_BASE, ARENA);
     let view = a.map_view();
     let backend: &'static HostSlabBackend = Box::leak(Box::new(HostSlabBackend {
         pages: GlobalPages::new(),
         view,
-        va_base: base as usize,
+        va_base,
     }));
     backend.pages.install(a);
     // Leaked before first use: slab pages record their cache's address.
@@ -183,6 +158,44 @@ trait Heap {
     /// # Safety
     /// `p` must come from `alloc(size)` and not be used afterwards.
     unsafe fn free(&self, p: *mut u8, size: usize);
+
+    /// `alloc`, owned by the returned block.
+    #[inline(always)]
+    fn block(&self, size: usize) -> Block<'_, Self>
+    where
+        Self: Sized,
+    {
+        let ptr = NonNull::new(self.alloc(size)).expect("allocators under test return memory");
+        Block {
+            heap: self,
+            ptr,
+            size,
+        }
+    }
+}
+
+/// One allocation of at least one byte, given back to its heap when dropped.
+struct Block<'h, H: Heap> {
+    heap: &'h H,
+    ptr: NonNull<u8>,
+    size: usize,
+}
+
+impl<H: Heap> Block<'_, H> {
+    /// Writes the first byte (a kernel's objects are touched when made).
+    #[inline(always)]
+    fn touch(&mut self, value: u8) {
+        // SAFETY: a live allocation of `size` >= 1 bytes owned by this block; only written.
+        unsafe { self.ptr.as_ptr().write(value) };
+    }
+}
+
+impl<H: Heap> Drop for Block<'_, H> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: from `heap.alloc(size)`, owned by this block and freed once, here.
+        unsafe { self.heap.free(black_box(self.ptr.as_ptr()), self.size) };
+    }
 }
 
 fn layout(size: usize) -> Layout {
@@ -282,9 +295,7 @@ fn pairs<H: Heap>(h: &H, size: usize) -> f64 {
     let round = || {
         let t = Instant::now();
         for _ in 0..PAIRS {
-            let p = black_box(h.alloc(black_box(size)));
-            // SAFETY: just allocated with `size`.
-            unsafe { h.free(p, size) };
+            drop(black_box(h.block(black_box(size))));
         }
         t.elapsed().as_nanos() as f64 / PAIRS as f64
     };
@@ -296,31 +307,23 @@ fn pairs<H: Heap>(h: &H, size: usize) -> f64 {
 /// allocates a new one (writing its first byte), as a kernel's short-lived objects behave.
 fn ring<H: Heap>(h: &H) -> f64 {
     let size_of = |i: u64| SLAB_SIZES[(i.wrapping_mul(0x9e37_79b9) >> 7) as usize % 4];
-    let mut slots: Vec<(*mut u8, usize)> = (0..RING as u64)
-        .map(|i| (h.alloc(size_of(i)), size_of(i)))
+    let mut slots: Vec<Option<Block<H>>> = (0..RING as u64)
+        .map(|i| Some(h.block(size_of(i))))
         .collect();
     let mut round = || {
         let t = Instant::now();
         for i in 0..PAIRS {
-            let k = i as usize % RING;
-            let (old, old_size) = slots[k];
-            // SAFETY: allocated with `old_size` and dropped from the ring now.
-            unsafe { h.free(black_box(old), old_size) };
-            let size = size_of(i);
-            let p = black_box(h.alloc(size));
-            // SAFETY: a fresh object of at least one byte.
-            unsafe { p.write(i as u8) };
-            slots[k] = (p, size);
+            let slot = &mut slots[i as usize % RING];
+            // The oldest object goes first, then its replacement is made.
+            *slot = None;
+            let mut block = black_box(h.block(size_of(i)));
+            block.touch(i as u8);
+            *slot = Some(block);
         }
         t.elapsed().as_nanos() as f64 / PAIRS as f64
     };
     round();
-    let ns = best(&mut round);
-    for (p, size) in slots {
-        // SAFETY: the ring's live objects.
-        unsafe { h.free(p, size) };
-    }
-    ns
+    best(&mut round)
 }
 
 fn bench_heap<H: Heap>(name: &str, h: &H, results: &mut Vec<(String, f64)>) {
@@ -338,12 +341,12 @@ fn slab_benches(results: &mut Vec<(String, f64)>) {
 
     let mut buddy = buddy_system_allocator::Heap::<32>::new();
     // SAFETY: a fresh arena, used by this heap only.
-    unsafe { buddy.init(arena() as usize, ARENA) };
+    unsafe { buddy.init(arena(ARENA) as usize, ARENA) };
     bench_heap("buddy_system_allocator", &Buddy(Mutex::new(buddy)), results);
 
     let mut list = linked_list_allocator::Heap::empty();
     // SAFETY: as above.
-    unsafe { list.init(arena(), ARENA) };
+    unsafe { list.init(arena(ARENA), ARENA) };
     bench_heap(
         "linked_list_allocator",
         &LinkedList(Mutex::new(list)),
@@ -351,7 +354,7 @@ fn slab_benches(results: &mut Vec<(String, f64)>) {
     );
 
     // SAFETY: as above: `Claim` hands the arena to talc on its first allocation.
-    let talc = Talc::new(unsafe { Claim::new(arena(), ARENA) });
+    let talc = Talc::new(unsafe { Claim::new(arena(ARENA), ARENA) });
     bench_heap("talc", &Tlsf(Mutex::new(talc)), results);
 
     bench_heap("malloc", &Malloc, results);
@@ -359,8 +362,8 @@ fn slab_benches(results: &mut Vec<(String, f64)>) {
 
 fn main() {
     let mut results: Vec<(String, f64)> = Vec::new();
-    let global: GlobalPages<Ram> = GlobalPages::new();
-    global.install(ferrite_allocator());
+    let global: GlobalPages<ArenaRam> = GlobalPages::new();
+    global.install(ferrite_allocator(BASE, SIZE as usize).0);
     let mut frames: FrameAllocator<32> = FrameAllocator::new();
     frames.add_frame(
         (BASE >> PAGE_SHIFT) as usize,
