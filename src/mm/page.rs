@@ -175,8 +175,9 @@ impl MemMap {
         if section.is_null() {
             return None;
         }
-        // SAFETY: the index is below PAGES_PER_SECTION, inside the populated array.
-        Some(unsafe { section.add((pfn & (PAGES_PER_SECTION - 1)) as usize) })
+        // The index is below PAGES_PER_SECTION, inside the populated array (so the arithmetic
+        // never wraps; only dereferencing the result needs the map's promise).
+        Some(section.wrapping_add((pfn & (PAGES_PER_SECTION - 1)) as usize))
     }
 }
 
@@ -234,7 +235,7 @@ impl MemMapView {
         if section.is_null() {
             return None;
         }
-        // SAFETY: the offset is below PAGES_PER_SECTION, inside the populated array.
-        Some(unsafe { section.add((pfn & (PAGES_PER_SECTION - 1)) as usize) })
+        // The offset is below PAGES_PER_SECTION, inside the populated array.
+        Some(section.wrapping_add((pfn & (PAGES_PER_SECTION - 1)) as usize))
     }
 }
