@@ -19,11 +19,12 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator;
-use ferrite::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
+use ferrite::addr::{PhysAddr, PhysRange, PAGE_SHIFT};
 use ferrite::mm::gfp::Gfp;
+use ferrite::mm::host_ram::HostRam;
 use ferrite::mm::kmalloc::Kmalloc;
-use ferrite::mm::page::{MemMap, MemMapView, Page, PAGES_PER_SECTION};
-use ferrite::mm::page_alloc::{GlobalPages, PageAllocator, PhysMem};
+use ferrite::mm::page::{MemMapView, Page};
+use ferrite::mm::page_alloc::{GlobalPages, PageAllocator};
 use ferrite::mm::slab::SlabBackend;
 use ferrite::mm::zone::{ZoneLimits, MAX_ORDER};
 use spin::Mutex;
@@ -36,53 +37,13 @@ const SIZE: u64 = 256 << 20;
 const PAIRS: u64 = 2_000_000;
 const ROUNDS: usize = 5;
 
-/// A fresh arena of `size` bytes, aligned to the largest buddy block (so buddy blocks are
-/// naturally aligned as host addresses too), zeroed (slabs must hold initialised bytes), leaked.
-/// Taken with room to align it by hand, so it comes zeroed from `calloc`: untouched, its pages
-/// cost nothing, as an arena from `malloc` would.
-fn arena(size: usize) -> *mut u8 {
-    let align = 4096 << MAX_ORDER;
-    let layout = Layout::from_size_align(size + align, 8).expect("arena layout");
-    // SAFETY: a non-zero size.
-    let p = unsafe { std::alloc::alloc_zeroed(layout) };
-    assert!(!p.is_null(), "no memory for a {size}-byte arena");
-    p.wrapping_add(p.align_offset(align))
-}
-
-/// Frames of a host arena.
-struct ArenaRam {
-    base: *mut u8,
-    base_pfn: u64,
-}
-
-// SAFETY: the arena is leaked and reached only under the page allocator's lock.
-unsafe impl Send for ArenaRam {}
-
-// SAFETY: every managed frame lies in the arena.
-unsafe impl PhysMem for ArenaRam {
-    fn page_ptr(&self, pfn: u64) -> *mut u8 {
-        self.base
-            .wrapping_add(((pfn - self.base_pfn) << PAGE_SHIFT) as usize)
-    }
-}
-
 /// A page allocator managing a fresh `size`-byte host arena as the frames at `base`, and the
 /// arena's host address.
-fn ferrite_allocator(base: u64, size: usize) -> (PageAllocator<ArenaRam>, usize) {
+fn ferrite_allocator(base: u64, size: usize) -> (PageAllocator<HostRam>, usize) {
     let memory = [PhysRange::new(PhysAddr::new(base), size as u64)];
     let end = base + size as u64;
-    let mut map = MemMap::new(end >> PAGE_SHIFT);
-    for sec in MemMap::sections_of(Pfn::new(base >> PAGE_SHIFT), Pfn::new(end >> PAGE_SHIFT)) {
-        map.populate_leaked(
-            sec,
-            vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak(),
-        );
-    }
-    let va_base = arena(size);
-    let ram = ArenaRam {
-        base: va_base,
-        base_pfn: base >> PAGE_SHIFT,
-    };
+    let (ram, map) = HostRam::new(base, size);
+    let va_base = ram.host_base();
     let limits = ZoneLimits {
         dma_end: end,
         dma32_end: end,
@@ -90,7 +51,7 @@ fn ferrite_allocator(base: u64, size: usize) -> (PageAllocator<ArenaRam>, usize)
     let mut a = PageAllocator::new(ram, map, &memory, limits);
     a.release(&memory, &memory);
     a.setup_watermarks();
-    (a, va_base as usize)
+    (a, va_base)
 }
 
 fn best(mut f: impl FnMut() -> f64) -> f64 {
@@ -107,10 +68,22 @@ const SLAB_SIZES: [usize; 4] = [16, 64, 256, 512];
 /// Objects alive at once in the ring pattern.
 const RING: usize = 64;
 
+/// A fresh arena of `ARENA` bytes for a peer heap, aligned and zeroed as Ferrite's (`HostRam`)
+/// so every allocator starts alike: taken from `calloc` with room to align it by hand, so its
+/// pages cost nothing until touched. Leaked.
+fn arena() -> *mut u8 {
+    let align = 4096 << MAX_ORDER;
+    let layout = Layout::from_size_align(ARENA + align, 8).expect("arena layout");
+    // SAFETY: a non-zero size.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!p.is_null(), "no memory for a {ARENA}-byte arena");
+    p.wrapping_add(p.align_offset(align))
+}
+
 /// Slabs for Ferrite's `kmalloc`, as the kernel's backend: the page allocator's order-0 fast
 /// path, metadata through the lock-free memory-map view.
 struct HostSlabBackend {
-    pages: GlobalPages<ArenaRam>,
+    pages: GlobalPages<HostRam>,
     view: MemMapView,
     va_base: usize,
 }
@@ -341,12 +314,12 @@ fn slab_benches(results: &mut Vec<(String, f64)>) {
 
     let mut buddy = buddy_system_allocator::Heap::<32>::new();
     // SAFETY: a fresh arena, used by this heap only.
-    unsafe { buddy.init(arena(ARENA) as usize, ARENA) };
+    unsafe { buddy.init(arena() as usize, ARENA) };
     bench_heap("buddy_system_allocator", &Buddy(Mutex::new(buddy)), results);
 
     let mut list = linked_list_allocator::Heap::empty();
     // SAFETY: as above.
-    unsafe { list.init(arena(ARENA), ARENA) };
+    unsafe { list.init(arena(), ARENA) };
     bench_heap(
         "linked_list_allocator",
         &LinkedList(Mutex::new(list)),
@@ -354,7 +327,7 @@ fn slab_benches(results: &mut Vec<(String, f64)>) {
     );
 
     // SAFETY: as above: `Claim` hands the arena to talc on its first allocation.
-    let talc = Talc::new(unsafe { Claim::new(arena(ARENA), ARENA) });
+    let talc = Talc::new(unsafe { Claim::new(arena(), ARENA) });
     bench_heap("talc", &Tlsf(Mutex::new(talc)), results);
 
     bench_heap("malloc", &Malloc, results);
@@ -362,7 +335,7 @@ fn slab_benches(results: &mut Vec<(String, f64)>) {
 
 fn main() {
     let mut results: Vec<(String, f64)> = Vec::new();
-    let global: GlobalPages<ArenaRam> = GlobalPages::new();
+    let global: GlobalPages<HostRam> = GlobalPages::new();
     global.install(ferrite_allocator(BASE, SIZE as usize).0);
     let mut frames: FrameAllocator<32> = FrameAllocator::new();
     frames.add_frame(

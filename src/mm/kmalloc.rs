@@ -167,10 +167,12 @@ impl Kmalloc {
         }
         match page_owner(self.backend, ptr) {
             PageOwner::Slab(cache) => {
-                // SAFETY: a slab page's `private` is its cache, which outlives every object, and
-                // the caller passes a live object (not null: past ZERO_SIZE_PTR); slub_debug
-                // checks it if enabled.
-                unsafe { (*(cache as *const KmemCache)).free(NonNull::new_unchecked(ptr)) };
+                // SAFETY: a slab page's `private` is its cache, which outlives every object (and
+                // the caller passes a live object).
+                let cache = unsafe { &*(cache as *const KmemCache) };
+                // SAFETY: the caller passes a live object (not null: past ZERO_SIZE_PTR);
+                // slub_debug checks it if enabled.
+                unsafe { cache.free(NonNull::new_unchecked(ptr)) };
             }
             // SAFETY: as above.
             owner @ PageOwner::Page { .. } => unsafe { self.kfree_large(ptr, owner) },

@@ -2,7 +2,8 @@
 //! page tables, the early allocator, zones, slab, vmalloc, faults and swap. Must never touch system
 //! registers or name the arch layer or a driver: what it needs from them are ports the kernel
 //! installs (`cpu`, `kspace`, `blkdev`). The logic is tested on the host; the kernel's instances
-//! (`kspace`, `fault`, `ioremap`, `vmap`, `oom`, the boot heap) exist in the kernel build only.
+//! (`kspace`, `fault`, `ioremap`, `vmap`, `oom`, the boot heap) exist in the kernel build only;
+//! `host_ram`, host memory as page frames, in the host builds only.
 
 pub mod blkdev;
 pub mod cpu;
@@ -16,6 +17,8 @@ pub mod fault;
 pub mod gfp;
 #[cfg(target_os = "none")]
 pub mod heap;
+#[cfg(any(test, feature = "host-tools"))]
+pub mod host_ram;
 pub mod init;
 #[cfg(target_os = "none")]
 pub mod ioremap;

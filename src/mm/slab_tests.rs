@@ -6,7 +6,6 @@
 //! and its metadata the page allocator's own `Page`s. The backend counts the pages it has handed
 //! out and checks every page the slab layer gives back (right order, live, no slab flags left).
 
-use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::string::{String, ToString};
@@ -14,10 +13,11 @@ use std::sync::Mutex;
 use std::vec::Vec;
 
 use super::*;
-use crate::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
+use crate::addr::{PhysAddr, PhysRange, PAGE_SHIFT};
+use crate::mm::host_ram::HostRam;
 use crate::mm::kmalloc::{KBuf, Kmalloc, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, ZERO_SIZE_PTR};
-use crate::mm::page::{MemMap, MemMapView, PAGES_PER_SECTION, PG_ALLOCATED};
-use crate::mm::page_alloc::{Mark, PageAllocator, PhysMem};
+use crate::mm::page::{MemMapView, PG_ALLOCATED};
+use crate::mm::page_alloc::{Mark, PageAllocator};
 use crate::mm::zone::{ZoneLimits, MAX_ORDER};
 
 // ---------------------------------------------------------------------------------------------
@@ -30,23 +30,6 @@ const PAGE: usize = PAGE_SIZE as usize;
 /// Max-order blocks are this large: aligning the host buffer to it keeps buddy blocks naturally
 /// aligned as host addresses too.
 const MAX_BLOCK: usize = PAGE << MAX_ORDER;
-
-/// The host buffer seen as page frames.
-struct HostRam {
-    base: *mut u8,
-    base_pfn: u64,
-}
-
-// SAFETY: the buffer is leaked (lives forever) and only reached through the allocator's lock.
-unsafe impl Send for HostRam {}
-
-// SAFETY: every frame of the managed range lies inside the leaked buffer.
-unsafe impl PhysMem for HostRam {
-    fn page_ptr(&self, pfn: u64) -> *mut u8 {
-        self.base
-            .wrapping_add(((pfn - self.base_pfn) << PAGE_SHIFT) as usize)
-    }
-}
 
 /// Slabs from a real `PageAllocator` over host memory, with accounting and checks.
 struct HostBackend {
@@ -69,26 +52,15 @@ impl HostBackend {
     /// A backend over `size` bytes of fresh host memory, leaked so it is `'static`.
     fn new(size: usize) -> &'static HostBackend {
         assert!(size.is_multiple_of(MAX_BLOCK));
-        let layout = Layout::from_size_align(size, MAX_BLOCK).unwrap();
-        // Zeroed: `SlabBackend` hands out initialised bytes.
-        // SAFETY: a non-zero size.
-        let base = unsafe { std::alloc::alloc_zeroed(layout) };
-        assert!(!base.is_null(), "host allocation of {size} bytes failed");
-        let base_pfn = ARENA_BASE >> PAGE_SHIFT;
+        let (ram, map) = HostRam::new(ARENA_BASE, size);
+        let base = ram.host_base();
         let end = ARENA_BASE + size as u64;
         let memory = [PhysRange::new(PhysAddr::new(ARENA_BASE), size as u64)];
-        let mut map = MemMap::new(end >> PAGE_SHIFT);
-        for sec in MemMap::sections_of(Pfn::new(base_pfn), Pfn::new(end >> PAGE_SHIFT)) {
-            map.populate_leaked(
-                sec,
-                vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak(),
-            );
-        }
         let limits = ZoneLimits {
             dma_end: end,
             dma32_end: end,
         };
-        let mut a = PageAllocator::new(HostRam { base, base_pfn }, map, &memory, limits);
+        let mut a = PageAllocator::new(ram, map, &memory, limits);
         // Poison free pages: a slab layer that wrote into a slab it gave back is caught.
         a.debug_pagealloc = true;
         a.release(&memory, &memory);
@@ -96,7 +68,7 @@ impl HostBackend {
         Box::leak(Box::new(HostBackend {
             pages: Mutex::new(a),
             view,
-            va_base: base as usize,
+            va_base: base,
             size,
             outstanding: AtomicU64::new(0),
             live: Mutex::new(BTreeMap::new()),
@@ -1075,14 +1047,11 @@ fn krealloc_grows_and_shrinks_keeping_the_contents() {
         let b = HostBackend::new(32 << 20);
         let k = kmalloc_over(b, debug);
         // krealloc(NULL) is kmalloc.
-        // SAFETY: null is allowed; the result is live kmalloc memory, freed once.
-        unsafe {
-            let p = k
-                .krealloc(std::ptr::null_mut(), 10, 8, Gfp::KERNEL)
-                .unwrap();
-            assert!(k.ksize(p.as_ptr()) >= 10);
-            k.kfree(p.as_ptr());
-        }
+        // SAFETY: null is allowed.
+        let p = unsafe { k.krealloc(std::ptr::null_mut(), 10, 8, Gfp::KERNEL) }.unwrap();
+        assert!(k.ksize(p.as_ptr()) >= 10);
+        // SAFETY: live kmalloc memory, freed once.
+        unsafe { k.kfree(p.as_ptr()) };
         let mut p = k.kmalloc_buf(10, Gfp::KERNEL).unwrap();
         let mut valid = 10;
         fill(&mut p, 99);
