@@ -4,7 +4,9 @@
 //! that slab push onto it; everything else goes through the locked slow path with partial and
 //! full slabs. Empty slabs go back to the page allocator when the shrinker runs (or when more
 //! than `MIN_PARTIAL` pile up). `slub_debug` adds red zones, poisoning and checks that report a
-//! defect with the cache's name and the offset instead of corrupting memory.
+//! defect with the cache's name and the offset instead of corrupting memory. `SlabObject` (bytes)
+//! and `TypedCache`'s `SlabBox` (a `T`) own an object and free it when dropped; `page_owner` reads
+//! which cache (if any) a page belongs to, for `kfree`, `ksize` and slub_debug.
 //!
 //! Owns the object layout and the slab lists; must never touch page-allocator internals (pages
 //! come through `SlabBackend`) nor assume where memory is (portable, tested on the host), and
@@ -190,6 +192,10 @@ struct Inner {
 unsafe impl Send for Inner {}
 
 /// A cache of equal-sized objects.
+///
+/// Its slab pages record its address (`addr`, `PageOwner::Slab`), which `kfree` and slub_debug
+/// follow: a cache must stay where it is while it has slabs (leaked, in a static, or in an owner
+/// that does not move it), and be `shrink`ed empty before it goes.
 pub struct KmemCache {
     name: &'static str,
     /// What the user asked for.
