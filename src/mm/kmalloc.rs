@@ -133,6 +133,7 @@ impl Kmalloc {
     }
 
     /// `kmalloc_aligned`, owned: `size` bytes that free themselves when dropped.
+    #[inline]
     pub fn kmalloc_buf_aligned(&self, size: usize, align: usize, gfp: Gfp) -> Option<KBuf<'_>> {
         let ptr = self.kmalloc_aligned(size, align, gfp)?;
         Some(KBuf {
@@ -144,6 +145,7 @@ impl Kmalloc {
     }
 
     /// `kmalloc`, owned (see `KBuf`).
+    #[inline]
     pub fn kmalloc_buf(&self, size: usize, gfp: Gfp) -> Option<KBuf<'_>> {
         self.kmalloc_buf_aligned(size, 8, gfp)
     }
@@ -299,6 +301,7 @@ impl<'k> KBuf<'k> {
 
 impl core::ops::Deref for KBuf<'_> {
     type Target = [u8];
+    #[inline]
     fn deref(&self) -> &[u8] {
         // SAFETY: a live allocation of at least `len` initialised bytes (`SlabBackend` memory
         // holds initialised bytes; a zero-length buffer's ZERO_SIZE_PTR is non-null and aligned),
@@ -308,6 +311,7 @@ impl core::ops::Deref for KBuf<'_> {
 }
 
 impl core::ops::DerefMut for KBuf<'_> {
+    #[inline]
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as above, and `&mut self` makes the slice unique.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
@@ -315,6 +319,7 @@ impl core::ops::DerefMut for KBuf<'_> {
 }
 
 impl Drop for KBuf<'_> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: from this `Kmalloc`, owned by this buffer and freed once, here.
         unsafe { self.kmalloc.kfree(self.ptr.as_ptr()) };
