@@ -941,13 +941,6 @@ impl SlabObject<'_> {
     pub fn as_ptr(&self) -> NonNull<u8> {
         self.ptr
     }
-
-    /// Gives the object up without freeing it: the caller frees it (`KmemCache::free`).
-    pub fn into_raw(self) -> NonNull<u8> {
-        let ptr = self.ptr;
-        core::mem::forget(self);
-        ptr
-    }
 }
 
 impl core::ops::Deref for SlabObject<'_> {

@@ -1076,6 +1076,12 @@ fn krealloc_grows_and_shrinks_keeping_the_contents() {
             p = q;
             valid = new;
         }
+        // A size no block can hold: the buffer comes back as it was, still owned.
+        let p = p
+            .resize(PAGE << (MAX_ORDER + 1), Gfp::KERNEL)
+            .err()
+            .expect("larger than the largest block");
+        assert_eq!((p.len(), check(&p, 99)), (valid, None));
         // krealloc(p, 0) frees and returns ZERO_SIZE_PTR.
         let z = p.resize(0, Gfp::KERNEL).ok().unwrap();
         assert_eq!(z.as_ptr() as usize, ZERO_SIZE_PTR);
