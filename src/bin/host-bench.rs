@@ -8,7 +8,9 @@
 //! Fairness of the slab table: every heap allocator gets its own arena of the same size, and the
 //! ones that need `&mut` sit behind the same `spin::Mutex` Ferrite's caches take on every call (as
 //! each would as a kernel's global allocator); `malloc` brings its own (per-thread) locking. All
-//! requests are 8-byte aligned, and every pointer goes through `black_box`.
+//! requests are 8-byte aligned, and every pointer goes through `black_box`. The benchmarks hold
+//! each allocation as an owner that gives it back when dropped: Ferrite's `KBuf`, a `RawBlock`
+//! for the peers (the ring's slots cost about a nanosecond a pair more than raw pointers did).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
@@ -18,11 +20,12 @@ use std::ptr::NonNull;
 use std::time::Instant;
 
 use buddy_system_allocator::FrameAllocator;
-use ferrite::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
+use ferrite::addr::{PhysAddr, PhysRange, PAGE_SHIFT};
 use ferrite::mm::gfp::Gfp;
-use ferrite::mm::kmalloc::Kmalloc;
-use ferrite::mm::page::{MemMap, MemMapView, Page, PAGES_PER_SECTION};
-use ferrite::mm::page_alloc::{GlobalPages, PageAllocator, PhysMem};
+use ferrite::mm::host_ram::HostRam;
+use ferrite::mm::kmalloc::{KBuf, Kmalloc};
+use ferrite::mm::page::{MemMapView, Page};
+use ferrite::mm::page_alloc::{GlobalPages, PageAllocator};
 use ferrite::mm::slab::SlabBackend;
 use ferrite::mm::zone::{ZoneLimits, MAX_ORDER};
 use spin::Mutex;
@@ -30,43 +33,26 @@ use talc::base::Talc;
 use talc::source::Claim;
 use talc::DefaultBinning;
 
-/// Page contents for the allocator: a real buffer, though these benchmarks never touch it.
-struct Ram(Vec<u8>, u64);
-
-// SAFETY: every frame of the managed range maps into the buffer.
-unsafe impl PhysMem for Ram {
-    fn page_ptr(&self, pfn: u64) -> *mut u8 {
-        self.0
-            .as_ptr()
-            .wrapping_add(((pfn - self.1) << PAGE_SHIFT) as usize) as *mut u8
-    }
-}
-
 const BASE: u64 = 0x4000_0000;
 const SIZE: u64 = 256 << 20;
 const PAIRS: u64 = 2_000_000;
 const ROUNDS: usize = 5;
 
-fn ferrite_allocator() -> PageAllocator<Ram> {
-    let memory = [PhysRange::new(PhysAddr::new(BASE), SIZE)];
-    let mut map = MemMap::new((BASE + SIZE) >> PAGE_SHIFT);
-    for sec in MemMap::sections_of(
-        Pfn::new(BASE >> PAGE_SHIFT),
-        Pfn::new((BASE + SIZE) >> PAGE_SHIFT),
-    ) {
-        let pages: &'static mut [Page] = vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak();
-        // SAFETY: a leaked array of a section's length, used by this map only.
-        unsafe { map.populate(sec, pages.as_mut_ptr()) };
-    }
-    let ram = Ram(vec![0; SIZE as usize], BASE >> PAGE_SHIFT);
+/// A page allocator managing a fresh `size`-byte host arena as the frames at `base`, and the
+/// arena's host address.
+fn ferrite_allocator(base: u64, size: usize) -> (PageAllocator<HostRam>, usize) {
+    let memory = [PhysRange::new(PhysAddr::new(base), size as u64)];
+    let end = base + size as u64;
+    let (ram, map) = HostRam::new(base, size);
+    let va_base = ram.host_base();
     let limits = ZoneLimits {
-        dma_end: BASE + SIZE,
-        dma32_end: BASE + SIZE,
+        dma_end: end,
+        dma32_end: end,
     };
     let mut a = PageAllocator::new(ram, map, &memory, limits);
     a.release(&memory, &memory);
     a.setup_watermarks();
-    a
+    (a, va_base)
 }
 
 fn best(mut f: impl FnMut() -> f64) -> f64 {
@@ -83,37 +69,22 @@ const SLAB_SIZES: [usize; 4] = [16, 64, 256, 512];
 /// Objects alive at once in the ring pattern.
 const RING: usize = 64;
 
-/// A fresh arena, aligned to the largest buddy block (so buddy blocks are naturally aligned as
-/// host addresses too), leaked.
+/// A fresh arena of `ARENA` bytes for a peer heap, aligned and zeroed as Ferrite's (`HostRam`)
+/// so every allocator starts alike: taken from `calloc` with room to align it by hand, so its
+/// pages cost nothing until touched. Leaked.
 fn arena() -> *mut u8 {
-    let layout = Layout::from_size_align(ARENA, 4096 << MAX_ORDER).expect("arena layout");
+    let align = 4096 << MAX_ORDER;
+    let layout = Layout::from_size_align(ARENA + align, 8).expect("arena layout");
     // SAFETY: a non-zero size.
-    let p = unsafe { std::alloc::alloc(layout) };
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
     assert!(!p.is_null(), "no memory for a {ARENA}-byte arena");
-    p
-}
-
-/// Frames of a host arena.
-struct ArenaRam {
-    base: *mut u8,
-    base_pfn: u64,
-}
-
-// SAFETY: the arena is leaked and reached only under the page allocator's lock.
-unsafe impl Send for ArenaRam {}
-
-// SAFETY: every managed frame lies in the arena.
-unsafe impl PhysMem for ArenaRam {
-    fn page_ptr(&self, pfn: u64) -> *mut u8 {
-        self.base
-            .wrapping_add(((pfn - self.base_pfn) << PAGE_SHIFT) as usize)
-    }
+    p.wrapping_add(p.align_offset(align))
 }
 
 /// Slabs for Ferrite's `kmalloc`, as the kernel's backend: the page allocator's order-0 fast
 /// path, metadata through the lock-free memory-map view.
 struct HostSlabBackend {
-    pages: GlobalPages<ArenaRam>,
+    pages: GlobalPages<HostRam>,
     view: MemMapView,
     va_base: usize,
 }
@@ -143,137 +114,169 @@ unsafe impl SlabBackend for HostSlabBackend {
 }
 
 fn ferrite_kmalloc() -> &'static Kmalloc {
-    let base = arena();
-    let size = ARENA as u64;
-    let memory = [PhysRange::new(PhysAddr::new(SLAB_BASE), size)];
-    let mut map = MemMap::new((SLAB_BASE + size) >> PAGE_SHIFT);
-    for sec in MemMap::sections_of(
-        Pfn::new(SLAB_BASE >> PAGE_SHIFT),
-        Pfn::new((SLAB_BASE + size) >> PAGE_SHIFT),
-    ) {
-        let pages: &'static mut [Page] = vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak();
-        // SAFETY: a leaked array of a section's length, used by this map only.
-        unsafe { map.populate(sec, pages.as_mut_ptr()) };
-    }
-    let ram = ArenaRam {
-        base,
-        base_pfn: SLAB_BASE >> PAGE_SHIFT,
-    };
-    let limits = ZoneLimits {
-        dma_end: SLAB_BASE + size,
-        dma32_end: SLAB_BASE + size,
-    };
-    let mut a = PageAllocator::new(ram, map, &memory, limits);
-    a.release(&memory, &memory);
-    a.setup_watermarks();
+    let (a, va_base) = ferrite_allocator(SLAB_BASE, ARENA);
     let view = a.map_view();
     let backend: &'static HostSlabBackend = Box::leak(Box::new(HostSlabBackend {
         pages: GlobalPages::new(),
         view,
-        va_base: base as usize,
+        va_base,
     }));
     backend.pages.install(a);
     // Leaked before first use: slab pages record their cache's address.
     Box::leak(Box::new(Kmalloc::new(backend, 0)))
 }
 
-/// An allocator under test: `alloc` never fails in these benchmarks (it panics instead).
+/// An allocator under test, handing out blocks that go back to it when dropped (the benchmarks
+/// hold blocks, never raw pointers). `block` never fails in these benchmarks (it panics instead).
 trait Heap {
-    fn alloc(&self, size: usize) -> *mut u8;
-    /// # Safety
-    /// `p` must come from `alloc(size)` and not be used afterwards.
-    unsafe fn free(&self, p: *mut u8, size: usize);
+    type Block<'h>: Touch
+    where
+        Self: 'h;
+    fn block(&self, size: usize) -> Self::Block<'_>;
+}
+
+/// What the benchmarks do with a block: show its address to `black_box` (so nothing is elided)
+/// and write its first byte (a kernel's objects are touched when made).
+trait Touch {
+    fn addr(&self) -> *const u8;
+    fn touch(&mut self, value: u8);
+}
+
+/// Ferrite's `kmalloc`, through its owner `KBuf` (which `kfree`s on drop).
+struct Ferrite(&'static Kmalloc);
+
+impl Heap for Ferrite {
+    type Block<'h> = KBuf<'static>;
+    #[inline(always)]
+    fn block(&self, size: usize) -> KBuf<'static> {
+        self.0.kmalloc_buf(size, Gfp::KERNEL).expect("ferrite")
+    }
+}
+
+impl Touch for KBuf<'_> {
+    #[inline(always)]
+    fn addr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    #[inline(always)]
+    fn touch(&mut self, value: u8) {
+        self[0] = value;
+    }
 }
 
 fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 8).expect("layout")
 }
 
-struct Ferrite(&'static Kmalloc);
+/// A peer crate's heap: a layout in, a pointer out, and the pointer and layout back to free.
+trait RawHeap {
+    fn alloc(&self, layout: Layout) -> NonNull<u8>;
+    /// # Safety
+    /// `p` must come from `alloc(layout)` and not be used afterwards.
+    unsafe fn free(&self, p: NonNull<u8>, layout: Layout);
+}
 
-impl Heap for Ferrite {
+impl<H: RawHeap> Heap for H {
+    type Block<'h>
+        = RawBlock<'h, H>
+    where
+        H: 'h;
     #[inline(always)]
-    fn alloc(&self, size: usize) -> *mut u8 {
-        self.0.kmalloc(size, Gfp::KERNEL).expect("ferrite").as_ptr()
+    fn block(&self, size: usize) -> RawBlock<'_, H> {
+        RawBlock {
+            heap: self,
+            ptr: self.alloc(layout(size)),
+            size,
+        }
+    }
+}
+
+/// One allocation from a peer heap, of at least one byte, given back when dropped.
+struct RawBlock<'h, H: RawHeap> {
+    heap: &'h H,
+    ptr: NonNull<u8>,
+    size: usize,
+}
+
+impl<H: RawHeap> Touch for RawBlock<'_, H> {
+    #[inline(always)]
+    fn addr(&self) -> *const u8 {
+        self.ptr.as_ptr()
     }
     #[inline(always)]
-    unsafe fn free(&self, p: *mut u8, _size: usize) {
-        // SAFETY: from `kmalloc`, given up by the caller.
-        unsafe { self.0.kfree(p) }
+    fn touch(&mut self, value: u8) {
+        // SAFETY: a live allocation of at least one byte owned by this block; only written.
+        unsafe { self.ptr.as_ptr().write(value) };
+    }
+}
+
+impl<H: RawHeap> Drop for RawBlock<'_, H> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: from `heap.alloc(layout)`, owned by this block and freed once, here.
+        unsafe { self.heap.free(self.ptr, layout(self.size)) };
+    }
+}
+
+/// The system `malloc`, called as the others are (not through the global allocator's shim).
+struct Malloc;
+
+impl RawHeap for Malloc {
+    #[inline(always)]
+    fn alloc(&self, layout: Layout) -> NonNull<u8> {
+        // SAFETY: a non-zero size.
+        NonNull::new(unsafe { System.alloc(layout) }).expect("malloc")
+    }
+    #[inline(always)]
+    unsafe fn free(&self, p: NonNull<u8>, layout: Layout) {
+        // SAFETY: from `System.alloc` with this layout.
+        unsafe { System.dealloc(p.as_ptr(), layout) }
     }
 }
 
 struct Buddy(Mutex<buddy_system_allocator::Heap<32>>);
 
-impl Heap for Buddy {
+impl RawHeap for Buddy {
     #[inline(always)]
-    fn alloc(&self, size: usize) -> *mut u8 {
-        self.0.lock().alloc(layout(size)).expect("buddy").as_ptr()
+    fn alloc(&self, layout: Layout) -> NonNull<u8> {
+        self.0.lock().alloc(layout).expect("buddy")
     }
     #[inline(always)]
-    unsafe fn free(&self, p: *mut u8, size: usize) {
+    unsafe fn free(&self, p: NonNull<u8>, layout: Layout) {
         // SAFETY: from `alloc` with this layout.
-        unsafe {
-            self.0
-                .lock()
-                .dealloc(NonNull::new_unchecked(p), layout(size))
-        }
+        unsafe { self.0.lock().dealloc(p, layout) }
     }
 }
 
 struct LinkedList(Mutex<linked_list_allocator::Heap>);
 
-impl Heap for LinkedList {
+impl RawHeap for LinkedList {
     #[inline(always)]
-    fn alloc(&self, size: usize) -> *mut u8 {
+    fn alloc(&self, layout: Layout) -> NonNull<u8> {
         self.0
             .lock()
-            .allocate_first_fit(layout(size))
+            .allocate_first_fit(layout)
             .expect("linked_list")
-            .as_ptr()
     }
     #[inline(always)]
-    unsafe fn free(&self, p: *mut u8, size: usize) {
+    unsafe fn free(&self, p: NonNull<u8>, layout: Layout) {
         // SAFETY: from `allocate_first_fit` with this layout.
-        unsafe {
-            self.0
-                .lock()
-                .deallocate(NonNull::new_unchecked(p), layout(size))
-        }
+        unsafe { self.0.lock().deallocate(p, layout) }
     }
 }
 
 struct Tlsf(Mutex<Talc<Claim, DefaultBinning>>);
 
-impl Heap for Tlsf {
+impl RawHeap for Tlsf {
     #[inline(always)]
-    fn alloc(&self, size: usize) -> *mut u8 {
+    fn alloc(&self, layout: Layout) -> NonNull<u8> {
         // SAFETY: a non-zero size.
-        unsafe { self.0.lock().allocate(layout(size)) }
-            .expect("talc")
-            .as_ptr()
+        unsafe { self.0.lock().allocate(layout) }.expect("talc")
     }
     #[inline(always)]
-    unsafe fn free(&self, p: *mut u8, size: usize) {
+    unsafe fn free(&self, p: NonNull<u8>, layout: Layout) {
         // SAFETY: from `allocate` with this layout.
-        unsafe { self.0.lock().deallocate(p, layout(size)) }
-    }
-}
-
-struct Malloc;
-
-impl Heap for Malloc {
-    #[inline(always)]
-    fn alloc(&self, size: usize) -> *mut u8 {
-        // SAFETY: a non-zero size.
-        let p = unsafe { System.alloc(layout(size)) };
-        assert!(!p.is_null(), "malloc");
-        p
-    }
-    #[inline(always)]
-    unsafe fn free(&self, p: *mut u8, size: usize) {
-        // SAFETY: from `System.alloc` with this layout.
-        unsafe { System.dealloc(p, layout(size)) }
+        unsafe { self.0.lock().deallocate(p.as_ptr(), layout) }
     }
 }
 
@@ -282,9 +285,9 @@ fn pairs<H: Heap>(h: &H, size: usize) -> f64 {
     let round = || {
         let t = Instant::now();
         for _ in 0..PAIRS {
-            let p = black_box(h.alloc(black_box(size)));
-            // SAFETY: just allocated with `size`.
-            unsafe { h.free(p, size) };
+            let block = h.block(black_box(size));
+            black_box(block.addr());
+            drop(block);
         }
         t.elapsed().as_nanos() as f64 / PAIRS as f64
     };
@@ -296,31 +299,27 @@ fn pairs<H: Heap>(h: &H, size: usize) -> f64 {
 /// allocates a new one (writing its first byte), as a kernel's short-lived objects behave.
 fn ring<H: Heap>(h: &H) -> f64 {
     let size_of = |i: u64| SLAB_SIZES[(i.wrapping_mul(0x9e37_79b9) >> 7) as usize % 4];
-    let mut slots: Vec<(*mut u8, usize)> = (0..RING as u64)
-        .map(|i| (h.alloc(size_of(i)), size_of(i)))
+    let mut slots: Vec<Option<H::Block<'_>>> = (0..RING as u64)
+        .map(|i| Some(h.block(size_of(i))))
         .collect();
     let mut round = || {
         let t = Instant::now();
         for i in 0..PAIRS {
-            let k = i as usize % RING;
-            let (old, old_size) = slots[k];
-            // SAFETY: allocated with `old_size` and dropped from the ring now.
-            unsafe { h.free(black_box(old), old_size) };
-            let size = size_of(i);
-            let p = black_box(h.alloc(size));
-            // SAFETY: a fresh object of at least one byte.
-            unsafe { p.write(i as u8) };
-            slots[k] = (p, size);
+            let slot = &mut slots[i as usize % RING];
+            // The oldest object goes first, then its replacement is made.
+            if let Some(old) = slot.take() {
+                black_box(old.addr());
+                drop(old);
+            }
+            let mut block = h.block(size_of(i));
+            black_box(block.addr());
+            block.touch(i as u8);
+            *slot = Some(block);
         }
         t.elapsed().as_nanos() as f64 / PAIRS as f64
     };
     round();
-    let ns = best(&mut round);
-    for (p, size) in slots {
-        // SAFETY: the ring's live objects.
-        unsafe { h.free(p, size) };
-    }
-    ns
+    best(&mut round)
 }
 
 fn bench_heap<H: Heap>(name: &str, h: &H, results: &mut Vec<(String, f64)>) {
@@ -359,8 +358,8 @@ fn slab_benches(results: &mut Vec<(String, f64)>) {
 
 fn main() {
     let mut results: Vec<(String, f64)> = Vec::new();
-    let global: GlobalPages<Ram> = GlobalPages::new();
-    global.install(ferrite_allocator());
+    let global: GlobalPages<HostRam> = GlobalPages::new();
+    global.install(ferrite_allocator(BASE, SIZE as usize).0);
     let mut frames: FrameAllocator<32> = FrameAllocator::new();
     frames.add_frame(
         (BASE >> PAGE_SHIFT) as usize,

@@ -126,16 +126,25 @@ fn failed(size: usize, align: usize) -> *mut u8 {
 
 struct KernelHeap;
 
-// SAFETY: every pointer handed out is a fresh, suitably aligned block of at least `size` bytes
-// from either the boot heap or kmalloc, and is given back to the one it came from.
-unsafe impl GlobalAlloc for KernelHeap {
+impl KernelHeap {
+    /// A fresh block for `layout` from kmalloc (or the boot heap before it), or null (recorded
+    /// for the out-of-memory report).
     #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+    fn allocate(layout: Layout) -> *mut u8 {
         let p = match KMALLOC.get() {
             Some(k) => k.kmalloc_aligned(layout.size(), layout.align(), Gfp::KERNEL | Gfp::NOWARN),
             None => early_heap::HEAP.lock().alloc(layout).ok(),
         };
         p.map_or_else(|| failed(layout.size(), layout.align()), |p| p.as_ptr())
+    }
+}
+
+// SAFETY: every pointer handed out is a fresh, suitably aligned block of at least `size` bytes
+// from either the boot heap or kmalloc, and is given back to the one it came from.
+unsafe impl GlobalAlloc for KernelHeap {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        Self::allocate(layout)
     }
 
     #[inline]
@@ -163,11 +172,12 @@ unsafe impl GlobalAlloc for KernelHeap {
                 .map_or_else(|| failed(new_size, layout.align()), |p| p.as_ptr());
             }
         }
-        // The boot heap's blocks move to kmalloc when they grow.
-        // SAFETY: `new_size` with the old alignment is a valid layout (GlobalAlloc's contract).
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-        // SAFETY: as `alloc`.
-        let new = unsafe { self.alloc(new_layout) };
+        // The boot heap's blocks move to kmalloc when they grow. `new_size` with the old
+        // alignment is a valid layout (GlobalAlloc's contract), so the check never fails.
+        let Ok(new_layout) = Layout::from_size_align(new_size, layout.align()) else {
+            return failed(new_size, layout.align());
+        };
+        let new = Self::allocate(new_layout);
         if !new.is_null() {
             // SAFETY: both live, distinct, at least the smaller size.
             unsafe {

@@ -1,13 +1,14 @@
 //! `kmalloc`: general-purpose kernel memory in Linux's size classes (8 bytes to 8 KiB, powers of
 //! two plus 96 and 192) on slab caches, larger requests straight from the page allocator, `kfree`
 //! finding the owner from the page metadata, `krealloc`, `ksize`, and DMA-zone caches for
-//! `Gfp::DMA`. Owns the size classes; must not know how pages are found (that is the backend).
+//! `Gfp::DMA`, and `KBuf`, an owned allocation that reads and writes as a byte slice and frees
+//! itself. Owns the size classes; must not know how pages are found (that is the backend).
 
 use core::ptr::NonNull;
 
 use super::gfp::Gfp;
-use super::page::{Page, PG_ALLOCATED, PG_SLAB};
-use super::slab::{KmemCache, SlabBackend};
+use super::page::flags_order;
+use super::slab::{page_owner, KmemCache, PageOwner, SlabBackend};
 use crate::addr::PAGE_SIZE;
 
 /// The size classes, as Linux's `kmalloc_caches`.
@@ -131,6 +132,24 @@ impl Kmalloc {
         self.kmalloc_aligned(size, 8, gfp)
     }
 
+    /// `kmalloc_aligned`, owned: `size` bytes that free themselves when dropped.
+    #[inline]
+    pub fn kmalloc_buf_aligned(&self, size: usize, align: usize, gfp: Gfp) -> Option<KBuf<'_>> {
+        let ptr = self.kmalloc_aligned(size, align, gfp)?;
+        Some(KBuf {
+            ptr,
+            len: size,
+            align,
+            kmalloc: self,
+        })
+    }
+
+    /// `kmalloc`, owned (see `KBuf`).
+    #[inline]
+    pub fn kmalloc_buf(&self, size: usize, gfp: Gfp) -> Option<KBuf<'_>> {
+        self.kmalloc_buf_aligned(size, 8, gfp)
+    }
+
     #[inline(never)]
     fn kmalloc_large(&self, size: usize, align: usize, gfp: Gfp) -> Option<NonNull<u8>> {
         let bytes = size.max(align).div_ceil(PAGE_SIZE as usize);
@@ -148,55 +167,59 @@ impl Kmalloc {
         if (ptr as usize) <= ZERO_SIZE_PTR {
             return;
         }
-        let Some(meta) = self.backend.page_meta(ptr) else {
-            log::error!("kfree({ptr:p}): not kernel memory");
-            return;
-        };
-        // SAFETY: the page's metadata; only read here.
-        let m = unsafe { meta.as_ref() };
-        if m.flags & PG_SLAB != 0 {
-            // SAFETY: a slab page's `private` is its cache, which outlives every object.
-            let cache = unsafe { &*(m.private as *const KmemCache) };
-            // SAFETY: the caller passes a live object; slub_debug checks it if enabled.
-            unsafe { cache.free(NonNull::new_unchecked(ptr)) };
-        } else {
+        match page_owner(self.backend, ptr) {
+            PageOwner::Slab(cache) => {
+                // SAFETY: a slab page's `private` is its cache, which outlives every object (and
+                // the caller passes a live object).
+                let cache = unsafe { &*(cache as *const KmemCache) };
+                // SAFETY: the caller passes a live object (not null: past ZERO_SIZE_PTR);
+                // slub_debug checks it if enabled.
+                unsafe { cache.free(NonNull::new_unchecked(ptr)) };
+            }
             // SAFETY: as above.
-            unsafe { self.kfree_large(ptr, m) };
+            owner @ PageOwner::Page { .. } => unsafe { self.kfree_large(ptr, owner) },
+            PageOwner::Unknown => log::error!("kfree({ptr:p}): not kernel memory"),
         }
     }
 
-    /// `kfree` of a page allocation; `m` is the metadata `kfree` already looked up.
+    /// `kfree` of a page allocation; `owner` is what `kfree` already looked up.
+    ///
+    /// # Safety
+    /// As `kfree`.
     #[inline(never)]
-    unsafe fn kfree_large(&self, ptr: *mut u8, m: &Page) {
-        if m.flags & PG_ALLOCATED == 0 || !(ptr as usize).is_multiple_of(PAGE_SIZE as usize) {
+    unsafe fn kfree_large(&self, ptr: *mut u8, owner: PageOwner) {
+        let Some(order) = owner
+            .allocation_order()
+            .filter(|_| (ptr as usize).is_multiple_of(PAGE_SIZE as usize))
+        else {
             log::error!("kfree({ptr:p}): not the start of a kmalloc allocation");
             return;
-        }
-        // SAFETY: the head of a live page allocation made by `kmalloc_large`.
-        unsafe {
-            self.backend
-                .free_pages(NonNull::new_unchecked(ptr), m.order())
         };
+        // SAFETY: the head of a live page allocation made by `kmalloc_large` (not null: past
+        // ZERO_SIZE_PTR).
+        unsafe { self.backend.free_pages(NonNull::new_unchecked(ptr), order) };
     }
 
-    /// The usable size of an allocation.
+    /// The usable size of an allocation (0 for memory that is not `kmalloc`'s).
     pub fn ksize(&self, ptr: *const u8) -> usize {
         if (ptr as usize) <= ZERO_SIZE_PTR {
             return 0;
         }
-        match self.backend.page_meta(ptr) {
-            Some(meta) => {
-                // SAFETY: only read.
-                let m = unsafe { meta.as_ref() };
-                if m.flags & PG_SLAB != 0 {
-                    // SAFETY: as in `kfree`.
-                    unsafe { (*(m.private as *const KmemCache)).object_size() }
-                } else {
-                    (PAGE_SIZE as usize) << m.order()
-                }
-            }
-            None => 0,
+        match page_owner(self.backend, ptr) {
+            PageOwner::Slab(cache) => self.cache_at(cache).map_or(0, |c| c.object_size()),
+            PageOwner::Page { flags } => (PAGE_SIZE as usize) << flags_order(flags),
+            PageOwner::Unknown => 0,
         }
+    }
+
+    /// The cache at `addr` (a slab page's owner, `slab::page_owner`), if it is one of these:
+    /// found by position in the arrays, so the address never has to be trusted as a pointer.
+    pub fn cache_at(&self, addr: usize) -> Option<&KmemCache> {
+        let size = core::mem::size_of::<KmemCache>();
+        [&self.normal, &self.dma].into_iter().find_map(|caches| {
+            let off = addr.wrapping_sub(caches.as_ptr() as usize);
+            caches.get(off / size).filter(|c| c.addr() == addr)
+        })
     }
 
     /// `krealloc`: grows or shrinks, keeping the contents up to the smaller size.
@@ -227,6 +250,79 @@ impl Kmalloc {
     /// Gives empty slabs of every cache back to the page allocator. Returns pages freed.
     pub fn shrink(&self) -> u64 {
         self.caches().map(|c| c.shrink()).sum()
+    }
+}
+
+/// A `kmalloc` allocation, owned: its bytes read and write as a slice (they hold what the memory
+/// held, or zeroes under `Gfp::ZERO`) and go back to `kfree` when it is dropped.
+pub struct KBuf<'k> {
+    ptr: NonNull<u8>,
+    len: usize,
+    /// The alignment asked for, which `resize` keeps.
+    align: usize,
+    kmalloc: &'k Kmalloc,
+}
+
+impl<'k> KBuf<'k> {
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// `krealloc`: the buffer grown or shrunk to `new_size` bytes (in place when it fits), its
+    /// contents kept up to the smaller size. On failure the buffer comes back as it was.
+    pub fn resize(self, new_size: usize, gfp: Gfp) -> Result<KBuf<'k>, KBuf<'k>> {
+        let (kmalloc, len, align) = (self.kmalloc, self.len, self.align);
+        let old = self.into_raw();
+        // SAFETY: our live allocation from this `Kmalloc`, given up for the result (`krealloc`
+        // frees it only when it returns a new block).
+        match unsafe { kmalloc.krealloc(old.as_ptr(), new_size, align, gfp) } {
+            Some(ptr) => Ok(KBuf {
+                ptr,
+                len: new_size,
+                align,
+                kmalloc,
+            }),
+            None => Err(KBuf {
+                ptr: old,
+                len,
+                align,
+                kmalloc,
+            }),
+        }
+    }
+
+    /// Gives the allocation up without freeing it: the caller frees it (`Kmalloc::kfree`).
+    pub fn into_raw(self) -> NonNull<u8> {
+        let ptr = self.ptr;
+        core::mem::forget(self);
+        ptr
+    }
+}
+
+impl core::ops::Deref for KBuf<'_> {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        // SAFETY: a live allocation of at least `len` initialised bytes (`SlabBackend` memory
+        // holds initialised bytes; a zero-length buffer's ZERO_SIZE_PTR is non-null and aligned),
+        // owned by this buffer.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl core::ops::DerefMut for KBuf<'_> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the slice unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for KBuf<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: from this `Kmalloc`, owned by this buffer and freed once, here.
+        unsafe { self.kmalloc.kfree(self.ptr.as_ptr()) };
     }
 }
 

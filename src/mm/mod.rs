@@ -4,7 +4,8 @@
 //! installs (`cpu`, `kspace`, `blkdev`). The logic is tested on the host (the application's
 //! address space, `addr_space` with `mmap`, `memory`, `vmscan` and `swap_state`, over simulated
 //! memory and a fake disk); the kernel's instances (`kspace`, `app_space`, `ioremap`, `vmap`,
-//! `oom`, the boot heap) exist in the kernel build only.
+//! `oom`, the boot heap) exist in the kernel build only; `host_ram`, host memory as page frames,
+//! in the host builds only.
 
 pub mod addr_space;
 #[cfg(target_os = "none")]
@@ -19,6 +20,8 @@ pub(crate) mod fake_disk;
 pub mod gfp;
 #[cfg(target_os = "none")]
 pub mod heap;
+#[cfg(any(test, feature = "host-tools"))]
+pub mod host_ram;
 pub mod init;
 #[cfg(target_os = "none")]
 pub mod ioremap;

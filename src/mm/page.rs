@@ -21,6 +21,11 @@ pub(crate) const ORDER_MASK: u32 = 0xf << ORDER_SHIFT;
 const ZONE_SHIFT: u32 = 12;
 const ZONE_MASK: u32 = 0x3 << ZONE_SHIFT;
 
+/// The order a page's flags record (meaningful for the head of a block).
+pub const fn flags_order(flags: u32) -> u8 {
+    ((flags & ORDER_MASK) >> ORDER_SHIFT) as u8
+}
+
 /// No page: the end of a list.
 pub const NIL: u64 = u64::MAX;
 
@@ -50,7 +55,7 @@ impl Page {
         }
     }
     pub fn order(&self) -> u8 {
-        ((self.flags & ORDER_MASK) >> ORDER_SHIFT) as u8
+        flags_order(self.flags)
     }
     pub fn set_order(&mut self, order: u8) {
         self.flags = (self.flags & !ORDER_MASK) | ((order as u32) << ORDER_SHIFT);
@@ -111,6 +116,17 @@ impl MemMap {
         self.sections[index - self.base] = pages;
     }
 
+    /// `populate` with an array the map then owns for good (host memory maps leak one per
+    /// section): the ownership the unsafe version asks its caller to promise, in the type.
+    pub fn populate_leaked(&mut self, index: usize, pages: &'static mut [Page]) {
+        assert_eq!(
+            pages.len(),
+            PAGES_PER_SECTION as usize,
+            "a section's worth of pages"
+        );
+        self.sections[index - self.base] = pages.as_mut_ptr();
+    }
+
     pub fn is_populated(&self, index: usize) -> bool {
         index
             .checked_sub(self.base)
@@ -159,8 +175,9 @@ impl MemMap {
         if section.is_null() {
             return None;
         }
-        // SAFETY: the index is below PAGES_PER_SECTION, inside the populated array.
-        Some(unsafe { section.add((pfn & (PAGES_PER_SECTION - 1)) as usize) })
+        // The index is below PAGES_PER_SECTION, inside the populated array (so the arithmetic
+        // never wraps; only dereferencing the result needs the map's promise).
+        Some(section.wrapping_add((pfn & (PAGES_PER_SECTION - 1)) as usize))
     }
 }
 
@@ -218,7 +235,9 @@ impl MemMapView {
         if section.is_null() {
             return None;
         }
-        // SAFETY: the offset is below PAGES_PER_SECTION, inside the populated array.
+        // SAFETY: the offset is below PAGES_PER_SECTION, inside the populated array. (`add`, not
+        // `wrapping_add`: an in-bounds offset of a non-null pointer is known non-null, which
+        // spares the callers' `NonNull::new` a test on the fault and kfree paths.)
         Some(unsafe { section.add((pfn & (PAGES_PER_SECTION - 1)) as usize) })
     }
 }

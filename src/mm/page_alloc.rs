@@ -143,10 +143,11 @@ fn init_block_metadata(map: &mut MemMap, spans: &[(u64, u64); 3], block_pfn: u64
     };
     let (first, last) = (zone_of(block_pfn), zone_of(block_pfn + BLOCK_PAGES - 1));
     for pfn in block_pfn..block_pfn + BLOCK_PAGES {
-        if let Some(p) = map.get(pfn) {
+        // Whatever the metadata held before (garbage, for RAM never used) is overwritten: every
+        // bit pattern is a valid `Page`, and it has nothing to drop.
+        if let Some(p) = map.get_mut(pfn) {
             let zone = if first == last { first } else { zone_of(pfn) };
-            // SAFETY: populated metadata of a block nobody else references.
-            unsafe { p.write(Page::new(zone, 0)) };
+            *p = Page::new(zone, 0);
         }
     }
 }
@@ -267,9 +268,8 @@ impl<P: PhysMem> PageAllocator<P> {
                 let zi = self.zone_index(block);
                 if whole && zi.is_some_and(|z| self.zones[z].spans(block_end - 1)) {
                     let z = zi.unwrap_or(0);
-                    if let Some(p) = self.map.get(block) {
-                        // SAFETY: populated metadata, not referenced elsewhere.
-                        unsafe { p.write(Page::new(z, 0)) };
+                    if let Some(p) = self.map.get_mut(block) {
+                        *p = Page::new(z, 0);
                     }
                     self.block_state[b] = BLOCK_FREE_UNINIT;
                     self.zones[z].add_free_block(&mut self.map, block, MAX_ORDER);

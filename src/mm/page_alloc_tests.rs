@@ -15,13 +15,16 @@ use crate::mm::zone::{ZoneId, ZoneLimits, MAX_ORDER};
 #[derive(Default)]
 struct SimRam(RefCell<HashMap<u64, Box<[u8; 4096]>>>);
 
+/// A page's contents before anything wrote it: not zero, as RAM need not be.
+fn fresh_page() -> Box<[u8; 4096]> {
+    Box::new([0x5a; 4096])
+}
+
 // SAFETY: each frame gets its own boxed page, which lives as long as the SimRam.
 unsafe impl PhysMem for SimRam {
     fn page_ptr(&self, pfn: u64) -> *mut u8 {
         let mut map = self.0.borrow_mut();
-        map.entry(pfn)
-            .or_insert_with(|| Box::new([0x5a; 4096]))
-            .as_mut_ptr()
+        map.entry(pfn).or_insert_with(fresh_page).as_mut_ptr()
     }
 }
 
@@ -62,9 +65,7 @@ fn setup(debug: bool) -> Setup {
                     next: 5,
                     private: 9,
                 };
-                let pages: &'static mut [Page] = vec![garbage; PAGES_PER_SECTION as usize].leak();
-                // SAFETY: a leaked array of the right length, used only by this map.
-                unsafe { map.populate(sec, pages.as_mut_ptr()) };
+                map.populate_leaked(sec, vec![garbage; PAGES_PER_SECTION as usize].leak());
             }
         }
     }
@@ -306,26 +307,32 @@ fn debug_pagealloc_catches_writes_to_free_pages_and_zero_still_zeroes() {
     assert_eq!(a.poison_errors, 0);
     a.free(pa, 0).unwrap();
     // Use after free.
-    let ptr = SimRam::page_ptr_for_test(a, pa);
-    // SAFETY: the simulated page exists and is only touched here.
-    unsafe { ptr.add(100).write(1) };
+    SimRam::with_page(a, pa, |page| page[100] = 1);
     let again = a.alloc(Gfp::KERNEL, 0, Mark::Min).unwrap();
     assert_eq!(again, pa, "the per-CPU list is LIFO");
     assert_eq!(a.poison_errors, 1);
     let z = a.alloc(Gfp::KERNEL | Gfp::ZERO, 2, Mark::Min).unwrap();
     for i in 0..4 {
-        let p = SimRam::page_ptr_for_test(a, PhysAddr::new(z.as_u64() + i * 4096));
-        // SAFETY: as above.
-        assert!(unsafe { std::slice::from_raw_parts(p, 4096) }
+        let pa = PhysAddr::new(z.as_u64() + i * 4096);
+        assert!(SimRam::with_page(a, pa, |page| page
             .iter()
-            .all(|&b| b == 0));
+            .all(|&b| b == 0)));
     }
     assert_eq!(a.poison_errors, 1);
 }
 
 impl SimRam {
-    fn page_ptr_for_test(a: &PageAllocator<SimRam>, pa: PhysAddr) -> *mut u8 {
-        a.phys_for_test().page_ptr(pa.as_u64() >> PAGE_SHIFT)
+    /// The simulated page at `pa`, borrowed from the map that owns it (while the allocator,
+    /// borrowed by the caller too, cannot touch it).
+    fn with_page<R>(
+        a: &PageAllocator<SimRam>,
+        pa: PhysAddr,
+        f: impl FnOnce(&mut [u8; 4096]) -> R,
+    ) -> R {
+        let mut pages = a.phys_for_test().0.borrow_mut();
+        f(pages
+            .entry(pa.as_u64() >> PAGE_SHIFT)
+            .or_insert_with(fresh_page))
     }
 }
 

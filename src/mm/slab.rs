@@ -4,7 +4,9 @@
 //! that slab push onto it; everything else goes through the locked slow path with partial and
 //! full slabs. Empty slabs go back to the page allocator when the shrinker runs (or when more
 //! than `MIN_PARTIAL` pile up). `slub_debug` adds red zones, poisoning and checks that report a
-//! defect with the cache's name and the offset instead of corrupting memory.
+//! defect with the cache's name and the offset instead of corrupting memory. `SlabObject` (bytes)
+//! and `TypedCache`'s `SlabBox` (a `T`) own an object and free it when dropped; `page_owner` reads
+//! which cache (if any) a page belongs to, for `kfree`, `ksize` and slub_debug.
 //!
 //! Owns the object layout and the slab lists; must never touch page-allocator internals (pages
 //! come through `SlabBackend`) nor assume where memory is (portable, tested on the host), and
@@ -15,20 +17,22 @@
 use alloc::format;
 use alloc::string::String;
 use core::fmt;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::gfp::Gfp;
-use super::page::{Page, NIL, PG_SLAB};
+use super::page::{flags_order, Page, NIL, PG_ALLOCATED, PG_SLAB};
 use crate::addr::PAGE_SIZE;
 
 /// Where slabs come from.
 ///
 /// # Safety
 /// `alloc_pages` must return 2^order pages, naturally aligned (a slab's address rounded down to
-/// its size finds its start), readable and writable and used by nobody else until
-/// `free_pages`; `page_meta` must return the metadata of the page holding an address for every
-/// page `alloc_pages` returned, and nothing else may modify that metadata while the slab owns it.
+/// its size finds its start), holding initialised bytes (any values: objects are handed out as
+/// byte slices), readable and writable and used by nobody else until `free_pages`; `page_meta`
+/// must return the metadata of the page holding an address for every page `alloc_pages`
+/// returned, and nothing else may modify that metadata while the slab owns it; any pointer
+/// `page_meta` returns must be valid for reads of a `Page` for as long as the backend lives.
 pub unsafe trait SlabBackend: Sync {
     fn alloc_pages(&self, order: u8, gfp: Gfp) -> Option<NonNull<u8>>;
     /// # Safety
@@ -124,9 +128,57 @@ pub struct SlabStats {
     pub partial_slabs: u64,
 }
 
+/// What the page metadata says about the memory holding an address (`page_owner`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageOwner {
+    /// Part of a slab of the cache at this address (`KmemCache::addr`).
+    Slab(usize),
+    /// A page outside any slab, with its flags (an allocation's head has `PG_ALLOCATED` and
+    /// its order).
+    Page { flags: u32 },
+    /// The backend has no metadata for it: not memory it manages.
+    Unknown,
+}
+
+impl PageOwner {
+    /// The head of a live page allocation of this order (`kmalloc`'s large allocations).
+    pub fn allocation_order(self) -> Option<u8> {
+        match self {
+            PageOwner::Page { flags } if flags & PG_ALLOCATED != 0 => Some(flags_order(flags)),
+            _ => None,
+        }
+    }
+}
+
+/// Who owns the page holding `ptr`, from the metadata `backend` keeps for it: the one read of
+/// `struct page` that `kfree`, `ksize` and slub_debug's checks share. Only `flags` and `private`
+/// are read: the slab layer sets both when it makes a slab and clears both when it gives the
+/// slab back, so they are stable while an object of the slab is live.
+#[inline(always)]
+pub fn page_owner(backend: &dyn SlabBackend, ptr: *const u8) -> PageOwner {
+    let Some(meta) = backend.page_meta(ptr) else {
+        return PageOwner::Unknown;
+    };
+    let p = meta.as_ptr();
+    // SAFETY: `SlabBackend` guarantees pointers from `page_meta` are valid for reads of a
+    // `Page`; the fields are read by value, so no reference outlives the read.
+    let (flags, private) = unsafe {
+        (
+            (&raw const (*p).flags).read(),
+            (&raw const (*p).private).read(),
+        )
+    };
+    if flags & PG_SLAB != 0 {
+        PageOwner::Slab(private as usize)
+    } else {
+        PageOwner::Page { flags }
+    }
+}
+
 struct Inner {
-    /// Free objects of the CPU slab.
-    freelist: *mut u8,
+    /// Free objects of the CPU slab (`None` has the null pointer's representation, so the fast
+    /// paths test and store exactly what a raw pointer would).
+    freelist: Option<NonNull<u8>>,
     /// The CPU slab's start (0: none). While it is the CPU slab its own free list is empty.
     cpu_slab: usize,
     /// Doubly linked through `Page::prev/next` (slab start addresses; NIL ends).
@@ -136,10 +188,14 @@ struct Inner {
     nr_slabs: u64,
 }
 
-// SAFETY: the raw pointers are into slabs this cache owns; the cache's lock serialises access.
+// SAFETY: the pointers are into slabs this cache owns; the cache's lock serialises access.
 unsafe impl Send for Inner {}
 
 /// A cache of equal-sized objects.
+///
+/// Its slab pages record its address (`addr`, `PageOwner::Slab`), which `kfree` and slub_debug
+/// follow: a cache must stay where it is while it has slabs (leaked, in a static, or in an owner
+/// that does not move it), and be `shrink`ed empty before it goes.
 pub struct KmemCache {
     name: &'static str,
     /// What the user asked for.
@@ -159,7 +215,7 @@ pub struct KmemCache {
     pub align: usize,
     pub debug: u32,
     gfp: Gfp,
-    ctor: Option<fn(*mut u8)>,
+    ctor: Option<fn(&mut [u8])>,
     backend: &'static dyn SlabBackend,
     inner: spin::Mutex<Inner>,
     /// Defects `slub_debug` reported (for tests and reports).
@@ -178,7 +234,7 @@ impl KmemCache {
         size: usize,
         align: usize,
         gfp: Gfp,
-        ctor: Option<fn(*mut u8)>,
+        ctor: Option<fn(&mut [u8])>,
         debug: u32,
         backend: &'static dyn SlabBackend,
     ) -> KmemCache {
@@ -238,7 +294,7 @@ impl KmemCache {
             ctor,
             backend,
             inner: spin::Mutex::new(Inner {
-                freelist: ptr::null_mut(),
+                freelist: None,
                 cpu_slab: 0,
                 partial: NIL,
                 nr_partial: 0,
@@ -252,6 +308,10 @@ impl KmemCache {
     pub fn name(&self) -> &'static str {
         self.name
     }
+    /// The cache's address, as its slab pages record it (`PageOwner::Slab`).
+    pub fn addr(&self) -> usize {
+        self as *const KmemCache as usize
+    }
     pub fn object_size(&self) -> usize {
         self.object_size
     }
@@ -264,59 +324,91 @@ impl KmemCache {
         p & self.slab_mask
     }
 
-    /// # Safety: `obj` is an object (stride start) of one of our slabs.
+    /// The free-list link of `obj`.
+    ///
+    /// # Safety
+    /// `obj` is an object (stride start) of one of our slabs.
     #[inline(always)]
-    unsafe fn next_of(&self, obj: *mut u8) -> *mut u8 {
-        // SAFETY: the free pointer slot lies inside the object's stride, 8-aligned.
-        unsafe { obj.add(self.free_off).cast::<*mut u8>().read() }
+    unsafe fn next_of(&self, obj: NonNull<u8>) -> Option<NonNull<u8>> {
+        // SAFETY: the free pointer slot lies inside the object's stride, 8-aligned; it holds a
+        // pointer or null, which `Option<NonNull<u8>>` represents exactly.
+        unsafe {
+            obj.as_ptr()
+                .add(self.free_off)
+                .cast::<Option<NonNull<u8>>>()
+                .read()
+        }
     }
 
+    /// Sets the free-list link of `obj`.
+    ///
+    /// # Safety
+    /// As `next_of`, and `obj` is free (its link slot is the slab's to write).
     #[inline(always)]
-    unsafe fn set_next(&self, obj: *mut u8, next: *mut u8) {
+    unsafe fn set_next(&self, obj: NonNull<u8>, next: Option<NonNull<u8>>) {
         // SAFETY: as in `next_of`.
-        unsafe { obj.add(self.free_off).cast::<*mut u8>().write(next) }
+        unsafe {
+            obj.as_ptr()
+                .add(self.free_off)
+                .cast::<Option<NonNull<u8>>>()
+                .write(next)
+        }
+    }
+
+    /// The object at byte offset `off` of `slab` (an offset into the slab, not an index).
+    fn obj_at(slab: usize, off: usize) -> Option<NonNull<u8>> {
+        NonNull::new((slab + off) as *mut u8)
     }
 
     /// Allocates an object. The fast path pops the CPU slab's free list.
     #[inline(always)]
     pub fn alloc(&self) -> Option<NonNull<u8>> {
         let mut g = self.inner.lock();
-        let obj = g.freelist;
-        if !obj.is_null() && self.debug == 0 {
+        if let Some(obj) = g.freelist.filter(|_| self.debug == 0) {
             // SAFETY: a free object of the CPU slab.
             g.freelist = unsafe { self.next_of(obj) };
-            // SAFETY: non-null, checked above.
-            return Some(unsafe { NonNull::new_unchecked(obj) });
+            return Some(obj);
         }
         self.alloc_slow(&mut g)
     }
 
-    #[inline(never)]
-    fn alloc_slow(&self, g: &mut Inner) -> Option<NonNull<u8>> {
-        if g.freelist.is_null() {
-            self.refill(g)?;
-        }
-        let obj = g.freelist;
-        // SAFETY: `refill` left a non-empty free list of the CPU slab.
-        g.freelist = unsafe { self.next_of(obj) };
-        if self.debug != 0 {
-            self.check_on_alloc(obj);
-        }
-        // SAFETY: objects are non-null slab addresses; the user part starts `left` bytes in.
-        Some(unsafe { NonNull::new_unchecked(obj.add(self.left)) })
+    /// Allocates an object owned by the returned handle, which frees it when dropped.
+    pub fn alloc_object(&self) -> Option<SlabObject<'_>> {
+        let ptr = self.alloc()?;
+        Some(SlabObject { ptr, cache: self })
     }
 
+    #[inline(never)]
+    fn alloc_slow(&self, g: &mut Inner) -> Option<NonNull<u8>> {
+        if g.freelist.is_none() {
+            self.refill(g)?;
+        }
+        // `refill` leaves a non-empty free list of the CPU slab.
+        let obj = g.freelist?;
+        // SAFETY: a free object of the CPU slab.
+        g.freelist = unsafe { self.next_of(obj) };
+        if self.debug != 0 {
+            self.check_on_alloc(obj.as_ptr());
+        }
+        // The user part starts `left` bytes into the stride.
+        NonNull::new(obj.as_ptr().wrapping_add(self.left))
+    }
+
+    /// The metadata of the page holding `va`, if the backend has it, for the slab layer to write.
     // The `&mut` comes from the backend's metadata, not from `&self`: it is unique because every
-    // caller holds this cache's lock and uses it for one statement or block at a time.
+    // caller holds this cache's lock, owns the slab holding `va` (or is making or discarding
+    // it), and uses it for one statement or block at a time.
     #[allow(clippy::mut_from_ref)]
-    fn meta(&self, slab: usize) -> &mut Page {
-        let p = self
-            .backend
-            .page_meta(slab as *const u8)
-            .expect("slab pages have metadata");
+    fn slab_page(&self, va: usize) -> Option<&mut Page> {
+        let p = self.backend.page_meta(va as *const u8)?;
         // SAFETY: the backend guarantees the metadata of our slab is ours while the slab lives,
         // and the cache lock serialises every access to it.
-        unsafe { &mut *p.as_ptr() }
+        Some(unsafe { &mut *p.as_ptr() })
+    }
+
+    #[allow(clippy::mut_from_ref)]
+    fn meta(&self, slab: usize) -> &mut Page {
+        self.slab_page(slab).expect("slab pages have metadata")
     }
 
     fn inuse(p: &Page) -> usize {
@@ -379,11 +471,7 @@ impl KmemCache {
         let m = self.meta(slab);
         let head = Self::free_head(m);
         Self::set_counts(m, self.objects, 0);
-        g.freelist = if head == 0 {
-            ptr::null_mut()
-        } else {
-            (slab + head - 1) as *mut u8
-        };
+        g.freelist = head.checked_sub(1).and_then(|off| Self::obj_at(slab, off));
         g.cpu_slab = slab;
         Some(())
     }
@@ -396,24 +484,19 @@ impl KmemCache {
         }
         g.cpu_slab = 0;
         let mut free = 0;
-        let mut head: *mut u8 = ptr::null_mut();
-        let mut obj = core::mem::replace(&mut g.freelist, ptr::null_mut());
-        while !obj.is_null() {
-            // SAFETY: objects on the CPU list belong to the CPU slab.
-            let next = unsafe { self.next_of(obj) };
+        let mut head: Option<NonNull<u8>> = None;
+        let mut next = g.freelist.take();
+        while let Some(obj) = next {
+            // SAFETY: objects on the CPU list belong to the CPU slab and are free.
+            next = unsafe { self.next_of(obj) };
             // SAFETY: as above.
             unsafe { self.set_next(obj, head) };
-            head = obj;
+            head = Some(obj);
             free += 1;
-            obj = next;
         }
         let inuse = self.objects - free;
         let m = self.meta(slab);
-        let head_off = if head.is_null() {
-            0
-        } else {
-            head as usize - slab + 1
-        };
+        let head_off = head.map_or(0, |h| h.as_ptr() as usize - slab + 1);
         Self::set_counts(m, inuse, head_off);
         if inuse < self.objects {
             self.partial_push(g, slab);
@@ -432,41 +515,35 @@ impl KmemCache {
             .alloc_pages(self.order, self.gfp | Gfp::NOWARN)?;
         let slab = base.as_ptr() as usize;
         for i in 0..(1usize << self.order) {
-            if let Some(p) = self
-                .backend
-                .page_meta((slab + i * PAGE_SIZE as usize) as *const u8)
-            {
-                // SAFETY: the backend gave us these pages and their metadata.
-                let p = unsafe { &mut *p.as_ptr() };
+            // The backend gave us these pages and their metadata.
+            if let Some(p) = self.slab_page(slab + i * PAGE_SIZE as usize) {
                 p.flags |= PG_SLAB;
-                p.private = self as *const KmemCache as u64;
+                p.private = self.addr() as u64;
             }
         }
         // Thread the free list through the objects, first object first.
-        let mut head = 0usize;
+        let mut head = None;
         for i in (0..self.objects).rev() {
-            let obj = (slab + i * self.stride) as *mut u8;
-            // SAFETY: inside the new slab.
+            // SAFETY: a stride start inside the new slab, which nothing else references yet: its
+            // link slot, debug words and object bytes are ours to write.
             unsafe {
-                self.set_next(
-                    obj,
-                    if head == 0 {
-                        ptr::null_mut()
-                    } else {
-                        (slab + head - 1) as *mut u8
-                    },
-                );
+                let obj = base.add(i * self.stride);
+                self.set_next(obj, head);
+                head = Some(obj);
                 if self.debug != 0 {
-                    self.init_debug(obj);
+                    self.init_debug(core::slice::from_raw_parts_mut(obj.as_ptr(), self.stride));
                 }
                 // Under poisoning the object is constructed when it is handed out instead
                 // (`check_on_alloc`): constructing it now would read as a write after free.
                 if let Some(ctor) = self.ctor.filter(|_| self.debug & SLAB_POISON == 0) {
-                    ctor(obj.add(self.left));
+                    ctor(core::slice::from_raw_parts_mut(
+                        obj.as_ptr().add(self.left),
+                        self.object_size,
+                    ));
                 }
             }
-            head = i * self.stride + 1;
         }
+        let head = head.map_or(0, |h| h.as_ptr() as usize - slab + 1);
         Self::set_counts(self.meta(slab), 0, head);
         g.nr_slabs += 1;
         Some(slab)
@@ -479,23 +556,25 @@ impl KmemCache {
     /// instead).
     #[inline(always)]
     pub unsafe fn free(&self, ptr: NonNull<u8>) {
-        let p = ptr.as_ptr();
         let mut g = self.inner.lock();
-        if self.debug == 0 && self.slab_of(p as usize) == g.cpu_slab {
+        if self.debug == 0 && self.slab_of(ptr.as_ptr() as usize) == g.cpu_slab {
             // SAFETY: an object of the CPU slab, free again.
-            unsafe { self.set_next(p, g.freelist) };
-            g.freelist = p;
+            unsafe { self.set_next(ptr, g.freelist) };
+            g.freelist = Some(ptr);
             return;
         }
-        self.free_slow(&mut g, p);
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_slow(&mut g, ptr) };
     }
 
+    /// # Safety
+    /// As `free`.
     #[inline(never)]
-    fn free_slow(&self, g: &mut Inner, p: *mut u8) {
-        let slab = self.slab_of(p as usize);
+    unsafe fn free_slow(&self, g: &mut Inner, p: NonNull<u8>) {
+        let slab = self.slab_of(p.as_ptr() as usize);
         let mut obj = p;
         if self.debug != 0 {
-            match self.check_on_free(slab, p) {
+            match self.check_on_free(slab, p.as_ptr()) {
                 Ok(o) => obj = o,
                 Err(defect) => {
                     self.report(&defect);
@@ -504,24 +583,20 @@ impl KmemCache {
             }
         }
         if slab == g.cpu_slab {
-            // SAFETY: an object of the CPU slab.
+            // SAFETY: an object of the CPU slab, free again.
             unsafe { self.set_next(obj, g.freelist) };
-            g.freelist = obj;
+            g.freelist = Some(obj);
             return;
         }
         let (inuse, head) = {
             let m = self.meta(slab);
             (Self::inuse(m), Self::free_head(m))
         };
-        let next = if head == 0 {
-            ptr::null_mut()
-        } else {
-            (slab + head - 1) as *mut u8
-        };
-        // SAFETY: an object of `slab`.
+        let next = head.checked_sub(1).and_then(|off| Self::obj_at(slab, off));
+        // SAFETY: an object of `slab`, free again.
         unsafe { self.set_next(obj, next) };
         let inuse = inuse - 1;
-        Self::set_counts(self.meta(slab), inuse, obj as usize - slab + 1);
+        Self::set_counts(self.meta(slab), inuse, obj.as_ptr() as usize - slab + 1);
         if inuse + 1 == self.objects {
             // It was full: now it has room.
             self.partial_push(g, slab);
@@ -538,12 +613,8 @@ impl KmemCache {
 
     fn discard(&self, g: &mut Inner, slab: usize) {
         for i in 0..(1usize << self.order) {
-            if let Some(p) = self
-                .backend
-                .page_meta((slab + i * PAGE_SIZE as usize) as *const u8)
-            {
-                // SAFETY: our slab's metadata, about to go back.
-                let p = unsafe { &mut *p.as_ptr() };
+            // Our slab's metadata, about to go back.
+            if let Some(p) = self.slab_page(slab + i * PAGE_SIZE as usize) {
                 p.flags &= !PG_SLAB;
                 p.private = 0;
                 p.prev = NIL;
@@ -587,11 +658,11 @@ impl KmemCache {
     pub fn stats(&self) -> SlabStats {
         let g = self.inner.lock();
         let mut free = 0u64;
-        let mut obj = g.freelist;
-        while !obj.is_null() {
+        let mut next = g.freelist;
+        while let Some(obj) = next {
             free += 1;
             // SAFETY: objects on the CPU list belong to the CPU slab.
-            obj = unsafe { self.next_of(obj) };
+            next = unsafe { self.next_of(obj) };
         }
         let mut slab = g.partial;
         while slab != NIL {
@@ -630,25 +701,33 @@ impl KmemCache {
 
     // --- slub_debug ---
 
-    /// # Safety: `obj` is a stride start inside a slab of ours.
-    unsafe fn init_debug(&self, obj: *mut u8) {
-        self.repair_redzones(obj);
-        // SAFETY: all offsets are inside the stride.
-        unsafe {
-            if self.debug & SLAB_POISON != 0 {
-                self.poison(obj);
-            }
-            obj.add(self.state_off).cast::<u64>().write(STATE_FREE);
+    // Under slub_debug every check works on one stride as a byte slice: [left red zone][object]
+    // [right red zone][free pointer][state word]. Each entry point (a new slab, an object handed
+    // out, an object given back) makes that slice once, where the stride is the slab layer's.
+
+    /// Makes a new stride's red zones, poison and state (free).
+    fn init_debug(&self, stride: &mut [u8]) {
+        self.repair_redzones(stride);
+        if self.debug & SLAB_POISON != 0 {
+            self.poison(stride);
         }
+        self.set_state(stride, STATE_FREE);
     }
 
-    unsafe fn poison(&self, obj: *mut u8) {
-        // SAFETY: the object part of the stride.
-        unsafe {
-            let o = obj.add(self.left);
-            o.write_bytes(POISON_FREE, self.object_size);
-            o.add(self.object_size - 1).write(POISON_END);
-        }
+    fn poison(&self, stride: &mut [u8]) {
+        let object = &mut stride[self.left..self.left + self.object_size];
+        object.fill(POISON_FREE);
+        object[self.object_size - 1] = POISON_END;
+    }
+
+    fn state(&self, stride: &[u8]) -> u64 {
+        let mut word = [0; 8];
+        word.copy_from_slice(&stride[self.state_off..self.state_off + 8]);
+        u64::from_ne_bytes(word)
+    }
+
+    fn set_state(&self, stride: &mut [u8], state: u64) {
+        stride[self.state_off..self.state_off + 8].copy_from_slice(&state.to_ne_bytes());
     }
 
     fn report(&self, defect: &SlabDefect) {
@@ -656,13 +735,12 @@ impl KmemCache {
         log::error!("slub_debug: cache {}: {defect}", self.name);
     }
 
-    fn check_redzones(&self, obj: *mut u8) -> Result<(), SlabDefect> {
+    fn check_redzones(&self, stride: &[u8]) -> Result<(), SlabDefect> {
         if self.debug & SLAB_RED_ZONE == 0 {
             return Ok(());
         }
-        let user = obj as u64 + self.left as u64;
-        // SAFETY: inside the stride.
-        let left = unsafe { core::slice::from_raw_parts(obj, self.left) };
+        let user = stride.as_ptr() as u64 + self.left as u64;
+        let left = &stride[..self.left];
         if let Some(i) = left.iter().position(|&b| b != RED_LEFT) {
             return Err(SlabDefect::RedzoneLeft {
                 object: user,
@@ -670,11 +748,7 @@ impl KmemCache {
                 value: left[i],
             });
         }
-        let right_len = self.free_off - self.left - self.object_size;
-        // SAFETY: inside the stride.
-        let right = unsafe {
-            core::slice::from_raw_parts(obj.add(self.left + self.object_size), right_len)
-        };
+        let right = &stride[self.left + self.object_size..self.free_off];
         if let Some(i) = right.iter().position(|&b| b != RED_RIGHT) {
             return Err(SlabDefect::RedzoneRight {
                 object: user,
@@ -685,22 +759,19 @@ impl KmemCache {
         Ok(())
     }
 
-    fn repair_redzones(&self, obj: *mut u8) {
+    fn repair_redzones(&self, stride: &mut [u8]) {
         if self.debug & SLAB_RED_ZONE != 0 {
-            // SAFETY: inside the stride.
-            unsafe {
-                obj.write_bytes(RED_LEFT, self.left);
-                obj.add(self.left + self.object_size)
-                    .write_bytes(RED_RIGHT, self.free_off - self.left - self.object_size);
-            }
+            stride[..self.left].fill(RED_LEFT);
+            stride[self.left + self.object_size..self.free_off].fill(RED_RIGHT);
         }
     }
 
     fn check_on_alloc(&self, obj: *mut u8) {
+        // SAFETY: `obj` is the stride start of the object being handed out, off the CPU free
+        // list: the whole stride is the slab layer's (under the cache lock) until this returns.
+        let stride = unsafe { core::slice::from_raw_parts_mut(obj, self.stride) };
         if self.debug & SLAB_POISON != 0 {
-            // SAFETY: the object part of a free object's stride.
-            let bytes =
-                unsafe { core::slice::from_raw_parts(obj.add(self.left), self.object_size) };
+            let bytes = &stride[self.left..self.left + self.object_size];
             let last = self.object_size - 1;
             if let Some(i) = bytes
                 .iter()
@@ -714,35 +785,29 @@ impl KmemCache {
                 });
             }
         }
-        if let Err(d) = self.check_redzones(obj) {
+        if let Err(d) = self.check_redzones(stride) {
             self.report(&d);
-            self.repair_redzones(obj);
+            self.repair_redzones(stride);
         }
-        // SAFETY: the state word of the stride.
-        unsafe { obj.add(self.state_off).cast::<u64>().write(STATE_ALLOCATED) };
+        self.set_state(stride, STATE_ALLOCATED);
         if let Some(ctor) = self.ctor.filter(|_| self.debug & SLAB_POISON != 0) {
             // Poisoned objects are constructed here, when handed out (not at slab creation).
-            // SAFETY: the object is ours now.
-            unsafe { ctor(obj.add(self.left)) };
+            ctor(&mut stride[self.left..self.left + self.object_size]);
         }
     }
 
     /// Validates a free under slub_debug; returns the object's stride start.
-    fn check_on_free(&self, slab: usize, p: *mut u8) -> Result<*mut u8, SlabDefect> {
-        let owner = self.backend.page_meta(p).map(|m| {
-            // SAFETY: metadata of a page holding `p`; only read.
-            let m = unsafe { m.as_ref() };
-            (m.flags & PG_SLAB != 0, m.private)
-        });
+    fn check_on_free(&self, slab: usize, p: *mut u8) -> Result<NonNull<u8>, SlabDefect> {
+        let owner = page_owner(self.backend, p);
         // No allocation here: this runs under the cache's lock, and kmalloc may be this cache.
-        if owner != Some((true, self as *const KmemCache as u64)) {
+        if owner != PageOwner::Slab(self.addr()) {
             let owner = match owner {
-                Some((true, other)) if other != 0 => {
+                PageOwner::Slab(other) => {
                     // SAFETY: a slab page's `private` is its cache, which outlives its objects.
                     unsafe { (*(other as *const KmemCache)).name() }
                 }
-                Some(_) => "not a slab page",
-                None => "not kernel memory",
+                PageOwner::Page { .. } => "not a slab page",
+                PageOwner::Unknown => "not kernel memory",
             };
             return Err(SlabDefect::WrongCache {
                 ptr: p as u64,
@@ -763,24 +828,29 @@ impl KmemCache {
                 });
             }
         };
-        let obj = (slab + index * self.stride) as *mut u8;
-        // SAFETY: the state word of a stride in our slab.
-        let state = unsafe { obj.add(self.state_off).cast::<u64>().read() };
-        if state != STATE_ALLOCATED {
+        let Some(stride_start) = Self::obj_at(slab, index * self.stride) else {
+            // Nothing lives at address 0: the owner check above refused such a pointer already.
+            return Err(SlabDefect::WrongCache {
+                ptr: p as u64,
+                owner: "not kernel memory",
+            });
+        };
+        // SAFETY: a stride of our slab (the owner and index checks above), whose object the
+        // caller gives back or which is free already: either way the slab layer's, under the
+        // cache lock, while this runs.
+        let stride = unsafe { core::slice::from_raw_parts_mut(stride_start.as_ptr(), self.stride) };
+        if self.state(stride) != STATE_ALLOCATED {
             return Err(SlabDefect::DoubleFree { object: p as u64 });
         }
-        if let Err(d) = self.check_redzones(obj) {
+        if let Err(d) = self.check_redzones(stride) {
             self.report(&d);
-            self.repair_redzones(obj);
+            self.repair_redzones(stride);
         }
-        // SAFETY: as above.
-        unsafe {
-            obj.add(self.state_off).cast::<u64>().write(STATE_FREE);
-            if self.debug & SLAB_POISON != 0 {
-                self.poison(obj);
-            }
+        self.set_state(stride, STATE_FREE);
+        if self.debug & SLAB_POISON != 0 {
+            self.poison(stride);
         }
-        Ok(obj)
+        Ok(stride_start)
     }
 }
 
@@ -856,6 +926,43 @@ impl<T> Drop for SlabBox<'_, T> {
             self.ptr.as_ptr().drop_in_place();
             self.cache.cache.free(self.ptr.cast());
         }
+    }
+}
+
+/// One object of a `KmemCache`, owned: its bytes read and write as a slice (they hold what the
+/// object held: the constructor's work, poison under slub_debug, or an earlier user's data), and
+/// the object goes back to its cache when the handle is dropped.
+pub struct SlabObject<'c> {
+    ptr: NonNull<u8>,
+    cache: &'c KmemCache,
+}
+
+impl SlabObject<'_> {
+    pub fn as_ptr(&self) -> NonNull<u8> {
+        self.ptr
+    }
+}
+
+impl core::ops::Deref for SlabObject<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: a live object of `object_size` initialised bytes (`SlabBackend` pages hold
+        // initialised bytes), owned by this handle.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.cache.object_size) }
+    }
+}
+
+impl core::ops::DerefMut for SlabObject<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and `&mut self` makes the slice unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cache.object_size) }
+    }
+}
+
+impl Drop for SlabObject<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a live object of this cache, owned by this handle and freed once, here.
+        unsafe { self.cache.free(self.ptr) };
     }
 }
 

@@ -6,7 +6,6 @@
 //! and its metadata the page allocator's own `Page`s. The backend counts the pages it has handed
 //! out and checks every page the slab layer gives back (right order, live, no slab flags left).
 
-use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::string::{String, ToString};
@@ -14,10 +13,11 @@ use std::sync::Mutex;
 use std::vec::Vec;
 
 use super::*;
-use crate::addr::{Pfn, PhysAddr, PhysRange, PAGE_SHIFT};
-use crate::mm::kmalloc::{Kmalloc, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, ZERO_SIZE_PTR};
-use crate::mm::page::{MemMap, MemMapView, PAGES_PER_SECTION, PG_ALLOCATED};
-use crate::mm::page_alloc::{Mark, PageAllocator, PhysMem};
+use crate::addr::{PhysAddr, PhysRange, PAGE_SHIFT};
+use crate::mm::host_ram::HostRam;
+use crate::mm::kmalloc::{KBuf, Kmalloc, KMALLOC_MAX_CACHE_SIZE, KMALLOC_SIZES, ZERO_SIZE_PTR};
+use crate::mm::page::{MemMapView, PG_ALLOCATED};
+use crate::mm::page_alloc::{Mark, PageAllocator};
 use crate::mm::zone::{ZoneLimits, MAX_ORDER};
 
 // ---------------------------------------------------------------------------------------------
@@ -30,23 +30,6 @@ const PAGE: usize = PAGE_SIZE as usize;
 /// Max-order blocks are this large: aligning the host buffer to it keeps buddy blocks naturally
 /// aligned as host addresses too.
 const MAX_BLOCK: usize = PAGE << MAX_ORDER;
-
-/// The host buffer seen as page frames.
-struct HostRam {
-    base: *mut u8,
-    base_pfn: u64,
-}
-
-// SAFETY: the buffer is leaked (lives forever) and only reached through the allocator's lock.
-unsafe impl Send for HostRam {}
-
-// SAFETY: every frame of the managed range lies inside the leaked buffer.
-unsafe impl PhysMem for HostRam {
-    fn page_ptr(&self, pfn: u64) -> *mut u8 {
-        self.base
-            .wrapping_add(((pfn - self.base_pfn) << PAGE_SHIFT) as usize)
-    }
-}
 
 /// Slabs from a real `PageAllocator` over host memory, with accounting and checks.
 struct HostBackend {
@@ -69,25 +52,15 @@ impl HostBackend {
     /// A backend over `size` bytes of fresh host memory, leaked so it is `'static`.
     fn new(size: usize) -> &'static HostBackend {
         assert!(size.is_multiple_of(MAX_BLOCK));
-        let layout = Layout::from_size_align(size, MAX_BLOCK).unwrap();
-        // SAFETY: a non-zero size.
-        let base = unsafe { std::alloc::alloc(layout) };
-        assert!(!base.is_null(), "host allocation of {size} bytes failed");
-        let base_pfn = ARENA_BASE >> PAGE_SHIFT;
+        let (ram, map) = HostRam::new(ARENA_BASE, size);
+        let base = ram.host_base();
         let end = ARENA_BASE + size as u64;
         let memory = [PhysRange::new(PhysAddr::new(ARENA_BASE), size as u64)];
-        let mut map = MemMap::new(end >> PAGE_SHIFT);
-        for sec in MemMap::sections_of(Pfn::new(base_pfn), Pfn::new(end >> PAGE_SHIFT)) {
-            let pages: &'static mut [Page] =
-                vec![Page::new(0, 0); PAGES_PER_SECTION as usize].leak();
-            // SAFETY: a leaked array of a section's length, used by this map only.
-            unsafe { map.populate(sec, pages.as_mut_ptr()) };
-        }
         let limits = ZoneLimits {
             dma_end: end,
             dma32_end: end,
         };
-        let mut a = PageAllocator::new(HostRam { base, base_pfn }, map, &memory, limits);
+        let mut a = PageAllocator::new(ram, map, &memory, limits);
         // Poison free pages: a slab layer that wrote into a slab it gave back is caught.
         a.debug_pagealloc = true;
         a.release(&memory, &memory);
@@ -95,7 +68,7 @@ impl HostBackend {
         Box::leak(Box::new(HostBackend {
             pages: Mutex::new(a),
             view,
-            va_base: base as usize,
+            va_base: base,
             size,
             outstanding: AtomicU64::new(0),
             live: Mutex::new(BTreeMap::new()),
@@ -215,12 +188,12 @@ fn ctor_byte(i: usize) -> u8 {
     (i as u8).wrapping_mul(7) ^ 0xc3
 }
 
-/// A constructor that fills `N` bytes with `ctor_byte`.
-fn ctor<const N: usize>(p: *mut u8) {
+/// A constructor that fills the object (of `N` bytes) with `ctor_byte`.
+fn ctor<const N: usize>(object: &mut [u8]) {
     CTOR_CALLS.with(|c| c.set(c.get() + 1));
-    for i in 0..N {
-        // SAFETY: the slab layer passes an object of at least N bytes.
-        unsafe { p.add(i).write(ctor_byte(i)) };
+    assert_eq!(object.len(), N, "the slab layer passes the whole object");
+    for (i, b) in object.iter_mut().enumerate() {
+        *b = ctor_byte(i);
     }
 }
 
@@ -228,7 +201,7 @@ fn ctor_calls() -> u64 {
     CTOR_CALLS.with(|c| c.get())
 }
 
-fn ctor_for(size: usize) -> fn(*mut u8) {
+fn ctor_for(size: usize) -> fn(&mut [u8]) {
     match size {
         8 => ctor::<8>,
         24 => ctor::<24>,
@@ -242,28 +215,24 @@ fn ctor_for(size: usize) -> fn(*mut u8) {
     }
 }
 
-fn is_constructed(p: *const u8, size: usize) -> bool {
-    // SAFETY: a live object of `size` bytes.
-    let b = unsafe { std::slice::from_raw_parts(p, size) };
-    b.iter().enumerate().all(|(i, &v)| v == ctor_byte(i))
+fn is_constructed(object: &[u8]) -> bool {
+    object.iter().enumerate().all(|(i, &v)| v == ctor_byte(i))
 }
 
 fn pattern_byte(id: u64, i: usize) -> u8 {
     (id as u8) ^ (i as u8).wrapping_mul(31) ^ ((id >> 8) as u8).rotate_left(3)
 }
 
-fn fill(p: *mut u8, size: usize, id: u64) {
-    for i in 0..size {
-        // SAFETY: a live object of `size` bytes.
-        unsafe { p.add(i).write(pattern_byte(id, i)) };
+fn fill(object: &mut [u8], id: u64) {
+    for (i, b) in object.iter_mut().enumerate() {
+        *b = pattern_byte(id, i);
     }
 }
 
 /// The first offset where the object differs from its pattern.
-fn check(p: *const u8, size: usize, id: u64) -> Option<usize> {
-    // SAFETY: a live object of `size` bytes.
-    let b = unsafe { std::slice::from_raw_parts(p, size) };
-    b.iter()
+fn check(object: &[u8], id: u64) -> Option<usize> {
+    object
+        .iter()
         .enumerate()
         .position(|(i, &v)| v != pattern_byte(id, i))
 }
@@ -306,7 +275,7 @@ fn leak_cache(
     name: &'static str,
     size: usize,
     align: usize,
-    ctor: Option<fn(*mut u8)>,
+    ctor: Option<fn(&mut [u8])>,
     debug: u32,
     backend: &'static HostBackend,
 ) -> &'static KmemCache {
@@ -380,12 +349,13 @@ struct Live {
     cache: usize,
     size: usize,
     id: u64,
+    object: SlabObject<'static>,
 }
 
 fn verify_all(live: &BTreeMap<usize, Live>) {
     for (&p, o) in live {
         assert_eq!(
-            check(p as *const u8, o.size, o.id),
+            check(&o.object, o.id),
             None,
             "object {p:#x} (cache {}) was overwritten while live",
             o.cache
@@ -430,7 +400,10 @@ fn random_alloc_free_agrees_with_a_model_and_gives_every_page_back() {
                 if r < alloc_pct || live.is_empty() {
                     let ci = rng.below(caches.len() as u64) as usize;
                     let (c, s) = (caches[ci], &specs[ci]);
-                    let p = c.alloc().expect("allocation failed with memory to spare");
+                    let mut object = c
+                        .alloc_object()
+                        .expect("allocation failed with memory to spare");
+                    let p = object.as_ptr();
                     let a = p.as_ptr() as usize;
                     assert_eq!(a % s.align, 0, "{}: {a:#x} misaligned", c.name());
                     assert_in_slab_of(backend, c, p.as_ptr(), s.size);
@@ -450,41 +423,42 @@ fn random_alloc_free_agrees_with_a_model_and_gives_every_page_back() {
                             c.name()
                         );
                     }
+                    assert_eq!(object.len(), s.size);
                     if s.ctor {
                         assert!(
-                            is_constructed(p.as_ptr(), s.size),
+                            is_constructed(&object),
                             "{}: object {a:#x} handed out unconstructed",
                             c.name()
                         );
                     }
                     let id = next_id;
                     next_id += 1;
-                    fill(p.as_ptr(), s.size, id);
+                    fill(&mut object, id);
                     live.insert(
                         a,
                         Live {
                             cache: ci,
                             size: s.size,
                             id,
+                            object,
                         },
                     );
                     count[ci] += 1;
                 } else {
                     let k = rng.below(live.len() as u64) as usize;
                     let a = *live.keys().nth(k).unwrap();
-                    let o = live.remove(&a).unwrap();
+                    let mut o = live.remove(&a).unwrap();
                     assert_eq!(
-                        check(a as *const u8, o.size, o.id),
+                        check(&o.object, o.id),
                         None,
                         "object {a:#x} overwritten while live"
                     );
                     if specs[o.cache].ctor {
                         // Constructed caches take objects back in their constructed state.
-                        ctor_for(o.size)(a as *mut u8);
+                        ctor_for(o.size)(&mut o.object);
                     }
-                    // SAFETY: a live object of this cache.
-                    unsafe { caches[o.cache].free(NonNull::new(a as *mut u8).unwrap()) };
                     count[o.cache] -= 1;
+                    drop(o);
                 }
                 if rng.below(1000) == 0 {
                     // The shrinker runs at any time and must not disturb live objects.
@@ -513,13 +487,12 @@ fn random_alloc_free_agrees_with_a_model_and_gives_every_page_back() {
         // go back to the page allocator even before the shrinker runs.
         let mut rest: Vec<(usize, Live)> = std::mem::take(&mut live).into_iter().collect();
         while !rest.is_empty() {
-            let (a, o) = rest.swap_remove(rng.below(rest.len() as u64) as usize);
-            assert_eq!(check(a as *const u8, o.size, o.id), None);
+            let (_, mut o) = rest.swap_remove(rng.below(rest.len() as u64) as usize);
+            assert_eq!(check(&o.object, o.id), None);
             if specs[o.cache].ctor {
-                ctor_for(o.size)(a as *mut u8);
+                ctor_for(o.size)(&mut o.object);
             }
-            // SAFETY: a live object of this cache.
-            unsafe { caches[o.cache].free(NonNull::new(a as *mut u8).unwrap()) };
+            drop(o);
         }
         let mut bound = 0;
         for c in &caches {
@@ -559,13 +532,12 @@ fn frees_that_empty_many_slabs_release_them_without_a_shrink() {
         let c = leak_cache("min-partial", 256, 8, None, debug, b);
         let per = c.objects;
         let n = per * 40;
-        let objs: Vec<NonNull<u8>> = (0..n).map(|_| c.alloc().unwrap()).collect();
+        let objs: Vec<SlabObject> = (0..n).map(|_| c.alloc_object().unwrap()).collect();
         assert_eq!(c.stats().num_slabs, 40);
         assert_eq!(b.outstanding(), 40 << c.order);
         // Free slab by slab (in allocation order, so each slab empties in turn).
-        for p in objs {
-            // SAFETY: live objects of `c`.
-            unsafe { c.free(p) };
+        for o in objs {
+            drop(o);
         }
         let st = c.stats();
         assert_eq!(st.active_objs, 0);
@@ -592,25 +564,21 @@ fn concurrent_alloc_and_free_never_share_an_object() {
             for t in 0..4u64 {
                 s.spawn(move || {
                     let mut rng = Rng::new(t + 17);
-                    let mut mine: Vec<(NonNull<u8>, u64)> = Vec::new();
+                    let mut mine: Vec<(SlabObject, u64)> = Vec::new();
                     for i in 0..20_000u64 {
                         if rng.below(100) < 55 || mine.is_empty() {
-                            let p = c.alloc().unwrap();
+                            let mut o = c.alloc_object().unwrap();
                             let id = (t << 32) | i;
-                            fill(p.as_ptr(), 96, id);
-                            mine.push((p, id));
+                            fill(&mut o, id);
+                            mine.push((o, id));
                         } else {
                             let k = rng.below(mine.len() as u64) as usize;
-                            let (p, id) = mine.swap_remove(k);
-                            assert_eq!(check(p.as_ptr(), 96, id), None, "shared object");
-                            // SAFETY: this thread's live object.
-                            unsafe { c.free(p) };
+                            let (o, id) = mine.swap_remove(k);
+                            assert_eq!(check(&o, id), None, "shared object");
                         }
                     }
-                    for (p, id) in mine {
-                        assert_eq!(check(p.as_ptr(), 96, id), None, "shared object");
-                        // SAFETY: as above.
-                        unsafe { c.free(p) };
+                    for (o, id) in mine {
+                        assert_eq!(check(&o, id), None, "shared object");
                     }
                 });
             }
@@ -628,8 +596,8 @@ fn running_out_of_pages_fails_cleanly_and_the_cache_recovers() {
     let c = leak_cache("oom", 200, 8, None, 0, b);
     b.limit.store(8, Ordering::SeqCst);
     let mut objs = Vec::new();
-    while let Some(p) = c.alloc() {
-        objs.push(p);
+    while let Some(o) = c.alloc_object() {
+        objs.push(o);
         assert!(objs.len() < 100_000);
     }
     assert_eq!(b.outstanding(), 8);
@@ -639,22 +607,18 @@ fn running_out_of_pages_fails_cleanly_and_the_cache_recovers() {
         slabs * c.objects,
         "every object of every slab used"
     );
-    let distinct: HashSet<usize> = objs.iter().map(|p| p.as_ptr() as usize).collect();
+    let distinct: HashSet<NonNull<u8>> = objs.iter().map(|o| o.as_ptr()).collect();
     assert_eq!(distinct.len(), objs.len());
     // Still failing while full, and no state damaged by the failures.
     assert!(c.alloc().is_none());
     assert_eq!(c.stats().active_objs, objs.len() as u64);
     // Memory comes back: the cache works again.
-    // SAFETY: live objects of `c`.
-    unsafe { c.free(objs.pop().unwrap()) };
-    let again = c.alloc().expect("a free object again");
+    objs.pop();
+    let again = c.alloc_object().expect("a free object again");
     objs.push(again);
     b.limit.store(u64::MAX, Ordering::SeqCst);
-    objs.push(c.alloc().unwrap());
-    for p in objs {
-        // SAFETY: as above.
-        unsafe { c.free(p) };
-    }
+    objs.push(c.alloc_object().unwrap());
+    drop(objs);
     c.shrink();
     b.assert_all_back();
 }
@@ -670,22 +634,18 @@ fn ctor_runs_once_per_object_when_its_slab_is_made() {
     let before = ctor_calls();
     let mut objs = Vec::new();
     for _ in 0..c.objects * 3 + 1 {
-        let p = c.alloc().unwrap();
-        assert!(is_constructed(p.as_ptr(), 100), "unconstructed object");
-        objs.push(p);
+        let o = c.alloc_object().unwrap();
+        assert!(is_constructed(&o), "unconstructed object");
+        objs.push(o);
     }
     // Four slabs made: each object constructed exactly once, before its first use.
     assert_eq!(ctor_calls() - before, 4 * c.objects as u64);
     // Objects go back constructed and come out as they went in (the free pointer is not in
     // the object).
-    for &p in &objs {
-        // SAFETY: live objects of `c`.
-        unsafe { c.free(p) };
-    }
-    for _ in 0..objs.len() {
-        let p = c.alloc().unwrap();
-        assert!(is_constructed(p.as_ptr(), 100));
-    }
+    let n = objs.len();
+    drop(objs);
+    let again: Vec<SlabObject> = (0..n).map(|_| c.alloc_object().unwrap()).collect();
+    assert!(again.iter().all(|o| is_constructed(o)));
     assert_eq!(ctor_calls() - before, 4 * c.objects as u64);
 }
 
@@ -696,25 +656,24 @@ fn ctor_runs_before_first_use_and_after_poisoning() {
     let logs = capture_logs();
     let mut objs = Vec::new();
     for _ in 0..c.objects * 2 {
-        let p = c.alloc().unwrap();
-        assert!(is_constructed(p.as_ptr(), 100), "unconstructed object");
-        objs.push(p);
+        let o = c.alloc_object().unwrap();
+        assert!(is_constructed(&o), "unconstructed object");
+        objs.push(o);
     }
     // Freed objects are poisoned; the constructor must run again before reuse.
-    for &p in &objs {
-        // SAFETY: live objects of `c`.
-        unsafe { c.free(p) };
-        // SAFETY: the object part of a free object of ours, only read.
+    let n = objs.len();
+    for o in objs {
+        let p = o.as_ptr();
+        drop(o);
+        // SAFETY: the object part of a free object of ours (its slab is live), only read.
         let first = unsafe { p.as_ptr().read() };
         assert_eq!(first, POISON_FREE, "free objects are poisoned");
     }
-    for _ in 0..objs.len() {
-        let p = c.alloc().unwrap();
-        assert!(
-            is_constructed(p.as_ptr(), 100),
-            "poison left in a reused object"
-        );
-    }
+    let again: Vec<SlabObject> = (0..n).map(|_| c.alloc_object().unwrap()).collect();
+    assert!(
+        again.iter().all(|o| is_constructed(o)),
+        "poison left in a reused object"
+    );
     let lines = take_logs();
     assert_eq!(
         defects(c),
@@ -737,19 +696,16 @@ fn debug_cache(name: &'static str) -> (&'static HostBackend, &'static KmemCache)
 
 /// The cache still works after a report: a round of allocations and frees, no new report, no
 /// object handed out twice, and everything goes back.
-fn assert_usable(b: &HostBackend, c: &KmemCache, mut held: Vec<NonNull<u8>>) {
+fn assert_usable<'c>(b: &HostBackend, c: &'c KmemCache, mut held: Vec<SlabObject<'c>>) {
     let d = defects(c);
     for i in 0..c.objects * 3 {
-        let p = c.alloc().unwrap();
-        fill(p.as_ptr(), DBG_SIZE, i as u64);
-        held.push(p);
+        let mut o = c.alloc_object().unwrap();
+        fill(&mut o, i as u64);
+        held.push(o);
     }
-    let distinct: HashSet<usize> = held.iter().map(|p| p.as_ptr() as usize).collect();
+    let distinct: HashSet<NonNull<u8>> = held.iter().map(|o| o.as_ptr()).collect();
     assert_eq!(distinct.len(), held.len(), "an object was handed out twice");
-    for p in held {
-        // SAFETY: live objects of `c`.
-        unsafe { c.free(p) };
-    }
+    drop(held);
     assert_eq!(defects(c), d, "new reports from correct use");
     assert_eq!(c.stats().active_objs, 0);
     c.shrink();
@@ -770,10 +726,10 @@ fn has_line(logs: bool, lines: &[String], needles: &[&str]) {
 fn slub_debug_reports_a_double_free_and_does_not_hand_the_object_out_twice() {
     let (b, c) = debug_cache("dbg-double");
     let logs = capture_logs();
-    let a = c.alloc().unwrap();
-    let other = c.alloc().unwrap();
-    // SAFETY: a live object.
-    unsafe { c.free(a) };
+    let object = c.alloc_object().unwrap();
+    let other = c.alloc_object().unwrap();
+    let a = object.as_ptr();
+    drop(object);
     let active = c.stats().active_objs;
     // SAFETY: a deliberate double free, which slub_debug must catch.
     unsafe { c.free(a) };
@@ -799,10 +755,11 @@ fn slub_debug_reports_a_double_free_and_does_not_hand_the_object_out_twice() {
 fn slub_debug_reports_a_free_of_a_pointer_inside_an_object() {
     let (b, c) = debug_cache("dbg-inside");
     let logs = capture_logs();
-    let a = c.alloc().unwrap();
+    let a = c.alloc_object().unwrap();
     let active = c.stats().active_objs;
+    let inside = NonNull::new(a.as_ptr().as_ptr().wrapping_add(8)).unwrap();
     // SAFETY: a deliberate bad free, which slub_debug must catch.
-    unsafe { c.free(NonNull::new(a.as_ptr().wrapping_add(8)).unwrap()) };
+    unsafe { c.free(inside) };
     assert_eq!(defects(c), 1);
     assert_eq!(c.stats().active_objs, active);
     has_line(
@@ -818,12 +775,11 @@ fn slub_debug_reports_a_free_of_a_pointer_inside_an_object() {
 fn slub_debug_reports_a_write_past_the_end_on_free() {
     let (b, c) = debug_cache("dbg-right");
     let logs = capture_logs();
-    let a = c.alloc().unwrap();
-    fill(a.as_ptr(), DBG_SIZE, 1);
+    let mut a = c.alloc_object().unwrap();
+    fill(&mut a, 1);
     // SAFETY: inside the object's right red zone (deliberately past the object).
-    unsafe { a.as_ptr().add(DBG_SIZE).write(0) };
-    // SAFETY: a live object.
-    unsafe { c.free(a) };
+    unsafe { a.as_ptr().as_ptr().add(DBG_SIZE).write(0) };
+    drop(a);
     assert_eq!(defects(c), 1);
     has_line(
         logs,
@@ -842,11 +798,10 @@ fn slub_debug_reports_a_write_past_the_end_on_free() {
 fn slub_debug_reports_a_write_before_the_start_on_free() {
     let (b, c) = debug_cache("dbg-left");
     let logs = capture_logs();
-    let a = c.alloc().unwrap();
+    let a = c.alloc_object().unwrap();
     // SAFETY: inside the object's left red zone (deliberately before the object).
-    unsafe { a.as_ptr().sub(1).write(0) };
-    // SAFETY: a live object.
-    unsafe { c.free(a) };
+    unsafe { a.as_ptr().as_ptr().sub(1).write(0) };
+    drop(a);
     assert_eq!(defects(c), 1);
     has_line(
         logs,
@@ -860,10 +815,10 @@ fn slub_debug_reports_a_write_before_the_start_on_free() {
 fn slub_debug_reports_a_write_after_free_on_the_next_allocation() {
     let (b, c) = debug_cache("dbg-uaf");
     let logs = capture_logs();
-    let keep = c.alloc().unwrap();
-    let a = c.alloc().unwrap();
-    // SAFETY: a live object.
-    unsafe { c.free(a) };
+    let keep = c.alloc_object().unwrap();
+    let object = c.alloc_object().unwrap();
+    let a = object.as_ptr();
+    drop(object);
     // SAFETY: a deliberate write to a free object (still slab memory).
     unsafe { a.as_ptr().add(3).write(0x42) };
     assert_eq!(
@@ -871,8 +826,8 @@ fn slub_debug_reports_a_write_after_free_on_the_next_allocation() {
         0,
         "nothing is checked until the object is handed out"
     );
-    let again = c.alloc().unwrap();
-    assert_eq!(again, a, "the free list is LIFO");
+    let again = c.alloc_object().unwrap();
+    assert_eq!(again.as_ptr(), a, "the free list is LIFO");
     assert_eq!(defects(c), 1);
     has_line(
         logs,
@@ -888,19 +843,16 @@ fn slub_debug_reports_a_free_to_the_wrong_cache() {
     let c1 = leak_cache("dbg-one", DBG_SIZE, 8, None, SLAB_DEBUG_ALL, b);
     let c2 = leak_cache("dbg-two", DBG_SIZE, 8, None, SLAB_DEBUG_ALL, b);
     let logs = capture_logs();
-    let a = c1.alloc().unwrap();
-    let x = c2.alloc().unwrap();
+    let a = c1.alloc_object().unwrap();
+    let x = c2.alloc_object().unwrap();
     // SAFETY: a deliberate free to the wrong cache, which slub_debug must catch.
-    unsafe { c2.free(a) };
+    unsafe { c2.free(a.as_ptr()) };
     assert_eq!(defects(c2), 1);
     has_line(logs, &take_logs(), &["dbg-two"]);
     assert_eq!(c1.stats().active_objs, 1);
     assert_eq!(c2.stats().active_objs, 1);
-    // SAFETY: the right caches now.
-    unsafe {
-        c1.free(a);
-        c2.free(x);
-    }
+    // The right caches now.
+    drop((a, x));
     assert_eq!(defects(c1), 0);
     c1.shrink();
     c2.shrink();
@@ -931,11 +883,11 @@ fn kmalloc_over(b: &'static HostBackend, debug: u32) -> &'static Kmalloc {
     Box::leak(Box::new(Kmalloc::new(b, debug)))
 }
 
-fn cache_of(b: &HostBackend, p: *const u8) -> &'static KmemCache {
-    let m = b.meta(p);
-    assert!(m.flags & PG_SLAB != 0, "{p:p} is not in a slab");
-    // SAFETY: a slab page's `private` is its (leaked) cache.
-    unsafe { &*(m.private as *const KmemCache) }
+fn cache_of<'k>(k: &'k Kmalloc, b: &HostBackend, p: *const u8) -> &'k KmemCache {
+    let PageOwner::Slab(cache) = page_owner(b, p) else {
+        panic!("{p:p} is not in a slab");
+    };
+    k.cache_at(cache).expect("a kmalloc cache")
 }
 
 fn active(k: &Kmalloc) -> u64 {
@@ -949,28 +901,24 @@ fn kmalloc_sizes_land_in_their_class() {
         let k = kmalloc_over(b, debug);
         let mut held = Vec::new();
         for size in 1..=KMALLOC_MAX_CACHE_SIZE {
-            let p = k.kmalloc(size, Gfp::KERNEL).unwrap().as_ptr();
+            let mut p = k.kmalloc_buf(size, Gfp::KERNEL).unwrap();
             let class = *KMALLOC_SIZES.iter().find(|&&c| c >= size).unwrap();
-            assert_eq!(k.ksize(p), class, "size {size}");
-            let c = cache_of(b, p);
+            assert_eq!(k.ksize(p.as_ptr()), class, "size {size}");
+            let c = cache_of(k, b, p.as_ptr());
             assert_eq!(c.object_size(), class);
             assert!(c.name().starts_with("kmalloc-"), "{}", c.name());
-            assert_in_slab_of(b, c, p, class);
-            assert_eq!(p as usize % 8, 0);
-            fill(p, size, size as u64);
-            held.push((p, size));
+            assert_in_slab_of(b, c, p.as_ptr(), class);
+            assert_eq!(p.as_ptr() as usize % 8, 0);
+            assert_eq!(p.len(), size);
+            fill(&mut p, size as u64);
+            held.push(p);
             if held.len() == 64 {
-                for (p, size) in held.drain(..) {
-                    assert_eq!(check(p, size, size as u64), None);
-                    // SAFETY: a live kmalloc object.
-                    unsafe { k.kfree(p) };
+                for p in held.drain(..) {
+                    assert_eq!(check(&p, p.len() as u64), None);
                 }
             }
         }
-        for (p, _) in held {
-            // SAFETY: as above.
-            unsafe { k.kfree(p) };
-        }
+        drop(held);
         assert_eq!(active(k), 0);
         assert!(k.caches().all(|c| defects(c) == 0));
         k.shrink();
@@ -992,43 +940,40 @@ fn natural_alignment(k: &Kmalloc, upto: usize) {
             32 << (i / 6)
         };
         for _ in 0..5 {
-            let p = k.kmalloc(class, Gfp::KERNEL).unwrap().as_ptr();
-            assert_eq!(p as usize % want, 0, "kmalloc({class}) at {p:p}");
+            let p = k.kmalloc_buf(class, Gfp::KERNEL).unwrap();
+            assert_eq!(
+                p.as_ptr() as usize % want,
+                0,
+                "kmalloc({class}) at {:p}",
+                p.as_ptr()
+            );
             held.push(p);
         }
     }
-    for p in held {
-        // SAFETY: live kmalloc objects.
-        unsafe { k.kfree(p) };
-    }
+    drop(held);
 }
 
 fn alignment_requests(b: &HostBackend, k: &Kmalloc) {
-    let mut held: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut held: BTreeMap<usize, KBuf> = BTreeMap::new();
     let sizes = [1, 8, 24, 96, 100, 192, 200, 1000, 3000, 4096, 5000, 8192];
     for align in (3..=16).map(|s| 1usize << s) {
         for size in sizes {
-            let p = k
-                .kmalloc_aligned(size, align, Gfp::KERNEL)
-                .unwrap()
-                .as_ptr();
-            let a = p as usize;
+            let mut p = k.kmalloc_buf_aligned(size, align, Gfp::KERNEL).unwrap();
+            let a = p.as_ptr() as usize;
             assert_eq!(a % align, 0, "kmalloc_aligned({size}, {align}) at {a:#x}");
-            assert!(k.ksize(p) >= size);
-            if let Some((&prev, &len)) = held.range(..=a).next_back() {
-                assert!(prev + len <= a, "overlap");
+            assert!(k.ksize(p.as_ptr()) >= size);
+            if let Some((&prev, q)) = held.range(..=a).next_back() {
+                assert!(prev + q.len() <= a, "overlap");
             }
             if let Some((&next, _)) = held.range(a..).next() {
                 assert!(a + size <= next, "overlap");
             }
-            fill(p, size, a as u64);
-            held.insert(a, size);
+            fill(&mut p, a as u64);
+            held.insert(a, p);
         }
     }
-    for (a, size) in held {
-        assert_eq!(check(a as *const u8, size, a as u64), None);
-        // SAFETY: live kmalloc memory.
-        unsafe { k.kfree(a as *mut u8) };
+    for (a, p) in held {
+        assert_eq!(check(&p, a as u64), None);
     }
     assert_eq!(active(k), 0);
     k.shrink();
@@ -1074,27 +1019,25 @@ fn kmalloc_beyond_8k_takes_whole_pages() {
     ] {
         let pages = size.div_ceil(PAGE).next_power_of_two();
         let before = b.outstanding();
-        let p = k.kmalloc(size, Gfp::KERNEL).unwrap().as_ptr();
+        let mut p = k.kmalloc_buf(size, Gfp::KERNEL).unwrap();
         assert_eq!(b.outstanding() - before, pages as u64, "size {size}");
-        assert_eq!(k.ksize(p), pages * PAGE, "size {size}");
-        assert_eq!(p as usize % (pages * PAGE), 0);
-        let m = b.meta(p);
+        assert_eq!(k.ksize(p.as_ptr()), pages * PAGE, "size {size}");
+        assert_eq!(p.as_ptr() as usize % (pages * PAGE), 0);
+        let m = b.meta(p.as_ptr());
         assert!(m.flags & PG_SLAB == 0 && m.flags & PG_ALLOCATED != 0);
-        fill(p, size, 7);
-        assert_eq!(check(p, size, 7), None);
-        // SAFETY: a live kmalloc allocation.
-        unsafe { k.kfree(p) };
+        fill(&mut p, 7);
+        assert_eq!(check(&p, 7), None);
+        drop(p);
         assert_eq!(b.outstanding(), before);
     }
     // Larger than the largest block: a clean failure.
     assert!(k.kmalloc(PAGE << (MAX_ORDER + 1), Gfp::KERNEL).is_none());
     // A second kfree of a page allocation is refused, not passed on.
-    let p = k.kmalloc(20_000, Gfp::KERNEL).unwrap().as_ptr();
-    // SAFETY: live, then (deliberately) freed twice.
-    unsafe {
-        k.kfree(p);
-        k.kfree(p);
-    }
+    let p = k.kmalloc_buf(20_000, Gfp::KERNEL).unwrap();
+    let freed = p.as_ptr();
+    drop(p);
+    // SAFETY: (deliberately) freed a second time, which kfree must refuse.
+    unsafe { k.kfree(freed) };
     b.assert_all_back();
 }
 
@@ -1105,35 +1048,45 @@ fn krealloc_grows_and_shrinks_keeping_the_contents() {
         let k = kmalloc_over(b, debug);
         // krealloc(NULL) is kmalloc.
         // SAFETY: null is allowed.
-        let mut p = unsafe { k.krealloc(std::ptr::null_mut(), 10, 8, Gfp::KERNEL) }
-            .unwrap()
-            .as_ptr();
+        let p = unsafe { k.krealloc(std::ptr::null_mut(), 10, 8, Gfp::KERNEL) }.unwrap();
+        assert!(k.ksize(p.as_ptr()) >= 10);
+        // SAFETY: live kmalloc memory, freed once.
+        unsafe { k.kfree(p.as_ptr()) };
+        let mut p = k.kmalloc_buf(10, Gfp::KERNEL).unwrap();
         let mut valid = 10;
-        fill(p, valid, 99);
+        fill(&mut p, 99);
         for new in [
             20, 100, 500, 3000, 9000, 20_000, 70_000, 5000, 100, 7, 1, 300, 8192,
         ] {
-            let old_cap = k.ksize(p);
-            // SAFETY: `p` is live kmalloc memory, given up for the result.
-            let q = unsafe { k.krealloc(p, new, 8, Gfp::KERNEL) }
-                .unwrap()
-                .as_ptr();
+            let (old_cap, old) = (k.ksize(p.as_ptr()), p.as_ptr());
+            let mut q = p.resize(new, Gfp::KERNEL).ok().unwrap();
             if new <= old_cap {
-                assert_eq!(q, p, "{valid} -> {new}: shrinking in place");
+                assert_eq!(q.as_ptr(), old, "{valid} -> {new}: shrinking in place");
             } else {
-                assert_ne!(q, p);
+                assert_ne!(q.as_ptr(), old);
             }
             let keep = valid.min(new);
-            assert_eq!(check(q, keep, 99), None, "{valid} -> {new}: contents lost");
-            assert!(k.ksize(q) >= new);
-            fill(q, new, 99);
+            assert_eq!(
+                check(&q[..keep], 99),
+                None,
+                "{valid} -> {new}: contents lost"
+            );
+            assert!(k.ksize(q.as_ptr()) >= new);
+            fill(&mut q, 99);
             p = q;
             valid = new;
         }
+        // A size no block can hold: the buffer comes back as it was, still owned.
+        let p = p
+            .resize(PAGE << (MAX_ORDER + 1), Gfp::KERNEL)
+            .err()
+            .expect("larger than the largest block");
+        assert_eq!((p.len(), check(&p, 99)), (valid, None));
         // krealloc(p, 0) frees and returns ZERO_SIZE_PTR.
-        // SAFETY: as above.
-        let z = unsafe { k.krealloc(p, 0, 8, Gfp::KERNEL) }.unwrap();
+        let z = p.resize(0, Gfp::KERNEL).ok().unwrap();
         assert_eq!(z.as_ptr() as usize, ZERO_SIZE_PTR);
+        assert!(z.is_empty());
+        drop(z);
         assert_eq!(active(k), 0);
         assert!(k.caches().all(|c| defects(c) == 0));
         k.shrink();
@@ -1153,7 +1106,7 @@ fn kmalloc_zero_and_kfree_of_null_are_no_ops() {
     );
     assert_eq!(k.ksize(z), 0);
     assert_eq!(b.outstanding(), 0);
-    let keep = k.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
+    let keep = k.kmalloc_buf(64, Gfp::KERNEL).unwrap();
     let (pages, objs) = (b.outstanding(), active(k));
     let logs = capture_logs();
     // SAFETY: null and ZERO_SIZE_PTR are allowed.
@@ -1174,8 +1127,7 @@ fn kmalloc_zero_and_kfree_of_null_are_no_ops() {
     assert_eq!(on_stack, 0);
     assert_eq!((b.outstanding(), active(k)), (pages, objs));
     assert!(k.caches().all(|c| defects(c) == 0));
-    // SAFETY: live.
-    unsafe { k.kfree(keep) };
+    drop(keep);
     k.shrink();
     b.assert_all_back();
 }
@@ -1186,30 +1138,21 @@ fn gfp_zero_zeroes_and_dma_uses_the_dma_caches() {
         let b = HostBackend::new(16 << 20);
         let k = kmalloc_over(b, debug);
         for size in [8, 64, 100, 1000, 4096, 8192, 20_000] {
-            let p = k.kmalloc(size, Gfp::KERNEL).unwrap().as_ptr();
-            // SAFETY: a live allocation of `size` bytes.
-            unsafe { p.write_bytes(0xff, size) };
-            // SAFETY: as above.
-            unsafe { k.kfree(p) };
-            let q = k.kmalloc(size, Gfp::KERNEL | Gfp::ZERO).unwrap().as_ptr();
+            let mut p = k.kmalloc_buf(size, Gfp::KERNEL).unwrap();
+            p.fill(0xff);
+            let dirty = p.as_ptr();
+            drop(p);
+            let q = k.kmalloc_buf(size, Gfp::KERNEL | Gfp::ZERO).unwrap();
             if size <= KMALLOC_MAX_CACHE_SIZE {
-                assert_eq!(q, p, "the dirty object is reused first");
+                assert_eq!(q.as_ptr(), dirty, "the dirty object is reused first");
             }
-            // SAFETY: as above.
-            let bytes = unsafe { std::slice::from_raw_parts(q, size) };
-            assert!(bytes.iter().all(|&v| v == 0), "size {size} not zeroed");
-            // SAFETY: as above.
-            unsafe { k.kfree(q) };
+            assert!(q.iter().all(|&v| v == 0), "size {size} not zeroed");
         }
-        let d = k.kmalloc(64, Gfp::DMA).unwrap().as_ptr();
-        assert_eq!(cache_of(b, d).name(), "dma-kmalloc-64");
-        let n = k.kmalloc(64, Gfp::KERNEL).unwrap().as_ptr();
-        assert_eq!(cache_of(b, n).name(), "kmalloc-64");
-        // SAFETY: live.
-        unsafe {
-            k.kfree(d);
-            k.kfree(n);
-        }
+        let d = k.kmalloc_buf(64, Gfp::DMA).unwrap();
+        assert_eq!(cache_of(k, b, d.as_ptr()).name(), "dma-kmalloc-64");
+        let n = k.kmalloc_buf(64, Gfp::KERNEL).unwrap();
+        assert_eq!(cache_of(k, b, n.as_ptr()).name(), "kmalloc-64");
+        drop((d, n));
         assert!(k.caches().all(|c| defects(c) == 0));
         k.shrink();
         b.assert_all_back();
@@ -1224,13 +1167,10 @@ fn kmalloc_shrink_returns_the_empty_slabs() {
     let mut held = Vec::new();
     for _ in 0..5000 {
         let size = 1 + rng.below(KMALLOC_MAX_CACHE_SIZE as u64) as usize;
-        held.push(k.kmalloc(size, Gfp::KERNEL).unwrap().as_ptr());
+        held.push(k.kmalloc_buf(size, Gfp::KERNEL).unwrap());
     }
     let peak = b.outstanding();
-    for p in held {
-        // SAFETY: live.
-        unsafe { k.kfree(p) };
-    }
+    drop(held);
     let kept = b.outstanding();
     assert!(kept < peak, "frees gave nothing back");
     assert!(kept > 0, "no empty slab is kept for reuse");
@@ -1247,7 +1187,9 @@ fn kmalloc_shrink_returns_the_empty_slabs() {
 fn slabinfo_lines_follow_proc_slabinfo() {
     let b = HostBackend::new(8 << 20);
     let c = leak_cache("test-obj", 200, 8, None, 0, b);
-    let objs: Vec<NonNull<u8>> = (0..c.objects + 3).map(|_| c.alloc().unwrap()).collect();
+    let objs: Vec<SlabObject> = (0..c.objects + 3)
+        .map(|_| c.alloc_object().unwrap())
+        .collect();
     let line = c.slabinfo();
     // # name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>
     //   : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
@@ -1267,20 +1209,16 @@ fn slabinfo_lines_follow_proc_slabinfo() {
     assert_eq!((n(13), n(14)), (2, 2));
     // Linux pads the name to 17 columns.
     assert!(line.starts_with("test-obj          "), "{line:?}");
-    for p in objs {
-        // SAFETY: live.
-        unsafe { c.free(p) };
-    }
+    drop(objs);
     // A cache of multi-page slabs.
     let c = leak_cache("test-big", 3000, 8, None, 0, b);
-    let p = c.alloc().unwrap();
+    let p = c.alloc_object().unwrap();
     let f: Vec<String> = c.slabinfo().split_whitespace().map(String::from).collect();
     assert!(c.order > 0);
     assert_eq!(f[5], (1u32 << c.order).to_string());
     assert_eq!(f[4], c.objects.to_string());
     assert_eq!((f[1].as_str(), f[3].as_str()), ("1", "3000"));
-    // SAFETY: live.
-    unsafe { c.free(p) };
+    drop(p);
 }
 
 #[test]
@@ -1344,9 +1282,11 @@ fn caches_of_objects_too_large_for_a_slab_refuse_cleanly() {
         "a 100 KiB object was handed out of a 64 KiB slab"
     );
     let fits = KmemCache::new("64k", 64 << 10, 8, Gfp::KERNEL, None, 0, b);
-    let p = fits.alloc().expect("a 64 KiB object fits an order-4 slab");
-    // SAFETY: from this cache.
-    unsafe { fits.free(p) };
+    let p = fits
+        .alloc_object()
+        .expect("a 64 KiB object fits an order-4 slab");
+    assert_eq!(p.len(), 64 << 10);
+    drop(p);
     fits.shrink();
     b.assert_all_back();
 }

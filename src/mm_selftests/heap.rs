@@ -16,8 +16,7 @@ use crate::mm::heap::{kfree, kmalloc, kmalloc_caches, slab_backend};
 use crate::mm::init::PAGES;
 use crate::mm::kmalloc::KMALLOC_SIZES;
 use crate::mm::layout;
-use crate::mm::page::PG_SLAB;
-use crate::mm::slab::{KmemCache, SlabBackend, SLAB_DEBUG_ALL};
+use crate::mm::slab::{page_owner, KmemCache, PageOwner, SlabBackend, SLAB_DEBUG_ALL};
 use crate::mm::vmap::{self, KernelStack};
 use crate::{kassert, kassert_eq, ktest};
 
@@ -56,8 +55,8 @@ ktest!(kmalloc_classes_alignment_and_large, {
     let k = kmalloc_caches().ok_or(fail("kmalloc not started"))?;
     for &size in KMALLOC_SIZES.iter() {
         for align in [8usize, 64, 4096] {
-            let p = k
-                .kmalloc_aligned(size, align, Gfp::KERNEL)
+            let mut p = k
+                .kmalloc_buf_aligned(size, align, Gfp::KERNEL)
                 .ok_or(fail("kmalloc failed"))?;
             kassert!(
                 (p.as_ptr() as usize).is_multiple_of(align),
@@ -65,16 +64,12 @@ ktest!(kmalloc_classes_alignment_and_large, {
                 p.as_ptr()
             );
             kassert!(k.ksize(p.as_ptr()) >= size);
-            let meta = slab_backend()
-                .and_then(|b| b.page_meta(p.as_ptr()))
-                .ok_or(fail("no metadata"))?;
-            // SAFETY: only read.
-            let flags = unsafe { meta.as_ref() }.flags;
-            kassert!(flags & PG_SLAB != 0, "size {size} not from a slab");
-            // SAFETY: fresh object of at least `size` bytes.
-            unsafe { p.as_ptr().write_bytes(0xab, size) };
-            // SAFETY: from kmalloc, not used again.
-            unsafe { k.kfree(p.as_ptr()) };
+            let backend = slab_backend().ok_or(fail("no slab backend"))?;
+            kassert!(
+                matches!(page_owner(backend, p.as_ptr()), PageOwner::Slab(_)),
+                "size {size} not from a slab"
+            );
+            p.fill(0xab);
         }
     }
     let big = kmalloc(100_000, Gfp::KERNEL).ok_or(fail("large kmalloc"))?;
@@ -82,7 +77,7 @@ ktest!(kmalloc_classes_alignment_and_large, {
     kassert!((big.as_ptr() as usize).is_multiple_of(4096));
     // SAFETY: from kmalloc.
     unsafe { kfree(big.as_ptr()) };
-    let dma = k.kmalloc(64, Gfp::DMA).ok_or(fail("DMA kmalloc"))?;
+    let dma = k.kmalloc_buf(64, Gfp::DMA).ok_or(fail("DMA kmalloc"))?;
     let pa = layout::virt_to_phys(crate::addr::VirtAddr::new(dma.as_ptr() as u64))
         .ok_or(fail("not linear"))?;
     let dma_end = PAGES
@@ -92,8 +87,7 @@ ktest!(kmalloc_classes_alignment_and_large, {
         pa.as_u64() < dma_end,
         "DMA object at {pa} above {dma_end:#x}"
     );
-    // SAFETY: from kmalloc.
-    unsafe { k.kfree(dma.as_ptr()) };
+    drop(dma);
     Ok(())
 });
 
@@ -101,19 +95,15 @@ ktest!(empty_slabs_go_back_to_the_page_allocator, {
     let k = kmalloc_caches().ok_or(fail("kmalloc not started"))?;
     k.shrink();
     let before = free_pages_now();
-    let objs: Vec<usize> = (0..20_000)
-        .filter_map(|_| k.kmalloc(256, Gfp::KERNEL))
-        .map(|p| p.as_ptr() as usize)
+    let objs: Vec<_> = (0..20_000)
+        .filter_map(|_| k.kmalloc_buf(256, Gfp::KERNEL))
         .collect();
     kassert_eq!(objs.len(), 20_000);
     kassert!(
         free_pages_now() < before - 1000,
         "20000 objects of 256 bytes took no pages?"
     );
-    for p in objs {
-        // SAFETY: from kmalloc.
-        unsafe { k.kfree(p as *mut u8) };
-    }
+    drop(objs);
     k.shrink();
     kassert_eq!(free_pages_now(), before);
     Ok(())
@@ -144,49 +134,45 @@ ktest!(slub_debug_catches_each_defect, {
 fn slub_debug_defects() -> crate::ktest::TestResult {
     let cache = debug_cache()?;
     let defects = || cache.defects.load(Ordering::Relaxed);
-    // Double free.
-    let a = cache.alloc().ok_or(fail("alloc"))?;
-    // SAFETY: from this cache.
-    unsafe { cache.free(a) };
+    // Double free (the handle frees the object once, when dropped).
+    let a = cache.alloc_object().ok_or(fail("alloc"))?;
+    let freed = a.as_ptr();
+    drop(a);
     // SAFETY: the second free is the defect under test, which is refused.
-    unsafe { cache.free(a) };
+    unsafe { cache.free(freed) };
     kassert_eq!(defects(), 1);
     // A pointer into an object, not its start.
-    let b = cache.alloc().ok_or(fail("alloc"))?;
-    // SAFETY: the defect under test; refused.
-    unsafe { cache.free(core::ptr::NonNull::new_unchecked(b.as_ptr().add(8))) };
+    let b = cache.alloc_object().ok_or(fail("alloc"))?;
+    let inside = b.as_ptr().as_ptr().wrapping_add(8);
+    // SAFETY: the defect under test; refused (not null: 8 bytes into an object).
+    unsafe { cache.free(core::ptr::NonNull::new_unchecked(inside)) };
     kassert_eq!(defects(), 2);
     // A write past the end.
     // SAFETY: writing one byte past a 48-byte object: into its right red zone, which slub_debug
     // owns and checks; nothing else lives there.
-    unsafe { b.as_ptr().add(48).write(0) };
-    // SAFETY: from this cache, freed once.
-    unsafe { cache.free(b) };
+    unsafe { b.as_ptr().as_ptr().add(48).write(0) };
+    drop(b);
     kassert_eq!(defects(), 3);
     // A write before the start.
-    let c = cache.alloc().ok_or(fail("alloc"))?;
+    let c = cache.alloc_object().ok_or(fail("alloc"))?;
     // SAFETY: into the left red zone, as above.
-    unsafe { c.as_ptr().sub(1).write(0) };
-    // SAFETY: a live object of `cache` (slub_debug reports the red-zone damage on this free).
-    unsafe { cache.free(c) };
+    unsafe { c.as_ptr().as_ptr().sub(1).write(0) };
+    // slub_debug reports the red-zone damage when the object is freed.
+    drop(c);
     kassert_eq!(defects(), 4);
     // A write after free, found when the object is handed out again (LIFO free list).
-    let d = cache.alloc().ok_or(fail("alloc"))?;
-    // SAFETY: a live object of `cache`, freed once here.
-    unsafe { cache.free(d) };
+    let d = cache.alloc_object().ok_or(fail("alloc"))?;
+    let freed = d.as_ptr();
+    drop(d);
     // SAFETY: the object is free but its slab is still ours; this is the bug being caught.
-    unsafe { d.as_ptr().add(20).write(0x11) };
-    let again = cache.alloc().ok_or(fail("alloc"))?;
-    kassert_eq!(again, d);
+    unsafe { freed.as_ptr().add(20).write(0x11) };
+    let again = cache.alloc_object().ok_or(fail("alloc"))?;
+    kassert_eq!(again.as_ptr(), freed);
     kassert_eq!(defects(), 5);
     // After all that the cache still works and hands out distinct objects.
-    let x = cache.alloc().ok_or(fail("alloc"))?;
-    kassert!(x != again);
-    // SAFETY: two live objects of `cache`, each freed once.
-    unsafe {
-        cache.free(x);
-        cache.free(again);
-    }
+    let x = cache.alloc_object().ok_or(fail("alloc"))?;
+    kassert!(x.as_ptr() != again.as_ptr());
+    drop((x, again));
     kassert_eq!(defects(), 5);
     cache.shrink();
     kassert_eq!(cache.stats().num_slabs, 0);
@@ -194,18 +180,16 @@ fn slub_debug_defects() -> crate::ktest::TestResult {
 }
 
 ktest!(cache_constructor_and_slabinfo, {
-    fn ctor(p: *mut u8) {
-        // SAFETY: the slab passes a fresh object of 40 bytes.
-        unsafe { p.cast::<u64>().write(0xc0ffee) };
+    fn ctor(object: &mut [u8]) {
+        object[..8].copy_from_slice(&0xc0ffee_u64.to_ne_bytes());
     }
     let backend: &'static dyn SlabBackend = slab_backend().ok_or(fail("no slab backend"))?;
     let cache = KmemCache::new("ktest-ctor", 40, 16, Gfp::KERNEL, Some(ctor), 0, backend);
-    let objs: Vec<_> = (0..300).filter_map(|_| cache.alloc()).collect();
+    let objs: Vec<_> = (0..300).filter_map(|_| cache.alloc_object()).collect();
     kassert_eq!(objs.len(), 300);
     for o in &objs {
-        kassert!((o.as_ptr() as usize).is_multiple_of(16));
-        // SAFETY: a live object.
-        kassert_eq!(unsafe { o.as_ptr().cast::<u64>().read() }, 0xc0ffee);
+        kassert!((o.as_ptr().as_ptr() as usize).is_multiple_of(16));
+        kassert_eq!(o[..8], 0xc0ffee_u64.to_ne_bytes());
     }
     let info = cache.slabinfo();
     kassert!(
@@ -215,10 +199,7 @@ ktest!(cache_constructor_and_slabinfo, {
         "{info}"
     );
     kassert_eq!(cache.stats().active_objs, 300);
-    for o in objs {
-        // SAFETY: from this cache.
-        unsafe { cache.free(o) };
-    }
+    drop(objs);
     cache.shrink();
     kassert_eq!(cache.stats().num_slabs, 0);
     Ok(())
@@ -277,8 +258,8 @@ ktest!(vmap_and_vmalloc_to_page, {
         let linear = layout::phys_to_virt(*pa).as_u64() as *const u8;
         // SAFETY: the same page through the linear map.
         kassert_eq!(unsafe { linear.add(7).read_volatile() }, i as u8 + 1);
-        // SAFETY: address inside the mapping.
-        let page = unsafe { v.as_ptr().add(i * 4096) };
+        // An address inside the mapping.
+        let page = v.as_ptr().wrapping_add(i * 4096);
         kassert_eq!(vmap::vmalloc_to_page(page), Some(pa.pfn()));
     }
     // SAFETY: not used afterwards.
