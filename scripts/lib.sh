@@ -13,7 +13,6 @@ llvm_bin() {
     echo "$sysroot/lib/rustlib/$host/bin"
 }
 
-host_triple() { (cd "$FERRITE_ROOT" && rustc -vV | sed -n 's/^host: //p'); }
 
 # make_image ELF IMAGE: the raw arm64 Image (header included) from the kernel ELF.
 make_image() {

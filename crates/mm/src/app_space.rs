@@ -1,0 +1,222 @@
+//! The application's address space, the kernel's one instance of `AddrSpace` (what Linux reaches
+//! as `current->mm`): its backing (the page allocator, the linear map, the frames' metadata, the
+//! kernel's swap), and the entry points the rest of the kernel calls: `mmap`, `munmap`,
+//! `mprotect`, `madvise_pageout` and the stack for the application's runtime; the fault
+//! handlers for the exception vectors; the reclaim hook for the page allocator; walks for
+//! reports. Owns the lock rules of the instance: the fault handlers and the reclaim hook only
+//! `try_lock` it (a fault or reclaim that finds it held, inside the memory manager itself,
+//! reports or gives up, never waits), and a fault takes its frame before the lock, because the
+//! allocation may run reclaim, which needs the space. With one CPU that is exact; a second CPU
+//! will need owner-aware locks here. Kernel only; must never name the arch layer.
+// A named exception to the crate's `deny(unsafe_code)`: the application's frames' metadata is reached by pointer.
+#![allow(unsafe_code)]
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+
+use super::addr_space::{AddrSpace, Backing, FrameBox};
+use super::cpu::ticks;
+use super::gfp::Gfp;
+use super::init::{LinearMap, PAGES};
+use super::kspace::{KernelTables, KernelTlb};
+use super::memory::RealFault;
+use super::page_alloc::PhysMem;
+use super::pgtable::table::Walk;
+use super::pgtable::{Half, MapError, PageTable, Translation};
+use super::swap_entry::SwapEntry;
+use super::swapfile::{SwapError, SwapSpace, SWAP};
+use super::vma::{Prot, Vma, VmaError};
+use super::vmscan::RECLAIM_TICKS;
+use super::vmstat::SWAPOUT_TICKS;
+use crate::addr::{PhysAddr, VirtAddr};
+
+/// The kernel's backing of the application's space.
+#[derive(Clone, Copy)]
+pub struct KernelBacking;
+
+// SAFETY: frames come from the page allocator, which hands a frame out once until it is freed,
+// and the linear map maps every frame it manages read-write at `phys_to_virt`.
+unsafe impl Backing for KernelBacking {
+    type Tables = KernelTables;
+    type Tlb = KernelTlb;
+
+    #[inline(always)]
+    fn alloc_frame(self, gfp: Gfp) -> Option<PhysAddr> {
+        PAGES.alloc_pages(gfp, 0).ok()
+    }
+    #[inline(always)]
+    fn free_frame(self, pa: PhysAddr) {
+        let _ = PAGES.free_pages(pa, 0);
+    }
+    #[inline(always)]
+    fn frame_ptr(self, pa: PhysAddr) -> *mut u8 {
+        LinearMap.page_ptr(pa.pfn().as_u64())
+    }
+    #[inline(always)]
+    fn zero_frame(self, pa: PhysAddr) {
+        LinearMap.zero_page(pa.pfn().as_u64());
+    }
+    fn swap_tie(self, pa: PhysAddr) -> Option<SwapEntry> {
+        let page = super::heap::pfn_to_page(pa.pfn().as_u64())?;
+        // SAFETY: the metadata of a frame the application's space owns (it maps it); its
+        // `private` word is used only under the space's lock, which the caller holds.
+        SwapEntry::from_pte(unsafe { page.as_ref() }.private)
+    }
+    fn set_swap_tie(self, pa: PhysAddr, entry: Option<SwapEntry>) -> bool {
+        let Some(mut page) = super::heap::pfn_to_page(pa.pfn().as_u64()) else {
+            return false;
+        };
+        // SAFETY: as in `swap_tie`; the space's lock, held by the caller, serialises writers.
+        unsafe { page.as_mut() }.private = entry.map_or(0, SwapEntry::to_pte);
+        true
+    }
+    #[inline(always)]
+    fn swap(self) -> &'static SwapSpace {
+        &SWAP
+    }
+}
+
+/// The application's space, once the boot's identity map is gone ([`create`]).
+static APP_MM: Mutex<Option<AddrSpace<KernelBacking>>> = Mutex::new(None);
+
+/// Makes the application's space, with an empty table for the lower half; returns the table's
+/// root, for TTBR0.
+pub fn create() -> Result<PhysAddr, MapError> {
+    let pt = PageTable::new(Half::Lower, KernelTables, KernelTlb)?;
+    let root = pt.root();
+    *APP_MM.lock() = Some(AddrSpace::new(pt, KernelBacking));
+    Ok(root)
+}
+
+fn with_mm<R>(none: R, f: impl FnOnce(&mut AddrSpace<KernelBacking>) -> R) -> R {
+    APP_MM.lock().as_mut().map_or(none, f)
+}
+
+/// `mmap` in the application's space: a lazy anonymous region; pages appear on first touch.
+pub fn mmap(len: u64, prot: Prot, name: &'static str) -> Result<u64, VmaError> {
+    with_mm(Err(VmaError::NoMemory), |mm| mm.mmap(len, prot, name))
+}
+
+/// `munmap` in the application's space.
+pub fn munmap(addr: u64, len: u64) -> Result<(), VmaError> {
+    with_mm(Err(VmaError::NotMapped(addr)), |mm| mm.munmap(addr, len))
+}
+
+/// `mprotect` in the application's space.
+pub fn mprotect(addr: u64, len: u64, prot: Prot) -> Result<(), VmaError> {
+    with_mm(Err(VmaError::NotMapped(addr)), |mm| {
+        mm.mprotect(addr, len, prot)
+    })
+}
+
+/// The application's stack (see `AddrSpace::map_stack`): `[bottom, top)`.
+pub fn map_stack(len: u64, guard: u64) -> Result<(u64, u64), VmaError> {
+    with_mm(Err(VmaError::NoMemory), |mm| mm.map_stack(len, guard))
+}
+
+/// Gives back a stack from [`map_stack`] (once nothing runs on it any more).
+pub fn unmap_stack(bottom: u64, len: u64, guard: u64) {
+    with_mm((), |mm| mm.unmap_stack(bottom, len, guard))
+}
+
+/// `madvise(MADV_PAGEOUT)` in the application's space.
+pub fn madvise_pageout(addr: u64, len: u64) -> Result<u64, SwapError> {
+    with_mm(Err(SwapError::NoSwap), |mm| mm.madvise_pageout(addr, len))
+}
+
+/// The swap slots the pages of a range hold: `(on swap, tied)` (see `AddrSpace`).
+pub fn swap_slots_held(addr: u64, len: u64) -> (u64, u64) {
+    with_mm((0, 0), |mm| mm.swap_slots_held(addr, len))
+}
+
+/// The application's region holding `addr`, for reports (`None` also when the space is
+/// locked: reports never wait).
+pub fn region_at(addr: u64) -> Option<Vma> {
+    APP_MM.try_lock()?.as_ref()?.region_at(addr).cloned()
+}
+
+/// The walk of `va` in the application's table, for reports (`None` when the space is locked).
+pub fn try_walk(va: VirtAddr) -> Option<Walk> {
+    Some(APP_MM.try_lock()?.as_ref()?.page_table().walk(va))
+}
+
+/// The application's table entry for `va` (self-tests).
+pub fn pte(va: VirtAddr) -> Option<u64> {
+    APP_MM.lock().as_ref()?.page_table().pte(va)
+}
+
+/// Clears the access flag of the application's page at `va`, as reclaim's clock does (see
+/// `AddrSpace::test_and_clear_young`).
+pub fn test_and_clear_young(va: VirtAddr) -> Option<bool> {
+    APP_MM.lock().as_mut()?.test_and_clear_young(va)
+}
+
+/// What the application's table maps at `va` (checks against the MMU).
+pub fn translate(va: VirtAddr) -> Option<Translation> {
+    APP_MM.lock().as_ref()?.page_table().translate(va)
+}
+
+/// A translation fault at `far` in the application's space, from the exception vectors. `Ok`
+/// means the access can be retried.
+#[inline(always)]
+pub fn handle_page_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFault> {
+    // The frame first, without the space: below the low watermark the allocation runs
+    // reclaim, which needs it. The order-0 fast path is inlined here.
+    let frame = FrameBox::alloc(KernelBacking, Gfp::KERNEL | Gfp::NOWARN);
+    let Some(mut mm) = APP_MM.try_lock() else {
+        return Err(RealFault::Busy);
+    };
+    let Some(mm) = mm.as_mut() else {
+        return Err(RealFault::NoRegion);
+    };
+    mm.handle_page_fault(far, write, exec, frame)
+}
+
+/// An access-flag fault in the application's space (software access-flag management).
+pub fn handle_access_flag(far: u64) -> Result<(), RealFault> {
+    let Some(mut mm) = APP_MM.try_lock() else {
+        return Err(RealFault::Busy);
+    };
+    mm.as_mut().ok_or(RealFault::Busy)?.handle_access_flag(far)
+}
+
+/// A permission fault in the application's space.
+pub fn handle_permission_fault(far: u64, write: bool, exec: bool) -> Result<(), RealFault> {
+    let Some(mut mm) = APP_MM.try_lock() else {
+        return Err(RealFault::Busy);
+    };
+    mm.as_mut()
+        .ok_or(RealFault::NoRegion)?
+        .handle_permission_fault(far, write, exec)
+}
+
+/// Reclaim is running: allocations it makes itself (the disk driver's) must not re-enter it.
+static IN_RECLAIM: AtomicBool = AtomicBool::new(false);
+
+/// The page allocator's reclaim hook once swap is on (it runs when a zone falls below its low
+/// watermark): the slab shrinker, then up to one batch of the application's cold pages written
+/// to swap and their frames freed. Returns the pages freed. The swap part does nothing when it
+/// would re-enter itself or when the allocating code holds the application's space.
+pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
+    // Timed only at the outermost level: reclaim's own allocations may run the hook again.
+    let outermost = !IN_RECLAIM.load(Ordering::Relaxed);
+    let start = ticks();
+    let slabs = super::heap::shrink_slabs(zone, order);
+    if !SWAP.active() || IN_RECLAIM.swap(true, Ordering::Acquire) {
+        if outermost {
+            RECLAIM_TICKS.fetch_add(ticks() - start, Ordering::Relaxed);
+        }
+        return slabs;
+    }
+    let t0 = ticks();
+    let freed = APP_MM
+        .try_lock()
+        .and_then(|mut mm| mm.as_mut().map(AddrSpace::shrink_resident))
+        .unwrap_or(0);
+    let end = ticks();
+    SWAPOUT_TICKS.fetch_add(end - t0, Ordering::Relaxed);
+    RECLAIM_TICKS.fetch_add(end - start, Ordering::Relaxed);
+    IN_RECLAIM.store(false, Ordering::Release);
+    slabs + freed
+}
