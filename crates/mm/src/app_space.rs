@@ -98,6 +98,86 @@ pub fn mmap(len: u64, prot: Prot, name: &'static str) -> Result<u64, VmaError> {
     with_mm(Err(VmaError::NoMemory), |mm| mm.mmap(len, prot, name))
 }
 
+/// A region of the application's space that unmaps itself when dropped, whose memory is read and
+/// written through it without `unsafe`: each access may fault a page in (or back from swap), as
+/// the application's own accesses do. Offsets are checked like slice indices.
+pub struct Region {
+    start: u64,
+    len: u64,
+}
+
+impl Region {
+    /// `mmap`s a lazy anonymous region of `len` bytes (rounded up to whole pages).
+    pub fn map(len: u64, prot: Prot, name: &'static str) -> Result<Region, VmaError> {
+        let len = len.next_multiple_of(crate::addr::PAGE_SIZE);
+        Ok(Region {
+            start: mmap(len, prot, name)?,
+            len,
+        })
+    }
+
+    /// The region's first address.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The word at `offset`, which must be 8-byte aligned and inside the region.
+    #[inline(always)]
+    fn word(&self, offset: u64) -> *mut u64 {
+        assert!(
+            offset.is_multiple_of(8) && offset < self.len,
+            "offset {offset:#x} is not a word of the region [{:#x}, +{:#x})",
+            self.start,
+            self.len
+        );
+        (self.start + offset) as *mut u64
+    }
+
+    /// Reads the word at `offset` (8-byte aligned, inside the region).
+    #[inline(always)]
+    pub fn read_u64(&self, offset: u64) -> u64 {
+        // SAFETY: the address is in the region this value mapped, in the application's half,
+        // which holds nothing but the application's regions: the access either reaches the
+        // region's page (faulted in on demand) or, if the region was changed behind this
+        // value's back, raises a fault the exception handler reports. A volatile access through
+        // a raw pointer makes no reference, so nothing else's memory is aliased.
+        unsafe { self.word(offset).read_volatile() }
+    }
+
+    /// Writes the word at `offset` (8-byte aligned, inside the region).
+    #[inline(always)]
+    pub fn write_u64(&self, offset: u64, value: u64) {
+        // SAFETY: as in `read_u64`; a region without write permission faults, and the fault
+        // is reported as one.
+        unsafe { self.word(offset).write_volatile(value) }
+    }
+
+    /// Unmaps the region now, saying whether `munmap` succeeded (dropping it does the same and
+    /// logs a failure).
+    pub fn unmap(self) -> Result<(), VmaError> {
+        let r = munmap(self.start, self.len);
+        core::mem::forget(self);
+        r
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if let Err(e) = munmap(self.start, self.len) {
+            log::warn!("munmap of the region at {:#x}: {e}", self.start);
+        }
+    }
+}
+
 /// `munmap` in the application's space.
 pub fn munmap(addr: u64, len: u64) -> Result<(), VmaError> {
     with_mm(Err(VmaError::NotMapped(addr)), |mm| mm.munmap(addr, len))

@@ -157,13 +157,11 @@ fn bench(kernel: &'static Kernel) -> JobStatus {
     // Demand-zero faults: the first write to each page of a lazy region (fault, zeroing, mapping).
     {
         const PAGES_N: u64 = 1024;
-        if let Ok(base) =
-            crate::mm::app_space::mmap(PAGES_N * 4096, crate::mm::vma::Prot::RW, "bench")
-        {
+        use crate::mm::app_space::Region;
+        if let Ok(region) = Region::map(PAGES_N * 4096, crate::mm::vma::Prot::RW, "bench") {
             let t0 = timer::ticks();
             for i in 0..PAGES_N {
-                // SAFETY: inside the region just created.
-                unsafe { ((base + i * 4096) as *mut u8).write_volatile(1) };
+                region.write_u64(i * 4096, 1);
             }
             let t1 = timer::ticks();
             results.push((
@@ -171,7 +169,7 @@ fn bench(kernel: &'static Kernel) -> JobStatus {
                 per_iteration(t1 - t0, freq, PAGES_N),
                 unit,
             ));
-            let _ = crate::mm::app_space::munmap(base, PAGES_N * 4096);
+            drop(region);
         }
     }
 

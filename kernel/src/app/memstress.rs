@@ -3,6 +3,7 @@
 //! every byte verified. Options: `memstress.size=` (bytes with K/M/G, or a multiple of RAM such as
 //! `2x`), `memstress.pattern=seq|random`, `memstress.passes=N`, `memstress.seed=N`. A region
 //! larger than memory (and swap) ends in the out-of-memory report and a failure status.
+#![forbid(unsafe_code)]
 
 use super::{Job, JobOption, JobStatus};
 use crate::kernel::Kernel;
@@ -87,8 +88,9 @@ pub fn page_order(pages: u64, random: bool, seed: u64) -> impl Iterator<Item = u
 fn memstress(kernel: &'static Kernel) -> JobStatus {
     use log::{error, info};
 
+    use crate::mm::app_space::Region;
     use crate::mm::vma::Prot;
-    use crate::mm::{app_space, vmstat};
+    use crate::mm::vmstat;
 
     // The boot code checked every option against `JOB.options` before the job started.
     let o = &kernel.options;
@@ -120,13 +122,14 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
         );
         return JobStatus::Failure;
     }
-    let base = match app_space::mmap(size, Prot::RW, "memstress") {
-        Ok(b) => b,
+    let region = match Region::map(size, Prot::RW, "memstress") {
+        Ok(r) => r,
         Err(e) => {
             error!("memstress: cannot map {size:#x} bytes: {e}");
             return JobStatus::Failure;
         }
     };
+    let base = region.start();
     info!(
         "memstress: {} MiB at {base:#x}, {} pattern, {passes} pass(es), seed {seed}",
         size >> 20,
@@ -139,16 +142,15 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
             let page = base + p * 4096;
             for w in 0..512 {
                 let a = page + w * 8;
-                // SAFETY: inside the region just mapped; faults fill it in.
-                unsafe { (a as *mut u64).write_volatile(pattern(a, pass, seed)) };
+                // Faults fill the region in.
+                region.write_u64(a - base, pattern(a, pass, seed));
             }
         }
         for p in page_order(pages, random, seed ^ pass ^ 0x5555) {
             let page = base + p * 4096;
             for w in 0..512 {
                 let a = page + w * 8;
-                // SAFETY: as above.
-                let v = unsafe { (a as *const u64).read_volatile() };
+                let v = region.read_u64(a - base);
                 if v != pattern(a, pass, seed) {
                     if bad < 8 {
                         error!(
@@ -162,7 +164,7 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
         }
         info!("memstress: pass {pass} done, {bad} bad word(s) so far");
     }
-    let _ = app_space::munmap(base, size);
+    drop(region);
     crate::kprintln!("/proc/vmstat:");
     for (name, value) in vmstat::vmstat() {
         crate::kprintln!("{name} {value}");

@@ -7,7 +7,7 @@ use crate::arch::aarch64::esr::{self, Access, FaultKind};
 use crate::arch::aarch64::exception::catch_exception;
 use crate::arch::aarch64::provoke;
 use crate::ktest::TestError;
-use crate::mm::app_space;
+use crate::mm::app_space::{self, Region};
 use crate::mm::init::PAGES;
 use crate::mm::memory::RealFault;
 use crate::mm::vma::Prot;
@@ -21,12 +21,11 @@ fn fail(what: impl core::fmt::Display) -> TestError {
 
 /// A region of `len` bytes mapped, every page touched, and unmapped again.
 fn touch_and_unmap(len: u64) -> Result<(), TestError> {
-    let base = app_space::mmap(len, Prot::RW, "ktest-warm-up").map_err(fail)?;
-    for a in (base..base + len).step_by(4096) {
-        // SAFETY: inside the region just created.
-        unsafe { (a as *mut u64).write_volatile(a) };
+    let region = Region::map(len, Prot::RW, "ktest-warm-up").map_err(fail)?;
+    for off in (0..len).step_by(4096) {
+        region.write_u64(off, off);
     }
-    app_space::munmap(base, len).map_err(fail)
+    region.unmap().map_err(fail)
 }
 
 ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
@@ -35,24 +34,21 @@ ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
     // pages) is then grown already, and the count below sees this region's pages alone.
     touch_and_unmap(len)?;
     let before = free_pages();
-    let base = app_space::mmap(len, Prot::RW, "ktest").map_err(fail)?;
+    let region = Region::map(len, Prot::RW, "ktest").map_err(fail)?;
+    let base = region.start();
     kassert!((crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&base));
     let faults = PGFAULT.load(Ordering::Relaxed);
-    // SAFETY: inside the region just created; the first read faults in a zero page.
-    let first = unsafe { (base as *const u64).read_volatile() };
-    kassert_eq!(first, 0);
+    // The first read faults in a zero page.
+    kassert_eq!(region.read_u64(0), 0);
     kassert_eq!(PGFAULT.load(Ordering::Relaxed), faults + 1);
     for i in 0..len / 8 {
-        // SAFETY: inside the region.
-        unsafe { ((base + i * 8) as *mut u64).write_volatile(i ^ base) };
+        region.write_u64(i * 8, i ^ base);
     }
     kassert_eq!(PGFAULT.load(Ordering::Relaxed), faults + len / 4096);
     for i in 0..len / 8 {
-        // SAFETY: as above.
-        let word = unsafe { ((base + i * 8) as *const u64).read_volatile() };
-        kassert_eq!(word, i ^ base);
+        kassert_eq!(region.read_u64(i * 8), i ^ base);
     }
-    app_space::munmap(base, len).map_err(fail)?;
+    region.unmap().map_err(fail)?;
     kassert_eq!(free_pages(), before);
     // Gone: touching it now is a real fault.
     let caught = catch_exception(|| {
@@ -65,7 +61,8 @@ ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
 
 ktest!(out_of_region_and_protection_faults_are_real, {
     let len = 8 << 10;
-    let base = app_space::mmap(len, Prot::RW, "ktest-ro").map_err(fail)?;
+    let region = Region::map(len, Prot::RW, "ktest-ro").map_err(fail)?;
+    let base = region.start();
     // Outside every region (just past this one, which the next mmap would not fill).
     let outside = base + (1 << 30);
     let caught = catch_exception(|| {
@@ -81,11 +78,11 @@ ktest!(out_of_region_and_protection_faults_are_real, {
         app_space::handle_page_fault(outside, false, false),
         Err(RealFault::NoRegion)
     );
-    // SAFETY: inside the region: faults in a page.
-    unsafe { (base as *mut u64).write_volatile(7) };
+    // Faults in a page.
+    region.write_u64(0, 7);
     app_space::mprotect(base, len, Prot::READ).map_err(fail)?;
-    // SAFETY: reading is still allowed.
-    kassert_eq!(unsafe { (base as *const u64).read_volatile() }, 7);
+    // Reading is still allowed.
+    kassert_eq!(region.read_u64(0), 7);
     let caught = catch_exception(|| {
         // SAFETY: a write to a read-only page, expected to fault and be skipped.
         unsafe { provoke::write(base) }
@@ -103,18 +100,18 @@ ktest!(out_of_region_and_protection_faults_are_real, {
         app_space::handle_page_fault(base + 4096, true, false),
         Err(RealFault::Protection { .. })
     ));
-    // SAFETY: the value survived the failed write.
-    kassert_eq!(unsafe { (base as *const u64).read_volatile() }, 7);
-    app_space::munmap(base, len).map_err(fail)?;
+    // The value survived the failed write.
+    kassert_eq!(region.read_u64(0), 7);
+    region.unmap().map_err(fail)?;
     Ok(())
 });
 
 ktest!(access_flag_faults_set_the_flag_and_retry, {
     use crate::addr::VirtAddr;
     use crate::mm::pgtable::desc;
-    let base = app_space::mmap(4096, Prot::RW, "ktest-af").map_err(fail)?;
-    // SAFETY: inside the region just created.
-    unsafe { (base as *mut u64).write_volatile(0x5eed) };
+    let region = Region::map(4096, Prot::RW, "ktest-af").map_err(fail)?;
+    let base = region.start();
+    region.write_u64(0, 0x5eed);
     // What reclaim's clock does: clear the access flag (the TLB entry goes with it).
     let was_young = app_space::test_and_clear_young(VirtAddr::new(base));
     kassert_eq!(was_young, Some(true));
@@ -123,9 +120,7 @@ ktest!(access_flag_faults_set_the_flag_and_retry, {
     // The next access sets the flag again: the hardware does it where it manages access flags
     // (no fault), otherwise an access-flag fault does and the access is retried.
     let faults = AF_FAULTS.load(Ordering::Relaxed);
-    // SAFETY: inside the region.
-    let v = unsafe { (base as *const u64).read_volatile() };
-    kassert_eq!(v, 0x5eed);
+    kassert_eq!(region.read_u64(0), 0x5eed);
     let hardware = crate::arch::aarch64::mmu::hardware_manages_access_flag();
     kassert_eq!(
         AF_FAULTS.load(Ordering::Relaxed),
@@ -133,27 +128,25 @@ ktest!(access_flag_faults_set_the_flag_and_retry, {
     );
     let after = app_space::pte(VirtAddr::new(base)).unwrap_or(0);
     kassert!(after & desc::AF != 0, "the access flag was not set again");
-    app_space::munmap(base, 4096).map_err(fail)?;
+    region.unmap().map_err(fail)?;
     Ok(())
 });
 
 ktest!(demand_zero_pages_are_zero_in_every_byte, {
     // A dirty frame freed just before the fault is the one the per-CPU list hands out next, so
     // zeroing that skips any line shows here. The region comes first: creating it may allocate.
-    let base = app_space::mmap(4096, Prot::RW, "ktest-zero").map_err(fail)?;
-    let dirty = PAGES
-        .alloc_pages(crate::mm::gfp::Gfp::KERNEL, 0)
+    let region = Region::map(4096, Prot::RW, "ktest-zero").map_err(fail)?;
+    let mut dirty = PAGES
+        .alloc_box(crate::mm::gfp::Gfp::KERNEL, 0)
         .map_err(fail)?;
-    let linear = crate::mm::layout::phys_to_virt(dirty).as_u64();
-    // SAFETY: the frame was just allocated for this test and is mapped by the linear map.
-    unsafe { core::ptr::write_bytes(linear as *mut u8, 0xa5, 4096) };
-    PAGES.free_pages(dirty, 0).map_err(fail)?;
+    dirty.as_mut_slice().fill(0xa5);
+    drop(dirty);
     let mut nonzero = 0;
     for i in 0..512u64 {
-        // SAFETY: inside the region just created; the first read faults in a zeroed page.
-        nonzero += (unsafe { ((base + i * 8) as *const u64).read_volatile() } != 0) as u32;
+        // The first read faults in a zeroed page.
+        nonzero += (region.read_u64(i * 8) != 0) as u32;
     }
-    app_space::munmap(base, 4096).map_err(fail)?;
+    region.unmap().map_err(fail)?;
     kassert_eq!(nonzero, 0);
     Ok(())
 });
