@@ -20,7 +20,7 @@ setup:
 	@scripts/setup
 
 kernel: setup
-	cargo build --release --target aarch64-unknown-none -p ferrite
+	cargo build --release --target aarch64-unknown-none -p ferrite-image
 
 image: kernel
 	@mkdir -p $(BUILD)

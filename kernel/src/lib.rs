@@ -29,6 +29,9 @@ pub mod ktest;
 mod machine_selftests;
 #[cfg(target_os = "none")]
 mod mm_selftests;
+pub mod runtime;
+#[cfg(target_os = "none")]
+pub mod start;
 pub mod swap_setup;
 
 #[cfg(target_os = "none")]

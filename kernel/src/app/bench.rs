@@ -3,8 +3,8 @@
 //! the generic timer counts instructions deterministically. Each result is printed as a table row
 //! and as one machine-readable line `bench <name> <value> <unit>`.
 
-use super::{Job, JobStatus};
 use crate::kernel::Kernel;
+use crate::runtime::{Job, JobStatus};
 
 pub const JOB: Job = Job {
     name: "bench",

@@ -4,9 +4,9 @@
 
 use log::info;
 
-use super::{Job, JobStatus};
 use crate::kernel::Kernel;
 use crate::mm::meminfo::MemInfo;
+use crate::runtime::{Job, JobStatus};
 
 pub const JOB: Job = Job {
     name: "demo",

@@ -5,8 +5,8 @@
 //! larger than memory (and swap) ends in the out-of-memory report and a failure status.
 #![forbid(unsafe_code)]
 
-use super::{Job, JobOption, JobStatus};
 use crate::kernel::Kernel;
+use crate::runtime::{Job, JobOption, JobStatus};
 
 pub const JOB: Job = Job {
     name: "memstress",

@@ -1,175 +1,22 @@
-//! Jobs: the applications of the unikernel, chosen with `run=` on the command line. Each job is
-//! one entry function in its own module, listed once in `JOBS` below. This module owns the
-//! registry and `run` (the application's stack and heap around a job, and the check that none
-//! of its memory is left, in RAM or on swap, afterwards); a job must return its status rather
-//! than power the machine off itself.
+//! The kernel's own jobs, registered in the image for `run=`: `demo`, `selftest` (the in-kernel
+//! self-test runner, which stays in the kernel as KUnit does), `bench` and `memstress`. Only the
+//! registrations live here (their files forbid unsafe code, which a linker section counts as).
 
 pub mod bench;
 pub mod demo;
-#[cfg(target_os = "none")]
-pub mod heap;
-#[cfg(target_os = "none")]
-mod heap_selftests;
 pub mod memstress;
 pub mod selftest;
 
-use alloc::format;
-use alloc::string::String;
-use alloc::vec::Vec;
-
-use crate::kernel::Kernel;
-
-/// How a job ended; the kernel turns it into the machine's exit status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobStatus {
-    Success,
-    Failure,
-}
-
-pub struct Job {
-    /// The name `run=` selects.
-    pub name: &'static str,
-    pub about: &'static str,
-    pub main: fn(&'static Kernel) -> JobStatus,
-    /// The options the job takes on the command line, as `<name>.<key>=<value>`.
-    pub options: &'static [JobOption],
-}
-
-/// One option a job takes: checked before the job starts, so a bad value stops the boot with
-/// one line naming the option and what it accepts instead of being ignored.
-pub struct JobOption {
-    pub key: &'static str,
-    /// What the option accepts, in words, for the error line.
-    pub accepts: &'static str,
-    pub valid: fn(&str) -> bool,
-}
-
-/// What the command line's job options (`key=value`, key with its job's prefix) mean for `job`:
-/// errors that must stop the job (its own options, unknown or with a bad value) and warnings
-/// (options of another job or of no job, which are ignored).
-pub fn check_options(job: &Job, params: &[(String, String)]) -> (Vec<String>, Vec<String>) {
-    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
-    for (key, value) in params {
-        let (prefix, name) = key.split_once('.').unwrap_or((key, ""));
-        if prefix != job.name {
-            warnings.push(match find(prefix) {
-                Some(other) => format!(
-                    "ignoring '{key}={value}': an option of job {}, and the job is {}",
-                    other.name, job.name
-                ),
-                None => format!("ignoring '{key}={value}': unknown option"),
-            });
-            continue;
-        }
-        match job.options.iter().find(|o| o.key == name) {
-            Some(o) if (o.valid)(value) => {}
-            Some(o) => errors.push(format!("{key}={value}: expected {}", o.accepts)),
-            None => {
-                let keys: Vec<&str> = job.options.iter().map(|o| o.key).collect();
-                errors.push(if keys.is_empty() {
-                    format!("{key}: job {} takes no options", job.name)
-                } else {
-                    format!(
-                        "{key}: job {} has no such option (it takes {})",
-                        job.name,
-                        keys.join(", ")
-                    )
-                });
-            }
-        }
-    }
-    (errors, warnings)
-}
-
-/// Every job in the image. To add one: write `src/app/<name>.rs` with a `pub const JOB: Job`, add
-/// `pub mod <name>;` above and its `JOB` here.
-pub static JOBS: &[Job] = &[demo::JOB, selftest::JOB, bench::JOB, memstress::JOB];
-
-pub fn find(name: &str) -> Option<&'static Job> {
-    JOBS.iter().find(|j| j.name == name)
-}
-
-/// The application's stack: mapped at once in its own half (TTBR0), with a reserved guard below.
-pub const STACK_SIZE: u64 = 512 << 10;
-pub const STACK_GUARD_SIZE: u64 = 64 << 10;
-
-/// Runs `job` in the application's half of the address space: on its stack (an overflow faults
-/// in the stack guard and is reported as one), with its heap (`app::heap`) beside it. Afterwards
-/// both are unmapped, and a swap slot still in use is reported as a leak and fails the job.
-#[cfg(target_os = "none")]
-pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
-    let (bottom, top) = match crate::mm::app_space::map_stack(STACK_SIZE, STACK_GUARD_SIZE) {
-        Ok(range) => range,
-        Err(e) => {
-            log::error!("no stack for the application: {e}");
-            return JobStatus::Failure;
-        }
-    };
-    log::info!(
-        "Application stack: [{bottom:#x}-{top:#x}), guard [{:#x}-{bottom:#x})",
-        bottom - STACK_GUARD_SIZE
-    );
-    match heap::init() {
-        Ok(h) => log::info!(
-            "Application heap: [{:#x}-{:#x}), mapped on first touch",
-            h.start,
-            h.start + h.reserved
-        ),
-        // The job can still run: it only lacks `app::heap`.
-        Err(e) => log::warn!("no heap for the application: {e}"),
-    }
-    struct Call {
-        job: &'static Job,
-        kernel: &'static Kernel,
-        status: JobStatus,
-    }
-    extern "C" fn enter(arg: usize) {
-        // SAFETY: `arg` is the `Call` below, alive and not otherwise used during the call.
-        let call = unsafe { &mut *(arg as *mut Call) };
-        call.status = (call.job.main)(call.kernel);
-    }
-    let mut call = Call {
-        job,
-        kernel,
-        status: JobStatus::Failure,
-    };
-    // SAFETY: map_stack mapped [bottom, top) for this call alone, with a faulting guard below.
-    unsafe {
-        crate::arch::aarch64::stack::run_on_stack_at(top, enter, &mut call as *mut Call as usize)
-    };
-    heap::release();
-    crate::mm::app_space::unmap_stack(bottom, STACK_SIZE, STACK_GUARD_SIZE);
-    // Nothing of the application is left in memory or on swap now: a slot still in use was
-    // leaked (by the job, or by the memory manager on its behalf).
-    let (total, free) = crate::mm::swapfile::SWAP.totals();
-    if free != total {
-        log::error!(
-            "swap: {} slot(s) still in use after the job '{}' ended and its memory was unmapped: leaked",
-            (total - free) / crate::addr::PAGE_SIZE,
-            job.name
-        );
-        return JobStatus::Failure;
-    }
-    call.status
-}
+crate::register_app!(demo::JOB);
+crate::register_app!(selftest::JOB);
+crate::register_app!(bench::JOB);
+crate::register_app!(memstress::JOB);
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    #[test]
-    fn job_names_are_unique_and_found() {
-        for (i, job) in JOBS.iter().enumerate() {
-            assert!(
-                JOBS[i + 1..].iter().all(|other| other.name != job.name),
-                "{}",
-                job.name
-            );
-            assert!(core::ptr::eq(find(job.name).unwrap(), job));
-        }
-        assert!(find("demo").is_some());
-        assert!(find("no-such-job").is_none());
-    }
+    use crate::runtime::check_options;
+    use alloc::string::{String, ToString};
+    use alloc::vec::Vec;
 
     fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()
@@ -178,10 +25,9 @@ mod tests {
     }
 
     #[test]
-    fn a_jobs_bad_options_stop_it_and_others_are_ignored_with_a_warning() {
-        let ms = find("memstress").unwrap();
+    fn a_jobs_bad_options_stop_it_and_others_are_ignored() {
         let (errors, warnings) = check_options(
-            ms,
+            &super::memstress::JOB,
             &params(&[
                 ("memstress.size", "64M"),
                 ("memstress.passes", "0"),
@@ -189,7 +35,6 @@ mod tests {
                 ("memstress.seed", "abc"),
                 ("memstress.size", "18446744073709551615"),
                 ("memstress.colour", "red"),
-                ("bench.x", "1"),
                 ("nosuch.x", "1"),
             ]),
         );
@@ -198,10 +43,9 @@ mod tests {
         assert!(errors[2].starts_with("memstress.seed=abc: expected"));
         assert!(errors[3].starts_with("memstress.size=18446744073709551615: expected"));
         assert!(errors[4].contains("size, pattern, passes, seed"));
-        assert_eq!(warnings.len(), 2);
-        assert!(warnings[0].contains("an option of job bench, and the job is memstress"));
-        assert!(warnings[1].contains("unknown option"));
-        let (errors, _) = check_options(find("demo").unwrap(), &params(&[("demo.x", "1")]));
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("unknown option"));
+        let (errors, _) = check_options(&super::demo::JOB, &params(&[("demo.x", "1")]));
         assert_eq!(errors, ["demo.x: job demo takes no options"]);
     }
 }

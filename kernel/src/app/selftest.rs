@@ -4,10 +4,10 @@
 //! unexpected exception or running out of memory, so the tests of the test runner can see each
 //! one caught.
 
-use super::{Job, JobStatus};
 use crate::cmdline::Inject;
 use crate::kernel::Kernel;
 use crate::ktest::TestError;
+use crate::runtime::{Job, JobStatus};
 
 pub const JOB: Job = Job {
     name: "selftest",

@@ -151,15 +151,15 @@ mod tests {
 
     const TESTS: [KTest; 3] = [
         KTest {
-            name: "ferrite::b::fails",
+            name: "ferrite_kernel::b::fails",
             func: fail,
         },
         KTest {
-            name: "ferrite::a::passes",
+            name: "ferrite_kernel::a::passes",
             func: pass,
         },
         KTest {
-            name: "ferrite::c::skips",
+            name: "ferrite_kernel::c::skips",
             func: skip,
         },
     ];
@@ -179,7 +179,7 @@ mod tests {
         assert!(!s.all_passed());
         assert_eq!(
             out,
-            "KTAP version 1\n1..3\n# linked: ferrite 3\nok 1 a::passes\n# first line\n# second line\nnot ok 2 b::fails\n\
+            "KTAP version 1\n1..3\n# linked: ferrite_kernel 3\nok 1 a::passes\n# first line\n# second line\nnot ok 2 b::fails\n\
              ok 3 c::skips # SKIP no disk\n# totals: pass:1 fail:1 skip:1\n"
         );
     }
@@ -188,7 +188,7 @@ mod tests {
     fn counts_what_each_crate_linked() {
         let tests = [
             KTest {
-                name: "ferrite::x::one",
+                name: "ferrite_kernel::x::one",
                 func: pass,
             },
             KTest {
@@ -196,18 +196,18 @@ mod tests {
                 func: pass,
             },
             KTest {
-                name: "ferrite::z::three",
+                name: "ferrite_kernel::z::three",
                 func: pass,
             },
         ];
         assert_eq!(
             linked_per_crate(&tests),
-            [("ferrite", 2), ("ferrite_mm", 1)]
+            [("ferrite_kernel", 2), ("ferrite_mm", 1)]
         );
         let mut out = String::new();
         run(&tests, Some("one"), Order::Name, &mut out);
         assert!(
-            out.contains("# linked: ferrite 2\n# linked: ferrite_mm 1\n"),
+            out.contains("# linked: ferrite_kernel 2\n# linked: ferrite_mm 1\n"),
             "{out}"
         );
     }
@@ -224,7 +224,7 @@ mod tests {
                 skipped: 0
             }
         );
-        assert!(out.contains("1..1\n# linked: ferrite 3\nok 1 a::passes\n"));
+        assert!(out.contains("1..1\n# linked: ferrite_kernel 3\nok 1 a::passes\n"));
         assert!(s.all_passed());
     }
 
@@ -236,7 +236,7 @@ mod tests {
         assert!(!s.all_passed(), "nothing tested must not count as a pass");
         assert!(
             out.contains(
-                "1..0\n# linked: ferrite 3\n# error: ktest.filter=no-such-test matches no self-test: nothing was tested\n"
+                "1..0\n# linked: ferrite_kernel 3\n# error: ktest.filter=no-such-test matches no self-test: nothing was tested\n"
             ),
             "{out}"
         );

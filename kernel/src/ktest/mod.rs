@@ -30,7 +30,9 @@ pub struct KTest {
 impl KTest {
     /// The name without the crate prefix, as printed in KTAP.
     pub fn short_name(&self) -> &'static str {
-        self.name.strip_prefix("ferrite::").unwrap_or(self.name)
+        self.name
+            .strip_prefix("ferrite_kernel::")
+            .unwrap_or(self.name)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::{kassert, kassert_eq, ktest};
 ktest!(app_heap_lives_in_the_application_space_and_frees_on_drop, {
     let Some(before) = heap::stats() else {
         return Err(crate::ktest::TestError::Skip(
-            "no application heap (jobs get one from app::run)".into(),
+            "no application heap (jobs get one from runtime::run)".into(),
         ));
     };
     let faults = PGFAULT.load(Ordering::Relaxed);

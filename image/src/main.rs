@@ -1,0 +1,17 @@
+//! The kernel image `make image` builds: the kernel with every application of the workspace
+//! linked in, so `run=demo|selftest|memstress|bench` picks one. This is the boot code's only
+//! job: naming the applications (each registers itself in the image's `.ferrite_apps` section),
+//! which nothing else in the kernel may do. The boot order itself is the kernel's
+//! (`ferrite_kernel::start`).
+#![cfg_attr(target_os = "none", no_std)]
+#![cfg_attr(target_os = "none", no_main)]
+#![forbid(unsafe_code)]
+
+// The kernel: its entry code, boot order, panic handler and the jobs it carries itself.
+extern crate ferrite_kernel;
+
+#[cfg(not(target_os = "none"))]
+fn main() {
+    eprintln!("ferrite is a kernel for aarch64-unknown-none; boot it with `make run`.");
+    std::process::exit(2);
+}

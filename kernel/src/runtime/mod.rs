@@ -1,0 +1,195 @@
+//! The application runtime: the jobs (applications) the image holds, chosen with `run=` on the
+//! command line. A job is an entry function registered with [`register_app!`](crate::register_app)
+//! into the image's `.ferrite_apps` linker section, so the kernel never names an application:
+//! whatever the image links is what `run=` can pick. This module owns the registry, the check of
+//! a job's options, and `run` (the application's stack and heap around a job, and the check that
+//! none of its memory is left, in RAM or on swap, afterwards); a job must return its status
+//! rather than power the machine off itself. Names no application.
+
+#[cfg(target_os = "none")]
+pub mod heap;
+#[cfg(target_os = "none")]
+mod heap_selftests;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::kernel::Kernel;
+
+/// How a job ended; the kernel turns it into the machine's exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Success,
+    Failure,
+}
+
+pub struct Job {
+    /// The name `run=` selects.
+    pub name: &'static str,
+    pub about: &'static str,
+    pub main: fn(&'static Kernel) -> JobStatus,
+    /// The options the job takes on the command line, as `<name>.<key>=<value>`.
+    pub options: &'static [JobOption],
+}
+
+/// One option a job takes: checked before the job starts, so a bad value stops the boot with
+/// one line naming the option and what it accepts instead of being ignored.
+pub struct JobOption {
+    pub key: &'static str,
+    /// What the option accepts, in words, for the error line.
+    pub accepts: &'static str,
+    pub valid: fn(&str) -> bool,
+}
+
+/// What the command line's job options (`key=value`, key with its job's prefix) mean for `job`:
+/// errors that must stop the job (its own options, unknown or with a bad value) and warnings
+/// (options of another job or of no job, which are ignored).
+pub fn check_options(job: &Job, params: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    for (key, value) in params {
+        let (prefix, name) = key.split_once('.').unwrap_or((key, ""));
+        if prefix != job.name {
+            warnings.push(match find(prefix) {
+                Some(other) => format!(
+                    "ignoring '{key}={value}': an option of job {}, and the job is {}",
+                    other.name, job.name
+                ),
+                None => format!("ignoring '{key}={value}': unknown option"),
+            });
+            continue;
+        }
+        match job.options.iter().find(|o| o.key == name) {
+            Some(o) if (o.valid)(value) => {}
+            Some(o) => errors.push(format!("{key}={value}: expected {}", o.accepts)),
+            None => {
+                let keys: Vec<&str> = job.options.iter().map(|o| o.key).collect();
+                errors.push(if keys.is_empty() {
+                    format!("{key}: job {} takes no options", job.name)
+                } else {
+                    format!(
+                        "{key}: job {} has no such option (it takes {})",
+                        job.name,
+                        keys.join(", ")
+                    )
+                });
+            }
+        }
+    }
+    (errors, warnings)
+}
+
+/// Registers a [`Job`] in the image (the `.ferrite_apps` linker section), where `run=` finds it.
+/// Applications on the public API do it through `#[ferrite::main]`; the kernel's own jobs (the
+/// self-test runner) directly: `register_app!(JOB);`.
+#[macro_export]
+macro_rules! register_app {
+    ($job:expr) => {
+        const _: () = {
+            #[used]
+            #[cfg_attr(target_os = "none", link_section = ".ferrite_apps")]
+            static APP: $crate::runtime::Job = $job;
+        };
+    };
+}
+
+/// Every job registered in this image, by name.
+#[cfg(target_os = "none")]
+pub fn registered() -> alloc::vec::Vec<&'static Job> {
+    extern "C" {
+        static __ferrite_apps_start: u8;
+        static __ferrite_apps_end: u8;
+    }
+    // SAFETY: the linker script places only `Job` statics (from `register_app!`) between these
+    // two symbols, contiguously and aligned, and they live for the whole run.
+    let all = unsafe {
+        let start = (&raw const __ferrite_apps_start).cast::<Job>();
+        let end = (&raw const __ferrite_apps_end).cast::<Job>();
+        let count = (end as usize - start as usize) / core::mem::size_of::<Job>();
+        core::slice::from_raw_parts(start, count)
+    };
+    let mut jobs: alloc::vec::Vec<&'static Job> = all.iter().collect();
+    jobs.sort_by_key(|j| j.name);
+    jobs
+}
+
+/// The host build links no application.
+#[cfg(not(target_os = "none"))]
+pub fn registered() -> alloc::vec::Vec<&'static Job> {
+    alloc::vec::Vec::new()
+}
+
+/// The registered job called `name`.
+pub fn find(name: &str) -> Option<&'static Job> {
+    registered().into_iter().find(|j| j.name == name)
+}
+
+/// What `run=` may name, for messages: `demo, memstress, selftest`.
+pub fn names() -> String {
+    let names: Vec<&str> = registered().iter().map(|j| j.name).collect();
+    names.join(", ")
+}
+
+/// The application's stack: mapped at once in its own half (TTBR0), with a reserved guard below.
+pub const STACK_SIZE: u64 = 512 << 10;
+pub const STACK_GUARD_SIZE: u64 = 64 << 10;
+
+/// Runs `job` in the application's half of the address space: on its stack (an overflow faults
+/// in the stack guard and is reported as one), with its heap (`runtime::heap`) beside it. Afterwards
+/// both are unmapped, and a swap slot still in use is reported as a leak and fails the job.
+#[cfg(target_os = "none")]
+pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
+    let (bottom, top) = match crate::mm::app_space::map_stack(STACK_SIZE, STACK_GUARD_SIZE) {
+        Ok(range) => range,
+        Err(e) => {
+            log::error!("no stack for the application: {e}");
+            return JobStatus::Failure;
+        }
+    };
+    log::info!(
+        "Application stack: [{bottom:#x}-{top:#x}), guard [{:#x}-{bottom:#x})",
+        bottom - STACK_GUARD_SIZE
+    );
+    match heap::init() {
+        Ok(h) => log::info!(
+            "Application heap: [{:#x}-{:#x}), mapped on first touch",
+            h.start,
+            h.start + h.reserved
+        ),
+        // The job can still run: it only lacks `runtime::heap`.
+        Err(e) => log::warn!("no heap for the application: {e}"),
+    }
+    struct Call {
+        job: &'static Job,
+        kernel: &'static Kernel,
+        status: JobStatus,
+    }
+    extern "C" fn enter(arg: usize) {
+        // SAFETY: `arg` is the `Call` below, alive and not otherwise used during the call.
+        let call = unsafe { &mut *(arg as *mut Call) };
+        call.status = (call.job.main)(call.kernel);
+    }
+    let mut call = Call {
+        job,
+        kernel,
+        status: JobStatus::Failure,
+    };
+    // SAFETY: map_stack mapped [bottom, top) for this call alone, with a faulting guard below.
+    unsafe {
+        crate::arch::aarch64::stack::run_on_stack_at(top, enter, &mut call as *mut Call as usize)
+    };
+    heap::release();
+    crate::mm::app_space::unmap_stack(bottom, STACK_SIZE, STACK_GUARD_SIZE);
+    // Nothing of the application is left in memory or on swap now: a slot still in use was
+    // leaked (by the job, or by the memory manager on its behalf).
+    let (total, free) = crate::mm::swapfile::SWAP.totals();
+    if free != total {
+        log::error!(
+            "swap: {} slot(s) still in use after the job '{}' ended and its memory was unmapped: leaked",
+            (total - free) / crate::addr::PAGE_SIZE,
+            job.name
+        );
+        return JobStatus::Failure;
+    }
+    call.status
+}
