@@ -18,6 +18,7 @@ pub enum MemType {
 }
 
 impl MemType {
+    #[inline]
     pub fn from_index(i: u64) -> MemType {
         match i & 7 {
             0 => MemType::DeviceNgnrne,
@@ -26,9 +27,11 @@ impl MemType {
             _ => MemType::Normal,
         }
     }
+    #[inline]
     pub fn is_device(self) -> bool {
         matches!(self, MemType::DeviceNgnrne | MemType::DeviceNgnre)
     }
+    #[inline]
     pub fn name(self) -> &'static str {
         match self {
             MemType::DeviceNgnrne => "Device-nGnRnE",
@@ -94,11 +97,13 @@ impl Attrs {
         accessed: true,
     };
 
+    #[inline]
     pub const fn with_mem(self, mem: MemType) -> Attrs {
         Attrs { mem, ..self }
     }
 
     /// Short form for reports: `RW- Normal-WB G`.
+    #[inline]
     pub fn describe(&self) -> alloc::string::String {
         alloc::format!(
             "{}{}{}{} {}{}{}",
@@ -134,6 +139,7 @@ pub const UXN: u64 = 1 << 54;
 pub const ADDR_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 /// The leaf (block or page) descriptor for `pa` with `attrs`, at `level` (1, 2 or 3).
+#[inline]
 pub fn leaf(pa: u64, attrs: Attrs, level: u8) -> u64 {
     let mut d = VALID | (pa & ADDR_MASK) | ((attrs.mem as u64) << ATTR_INDEX_SHIFT);
     if level == 3 {
@@ -169,6 +175,7 @@ pub fn leaf(pa: u64, attrs: Attrs, level: u8) -> u64 {
 }
 
 /// The attributes a leaf descriptor encodes.
+#[inline]
 pub fn attrs_of(d: u64) -> Attrs {
     Attrs {
         mem: MemType::from_index(d >> ATTR_INDEX_SHIFT),
@@ -181,20 +188,24 @@ pub fn attrs_of(d: u64) -> Attrs {
     }
 }
 
+#[inline]
 pub fn table(pa: u64) -> u64 {
     VALID | TABLE_OR_PAGE | (pa & ADDR_MASK)
 }
 
+#[inline]
 pub fn is_valid(d: u64) -> bool {
     d & VALID != 0
 }
 
 /// A valid table descriptor (levels 0-2).
+#[inline]
 pub fn is_table(d: u64, level: u8) -> bool {
     level < 3 && d & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE
 }
 
 /// A valid block (levels 1-2) or page (level 3) descriptor.
+#[inline]
 pub fn is_leaf(d: u64, level: u8) -> bool {
     match level {
         3 => d & (VALID | TABLE_OR_PAGE) == VALID | TABLE_OR_PAGE,
@@ -203,16 +214,19 @@ pub fn is_leaf(d: u64, level: u8) -> bool {
     }
 }
 
+#[inline]
 pub fn addr(d: u64) -> u64 {
     d & ADDR_MASK
 }
 
 /// Bytes a single entry covers at `level`.
+#[inline]
 pub const fn level_size(level: u8) -> u64 {
     1 << (12 + 9 * (3 - level as u32))
 }
 
 /// The index of `va` in a table at `level`.
+#[inline]
 pub const fn index(va: u64, level: u8) -> usize {
     ((va >> (12 + 9 * (3 - level as u32))) & 0x1ff) as usize
 }

@@ -617,6 +617,10 @@ impl<M: TableAlloc, F: TlbFlush> PageTable<M, F> {
 
     /// Replaces the block at `table[index]` by a table of the same mappings one level down,
     /// break-before-make: invalid, TLB invalidated, then the new table.
+    // Cold (a block broken up by a partial unmap or protect) and out of line: inlined into the
+    // recursive `unmap_in` it costs every level's frame more saved registers on the hot path.
+    #[cold]
+    #[inline(never)]
     fn split(
         &mut self,
         table: PhysAddr,
