@@ -12,14 +12,17 @@
 //! contiguous array (usually one cache line, one page) and then touches exactly one value
 //! allocation. A chained table would allocate a node per record (more allocator overhead, and
 //! nodes scattered over the heap next to cold values), and a lookup could fault once per node of
-//! the chain. The slot array stays small and dense (32 bytes a record at most, 16 of them the
-//! value's pointer and length), so it stays hot in RAM while the values page in and out.
+//! the chain. The slot array stays small and dense (32 bytes a slot, 16 of them the value's
+//! pointer and length), so it stays hot in RAM while the values page in and out.
 //!
 //! Linear probing's weak points are avoided rather than handled: there is no delete (the
 //! workloads never remove a record), so no tombstones, and the load factor is kept at or below
 //! 3/4 with a strong hash ([`mix64`]) of the key, which keeps probe sequences short even for
-//! sequential keys. Growing doubles the slot array; for the duration of a resize both arrays are
-//! live, which [`Store::with_capacity`] / [`Store::try_reserve`] avoid by sizing the index once.
+//! sequential keys. The slot count need not be a power of two (the hash is reduced by a multiply,
+//! not a mask), so an index sized in advance by [`Store::with_capacity`] / [`Store::try_reserve`]
+//! is exactly 4/3 slots a record, about 43 bytes, rather than up to twice that. Growing on demand
+//! doubles the slot array; for the duration of a resize both arrays are live, which sizing the
+//! index once avoids.
 //!
 //! # Versions
 //!
@@ -136,16 +139,16 @@ pub struct Stats {
 /// ```
 #[derive(Debug, Default)]
 pub struct Store {
-    /// A power-of-two number of slots (or none before the first insert).
+    /// The slots (none before the first insert); never more than 3/4 full.
     slots: Vec<Option<Slot>>,
     records: usize,
     value_bytes: u64,
 }
 
-/// The smallest power-of-two slot count that holds `records` within the load factor.
+/// The smallest slot count that holds `records` within the load factor.
 fn capacity_for(records: usize) -> Option<usize> {
     let needed = records.checked_mul(MAX_LOAD_DEN)?.div_ceil(MAX_LOAD_NUM);
-    needed.max(MIN_CAPACITY).checked_next_power_of_two()
+    Some(needed.max(MIN_CAPACITY))
 }
 
 /// The bytes of `slots` slots, saturating (an error report only needs it to be huge).
@@ -235,7 +238,7 @@ impl Store {
         let mut value = alloc_value(len)?;
         let version = 0;
         fill(version, &mut value);
-        self.try_reserve(1)?;
+        self.grow_for_one()?;
         let slot = self.vacancy(key);
         self.slots[slot] = Some(Slot {
             key,
@@ -309,34 +312,63 @@ impl Store {
         Ok(version)
     }
 
+    /// Makes room for one more record, doubling the index when it would pass the load factor
+    /// (so inserting n records one by one moves each O(1) times on average).
+    fn grow_for_one(&mut self) -> Result<(), KvError> {
+        let oom = KvError::OutOfMemory { bytes: usize::MAX };
+        let needed = self
+            .records
+            .checked_add(1)
+            .and_then(capacity_for)
+            .ok_or(oom)?;
+        if needed > self.slots.len() {
+            let doubled = self.slots.len().checked_mul(2).ok_or(oom)?;
+            self.resize(needed.max(doubled))?;
+        }
+        Ok(())
+    }
+
+    /// Where the probe for `key` starts: the hash scaled onto `[0, slots)` by a multiply
+    /// (Lemire's reduction), which needs no power-of-two slot count. The index is not empty.
+    fn home(&self, key: u64) -> usize {
+        ((u128::from(mix64(key)) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    /// The slot after `i`, wrapping at the end of the array.
+    fn next_slot(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
     /// The slot holding `key`, if any.
     fn find(&self, key: u64) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
-        let mask = self.slots.len() - 1;
-        let mut i = mix64(key) as usize & mask;
+        let mut i = self.home(key);
         // The load factor keeps a vacant slot, so the probe ends.
         loop {
             match &self.slots[i] {
                 None => return None,
                 Some(slot) if slot.key == key => return Some(i),
-                Some(_) => i = (i + 1) & mask,
+                Some(_) => i = self.next_slot(i),
             }
         }
     }
 
     /// The vacant slot where `key` (known absent) goes; the index has one.
     fn vacancy(&self, key: u64) -> usize {
-        let mask = self.slots.len() - 1;
-        let mut i = mix64(key) as usize & mask;
+        let mut i = self.home(key);
         while self.slots[i].is_some() {
-            i = (i + 1) & mask;
+            i = self.next_slot(i);
         }
         i
     }
 
-    /// Moves every record into a new slot array of `capacity` (a power of two) slots; on refusal
+    /// Moves every record into a new slot array of `capacity` slots; on refusal
     /// the old array stays.
     fn resize(&mut self, capacity: usize) -> Result<(), KvError> {
         let mut slots = Vec::new();
@@ -470,7 +502,7 @@ mod tests {
                 capacities.push(slots);
             }
         }
-        // 0, 16, 32, ... 2^19: well past several resizes, each a doubling.
+        // 0, 16, 32, ... 2^18: well past several resizes, each a doubling.
         assert!(capacities.len() > 10, "{capacities:?}");
         assert!(capacities.windows(2).skip(1).all(|w| w[1] == 2 * w[0]));
         let stats = store.stats();
@@ -483,9 +515,10 @@ mod tests {
     }
 
     #[test]
-    fn with_capacity_does_not_resize_while_filling() {
+    fn with_capacity_sizes_the_index_exactly_and_does_not_resize_while_filling() {
         let mut store = Store::with_capacity(10_000).unwrap();
         let slots = store.stats().index_slots;
+        assert_eq!(slots, 13_334);
         for key in 0..10_000 {
             store.insert(key, &[]).unwrap();
         }
