@@ -29,6 +29,7 @@ pub mod ktest;
 mod machine_selftests;
 #[cfg(target_os = "none")]
 mod mm_selftests;
+pub mod procfs;
 pub mod runtime;
 #[cfg(target_os = "none")]
 pub mod start;

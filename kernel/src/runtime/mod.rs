@@ -193,3 +193,66 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
     }
     call.status
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn never(_: &'static Kernel) -> JobStatus {
+        JobStatus::Failure
+    }
+
+    const STRESS: Job = Job {
+        name: "stress",
+        about: "",
+        main: never,
+        options: &[
+            JobOption {
+                key: "size",
+                accepts: "a size",
+                valid: |v| v.ends_with('M'),
+            },
+            JobOption {
+                key: "passes",
+                accepts: "a number above 0",
+                valid: |v| v.parse::<u64>().is_ok_and(|n| n > 0),
+            },
+        ],
+    };
+
+    #[test]
+    fn a_jobs_bad_options_stop_it_and_others_are_ignored() {
+        let (errors, warnings) = check_options(
+            &STRESS,
+            &params(&[
+                ("stress.size", "64M"),
+                ("stress.passes", "0"),
+                ("stress.passes", "abc"),
+                ("stress.size", "7"),
+                ("stress.colour", "red"),
+                ("nosuch.x", "1"),
+            ]),
+        );
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].starts_with("stress.passes=0: expected a number above 0"));
+        assert!(errors[2].starts_with("stress.size=7: expected a size"));
+        assert!(errors[3].contains("size, passes"), "{}", errors[3]);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("unknown option"));
+        const BARE: Job = Job {
+            name: "bare",
+            about: "",
+            main: never,
+            options: &[],
+        };
+        let (errors, _) = check_options(&BARE, &params(&[("bare.x", "1")]));
+        assert_eq!(errors, ["bare.x: job bare takes no options"]);
+    }
+}

@@ -2,39 +2,45 @@
 //! the pass and a seed, verifies every byte, prints the counters, and ends with status 0 only if
 //! every byte verified. Options: `memstress.size=` (bytes with K/M/G, or a multiple of RAM such as
 //! `2x`), `memstress.pattern=seq|random`, `memstress.passes=N`, `memstress.seed=N`. A region
-//! larger than memory (and swap) ends in the out-of-memory report and a failure status.
+//! larger than memory (and swap) is refused before it is filled. An application on the public
+//! API; its workload logic (sizes, patterns, page orders) is portable and tested on the host.
+#![no_std]
 #![forbid(unsafe_code)]
 
-use crate::kernel::Kernel;
-use crate::runtime::{Job, JobOption, JobStatus};
+#[cfg(test)]
+extern crate alloc;
 
-pub const JOB: Job = Job {
-    name: "memstress",
-    about: "fill, verify and report a lazily mapped region",
-    main: memstress,
-    options: &[
-        JobOption {
+#[cfg(target_os = "none")]
+use ferrite::log::{error, info};
+#[cfg(target_os = "none")]
+use ferrite::mem::{Prot, Region};
+#[cfg(target_os = "none")]
+use ferrite::{env, mem, print, println, proc, AppOption, ExitStatus};
+
+/// The options memstress takes, checked by the boot before `main` runs.
+#[cfg(target_os = "none")]
+static OPTIONS: &[AppOption] = &[
+        AppOption {
             key: "size",
             accepts: "a size in bytes with K, M or G (64M) or a multiple of RAM (2x), above 0 and at most 128 TiB",
             valid: |v| parse_size(v, 1).is_some_and(|s| s > 0 && s <= MAX_SIZE),
         },
-        JobOption {
+        AppOption {
             key: "pattern",
             accepts: "seq or random",
             valid: |v| matches!(v, "seq" | "random"),
         },
-        JobOption {
+        AppOption {
             key: "passes",
             accepts: "a whole number of passes from 1 to 1000000",
             valid: |v| v.parse::<u64>().is_ok_and(|n| (1..=1_000_000).contains(&n)),
         },
-        JobOption {
+        AppOption {
             key: "seed",
             accepts: "a whole number from 0 to 18446744073709551615",
             valid: |v| v.parse::<u64>().is_ok(),
         },
-    ],
-};
+];
 
 /// The largest region memstress asks for: the application's half of the address space (47 bits).
 pub const MAX_SIZE: u64 = 1 << 47;
@@ -85,48 +91,37 @@ pub fn page_order(pages: u64, random: bool, seed: u64) -> impl Iterator<Item = u
 }
 
 #[cfg(target_os = "none")]
-fn memstress(kernel: &'static Kernel) -> JobStatus {
-    use log::{error, info};
-
-    use crate::mm::app_space::Region;
-    use crate::mm::vma::Prot;
-    use crate::mm::vmstat;
-
-    // The boot code checked every option against `JOB.options` before the job started.
-    let o = &kernel.options;
-    let ram = kernel.machine.ram_bytes();
-    let size = o
-        .param("memstress.size")
+#[ferrite::main(name = "memstress", options = OPTIONS)]
+fn main() -> ExitStatus {
+    // The boot checked every option against OPTIONS before `main` started.
+    let ram = mem::ram_bytes();
+    let size = env::option("size")
         // A multiple of RAM that overflows is too big, never the default size.
         .map_or(ram / 4, |v| parse_size(v, ram).unwrap_or(u64::MAX))
         .min(MAX_SIZE)
         .next_multiple_of(4096);
-    let random = o.param("memstress.pattern") == Some("random");
-    let passes: u64 = o
-        .param("memstress.passes")
-        .map_or(1, |v| v.parse().unwrap_or(1));
-    let seed: u64 = o
-        .param("memstress.seed")
-        .map_or(1, |v| v.parse().unwrap_or(1));
-    let swap_before = crate::mm::swapfile::SWAP.totals();
+    let random = env::option("pattern") == Some("random");
+    let passes: u64 = env::option("passes").map_or(1, |v| v.parse().unwrap_or(1));
+    let seed: u64 = env::option("seed").map_or(1, |v| v.parse().unwrap_or(1));
+    let swap_before = mem::swap_totals();
     // Like Linux's heuristic overcommit: a region larger than RAM and swap together could
     // never be filled, so it is refused at once rather than after filling both.
     let limit = ram + swap_before.0;
     if size > limit {
         error!(
             "memstress: memstress.size={} ({} MiB) is more than RAM and swap together ({} MiB + {} MiB): it could never be filled",
-            o.param("memstress.size").unwrap_or(""),
+            env::option("size").unwrap_or(""),
             size >> 20,
             ram >> 20,
             swap_before.0 >> 20
         );
-        return JobStatus::Failure;
+        return ExitStatus::Failure;
     }
     let region = match Region::map(size, Prot::RW, "memstress") {
         Ok(r) => r,
         Err(e) => {
             error!("memstress: cannot map {size:#x} bytes: {e}");
-            return JobStatus::Failure;
+            return ExitStatus::Failure;
         }
     };
     let base = region.start();
@@ -165,13 +160,11 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
         info!("memstress: pass {pass} done, {bad} bad word(s) so far");
     }
     drop(region);
-    crate::kprintln!("/proc/vmstat:");
-    for (name, value) in vmstat::vmstat() {
-        crate::kprintln!("{name} {value}");
-    }
+    println!("/proc/vmstat:");
+    print!("{}", proc::vmstat());
     // munmap gives back every slot the region's pages held, on swap or as swap copies (slots
     // a failed write retired leave the total, not the free count).
-    let swap_after = crate::mm::swapfile::SWAP.totals();
+    let swap_after = mem::swap_totals();
     let in_use = |(total, free): (u64, u64)| (total - free) >> 10;
     if in_use(swap_after) != in_use(swap_before) {
         error!(
@@ -179,25 +172,21 @@ fn memstress(kernel: &'static Kernel) -> JobStatus {
             in_use(swap_after),
             in_use(swap_before)
         );
-        return JobStatus::Failure;
+        return ExitStatus::Failure;
     }
     if bad == 0 {
         info!("memstress: every byte of {} MiB verified", size >> 20);
-        JobStatus::Success
+        ExitStatus::Success
     } else {
         error!("memstress: {bad} word(s) did not verify");
-        JobStatus::Failure
+        ExitStatus::Failure
     }
-}
-
-#[cfg(not(target_os = "none"))]
-fn memstress(_kernel: &'static Kernel) -> JobStatus {
-    JobStatus::Failure
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
 
     #[test]
     fn sizes_parse_like_the_command_line_says() {

@@ -1,0 +1,31 @@
+//! `run=demo` (the default): what Ferrite found on this machine and the memory manager's state,
+//! in Linux's `/proc` formats: `/proc/iomem`, `/proc/meminfo`, `/proc/buddyinfo`,
+//! `/proc/slabinfo`, the paging counters of `/proc/vmstat`, a `/proc/zoneinfo` summary and
+//! `/proc/swaps`. An application on the public API, like any other.
+#![no_std]
+#![forbid(unsafe_code)]
+
+use ferrite::{print, println, proc};
+
+#[ferrite::main(name = "demo")]
+fn main() {
+    ferrite::log::info!(
+        "Ferrite demo: {} MiB of RAM, {} KiB of swap",
+        ferrite::mem::ram_bytes() >> 20,
+        ferrite::mem::swap_totals().0 >> 10
+    );
+    println!("/proc/iomem:");
+    print!("{}", proc::iomem());
+    println!("/proc/meminfo:");
+    print!("{}", proc::meminfo());
+    println!("/proc/buddyinfo:");
+    print!("{}", proc::buddyinfo());
+    println!("/proc/slabinfo:");
+    print!("{}", proc::slabinfo());
+    println!("/proc/vmstat (paging):");
+    print!("{}", proc::vmstat());
+    println!("/proc/zoneinfo (summary):");
+    print!("{}", proc::zoneinfo());
+    println!("/proc/swaps:");
+    print!("{}", proc::swaps());
+}

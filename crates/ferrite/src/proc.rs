@@ -1,0 +1,63 @@
+//! The kernel's reports, in the formats of Linux's `/proc` files (text, one `String` each) and,
+//! for the counters a program compares before and after, as values.
+//!
+//! ```ignore
+//! ferrite::print!("{}", ferrite::proc::meminfo());
+//! let before = ferrite::proc::vmstat_value("pgmajfault");
+//! ```
+#![forbid(unsafe_code)]
+
+use alloc::string::String;
+
+/// `/proc/meminfo`.
+pub fn meminfo() -> String {
+    ferrite_kernel::procfs::meminfo()
+}
+
+/// `/proc/vmstat`'s paging counters (`pgfault`, `pgmajfault`, `pswpin`, `pswpout`, `pgscan`,
+/// `pgsteal`, `nr_swapcached`), one `name value` line each.
+pub fn vmstat() -> String {
+    ferrite_kernel::procfs::vmstat()
+}
+
+/// The paging counters as `(name, value)` pairs, named as in [`vmstat`].
+pub fn vmstat_values() -> [(&'static str, u64); 7] {
+    ferrite_kernel::mm::vmstat::vmstat()
+}
+
+/// One paging counter by its `/proc/vmstat` name, `None` for a name it does not have.
+///
+/// ```ignore
+/// let faults = ferrite::proc::vmstat_value("pgfault").unwrap();
+/// ```
+pub fn vmstat_value(name: &str) -> Option<u64> {
+    vmstat_values()
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v)
+}
+
+/// `/proc/buddyinfo`: free blocks per order, per zone.
+pub fn buddyinfo() -> String {
+    ferrite_kernel::procfs::buddyinfo()
+}
+
+/// `/proc/slabinfo` (version 2.1) for the kernel's kmalloc caches.
+pub fn slabinfo() -> String {
+    ferrite_kernel::procfs::slabinfo()
+}
+
+/// A `/proc/zoneinfo` summary: each zone's range, free pages and watermarks.
+pub fn zoneinfo() -> String {
+    ferrite_kernel::procfs::zoneinfo()
+}
+
+/// `/proc/swaps`: the active swap area (sizes in KiB).
+pub fn swaps() -> String {
+    ferrite_kernel::procfs::swaps()
+}
+
+/// `/proc/iomem`: the machine's physical memory map.
+pub fn iomem() -> String {
+    ferrite_kernel::procfs::iomem()
+}
