@@ -1,9 +1,11 @@
 # Ferrite: `make run` boots it, `make test` tests it. Both install what they need first.
-#   make run  [BOARD=virt|raspi3b] [MEM=2G] [SMP=4] [BOOTARGS="run=selftest loglevel=7"]
+#   make run  [BOARD=virt|raspi3b] [MEM=2G] [SMP=4] [BOOTARGS="run=selftest loglevel=7"] [APP=dir]
 #   make test
 #   make bench       benchmarks under QEMU -icount shift=0 (table + `bench NAME VALUE UNIT` lines)
 #   make image       build/Image (arm64 Image, for QEMU -kernel, U-Boot booti, Pi kernel8.img)
 #   make sdcard [BOARD=rpi4|rpi3]   Raspberry Pi SD-card image build/sdcard-BOARD.img (default rpi4)
+#   APP=dir (run, image, sdcard): the application crate in dir (scripts/new-app makes one) instead
+#   of the workspace's image with apps/ linked in
 #   make dtb-info DTB=file.dtb
 SHELL := /bin/bash
 BOARD ?= virt
@@ -11,7 +13,15 @@ MEM ?=
 SMP ?=
 BOOTARGS ?=
 BUILD := build
+APP ?=
+ifeq ($(APP),)
 ELF := target/aarch64-unknown-none/release/ferrite
+BUILD_KERNEL := cargo build --release --target aarch64-unknown-none -p ferrite-image
+else
+APP_NAME := $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' "$(APP)/Cargo.toml" 2>/dev/null | head -n 1)
+ELF := $(abspath $(APP))/target/aarch64-unknown-none/release/$(APP_NAME)
+BUILD_KERNEL := @[ -n "$(APP_NAME)" ] || { echo "APP=$(APP): no Cargo.toml with a package name there" >&2; exit 1; }; cd "$(APP)" && cargo build --release
+endif
 
 .PHONY: all setup kernel image sdcard run test test-host bench dtb-info clean
 all: image
@@ -20,7 +30,7 @@ setup:
 	@scripts/setup
 
 kernel: setup
-	cargo build --release --target aarch64-unknown-none -p ferrite-image
+	$(BUILD_KERNEL)
 
 image: kernel
 	@mkdir -p $(BUILD)

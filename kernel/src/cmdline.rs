@@ -61,8 +61,11 @@ impl SwapMode {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BootOptions {
-    /// `run=`: the job to run.
+    /// `run=`: the job to run (`demo` when the command line names none).
     pub job: String,
+    /// Whether the command line said `run=` (when it did not, an image holding one application
+    /// runs that one).
+    pub job_named: bool,
     /// `loglevel=`: Linux numbers (0-8) or names (off, error, warn, info, debug, trace).
     pub log_level: LevelFilter,
     /// `semihosting`: QEMU was started with `-semihosting`, so the exit status can be passed out.
@@ -96,6 +99,7 @@ impl Default for BootOptions {
     fn default() -> Self {
         BootOptions {
             job: "demo".into(),
+            job_named: false,
             log_level: LevelFilter::Info,
             semihosting: false,
             ktest_filter: None,
@@ -169,6 +173,7 @@ impl BootOptions {
                     let shown = escape_bytes(word);
                     if word.starts_with(b"run=") {
                         o.job = shown["run=".len()..].into();
+                        o.job_named = true;
                     }
                     o.rejected
                         .push((shown, "not UTF-8 text (bad bytes shown as \\xNN)"));
@@ -188,9 +193,13 @@ impl BootOptions {
             let mut reject = |why| o.rejected.push((word.to_string(), why));
             match (key, value) {
                 // An empty name still asks for a job: the boot fails rather than run the default.
-                ("run", Some(job)) => o.job = job.into(),
+                ("run", Some(job)) => {
+                    o.job = job.into();
+                    o.job_named = true;
+                }
                 ("run", None) => {
                     o.job = String::new();
+                    o.job_named = true;
                     reject("expected run=JOB");
                 }
                 ("loglevel", Some(v)) => match parse_level(v) {
@@ -316,6 +325,7 @@ mod tests {
     fn defaults_to_demo_at_info() {
         let o = BootOptions::parse("");
         assert_eq!(o.job, "demo");
+        assert!(!o.job_named);
         assert_eq!(o.log_level, LevelFilter::Info);
         assert!(!o.semihosting);
         assert!(o.rejected.is_empty());
@@ -327,6 +337,7 @@ mod tests {
             "  run=selftest loglevel=8 semihosting ktest.inject=null ktest.filter=machine ",
         );
         assert_eq!(o.job, "selftest");
+        assert!(o.job_named);
         assert_eq!(o.log_level, LevelFilter::Debug);
         assert!(o.semihosting);
         assert_eq!(o.inject, Some(Inject::Null));
@@ -357,6 +368,7 @@ mod tests {
     #[test]
     fn an_empty_run_never_becomes_the_default_job() {
         assert_eq!(BootOptions::parse("run=").job, "");
+        assert!(BootOptions::parse("run=").job_named);
         let o = BootOptions::parse("run");
         assert_eq!(o.job, "");
         assert_eq!(o.rejected[0].1, "expected run=JOB");

@@ -4,6 +4,7 @@
 //! and the kernel's own jobs print. Owns the assembly of each report from the mechanisms'
 //! figures; must never change a count (reports only read), and formats nothing itself that a
 //! mechanism already formats (mm::vmstat, mm::meminfo, machine::report).
+#![forbid(unsafe_code)]
 
 use alloc::format;
 use alloc::string::String;

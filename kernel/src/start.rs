@@ -193,7 +193,7 @@ pub fn kernel_main(boot: BootInfo) -> ! {
     // Swap needs a virtio-blk disk; a Raspberry Pi has none (its SD card is not ours to swap
     // on). After publishing: the driver finds its devices through the published machine.
     crate::swap_setup::swapon(kernel);
-    let Some(job) = runtime::find(&kernel.options.job) else {
+    let Some(job) = runtime::chosen(&kernel.options.job, kernel.options.job_named) else {
         if kernel.options.job.is_empty() {
             fail(format_args!(
                 "run= names no job (one of: {})",
@@ -225,6 +225,7 @@ pub fn kernel_main(boot: BootInfo) -> ! {
     // Under QEMU -icount shift=0 a nanosecond is an instruction: `make bench` reads this.
     info!("Boot: {ns} ns from the first instruction to the job");
     info!("Running job '{}': {}", job.name, job.about);
+    runtime::set_current(job);
     let status = runtime::run(job, kernel);
     info!("Job '{}' finished: {:?}", job.name, status);
     power::shutdown(match status {

@@ -96,6 +96,7 @@ fn expand(
                 about: #about,
                 main: __ferrite_entry,
                 options: #options,
+                builtin: false,
             });
         };
     })

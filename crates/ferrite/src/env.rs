@@ -8,16 +8,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
-/// The running application's name, as `run=` selected it (empty before the boot chose one).
+/// The running application's name: what `run=` selected, or the image's only application (empty
+/// before the boot chose one).
 pub fn app_name() -> &'static str {
-    ferrite_kernel::kernel::get().map_or("", |k| k.options.job.as_str())
+    ferrite_kernel::runtime::current().map_or("", |job| job.name)
 }
 
 /// The value of the application's option `key` (given as `<name>.<key>=<value>`), if the command
 /// line has it; the last one wins.
 pub fn option(key: &str) -> Option<&'static str> {
     let k = ferrite_kernel::kernel::get()?;
-    let name = k.options.job.as_str();
+    let name = app_name();
     k.options
         .job_params
         .iter()

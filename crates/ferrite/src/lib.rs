@@ -14,7 +14,7 @@
 //! The kernel boots, maps the application's stack and heap in its own half of the address space,
 //! calls `main`, and powers the machine off with its status (a `Result`'s `Err` or a panic is a
 //! failure). The modules: [`mem`] (regions of the application's memory, `mmap`-style), [`proc`]
-//! (the kernel's reports, as values and as Linux's `/proc` text), [`env`] (the application's own
+//! (the kernel's reports, as values and as Linux's `/proc` text), [`env`](mod@env) (the application's own
 //! options), [`time`] (a monotonic clock), and [`println!`]/[`print!`] for the console; `log`'s
 //! macros print through the kernel's logger.
 #![no_std]

@@ -11,6 +11,7 @@ pub const JOB: Job = Job {
     about: "memory-manager micro-benchmarks (use make bench)",
     main: bench,
     options: &[],
+    builtin: true,
 };
 
 /// One measurement: total counter ticks over `iterations`, as instructions per iteration.

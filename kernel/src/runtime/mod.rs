@@ -31,6 +31,9 @@ pub struct Job {
     pub main: fn(&'static Kernel) -> JobStatus,
     /// The options the job takes on the command line, as `<name>.<key>=<value>`.
     pub options: &'static [JobOption],
+    /// One of the kernel's own jobs (`selftest`, `bench`), in every image: never the job a
+    /// command line without `run=` gets.
+    pub builtin: bool,
 }
 
 /// One option a job takes: checked before the job starts, so a bad value stops the boot with
@@ -117,6 +120,29 @@ pub fn registered() -> alloc::vec::Vec<&'static Job> {
 #[cfg(not(target_os = "none"))]
 pub fn registered() -> alloc::vec::Vec<&'static Job> {
     alloc::vec::Vec::new()
+}
+
+/// The job the command line asks for: the one `run=` names, or without `run=`, `demo` if the
+/// image has it, else the image's only application (an application built on its own; the
+/// kernel's own jobs do not count).
+pub fn chosen(name: &str, named: bool) -> Option<&'static Job> {
+    find(name).or_else(|| {
+        let apps: Vec<&'static Job> = registered().into_iter().filter(|j| !j.builtin).collect();
+        (!named && apps.len() == 1).then(|| apps[0])
+    })
+}
+
+/// The job the boot chose, once it did ([`set_current`]).
+static CURRENT: spin::Once<&'static Job> = spin::Once::new();
+
+/// Records the job the boot is about to run (once).
+pub fn set_current(job: &'static Job) {
+    CURRENT.call_once(|| job);
+}
+
+/// The job running (or about to), if the boot chose one.
+pub fn current() -> Option<&'static Job> {
+    CURRENT.get().copied()
 }
 
 /// The registered job called `name`.
@@ -213,6 +239,7 @@ mod tests {
         name: "stress",
         about: "",
         main: never,
+        builtin: false,
         options: &[
             JobOption {
                 key: "size",
@@ -251,6 +278,7 @@ mod tests {
             about: "",
             main: never,
             options: &[],
+            builtin: false,
         };
         let (errors, _) = check_options(&BARE, &params(&[("bare.x", "1")]));
         assert_eq!(errors, ["bare.x: job bare takes no options"]);

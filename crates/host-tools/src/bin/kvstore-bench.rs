@@ -4,6 +4,7 @@
 //! size and any verification failure, then one `bench host.kvstore.<workload>.ops_per_s` line for
 //! scripts. Exits 1 if a read failed verification, 2 on bad arguments or a refused allocation.
 //! Wall time from `Instant` around each phase: the crate itself never reads a clock.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
