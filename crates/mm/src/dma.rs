@@ -313,6 +313,24 @@ mod kernel {
     /// Implement only for types with no padding whose every bit pattern is a valid value.
     pub unsafe trait DmaPod: Copy {}
 
+    /// A `T` inside a [`DmaCoherent`] buffer, checked once to lie inside it and be aligned
+    /// ([`DmaCoherent::cell`]); reading it is one volatile load.
+    pub struct DmaCell<'a, T: DmaPod> {
+        ptr: *mut T,
+        _buffer: core::marker::PhantomData<&'a DmaCoherent>,
+    }
+
+    impl<T: DmaPod> DmaCell<'_, T> {
+        /// Reads the value (volatile: the device may have written it).
+        #[inline(always)]
+        pub fn read(&self) -> T {
+            // SAFETY: `DmaCoherent::cell` checked that the `T` lies inside the buffer and is
+            // aligned; the cell borrows the buffer, which keeps it mapped; `T: DmaPod` makes any
+            // bytes a value.
+            unsafe { self.ptr.read_volatile() }
+        }
+    }
+
     macro_rules! dma_pod_integers {
         ($($t:ty),*) => {
             // SAFETY: integers have no padding and every bit pattern is a value.
@@ -367,6 +385,16 @@ mod kernel {
             // SAFETY: `at` checked that the `T` lies inside the buffer, which this value owns
             // and keeps mapped, and is aligned; `T: DmaPod` makes any bytes a value.
             unsafe { p.read_volatile() }
+        }
+
+        /// The `T` at `offset` as a cell to read again and again with the check made once (a
+        /// device's index that a driver polls). Panics as `read`.
+        #[inline(always)]
+        pub fn cell<T: DmaPod>(&self, offset: usize) -> DmaCell<'_, T> {
+            DmaCell {
+                ptr: self.at::<T>(offset),
+                _buffer: core::marker::PhantomData,
+            }
         }
 
         /// Writes `value` at `offset` (volatile: the device reads it). Panics as `read`.

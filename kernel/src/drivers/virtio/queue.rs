@@ -353,17 +353,22 @@ impl VirtQueue {
                     got: id,
                 });
             }
-            spins += 1;
-            if spins.is_multiple_of(64) {
-                let now = timer::ticks();
-                if now > deadline {
-                    return Err(QueueError::Timeout {
-                        head,
-                        waited_ms: (now - start) * 1000 / freq,
-                    });
+            // Spin on the used ring's index alone, one load a round (checked once): under
+            // `-icount` every instruction of this loop is virtual time the wait costs.
+            let used_idx = self.mem.cell::<u16>(self.layout.used + 2);
+            while u16::from_le(used_idx.read()) == self.last_used {
+                spins += 1;
+                if spins.is_multiple_of(64) {
+                    let now = timer::ticks();
+                    if now > deadline {
+                        return Err(QueueError::Timeout {
+                            head,
+                            waited_ms: (now - start) * 1000 / freq,
+                        });
+                    }
                 }
+                core::hint::spin_loop();
             }
-            core::hint::spin_loop();
         }
     }
 }
