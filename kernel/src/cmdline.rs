@@ -91,6 +91,9 @@ pub struct BootOptions {
     /// Options of the form `job.key=value` (`memstress.size=64M`), full key and value, for the
     /// boot code to check against the jobs' declared options.
     pub job_params: Vec<(String, String)>,
+    /// The words after `--`: the application's arguments, not options (as Linux hands what
+    /// follows `--` to init).
+    pub args: Vec<String>,
     /// Options that were not understood, verbatim, with the reason.
     pub rejected: Vec<(String, &'static str)>,
 }
@@ -111,6 +114,7 @@ impl Default for BootOptions {
             swap: SwapMode::Auto,
             icount: false,
             job_params: Vec::new(),
+            args: Vec::new(),
             rejected: Vec::new(),
         }
     }
@@ -163,10 +167,13 @@ impl BootOptions {
             .iter()
             .position(|&b| b == 0)
             .unwrap_or(cmdline.len());
-        for word in cmdline[..end]
+        let mut words = cmdline[..end]
             .split(|b| b.is_ascii_whitespace())
-            .filter(|w| !w.is_empty())
-        {
+            .filter(|w| !w.is_empty());
+        for word in words.by_ref() {
+            if word == b"--" {
+                break;
+            }
             match core::str::from_utf8(word) {
                 Ok(word) => o.parse_word(word),
                 Err(_) => {
@@ -180,6 +187,10 @@ impl BootOptions {
                 }
             }
         }
+        // The application's arguments: bytes that are not UTF-8 shown escaped, as above.
+        o.args = words
+            .map(|w| core::str::from_utf8(w).map_or_else(|_| escape_bytes(w), String::from))
+            .collect();
         o
     }
 
@@ -319,6 +330,17 @@ mod tests {
         assert_eq!(o.swap, SwapMode::Auto);
         assert_eq!(o.rejected.len(), 1);
         assert!(o.rejected[0].1.contains("swap=auto"));
+    }
+
+    #[test]
+    fn words_after_two_dashes_are_the_applications_arguments() {
+        let o = BootOptions::parse("run=hello loglevel=7 -- one run=two  --three -- \t");
+        assert_eq!(o.job, "hello");
+        assert_eq!(o.args, ["one", "run=two", "--three", "--"]);
+        assert!(o.rejected.is_empty(), "{:?}", o.rejected);
+        assert!(BootOptions::parse("run=hello --").args.is_empty());
+        let o = BootOptions::parse_bytes(b"-- a\xff b");
+        assert_eq!(o.args, ["a\\xff", "b"]);
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! by the boot before `main` runs, so a value read here is one the option accepts).
 //!
 //! ```ignore
+//! // make run BOOTARGS="run=hello hello.size=1G -- input.txt"
 //! let size = ferrite::env::option("size").unwrap_or("64M");
+//! let files = ferrite::env::args(); // ["input.txt"]
 //! ferrite::println!("{} runs with size={size}", ferrite::env::app_name());
 //! ```
 #![forbid(unsafe_code)]
@@ -29,4 +31,10 @@ pub fn option(key: &str) -> Option<&'static str> {
                 == Some(key)
         })
         .map(|(_, value)| value.as_str())
+}
+
+/// The application's arguments: the words of the command line after `--`, which the kernel does
+/// not read (as Linux hands them to init).
+pub fn args() -> &'static [alloc::string::String] {
+    ferrite_kernel::kernel::get().map_or(&[], |k| k.options.args.as_slice())
 }
