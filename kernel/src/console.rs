@@ -78,6 +78,41 @@ pub fn emergency_print(args: fmt::Arguments) {
     }
 }
 
+/// Reads one line from the console into `line` (without its end, `\n` or `\r`), echoing what
+/// arrives as a terminal would, with backspace taking back a character; `false` when there is no
+/// console. Waits for the line: the receiver is polled until interrupts exist.
+pub fn read_line(line: &mut alloc::string::String) -> bool {
+    let Some(port) = PORT.get() else {
+        return false;
+    };
+    let mut bytes = alloc::vec::Vec::new();
+    loop {
+        let Some(b) = port.try_read_byte() else {
+            core::hint::spin_loop();
+            continue;
+        };
+        let _guard = LOCK.lock();
+        match b {
+            b'\r' | b'\n' => {
+                let _ = Writer(port).write_str("\n");
+                break;
+            }
+            // Backspace and DEL: take back the last character on the screen too.
+            0x08 | 0x7f => {
+                if bytes.pop().is_some() {
+                    let _ = Writer(port).write_str("\x08 \x08");
+                }
+            }
+            _ => {
+                bytes.push(b);
+                port.write_byte(b);
+            }
+        }
+    }
+    line.push_str(&alloc::string::String::from_utf8_lossy(&bytes));
+    true
+}
+
 /// Waits until the port has sent everything (before powering off).
 pub fn flush() {
     if let Some(port) = PORT.get() {

@@ -1,13 +1,24 @@
 //! `run=demo` (the default): what Ferrite found on this machine and the memory manager's state,
 //! in Linux's `/proc` formats: `/proc/iomem`, `/proc/meminfo`, `/proc/buddyinfo`,
 //! `/proc/slabinfo`, the paging counters of `/proc/vmstat`, a `/proc/zoneinfo` summary and
-//! `/proc/swaps`. An application on the public API, like any other.
+//! `/proc/swaps`; with `demo.input=line`, a line read from the console. An application on the
+//! public API, like any other.
 #![no_std]
 #![forbid(unsafe_code)]
 
-use ferrite::{print, println, proc};
+extern crate alloc;
 
-#[ferrite::main(name = "demo")]
+use ferrite::{print, println, proc, AppOption};
+
+/// `demo.input=line`: also read a line from the console and say what it was (the console's
+/// input, shown).
+static OPTIONS: &[AppOption] = &[AppOption {
+    key: "input",
+    accepts: "line",
+    valid: |v| v == "line",
+}];
+
+#[ferrite::main(name = "demo", options = OPTIONS)]
 fn main() {
     ferrite::log::info!(
         "Ferrite demo: {} MiB of RAM, {} KiB of swap",
@@ -28,4 +39,11 @@ fn main() {
     print!("{}", proc::zoneinfo());
     println!("/proc/swaps:");
     print!("{}", proc::swaps());
+    if ferrite::env::option("input") == Some("line") {
+        let mut line = alloc::string::String::new();
+        print!("demo: type a line: ");
+        if ferrite::io::read_line(&mut line).is_some() {
+            println!("demo: read \"{line}\" from the console");
+        }
+    }
 }

@@ -15,7 +15,8 @@
 //! calls `main`, and powers the machine off with its status (a `Result`'s `Err` or a panic is a
 //! failure). The modules: [`mem`] (regions of the application's memory, `mmap`-style), [`proc`]
 //! (the kernel's reports, as values and as Linux's `/proc` text), [`env`](mod@env) (the application's own
-//! options), [`time`] (a monotonic clock), and [`println!`]/[`print!`] for the console; `log`'s
+//! options and arguments), [`time`] (a monotonic clock), [`io`] (lines typed on the console), and
+//! [`println!`]/[`print!`] for the console; `log`'s
 //! macros print through the kernel's logger.
 #![no_std]
 #![deny(missing_docs)]
@@ -24,6 +25,7 @@
 extern crate alloc;
 
 pub mod env;
+pub mod io;
 pub mod mem;
 pub mod proc;
 pub mod time;

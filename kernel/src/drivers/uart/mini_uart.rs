@@ -15,7 +15,8 @@ use crate::drivers::regs::Mmio;
 register_bitfields! [u32,
     LSR [
         TX_IDLE OFFSET(6) NUMBITS(1) [],
-        TX_EMPTY OFFSET(5) NUMBITS(1) []
+        TX_EMPTY OFFSET(5) NUMBITS(1) [],
+        DATA_READY OFFSET(0) NUMBITS(1) []
     ],
     CNTL [
         TX_ENABLE OFFSET(1) NUMBITS(1) [],
@@ -63,5 +64,11 @@ impl MiniUart {
     pub fn flush(&self) {
         let r = self.regs.regs();
         spin_until(|| r.lsr.is_set(LSR::TX_IDLE));
+    }
+
+    /// The next received byte, if one is waiting.
+    pub fn try_read_byte(&self) -> Option<u8> {
+        let r = self.regs.regs();
+        r.lsr.is_set(LSR::DATA_READY).then(|| r.io.get() as u8)
     }
 }

@@ -60,6 +60,14 @@ impl SerialPort {
         }
     }
 
+    /// The next byte received, if one is waiting (the receiver is polled: no interrupts yet).
+    pub fn try_read_byte(&self) -> Option<u8> {
+        match self {
+            SerialPort::Pl011(u) => u.try_read_byte(),
+            SerialPort::MiniUart(u) => u.try_read_byte(),
+        }
+    }
+
     /// Waits until everything written has left the transmitter.
     pub fn flush(&self) {
         match self {

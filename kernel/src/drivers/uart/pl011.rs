@@ -15,6 +15,7 @@ register_bitfields! [u32,
     FR [
         TXFE OFFSET(7) NUMBITS(1) [],
         TXFF OFFSET(5) NUMBITS(1) [],
+        RXFE OFFSET(4) NUMBITS(1) [],
         BUSY OFFSET(3) NUMBITS(1) []
     ],
     LCR_H [
@@ -79,5 +80,11 @@ impl Pl011 {
     pub fn flush(&self) {
         let r = self.regs.regs();
         spin_until(|| !r.fr.is_set(FR::BUSY));
+    }
+
+    /// The next received byte, if one is waiting.
+    pub fn try_read_byte(&self) -> Option<u8> {
+        let r = self.regs.regs();
+        (!r.fr.is_set(FR::RXFE)).then(|| r.dr.get() as u8)
     }
 }
