@@ -96,7 +96,6 @@ fn expand(
                 about: #about,
                 main: __ferrite_entry,
                 options: #options,
-                builtin: false,
             });
         };
     })

@@ -16,5 +16,5 @@ use alloc::string::String;
 /// the bytes appended, or `None` when the machine has no console.
 pub fn read_line(line: &mut String) -> Option<usize> {
     let before = line.len();
-    ferrite_kernel::console::read_line(line).then(|| line.len() - before)
+    crate::in_kernel(|| ferrite_kernel::console::read_line(line)).then(|| line.len() - before)
 }

@@ -11,13 +11,13 @@ use alloc::string::String;
 
 /// `/proc/meminfo`.
 pub fn meminfo() -> String {
-    ferrite_kernel::procfs::meminfo()
+    crate::in_kernel(ferrite_kernel::procfs::meminfo)
 }
 
 /// `/proc/vmstat`'s paging counters (`pgfault`, `pgmajfault`, `pswpin`, `pswpout`, `pgscan`,
 /// `pgsteal`, `nr_swapcached`), one `name value` line each.
 pub fn vmstat() -> String {
-    ferrite_kernel::procfs::vmstat()
+    crate::in_kernel(ferrite_kernel::procfs::vmstat)
 }
 
 /// The paging counters as `(name, value)` pairs, named as in [`vmstat`].
@@ -39,25 +39,25 @@ pub fn vmstat_value(name: &str) -> Option<u64> {
 
 /// `/proc/buddyinfo`: free blocks per order, per zone.
 pub fn buddyinfo() -> String {
-    ferrite_kernel::procfs::buddyinfo()
+    crate::in_kernel(ferrite_kernel::procfs::buddyinfo)
 }
 
 /// `/proc/slabinfo` (version 2.1) for the kernel's kmalloc caches.
 pub fn slabinfo() -> String {
-    ferrite_kernel::procfs::slabinfo()
+    crate::in_kernel(ferrite_kernel::procfs::slabinfo)
 }
 
 /// A `/proc/zoneinfo` summary: each zone's range, free pages and watermarks.
 pub fn zoneinfo() -> String {
-    ferrite_kernel::procfs::zoneinfo()
+    crate::in_kernel(ferrite_kernel::procfs::zoneinfo)
 }
 
 /// `/proc/swaps`: the active swap area (sizes in KiB).
 pub fn swaps() -> String {
-    ferrite_kernel::procfs::swaps()
+    crate::in_kernel(ferrite_kernel::procfs::swaps)
 }
 
 /// `/proc/iomem`: the machine's physical memory map.
 pub fn iomem() -> String {
-    ferrite_kernel::procfs::iomem()
+    crate::in_kernel(ferrite_kernel::procfs::iomem)
 }

@@ -7,7 +7,9 @@
 //! `try_lock` it (a fault or reclaim that finds it held, inside the memory manager itself,
 //! reports or gives up, never waits), and a fault takes its frame before the lock, because the
 //! allocation may run reclaim, which needs the space. With one CPU that is exact; a second CPU
-//! will need owner-aware locks here. Kernel only; must never name the arch layer.
+//! will need owner-aware locks here. The entry points and the reclaim hook switch to kernel
+//! context (`mm::context`): what the space allocates under its lock must never be in the
+//! application's swappable heap. Kernel only; must never name the arch layer.
 // A named exception to the crate's `deny(unsafe_code)`: the application's frames' metadata is reached by pointer.
 #![allow(unsafe_code)]
 
@@ -16,6 +18,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use spin::Mutex;
 
 use super::addr_space::{AddrSpace, Backing, FrameBox};
+use super::context::Context;
 use super::cpu::ticks;
 use super::gfp::Gfp;
 use super::init::{LinearMap, PAGES};
@@ -89,7 +92,12 @@ pub fn create() -> Result<PhysAddr, MapError> {
     Ok(root)
 }
 
+/// The entry points' way in: in kernel context, so what the space allocates under its lock (its
+/// regions' tree, the resident queue, swap batches) comes from `kmalloc`, never from the
+/// application's swappable heap, where a touch could fault and the fault handler would find the
+/// lock held. The kernel's own jobs call these directly, from application context.
 fn with_mm<R>(none: R, f: impl FnOnce(&mut AddrSpace<KernelBacking>) -> R) -> R {
+    let _kernel = Context::enter_kernel();
     APP_MM.lock().as_mut().map_or(none, f)
 }
 
@@ -279,6 +287,9 @@ static IN_RECLAIM: AtomicBool = AtomicBool::new(false);
 /// to swap and their frames freed. Returns the pages freed. The swap part does nothing when it
 /// would re-enter itself or when the allocating code holds the application's space.
 pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
+    // Reclaim allocates (swap batches, I/O requests) while it holds the space: from kmalloc,
+    // whatever context the allocation that ran out of memory came from.
+    let _kernel = Context::enter_kernel();
     // Timed only at the outermost level: reclaim's own allocations may run the hook again.
     let outermost = !IN_RECLAIM.load(Ordering::Relaxed);
     let start = ticks();

@@ -26,6 +26,7 @@ pub mod addr_space;
 #[cfg(target_os = "none")]
 pub mod app_space;
 pub mod blkdev;
+pub mod context;
 pub mod cpu;
 pub mod dma;
 #[cfg(target_os = "none")]

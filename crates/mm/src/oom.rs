@@ -1,6 +1,7 @@
 //! Out-of-memory reports, for the two places memory can run out for good: a fault of the
 //! application that finds no page (after reclaim and swap did what they could), and an allocation
-//! of the kernel's own (the Rust global allocator, `kmalloc`) that fails. A report about memory,
+//! through the Rust global allocator that fails (the kernel's own, from `kmalloc`, or the
+//! application's, from its heap). A report about memory,
 //! not a crash dump: what was asked, `/proc/meminfo`-style lines, `/proc/buddyinfo` and each
 //! zone's free memory against its watermarks, and the swap state; the caller then stops the job
 //! with a failure. Printed without allocating and without waiting for a lock (memory is out, and
@@ -36,6 +37,15 @@ pub fn report_application(addr: u64, access: &str, print: &dyn Fn(Arguments)) {
 /// The kernel asked for `size` bytes aligned to `align` (`None`: not known) and the allocator
 /// had none. Prints the report; the caller stops.
 pub fn report_kernel(size: usize, align: Option<usize>, print: &dyn Fn(Arguments)) {
+    // In application context the global allocator serves from the application's heap, whose
+    // region (not RAM) may be what ran out: say whose allocation it was.
+    if super::heap::failed_in_application(size) {
+        print(format_args!(
+            "out of memory: the application's heap could not allocate {size} bytes (align {})\n",
+            align.unwrap_or(1)
+        ));
+        return report_state(print);
+    }
     match align {
         Some(align) => print(format_args!(
             "out of memory: the kernel could not allocate {size} bytes (align {align})\n"

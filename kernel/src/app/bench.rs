@@ -11,7 +11,6 @@ pub const JOB: Job = Job {
     about: "memory-manager micro-benchmarks (use make bench)",
     main: bench,
     options: &[],
-    builtin: true,
 };
 
 /// One measurement: total counter ticks over `iterations`, as instructions per iteration.

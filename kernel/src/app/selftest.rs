@@ -14,7 +14,6 @@ pub const JOB: Job = Job {
     about: "run the in-kernel self-tests (KTAP)",
     main: selftest,
     options: &[],
-    builtin: true,
 };
 
 crate::ktest!(injected_failure, {

@@ -1,18 +1,27 @@
 //! The application's heap: a region of the application's own address space (TTBR0), mapped
 //! lazily like any other (its pages appear on first touch and may go to swap), with a buddy
 //! allocator (`buddy_system_allocator`) over it that grows a chunk at a time as the application
-//! allocates, as `malloc` grows with `brk`. `AppBox` owns a value there and frees it on drop.
-//! Owns the heap region and its allocator; must never be used by kernel code that holds the
-//! memory manager's locks (a touch may fault, and the fault handler needs them).
+//! allocates, as `malloc` grows with `brk`. It is the application's allocator of the global
+//! allocator (`mm::heap::install_app_allocator`, done by `runtime::run`): in application context
+//! `Box`, `Vec` and `String` live here, and every block in the application's half is freed here,
+//! whatever the context that drops it.
+//!
+//! Owns the heap region and its allocator. The rule of its lock: it is taken to allocate in
+//! application context, and to free or grow a block of the application's by whoever does; the fault
+//! handler never takes it (it runs in kernel context and never frees the application's blocks),
+//! so a fault while the lock is held (the allocator writes its free lists into the heap's own
+//! pages, which may be on swap) always completes. Must never be used by kernel code that holds
+//! the memory manager's locks: a touch may fault, and the fault handler needs them; for the same
+//! reason kernel code holding such a lock must not drop a value the application made.
 
 use core::alloc::Layout;
-use core::ops::{Deref, DerefMut};
 use core::ptr::NonNull;
 
 use buddy_system_allocator::Heap;
 use spin::Mutex;
 
 use crate::mm::app_space;
+use crate::mm::heap::AppAllocator;
 use crate::mm::vma::{Prot, VmaError};
 
 /// Address space reserved for the heap (only touched pages cost memory).
@@ -39,6 +48,23 @@ pub struct HeapStats {
     pub in_use: u64,
 }
 
+/// The heap as the global allocator's application allocator.
+pub static ALLOCATOR: AppAllocator = AppAllocator {
+    alloc: |layout| alloc(layout).map_or(core::ptr::null_mut(), NonNull::as_ptr),
+    dealloc: dealloc_raw,
+};
+
+/// [`dealloc`] for the port, which speaks raw pointers.
+///
+/// # Safety
+/// As [`dealloc`] (a null pointer is ignored).
+unsafe fn dealloc_raw(ptr: *mut u8, layout: Layout) {
+    if let Some(ptr) = NonNull::new(ptr) {
+        // SAFETY: forwarded from the caller.
+        unsafe { dealloc(ptr, layout) };
+    }
+}
+
 /// Reserves the heap region (before the application starts).
 pub fn init() -> Result<HeapStats, VmaError> {
     let start = app_space::mmap(HEAP_REGION, Prot::RW, "heap")?;
@@ -56,7 +82,9 @@ pub fn init() -> Result<HeapStats, VmaError> {
     })
 }
 
-/// Gives the heap region back (after the application ended): its pages and swap slots too.
+/// Gives the heap region back (after the application ended): its pages and swap slots too. A
+/// value the application made must not outlive the job: its memory is gone now (a later free of
+/// it finds no heap and is ignored).
 pub fn release() {
     if let Some(h) = HEAP.lock().take() {
         let _ = app_space::munmap(h.start, h.end - h.start);
@@ -104,60 +132,5 @@ pub unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
     if let Some(h) = HEAP.lock().as_mut() {
         // SAFETY: as the caller guarantees.
         unsafe { h.heap.dealloc(ptr, layout) };
-    }
-}
-
-/// A value in the application's heap, freed when dropped.
-pub struct AppBox<T> {
-    ptr: NonNull<T>,
-}
-
-/// The heap had no room (or does not exist).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NoRoom;
-
-impl<T> AppBox<T> {
-    pub fn new(value: T) -> Result<AppBox<T>, NoRoom> {
-        let layout = Layout::new::<T>();
-        let ptr = if layout.size() == 0 {
-            NonNull::dangling()
-        } else {
-            alloc(layout).ok_or(NoRoom)?.cast::<T>()
-        };
-        // SAFETY: fresh memory for one T, aligned for it (or a dangling pointer for a ZST).
-        unsafe { ptr.as_ptr().write(value) };
-        Ok(AppBox { ptr })
-    }
-
-    /// Where the value lives.
-    pub fn addr(&self) -> u64 {
-        self.ptr.as_ptr() as u64
-    }
-}
-
-impl<T> Deref for AppBox<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        // SAFETY: the box owns an initialised T until it is dropped.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-impl<T> DerefMut for AppBox<T> {
-    fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: as above, and `&mut self` makes the reference unique.
-        unsafe { self.ptr.as_mut() }
-    }
-}
-
-impl<T> Drop for AppBox<T> {
-    fn drop(&mut self) {
-        // SAFETY: the box owns the T; it is dropped once, here.
-        unsafe { core::ptr::drop_in_place(self.ptr.as_ptr()) };
-        let layout = Layout::new::<T>();
-        if layout.size() != 0 {
-            // SAFETY: allocated by `new` with this layout, and gone with the box.
-            unsafe { dealloc(self.ptr.cast(), layout) };
-        }
     }
 }

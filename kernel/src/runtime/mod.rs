@@ -2,9 +2,17 @@
 //! command line. A job is an entry function registered with [`register_app!`](crate::register_app)
 //! into the image's `.ferrite_apps` linker section, so the kernel never names an application:
 //! whatever the image links is what `run=` can pick. This module owns the registry, the check of
-//! a job's options, and `run` (the application's stack and heap around a job, and the check that
-//! none of its memory is left, in RAM or on swap, afterwards); a job must return its status
-//! rather than power the machine off itself. Names no application.
+//! a job's options, and `run` (the application's stack and heap around a job, the application
+//! context it runs in, and the check that none of its memory is left, in RAM or on swap,
+//! afterwards); a job must return its status rather than power the machine off itself. Names no
+//! application.
+//!
+//! An application's main runs in application context (`mm::context`): the global allocator
+//! serves it from its heap, in its own half, where its pages may go to swap (the kernel's own
+//! jobs, registered by the kernel crate, run in kernel context). Every kernel entry point an
+//! application calls must take `mm::context::Context::enter_kernel()` for its duration, so that
+//! what the kernel allocates meanwhile comes from `kmalloc` (the exception entry and mm's
+//! address-space entry points do it themselves).
 
 #[cfg(target_os = "none")]
 pub mod heap;
@@ -31,9 +39,6 @@ pub struct Job {
     pub main: fn(&'static Kernel) -> JobStatus,
     /// The options the job takes on the command line, as `<name>.<key>=<value>`.
     pub options: &'static [JobOption],
-    /// One of the kernel's own jobs (`selftest`, `bench`), in every image: never the job a
-    /// command line without `run=` gets.
-    pub builtin: bool,
 }
 
 /// One option a job takes: checked before the job starts, so a bad value stops the boot with
@@ -84,42 +89,93 @@ pub fn check_options(job: &Job, params: &[(String, String)]) -> (Vec<String>, Ve
 
 /// Registers a [`Job`] in the image (the `.ferrite_apps` linker section), where `run=` finds it.
 /// Applications on the public API do it through `#[ferrite::main]`; the kernel's own jobs (the
-/// self-test runner) directly: `register_app!(JOB);`.
+/// self-test runner) directly: `register_app!(JOB);`. The crate that registers it decides the
+/// context its main runs in (see [`Registration`]).
 #[macro_export]
 macro_rules! register_app {
     ($job:expr) => {
         const _: () = {
             #[used]
             #[cfg_attr(target_os = "none", link_section = ".ferrite_apps")]
-            static APP: $crate::runtime::Job = $job;
+            static APP: $crate::runtime::Registration =
+                $crate::runtime::Registration::new($job, module_path!());
         };
     };
 }
 
-/// Every job registered in this image, by name.
+/// A job as the image holds it (what [`register_app!`](crate::register_app) puts in the
+/// section): the job, and whether the kernel crate itself registered it. The kernel's own jobs
+/// (`selftest`, `bench`, ...) are kernel code, calling the kernel's internals directly, some of
+/// which allocate under locks the fault handler takes: they run in kernel context. A job of any
+/// other crate is an application: it runs in application context, its `Box`/`Vec` in its heap.
+pub struct Registration {
+    pub job: Job,
+    kernels_own: bool,
+}
+
+impl Registration {
+    /// `module` is the registering module's path (`module_path!()` at the registration).
+    pub const fn new(job: Job, module: &'static str) -> Registration {
+        Registration {
+            job,
+            kernels_own: same_crate(module, module_path!()),
+        }
+    }
+}
+
+/// Whether two module paths start with the same crate name (`a::b` and `a::c`, `a` and `a::c`).
+const fn same_crate(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut i = 0;
+    loop {
+        let end_a = i == a.len() || a[i] == b':';
+        let end_b = i == b.len() || b[i] == b':';
+        if end_a || end_b {
+            return end_a && end_b;
+        }
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+}
+
+/// Every registration in this image, in link order.
 #[cfg(target_os = "none")]
-pub fn registered() -> alloc::vec::Vec<&'static Job> {
+fn registrations() -> &'static [Registration] {
     extern "C" {
         static __ferrite_apps_start: u8;
         static __ferrite_apps_end: u8;
     }
-    // SAFETY: the linker script places only `Job` statics (from `register_app!`) between these
-    // two symbols, contiguously and aligned, and they live for the whole run.
-    let all = unsafe {
-        let start = (&raw const __ferrite_apps_start).cast::<Job>();
-        let end = (&raw const __ferrite_apps_end).cast::<Job>();
-        let count = (end as usize - start as usize) / core::mem::size_of::<Job>();
+    // SAFETY: the linker script places only `Registration` statics (from `register_app!`)
+    // between these two symbols, contiguously and aligned, and they live for the whole run.
+    unsafe {
+        let start = (&raw const __ferrite_apps_start).cast::<Registration>();
+        let end = (&raw const __ferrite_apps_end).cast::<Registration>();
+        let count = (end as usize - start as usize) / core::mem::size_of::<Registration>();
         core::slice::from_raw_parts(start, count)
-    };
-    let mut jobs: alloc::vec::Vec<&'static Job> = all.iter().collect();
-    jobs.sort_by_key(|j| j.name);
-    jobs
+    }
 }
 
 /// The host build links no application.
 #[cfg(not(target_os = "none"))]
+fn registrations() -> &'static [Registration] {
+    &[]
+}
+
+/// Every job registered in this image, by name.
 pub fn registered() -> alloc::vec::Vec<&'static Job> {
-    alloc::vec::Vec::new()
+    let mut jobs: alloc::vec::Vec<&'static Job> = registrations().iter().map(|r| &r.job).collect();
+    jobs.sort_by_key(|j| j.name);
+    jobs
+}
+
+/// Whether `job` is one of the kernel's own (registered by the kernel crate): it runs in kernel
+/// context.
+pub fn is_kernels_own(job: &Job) -> bool {
+    registrations()
+        .iter()
+        .any(|r| core::ptr::eq(&r.job, job) && r.kernels_own)
 }
 
 /// The job the command line asks for: the one `run=` names, or without `run=`, `demo` if the
@@ -127,7 +183,10 @@ pub fn registered() -> alloc::vec::Vec<&'static Job> {
 /// kernel's own jobs do not count).
 pub fn chosen(name: &str, named: bool) -> Option<&'static Job> {
     find(name).or_else(|| {
-        let apps: Vec<&'static Job> = registered().into_iter().filter(|j| !j.builtin).collect();
+        let apps: Vec<&'static Job> = registered()
+            .into_iter()
+            .filter(|j| !is_kernels_own(j))
+            .collect();
         (!named && apps.len() == 1).then(|| apps[0])
     })
 }
@@ -160,8 +219,10 @@ pub fn names() -> String {
 pub const STACK_SIZE: u64 = 512 << 10;
 pub const STACK_GUARD_SIZE: u64 = 64 << 10;
 
-/// Runs `job` in the application's half of the address space: on its stack (an overflow faults
-/// in the stack guard and is reported as one), with its heap (`runtime::heap`) beside it. Afterwards
+/// Runs `job` in the application's half of the address space, in application context unless it
+/// is one of the kernel's own jobs ([`Registration`]): on its
+/// stack (an overflow faults in the stack guard and is reported as one), with its heap
+/// (`runtime::heap`, the global allocator's application allocator) beside it. Afterwards
 /// both are unmapped, and a swap slot still in use is reported as a leak and fails the job.
 #[cfg(target_os = "none")]
 pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
@@ -200,10 +261,17 @@ pub fn run(job: &'static Job, kernel: &'static Kernel) -> JobStatus {
         kernel,
         status: JobStatus::Failure,
     };
+    // An application runs in application context: its `Box`, `Vec` and `String` come from its
+    // heap (see `mm::heap`); the kernel's own jobs stay in kernel context. The guard lives in
+    // this frame, on the kernel's stack, so a call abandoned at a trapped fault (its frames on
+    // the application's stack never unwound) still ends in kernel context.
+    crate::mm::heap::install_app_allocator(&heap::ALLOCATOR);
+    let application = (!is_kernels_own(job)).then(crate::mm::context::Context::enter_application);
     // SAFETY: map_stack mapped [bottom, top) for this call alone, with a faulting guard below.
     unsafe {
         crate::arch::aarch64::stack::run_on_stack_at(top, enter, &mut call as *mut Call as usize)
     };
+    drop(application);
     heap::release();
     crate::mm::app_space::unmap_stack(bottom, STACK_SIZE, STACK_GUARD_SIZE);
     // Nothing of the application is left in memory or on swap now: a slot still in use was
@@ -239,7 +307,6 @@ mod tests {
         name: "stress",
         about: "",
         main: never,
-        builtin: false,
         options: &[
             JobOption {
                 key: "size",
@@ -278,9 +345,20 @@ mod tests {
             about: "",
             main: never,
             options: &[],
-            builtin: false,
         };
         let (errors, _) = check_options(&BARE, &params(&[("bare.x", "1")]));
         assert_eq!(errors, ["bare.x: job bare takes no options"]);
+    }
+
+    #[test]
+    fn a_registration_is_the_kernels_own_only_from_the_kernel_crate() {
+        assert!(same_crate("ferrite_kernel::app", module_path!()));
+        assert!(same_crate("ferrite_kernel", "ferrite_kernel::runtime"));
+        assert!(!same_crate(
+            "ferrite_kernel_extra::app",
+            "ferrite_kernel::runtime"
+        ));
+        assert!(!same_crate("ferrite", "ferrite_kernel::runtime"));
+        assert!(!same_crate("hello", "ferrite_kernel::runtime"));
     }
 }

@@ -2,7 +2,8 @@
 //! unexpected exception (for an application fault that found no memory, the out-of-memory report
 //! of `mm::oom` instead), and `catch_exception` for code that provokes one on purpose (self-tests,
 //! the semihosting probe).
-//! Must not allocate or take locks on the report path: it may run while a lock is held.
+//! Runs every handler in kernel context (`mm::context`), restoring the interrupted context on
+//! return. Must not allocate or take locks on the report path: it may run while a lock is held.
 
 use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -77,6 +78,11 @@ pub fn catch_exception(f: impl FnOnce()) -> Option<Caught> {
 /// application, is decided here in a few instructions; everything else goes to the full handler.
 #[no_mangle]
 extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
+    // The handler is kernel code whatever it interrupted: what it allocates (the resident queue,
+    // swap I/O) comes from kmalloc, never from the application's swappable heap. Restored on
+    // return, so the interrupted code goes on in its own context. Two stores and a load: this is
+    // the demand-zero fault's path.
+    let _kernel = crate::mm::context::Context::enter_kernel();
     if kind == 0 || kind == 4 {
         if let Some(write) = esr::data_translation_fault(frame.esr) {
             let far = frame.far;
