@@ -1,7 +1,8 @@
 //! The application's heap: a region of the application's own address space (TTBR0), mapped
-//! lazily like any other (its pages appear on first touch and may go to swap), with a buddy
-//! allocator (`buddy_system_allocator`) over it that grows a chunk at a time as the application
-//! allocates, as `malloc` grows with `brk`. It is the application's allocator of the global
+//! lazily like any other (its pages appear on first touch and may go to swap), with `talc` (a
+//! bin-indexed allocator: allocation and free in constant time, whatever the number of blocks,
+//! which a store of millions of values needs; a buddy allocator's free searches its lists) over
+//! it, grown a chunk at a time as the application allocates, as `malloc` grows with `brk`. It is the application's allocator of the global
 //! allocator (`mm::heap::install_app_allocator`, done by `runtime::run`): in application context
 //! `Box`, `Vec` and `String` live here, and every block in the application's half is freed here,
 //! whatever the context that drops it.
@@ -17,8 +18,10 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use buddy_system_allocator::Heap;
 use spin::Mutex;
+use talc::base::Talc;
+use talc::source::Manual;
+use talc::DefaultBinning;
 
 use crate::mm::app_space;
 use crate::mm::heap::AppAllocator;
@@ -30,12 +33,23 @@ pub const HEAP_REGION: u64 = 1 << 30;
 const GROW: u64 = 2 << 20;
 
 struct AppHeap {
-    heap: Heap<32>,
+    /// The allocator, over `[start, brk)` (`Manual`: it takes memory only from `claim` and
+    /// `extend` below).
+    talc: Talc<Manual, DefaultBinning>,
+    /// The end of the memory talc manages, as its `claim`/`extend` returned it (`None` before the
+    /// first growth).
+    heap_end: Option<NonNull<u8>>,
     start: u64,
     /// The end of the arena handed to the allocator so far (the program break).
     brk: u64,
     end: u64,
+    /// Bytes in blocks handed out and not yet freed.
+    in_use: u64,
 }
+
+// SAFETY: the allocator's pointers lead into the heap region only, which lives until `release`;
+// the value is reached under `HEAP`'s lock alone.
+unsafe impl Send for AppHeap {}
 
 static HEAP: Mutex<Option<AppHeap>> = Mutex::new(None);
 
@@ -69,7 +83,9 @@ unsafe fn dealloc_raw(ptr: *mut u8, layout: Layout) {
 pub fn init() -> Result<HeapStats, VmaError> {
     let start = app_space::mmap(HEAP_REGION, Prot::RW, "heap")?;
     *HEAP.lock() = Some(AppHeap {
-        heap: Heap::new(),
+        talc: Talc::new(Manual),
+        heap_end: None,
+        in_use: 0,
         start,
         brk: start,
         end: start + HEAP_REGION,
@@ -96,7 +112,7 @@ pub fn stats() -> Option<HeapStats> {
         start: h.start,
         reserved: h.end - h.start,
         grown: h.brk - h.start,
-        in_use: h.heap.stats_alloc_actual() as u64,
+        in_use: h.in_use,
     })
 }
 
@@ -106,20 +122,28 @@ pub fn alloc(layout: Layout) -> Option<NonNull<u8>> {
     let mut guard = HEAP.lock();
     let h = guard.as_mut()?;
     loop {
-        if let Ok(p) = h.heap.alloc(layout) {
+        // SAFETY: talc manages only memory of the heap region claimed below, which this heap
+        // owns until `release`.
+        if let Some(p) = unsafe { h.talc.allocate(layout) } {
+            h.in_use += layout.size() as u64;
             return Some(p);
         }
-        // Grow by at least what the request needs (a block of its size and alignment).
-        let need = (layout.size().max(layout.align()) as u64)
-            .next_power_of_two()
-            .max(GROW);
-        // Aligned to its size, so the buddy allocator gets it as one block (the address space
-        // skipped below it is never touched, so it costs nothing).
-        let base = h.brk.next_multiple_of(need);
-        let new_brk = base.checked_add(need).filter(|&b| b <= h.end)?;
-        // SAFETY: [base, new_brk) is inside the heap region, which belongs to this allocator
-        // alone and stays mapped (lazily) until `release`.
-        unsafe { h.heap.add_to_heap(base as usize, new_brk as usize) };
+        // Grow by at least what the request needs, its alignment and talc's bookkeeping
+        // included, in `GROW` steps.
+        let need = (layout.size() as u64 + layout.align() as u64 + 4096).next_multiple_of(GROW);
+        let new_brk = h.brk.checked_add(need).filter(|&b| b <= h.end)?;
+        h.heap_end = match h.heap_end {
+            // SAFETY: [start, new_brk) is inside the heap region, which belongs to this
+            // allocator alone and stays mapped (lazily) until `release`.
+            None => unsafe {
+                h.talc
+                    .claim(h.start as *mut u8, (new_brk - h.start) as usize)
+            },
+            // SAFETY: as above; `e` is the end talc returned last, and the memory up to
+            // `new_brk` follows it.
+            Some(e) => Some(unsafe { h.talc.extend(e, new_brk as *mut u8) }),
+        };
+        h.heap_end?;
         h.brk = new_brk;
     }
 }
@@ -130,7 +154,8 @@ pub fn alloc(layout: Layout) -> Option<NonNull<u8>> {
 /// `ptr` must come from [`alloc`] with the same `layout`, and not be used afterwards.
 pub unsafe fn dealloc(ptr: NonNull<u8>, layout: Layout) {
     if let Some(h) = HEAP.lock().as_mut() {
-        // SAFETY: as the caller guarantees.
-        unsafe { h.heap.dealloc(ptr, layout) };
+        // SAFETY: as the caller guarantees: a block `alloc` handed out with `layout`.
+        unsafe { h.talc.deallocate(ptr.as_ptr(), layout) };
+        h.in_use -= layout.size() as u64;
     }
 }
