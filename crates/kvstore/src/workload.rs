@@ -315,6 +315,15 @@ impl Bench {
         self.run(u64::MAX)
     }
 
+    /// Starts another run phase over the same loaded store: `operations` more operations, of
+    /// `workload` (YCSB runs A, B and C one after another on one load). The phase's counts start
+    /// at zero; the verification failures found so far stay in the report.
+    pub fn next_phase(&mut self, workload: Workload) {
+        self.config.workload = workload;
+        self.report.reads = 0;
+        self.report.updates = 0;
+    }
+
     /// Reads and verifies every loaded record once, in record order (a check after the run, or
     /// after the table has been through swap); returns the failures it found, which are also
     /// added to the report.
@@ -404,6 +413,21 @@ mod tests {
         assert_eq!(bench.load_all().unwrap(), config.records);
         assert_eq!(bench.run_all().unwrap(), config.operations);
         bench
+    }
+
+    #[test]
+    fn phases_run_one_after_another_on_one_load() {
+        let mut bench = Bench::new(config(Workload::A, 2_000)).unwrap();
+        bench.load_all().unwrap();
+        assert_eq!(bench.run_all().unwrap(), 2_000);
+        for w in [Workload::B, Workload::C] {
+            bench.next_phase(w);
+            assert_eq!(bench.config().workload, w);
+            assert_eq!(bench.run_all().unwrap(), 2_000);
+            assert_eq!(bench.report().operations(), 2_000);
+        }
+        assert_eq!(bench.report().updates, 0, "workload C only reads");
+        assert_eq!(bench.verify_all(), 0);
     }
 
     #[test]
