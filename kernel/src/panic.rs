@@ -1,4 +1,5 @@
-//! The panic handler: location and message on the console, then a failure exit. A panic while
+//! The panic handler: whose code panicked (an application's or the kernel's), location and
+//! message on the console, then a failure exit. A panic while
 //! panicking stops at once instead of recursing. Rust's allocation-failure panic ("memory
 //! allocation of N bytes failed", which stable `no_std` cannot replace by a handler of its own)
 //! is not a bug at a place in the code but memory running out: it becomes the out-of-memory
@@ -68,15 +69,20 @@ fn panic(info: &PanicInfo) -> ! {
         ));
         power::shutdown(power::ExitStatus::Failure)
     }
+    // Whose code panicked: an application's (running in application context) or the kernel's.
+    let who = match crate::mm::context::Context::current() {
+        crate::mm::context::Context::Application => "Application",
+        crate::mm::context::Context::Kernel => "Kernel",
+    };
     match info.location() {
         Some(l) => emergency_print(format_args!(
-            "\nKernel panic at {}:{}:{}: {}\n",
+            "\n{who} panic at {}:{}:{}: {}\n",
             l.file(),
             l.line(),
             l.column(),
             info.message()
         )),
-        None => emergency_print(format_args!("\nKernel panic: {}\n", info.message())),
+        None => emergency_print(format_args!("\n{who} panic: {}\n", info.message())),
     }
     power::shutdown(power::ExitStatus::Failure)
 }
