@@ -10,10 +10,16 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt::Write;
 
-/// `/proc/meminfo`: the page allocator's totals, the swap cache and swap, and what the boot
-/// reserved (RAM outside the allocator, the image, the boot heap).
+/// `/proc/meminfo` as text.
 #[cfg(target_os = "none")]
 pub fn meminfo() -> String {
+    meminfo_values().format()
+}
+
+/// `/proc/meminfo` as values: the page allocator's totals, the swap cache and swap, and what the
+/// boot reserved (RAM outside the allocator, the image, the boot heap), in bytes.
+#[cfg(target_os = "none")]
+pub fn meminfo_values() -> crate::mm::meminfo::MemInfo {
     let mut info = crate::mm::meminfo::MemInfo::default();
     if let Some(lines) = crate::mm::init::PAGES.with(|a| a.meminfo()) {
         for (label, bytes) in lines {
@@ -42,7 +48,7 @@ pub fn meminfo() -> String {
     let (heap_used, heap_total) = crate::mm::early_heap::usage();
     info.push("BootHeapUsed", heap_used as u64);
     info.push("BootHeapTotal", heap_total as u64);
-    info.format()
+    info
 }
 
 /// `/proc/buddyinfo` (the per-CPU lists drained first, so every free page is counted once).

@@ -21,8 +21,9 @@ static OPTIONS: &[AppOption] = &[AppOption {
 #[ferrite::main(name = "demo", options = OPTIONS)]
 fn main() {
     ferrite::log::info!(
-        "Ferrite demo: {} MiB of RAM, {} KiB of swap",
+        "Ferrite demo: {} MiB of RAM ({} MiB free), {} KiB of swap",
         ferrite::mem::ram_bytes() >> 20,
+        proc::meminfo_value("MemFree").unwrap_or(0) >> 20,
         ferrite::mem::swap_totals().0 >> 10
     );
     println!("/proc/iomem:");

@@ -9,6 +9,24 @@
 
 use alloc::string::String;
 
+/// `/proc/meminfo`'s lines as `(label, bytes)` pairs (`MemTotal`, `MemFree`, `SwapTotal`, ...),
+/// in the order [`meminfo`] prints them.
+///
+/// ```ignore
+/// let free = ferrite::proc::meminfo_value("MemFree").unwrap();
+/// ```
+pub fn meminfo_values() -> alloc::vec::Vec<(&'static str, u64)> {
+    crate::in_kernel(|| ferrite_kernel::procfs::meminfo_values().lines)
+}
+
+/// One `/proc/meminfo` line's value in bytes, by its label; `None` for a label it does not have.
+pub fn meminfo_value(label: &str) -> Option<u64> {
+    meminfo_values()
+        .into_iter()
+        .find(|(l, _)| *l == label)
+        .map(|(_, v)| v)
+}
+
 /// `/proc/meminfo`.
 pub fn meminfo() -> String {
     crate::in_kernel(ferrite_kernel::procfs::meminfo)
