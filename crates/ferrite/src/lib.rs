@@ -122,10 +122,12 @@ macro_rules! println {
     ($($arg:tt)*) => { $crate::__rt::print(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
-/// Runs `f` in kernel context: every entry point into the kernel that may allocate goes through
-/// it, so what the kernel allocates meanwhile (under its own locks, which the fault handler may
-/// need) comes from the kernel's heap, never from the application's swappable one. A value
-/// handed back is freed where it came from, whoever drops it.
+/// Runs `f` in kernel context: every entry point into the kernel that may allocate and does not
+/// enter kernel context itself (the reports, the console; the address-space calls of `mem` do,
+/// in `mm::app_space`) goes through it, so what the kernel allocates meanwhile (under its own
+/// locks, which the fault handler may need) comes from the kernel's heap, never from the
+/// application's swappable one. A value handed back is freed where it came from, whoever drops
+/// it.
 pub(crate) fn in_kernel<R>(f: impl FnOnce() -> R) -> R {
     let _kernel = ferrite_kernel::mm::context::Context::enter_kernel();
     f()

@@ -38,7 +38,7 @@ impl Region {
     /// ```
     pub fn map(len: u64, prot: Prot, name: &'static str) -> Result<Region, MapError> {
         Ok(Region {
-            inner: crate::in_kernel(|| app_space::Region::map(len, prot, name))?,
+            inner: app_space::Region::map(len, prot, name)?,
         })
     }
 
@@ -80,19 +80,19 @@ impl Region {
     /// r.protect(Prot::READ).unwrap();
     /// ```
     pub fn protect(&self, prot: Prot) -> Result<(), MapError> {
-        crate::in_kernel(|| app_space::mprotect(self.start(), self.len(), prot))
+        app_space::mprotect(self.start(), self.len(), prot)
     }
 
     /// `madvise(MADV_PAGEOUT)`: sends the region's pages to swap now (clean ones are dropped
     /// without a write); returns how many left memory. An error when there is no swap or a
     /// write failed (those pages stay in memory).
     pub fn pageout(&self) -> Result<u64, SwapError> {
-        crate::in_kernel(|| app_space::madvise_pageout(self.start(), self.len()))
+        app_space::madvise_pageout(self.start(), self.len())
     }
 
     /// Unmaps the region now and says whether that worked (dropping it does the same).
     pub fn unmap(self) -> Result<(), MapError> {
-        crate::in_kernel(|| self.inner.unmap())
+        self.inner.unmap()
     }
 }
 

@@ -21,10 +21,7 @@ pub fn meminfo_values() -> alloc::vec::Vec<(&'static str, u64)> {
 
 /// One `/proc/meminfo` line's value in bytes, by its label; `None` for a label it does not have.
 pub fn meminfo_value(label: &str) -> Option<u64> {
-    meminfo_values()
-        .into_iter()
-        .find(|(l, _)| *l == label)
-        .map(|(_, v)| v)
+    value_of(meminfo_values(), label)
 }
 
 /// `/proc/meminfo`.
@@ -49,10 +46,12 @@ pub fn vmstat_values() -> [(&'static str, u64); 7] {
 /// let faults = ferrite::proc::vmstat_value("pgfault").unwrap();
 /// ```
 pub fn vmstat_value(name: &str) -> Option<u64> {
-    vmstat_values()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
+    value_of(vmstat_values(), name)
+}
+
+/// The value named `name` among `(name, value)` pairs.
+fn value_of(pairs: impl IntoIterator<Item = (&'static str, u64)>, name: &str) -> Option<u64> {
+    pairs.into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
 }
 
 /// `/proc/buddyinfo`: free blocks per order, per zone.

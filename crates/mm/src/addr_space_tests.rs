@@ -13,6 +13,7 @@ use super::*;
 use crate::blkdev::BlockDevice;
 use crate::fake_disk::{FakeDisk, SharedDisk};
 use crate::memory::{RealFault, SwapInFailure};
+use crate::pgtable::tests::{RecordingTlb, SimMemory};
 use crate::pgtable::{desc, Half};
 use crate::swap_header::SwapHeader;
 use crate::swapfile::{ActiveSwap, SwapArea, SwapError};
@@ -20,41 +21,6 @@ use crate::test_rng::Rng;
 use crate::vma::Prot;
 
 const PAGE: u64 = PAGE_SIZE;
-
-/// Table pages, apart from the frames (their own addresses, from 4 GiB up).
-#[derive(Default)]
-struct SimTables {
-    pages: HashMap<u64, Box<[u64; 512]>>,
-    next: u64,
-}
-
-// SAFETY: every table page is a separate boxed array that lives until it is freed.
-unsafe impl TableAlloc for SimTables {
-    fn alloc_table(&mut self) -> Option<PhysAddr> {
-        self.next += PAGE;
-        let pa = (1 << 32) + self.next;
-        self.pages.insert(pa, Box::new([0xdead_beef; 512]));
-        Some(PhysAddr::new(pa))
-    }
-    fn free_table(&mut self, pa: PhysAddr) {
-        assert!(
-            self.pages.remove(&pa.as_u64()).is_some(),
-            "table {pa} freed twice"
-        );
-    }
-    fn table_ptr(&self, pa: PhysAddr) -> *mut u64 {
-        self.pages[&pa.as_u64()].as_ptr() as *mut u64
-    }
-}
-
-struct NoTlb;
-
-impl TlbFlush for NoTlb {
-    fn sync_tables(&mut self) {}
-    fn invalidate_va(&mut self, _: VirtAddr) {}
-    fn invalidate_all(&mut self) {}
-    fn wait(&mut self) {}
-}
 
 /// Simulated RAM (a budget of frames, handed out full of garbage as real RAM may be), the
 /// frames' swap-cache ties, and a swap area on a fake disk.
@@ -103,7 +69,7 @@ impl World {
 
     fn space(&self) -> AddrSpace<&World> {
         AddrSpace::new(
-            PageTable::new(Half::Lower, SimTables::default(), NoTlb).unwrap(),
+            PageTable::new(Half::Lower, SimMemory::default(), RecordingTlb::default()).unwrap(),
             self,
         )
     }
@@ -121,8 +87,8 @@ impl Drop for World {
 // SAFETY: every frame is a separate boxed page that lives until `free_frame` (or the world's
 // drop), and an address is handed out again only after it was freed.
 unsafe impl Backing for &World {
-    type Tables = SimTables;
-    type Tlb = NoTlb;
+    type Tables = SimMemory;
+    type Tlb = RecordingTlb;
 
     fn alloc_frame(self, _gfp: Gfp) -> Option<PhysAddr> {
         if self.in_use() >= self.budget.get() {

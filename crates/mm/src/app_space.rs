@@ -95,7 +95,7 @@ pub fn create() -> Result<PhysAddr, MapError> {
 /// The entry points' way in: in kernel context, so what the space allocates under its lock (its
 /// regions' tree, the resident queue, swap batches) comes from `kmalloc`, never from the
 /// application's swappable heap, where a touch could fault and the fault handler would find the
-/// lock held. The kernel's own jobs call these directly, from application context.
+/// lock held, whichever context the caller (an application through the API, or the kernel) runs in.
 fn with_mm<R>(none: R, f: impl FnOnce(&mut AddrSpace<KernelBacking>) -> R) -> R {
     let _kernel = Context::enter_kernel();
     APP_MM.lock().as_mut().map_or(none, f)

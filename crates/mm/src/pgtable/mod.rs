@@ -11,4 +11,4 @@ pub use desc::{Attrs, MemType};
 pub use table::{Half, MapError, PageTable, TableAlloc, TlbFlush, Translation};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

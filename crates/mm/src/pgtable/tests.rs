@@ -12,9 +12,9 @@ const K4: u64 = 4096;
 const M2: u64 = 2 << 20;
 const G1: u64 = 1 << 30;
 
-/// Simulated RAM for tables, with an optional page budget.
+/// Simulated RAM for tables, with an optional page budget (the address-space tests use it too).
 #[derive(Default)]
-struct SimMemory {
+pub(crate) struct SimMemory {
     pages: HashMap<u64, Box<[u64; 512]>>,
     next: u64,
     budget: Option<usize>,
@@ -49,7 +49,7 @@ unsafe impl TableAlloc for SimMemory {
 }
 
 #[derive(Default)]
-struct RecordingTlb {
+pub(crate) struct RecordingTlb {
     by_va: Vec<u64>,
     full: usize,
     syncs: usize,
