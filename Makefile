@@ -4,8 +4,8 @@
 #   make bench       benchmarks under QEMU -icount shift=0 (table + `bench NAME VALUE UNIT` lines)
 #   make image       build/Image (arm64 Image, for QEMU -kernel, U-Boot booti, Pi kernel8.img)
 #   make sdcard [BOARD=rpi4|rpi3]   Raspberry Pi SD-card image build/sdcard-BOARD.img (default rpi4)
-#   APP=dir (run, image, sdcard): the application crate in dir (scripts/new-app makes one) instead
-#   of the workspace's image with apps/ linked in
+#   APP=dir (run, image, sdcard): the application crate in dir alone (one scripts/new-app made, or
+#   one of apps/) instead of the workspace's image with every app of apps/ linked in
 #   make dtb-info DTB=file.dtb
 SHELL := /bin/bash
 BOARD ?= virt
@@ -19,8 +19,14 @@ ELF := target/aarch64-unknown-none/release/ferrite
 BUILD_KERNEL := cargo build --release --target aarch64-unknown-none -p ferrite-image
 else
 APP_NAME := $(shell sed -n 's/^name *= *"\(.*\)"/\1/p' "$(APP)/Cargo.toml" 2>/dev/null | head -n 1)
+ifeq ($(patsubst $(CURDIR)/apps/%,,$(abspath $(APP))),)
+# One of the workspace's applications (apps/NAME): its own image, the kernel with it alone.
+ELF := target/aarch64-unknown-none/release/$(APP_NAME)
+BUILD_KERNEL := cargo build --release --target aarch64-unknown-none -p $(APP_NAME) --bin $(APP_NAME)
+else
 ELF := $(abspath $(APP))/target/aarch64-unknown-none/release/$(APP_NAME)
 BUILD_KERNEL := @[ -n "$(APP_NAME)" ] || { echo "APP=$(APP): no Cargo.toml with a package name there" >&2; exit 1; }; cd "$(APP)" && cargo build --release
+endif
 endif
 
 .PHONY: all setup kernel image sdcard run test test-host bench dtb-info clean

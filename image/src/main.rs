@@ -7,9 +7,10 @@
 #![cfg_attr(target_os = "none", no_main)]
 #![forbid(unsafe_code)]
 
-// The kernel: its entry code, boot order, panic handler and its own jobs (selftest, bench).
+// The kernel: its entry code, boot order, panic handler and its own job (selftest).
 extern crate ferrite_kernel;
 // The applications on the public API.
+extern crate ferrite_app_bench;
 extern crate ferrite_app_demo;
 extern crate ferrite_app_kvstore;
 extern crate ferrite_app_memstress;

@@ -27,6 +27,7 @@ pub mod kernel;
 pub mod ktest;
 #[cfg(target_os = "none")]
 mod machine_selftests;
+pub mod mm_bench;
 #[cfg(target_os = "none")]
 mod mm_selftests;
 pub mod procfs;

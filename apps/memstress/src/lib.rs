@@ -117,7 +117,7 @@ fn main() -> ExitStatus {
         );
         return ExitStatus::Failure;
     }
-    let region = match Region::map(size, Prot::RW, "memstress") {
+    let mut region = match Region::map(size, Prot::RW, "memstress") {
         Ok(r) => r,
         Err(e) => {
             error!("memstress: cannot map {size:#x} bytes: {e}");

@@ -2,14 +2,18 @@
 //! `mmap(MAP_ANONYMOUS | MAP_PRIVATE)`: lazy (a page appears, zeroed, on its first touch), with
 //! permissions (never writable and executable at once), and pages that may go to swap when
 //! memory runs short and come back, verified, on the next touch. A [`Region`] is the handle:
-//! its words are read and written through it without `unsafe`, and it is unmapped when dropped.
+//! its bytes are read and written through it without `unsafe`, as slices or a word at a time,
+//! and it is unmapped when dropped. Like a `Vec`, it lends its bytes shared (`&self`) or
+//! exclusively (`&mut self`), so nothing writes them while a slice of them is read.
 //!
 //! ```ignore
 //! use ferrite::mem::{Region, Prot};
 //!
-//! let region = Region::map(1 << 20, Prot::RW, "buffer").expect("1 MiB");
+//! let mut region = Region::map(1 << 20, Prot::RW, "buffer").expect("1 MiB");
 //! region.write_u64(0, 42);
 //! assert_eq!(region.read_u64(0), 42);
+//! region.as_mut_slice()[8..13].copy_from_slice(b"hello");
+//! assert_eq!(&region.as_slice()[8..13], b"hello");
 //! ```
 #![forbid(unsafe_code)]
 
@@ -66,20 +70,59 @@ impl Region {
 
     /// Writes the 64-bit word at byte `offset` (as [`read_u64`](Self::read_u64)). A write to a
     /// region without write permission is a fault, reported with the region, and ends the run.
-    pub fn write_u64(&self, offset: u64, value: u64) {
+    pub fn write_u64(&mut self, offset: u64, value: u64) {
         self.inner.write_u64(offset, value)
     }
 
-    /// `mprotect`: new permissions for the whole region (not `Prot::NONE`, which needs the pages
-    /// unmapped).
+    /// The region's bytes. Pages come in as the slice touches them (zeroed the first time, or
+    /// back from swap); reading a region without read permission is a fault, reported with the
+    /// region, and ends the run.
     ///
     /// ```ignore
     /// # use ferrite::mem::{Region, Prot};
-    /// let r = Region::map(4096, Prot::RW, "table").unwrap();
+    /// let r = Region::map(4096, Prot::RW, "zeros").unwrap();
+    /// assert!(r.as_slice().iter().all(|&b| b == 0));
+    /// ```
+    pub fn as_slice(&self) -> &[u8] {
+        self.inner.as_slice()
+    }
+
+    /// The region's bytes, to write (as [`as_slice`](Self::as_slice); a write to a region
+    /// without write permission ends the run with a report).
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.inner.as_mut_slice()
+    }
+
+    /// The region's 64-bit words (aligned: a region starts on a page).
+    ///
+    /// ```ignore
+    /// # use ferrite::mem::{Region, Prot};
+    /// let mut r = Region::map(8192, Prot::RW, "words").unwrap();
+    /// for (i, w) in r.words_mut().iter_mut().enumerate() {
+    ///     *w = i as u64;
+    /// }
+    /// assert_eq!(r.words()[1023], 1023);
+    /// ```
+    pub fn words(&self) -> &[u64] {
+        self.inner.words()
+    }
+
+    /// The region's 64-bit words, to write.
+    pub fn words_mut(&mut self) -> &mut [u64] {
+        self.inner.words_mut()
+    }
+
+    /// `mprotect`: new permissions for the whole region (not `Prot::NONE`, which needs the pages
+    /// unmapped). Takes `&mut self`: no slice of the region is borrowed while its permissions
+    /// change.
+    ///
+    /// ```ignore
+    /// # use ferrite::mem::{Region, Prot};
+    /// let mut r = Region::map(4096, Prot::RW, "table").unwrap();
     /// r.write_u64(0, 1);
     /// r.protect(Prot::READ).unwrap();
     /// ```
-    pub fn protect(&self, prot: Prot) -> Result<(), MapError> {
+    pub fn protect(&mut self, prot: Prot) -> Result<(), MapError> {
         app_space::mprotect(self.start(), self.len(), prot)
     }
 

@@ -43,3 +43,14 @@ impl Instant {
         Instant::now().duration_since(*self)
     }
 }
+
+/// Whether QEMU runs with `-icount shift=0` (the boot option `icount`, which `make bench`
+/// passes): then one nanosecond of this clock is one instruction, and a figure measured with it
+/// is deterministic and may be given in instructions.
+///
+/// ```ignore
+/// let unit = if ferrite::time::counts_instructions() { "insn" } else { "ns" };
+/// ```
+pub fn counts_instructions() -> bool {
+    ferrite_kernel::mm_bench::counts_instructions()
+}

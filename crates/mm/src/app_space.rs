@@ -161,12 +161,50 @@ impl Region {
         unsafe { self.word(offset).read_volatile() }
     }
 
-    /// Writes the word at `offset` (8-byte aligned, inside the region).
+    /// Writes the word at `offset` (8-byte aligned, inside the region). Takes `&mut self`, as
+    /// [`as_mut_slice`](Self::as_mut_slice) does, so no shared slice of the region is alive
+    /// while it changes.
     #[inline(always)]
-    pub fn write_u64(&self, offset: u64, value: u64) {
+    pub fn write_u64(&mut self, offset: u64, value: u64) {
         // SAFETY: as in `read_u64`; a region without write permission faults, and the fault
-        // is reported as one.
+        // is reported as one. `&mut self` means no slice of the region is borrowed.
         unsafe { self.word(offset).write_volatile(value) }
+    }
+
+    /// The region's bytes as a slice. A page is faulted in (zeroed, or back from swap) when
+    /// the slice first touches it; a region without read permission faults, reported as one.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: [start, start + len) is this value's mapping in the application's half,
+        // which nothing else maps or references: it stays mapped for as long as `self` is
+        // borrowed (unmapping takes `self` by value), every byte of it is initialised (a page
+        // not present is supplied, zeroed or from swap, by the fault handler on first touch),
+        // and while the slice lives no write through `self` can happen (writes take
+        // `&mut self`). Page-out and swap-in move a page's frame, never its bytes.
+        unsafe { core::slice::from_raw_parts(self.start as *const u8, self.len as usize) }
+    }
+
+    /// The region's bytes as a mutable slice (a write to a region without write permission
+    /// faults, reported as one).
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; `&mut self` makes this the only reference to the bytes.
+        unsafe { core::slice::from_raw_parts_mut(self.start as *mut u8, self.len as usize) }
+    }
+
+    /// The region's 64-bit words (a region is page-aligned, so they are aligned).
+    #[inline]
+    pub fn words(&self) -> &[u64] {
+        // SAFETY: as in `as_slice`; the start is page-aligned and the length a whole number
+        // of pages, so the words are aligned and whole, and any bit pattern is a `u64`.
+        unsafe { core::slice::from_raw_parts(self.start as *const u64, (self.len / 8) as usize) }
+    }
+
+    /// The region's 64-bit words, mutable.
+    #[inline]
+    pub fn words_mut(&mut self) -> &mut [u64] {
+        // SAFETY: as in `words` and `as_mut_slice`.
+        unsafe { core::slice::from_raw_parts_mut(self.start as *mut u64, (self.len / 8) as usize) }
     }
 
     /// Unmaps the region now, saying whether `munmap` succeeded (dropping it does the same and

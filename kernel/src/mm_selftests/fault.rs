@@ -21,7 +21,7 @@ fn fail(what: impl core::fmt::Display) -> TestError {
 
 /// A region of `len` bytes mapped, every page touched, and unmapped again.
 fn touch_and_unmap(len: u64) -> Result<(), TestError> {
-    let region = Region::map(len, Prot::RW, "ktest-warm-up").map_err(fail)?;
+    let mut region = Region::map(len, Prot::RW, "ktest-warm-up").map_err(fail)?;
     for off in (0..len).step_by(4096) {
         region.write_u64(off, off);
     }
@@ -34,7 +34,7 @@ ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
     // pages) is then grown already, and the count below sees this region's pages alone.
     touch_and_unmap(len)?;
     let before = free_pages();
-    let region = Region::map(len, Prot::RW, "ktest").map_err(fail)?;
+    let mut region = Region::map(len, Prot::RW, "ktest").map_err(fail)?;
     let base = region.start();
     kassert!((crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&base));
     let faults = PGFAULT.load(Ordering::Relaxed);
@@ -61,7 +61,7 @@ ktest!(lazy_regions_fill_on_first_touch_and_munmap_returns_pages, {
 
 ktest!(out_of_region_and_protection_faults_are_real, {
     let len = 8 << 10;
-    let region = Region::map(len, Prot::RW, "ktest-ro").map_err(fail)?;
+    let mut region = Region::map(len, Prot::RW, "ktest-ro").map_err(fail)?;
     let base = region.start();
     // Outside every region (just past this one, which the next mmap would not fill).
     let outside = base + (1 << 30);
@@ -109,7 +109,7 @@ ktest!(out_of_region_and_protection_faults_are_real, {
 ktest!(access_flag_faults_set_the_flag_and_retry, {
     use crate::addr::VirtAddr;
     use crate::mm::pgtable::desc;
-    let region = Region::map(4096, Prot::RW, "ktest-af").map_err(fail)?;
+    let mut region = Region::map(4096, Prot::RW, "ktest-af").map_err(fail)?;
     let base = region.start();
     region.write_u64(0, 0x5eed);
     // What reclaim's clock does: clear the access flag (the TLB entry goes with it).

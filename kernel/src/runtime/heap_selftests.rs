@@ -151,7 +151,7 @@ ktest!(
         // exception entry, both in kernel context. The application's heap must not grow by a byte.
         const PAGES: u64 = 256;
         let result = in_application(|| -> Result<(), TestError> {
-            let region = crate::mm::app_space::Region::map(
+            let mut region = crate::mm::app_space::Region::map(
                 PAGES * 4096,
                 crate::mm::vma::Prot::RW,
                 "ctx-test",
