@@ -31,6 +31,8 @@ pub mod mm_bench;
 #[cfg(target_os = "none")]
 mod mm_selftests;
 pub mod procfs;
+#[cfg(target_os = "none")]
+mod procfs_selftests;
 pub mod runtime;
 #[cfg(target_os = "none")]
 pub mod start;

@@ -1,6 +1,7 @@
 //! The kernel's reports in the formats of Linux's `/proc` files, as text: `/proc/meminfo`,
 //! `/proc/buddyinfo`, `/proc/slabinfo`, `/proc/vmstat` (the paging counters), a `/proc/zoneinfo`
-//! summary, `/proc/iomem` and `/proc/swaps`. What the application API's `ferrite::proc` returns
+//! summary, `/proc/iomem` and `/proc/swaps`; and as values (meminfo, buddyinfo, slabinfo,
+//! swaps; the vmstat counters come as values from mm::vmstat). What the application API's `ferrite::proc` returns
 //! and the kernel's own jobs print. Owns the assembly of each report from the mechanisms'
 //! figures; must never change a count (reports only read), and formats nothing itself that a
 //! mechanism already formats (mm::vmstat, mm::meminfo, machine::report).
@@ -59,6 +60,36 @@ pub fn buddyinfo() -> String {
     lines(pages.snapshot().map(|s| s.buddyinfo()).unwrap_or_default())
 }
 
+/// One line of `/proc/buddyinfo` as values: a populated zone's free blocks per order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuddyInfo {
+    /// The NUMA node (always 0).
+    pub node: u32,
+    /// The zone's name (`DMA`, `DMA32`, `Normal`).
+    pub zone: &'static str,
+    /// Free blocks of each order, order 0 first.
+    pub free: alloc::vec::Vec<u64>,
+}
+
+/// `/proc/buddyinfo` as values, one per populated zone (the per-CPU lists drained first).
+#[cfg(target_os = "none")]
+pub fn buddyinfo_values() -> alloc::vec::Vec<BuddyInfo> {
+    let pages = &crate::mm::init::PAGES;
+    pages.with(|a| a.drain_pcp());
+    pages
+        .snapshot()
+        .map(|s| {
+            s.populated()
+                .map(|z| BuddyInfo {
+                    node: 0,
+                    zone: z.id.name(),
+                    free: z.buddy.to_vec(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A `/proc/zoneinfo` summary: each zone's range, free pages and watermarks.
 #[cfg(target_os = "none")]
 pub fn zoneinfo() -> String {
@@ -81,6 +112,14 @@ pub fn slabinfo() -> String {
     out
 }
 
+/// `/proc/slabinfo`'s lines as values, one per kmalloc cache.
+#[cfg(target_os = "none")]
+pub fn slabinfo_values() -> alloc::vec::Vec<crate::mm::slab::SlabInfo> {
+    crate::mm::heap::kmalloc_caches()
+        .map(|k| k.caches().map(|c| c.slabinfo_values()).collect())
+        .unwrap_or_default()
+}
+
 /// `/proc/vmstat`'s paging counters, one `name value` line each.
 pub fn vmstat() -> String {
     let mut out = String::new();
@@ -97,18 +136,47 @@ pub fn iomem() -> String {
         .unwrap_or_default()
 }
 
+/// One line of `/proc/swaps` as values: an active swap area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwapInfo {
+    /// The device, as Linux names it (`/dev/...`).
+    pub filename: String,
+    /// `partition` (a whole disk, as Linux reports a block device).
+    pub kind: &'static str,
+    /// The area's size in KiB.
+    pub size_kib: u64,
+    /// KiB in use.
+    pub used_kib: u64,
+    /// Its priority (`-2`: the first area swapon set up without a priority, as Linux numbers it).
+    pub priority: i32,
+}
+
+/// `/proc/swaps` as values: the active swap areas (one at most today).
+pub fn swaps_values() -> alloc::vec::Vec<SwapInfo> {
+    let swap = crate::mm::swapfile::SWAP.lock();
+    swap.as_ref()
+        .map(|s| {
+            let (total, free) = (s.area.total_bytes(), s.area.free_bytes());
+            alloc::vec![SwapInfo {
+                filename: format!("/dev/{}", s.disk.name()),
+                kind: "partition",
+                size_kib: total / 1024,
+                used_kib: (total - free) / 1024,
+                priority: -2,
+            }]
+        })
+        .unwrap_or_default()
+}
+
 /// `/proc/swaps`: the active swap area, in Linux's columns (sizes in KiB).
 pub fn swaps() -> String {
     let mut out = String::from("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n");
-    let swap = crate::mm::swapfile::SWAP.lock();
-    if let Some(s) = swap.as_ref() {
-        let (total, free) = (s.area.total_bytes(), s.area.free_bytes());
-        out.push_str(&format!(
-            "/dev/{}\t\t\t\tpartition\t{}\t\t{}\t\t-2\n",
-            s.disk.name(),
-            total / 1024,
-            (total - free) / 1024
-        ));
+    for a in swaps_values() {
+        let _ = writeln!(
+            out,
+            "{}\t\t\t\t{}\t{}\t\t{}\t\t{}",
+            a.filename, a.kind, a.size_kib, a.used_kib, a.priority
+        );
     }
     out
 }

@@ -1,5 +1,6 @@
-//! The kernel's reports, in the formats of Linux's `/proc` files (text, one `String` each) and,
-//! for the counters a program compares before and after, as values.
+//! The kernel's reports, in the formats of Linux's `/proc` files (text, one `String` each) and
+//! as values a program can compute with: `meminfo`, `vmstat`, `buddyinfo`, `slabinfo` and
+//! `swaps` (`*_values`, and `meminfo_value`/`vmstat_value` for one line).
 //!
 //! ```ignore
 //! ferrite::print!("{}", ferrite::proc::meminfo());
@@ -8,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 /// `/proc/meminfo`'s lines as `(label, bytes)` pairs (`MemTotal`, `MemFree`, `SwapTotal`, ...),
 /// in the order [`meminfo`] prints them.
@@ -15,7 +17,7 @@ use alloc::string::String;
 /// ```ignore
 /// let free = ferrite::proc::meminfo_value("MemFree").unwrap();
 /// ```
-pub fn meminfo_values() -> alloc::vec::Vec<(&'static str, u64)> {
+pub fn meminfo_values() -> Vec<(&'static str, u64)> {
     crate::in_kernel(|| ferrite_kernel::procfs::meminfo_values().lines)
 }
 
@@ -59,9 +61,39 @@ pub fn buddyinfo() -> String {
     crate::in_kernel(ferrite_kernel::procfs::buddyinfo)
 }
 
+/// A line of `/proc/buddyinfo` as values: a zone's free blocks per order.
+pub use ferrite_kernel::procfs::BuddyInfo;
+
+/// `/proc/buddyinfo` as values, one [`BuddyInfo`] per populated zone.
+///
+/// ```ignore
+/// for zone in ferrite::proc::buddyinfo_values() {
+///     let free_pages: u64 = zone.free.iter().enumerate().map(|(order, n)| n << order).sum();
+///     ferrite::println!("{}: {free_pages} free pages", zone.zone);
+/// }
+/// ```
+pub fn buddyinfo_values() -> Vec<BuddyInfo> {
+    crate::in_kernel(ferrite_kernel::procfs::buddyinfo_values)
+}
+
 /// `/proc/slabinfo` (version 2.1) for the kernel's kmalloc caches.
 pub fn slabinfo() -> String {
     crate::in_kernel(ferrite_kernel::procfs::slabinfo)
+}
+
+/// A line of `/proc/slabinfo` as values: one cache's objects and slabs.
+pub use ferrite_kernel::mm::slab::SlabInfo;
+
+/// `/proc/slabinfo` as values, one [`SlabInfo`] per kmalloc cache.
+///
+/// ```ignore
+/// let in_use: u64 = ferrite::proc::slabinfo_values()
+///     .iter()
+///     .map(|c| c.active_objs * c.objsize)
+///     .sum();
+/// ```
+pub fn slabinfo_values() -> Vec<SlabInfo> {
+    crate::in_kernel(ferrite_kernel::procfs::slabinfo_values)
 }
 
 /// A `/proc/zoneinfo` summary: each zone's range, free pages and watermarks.
@@ -72,6 +104,20 @@ pub fn zoneinfo() -> String {
 /// `/proc/swaps`: the active swap area (sizes in KiB).
 pub fn swaps() -> String {
     crate::in_kernel(ferrite_kernel::procfs::swaps)
+}
+
+/// A line of `/proc/swaps` as values: an active swap area.
+pub use ferrite_kernel::procfs::SwapInfo;
+
+/// `/proc/swaps` as values: the active swap areas (none without swap).
+///
+/// ```ignore
+/// for area in ferrite::proc::swaps_values() {
+///     ferrite::println!("{}: {} of {} KiB used", area.filename, area.used_kib, area.size_kib);
+/// }
+/// ```
+pub fn swaps_values() -> Vec<SwapInfo> {
+    crate::in_kernel(ferrite_kernel::procfs::swaps_values)
 }
 
 /// `/proc/iomem`: the machine's physical memory map.

@@ -120,6 +120,28 @@ impl fmt::Display for SlabDefect {
     }
 }
 
+/// One cache's `/proc/slabinfo` (version 2.1) line as values, named as Linux's header names
+/// them (the tunables and shared fields, always 0 for a SLUB-style allocator, are left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlabInfo {
+    /// The cache's name (`kmalloc-64`).
+    pub name: &'static str,
+    /// Objects handed out.
+    pub active_objs: u64,
+    /// Objects the cache's slabs hold, free or not.
+    pub num_objs: u64,
+    /// Bytes an object takes in its slab.
+    pub objsize: u64,
+    /// Objects in one slab.
+    pub objperslab: u64,
+    /// Pages in one slab.
+    pub pagesperslab: u64,
+    /// Slabs with an object handed out.
+    pub active_slabs: u64,
+    /// Slabs the cache holds.
+    pub num_slabs: u64,
+}
+
 /// Counters for `/proc/slabinfo`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SlabStats {
@@ -683,22 +705,38 @@ impl KmemCache {
 
     /// The `/proc/slabinfo` line.
     pub fn slabinfo(&self) -> String {
-        let s = self.stats();
+        let i = self.slabinfo_values();
         format!(
             "{:<17} {:>6} {:>6} {:>6} {:>4} {:>4} : tunables {:>4} {:>4} {:>4} : slabdata {:>6} {:>6} {:>6}",
-            self.name,
-            s.active_objs,
-            s.num_objs,
-            self.stride,
-            self.objects,
-            1u32 << self.order,
+            i.name,
+            i.active_objs,
+            i.num_objs,
+            i.objsize,
+            i.objperslab,
+            i.pagesperslab,
             0,
             0,
             0,
-            s.num_slabs,
-            s.num_slabs,
+            i.active_slabs,
+            i.num_slabs,
             0
         )
+    }
+
+    /// This cache's `/proc/slabinfo` line as values (the object size is the stride: what an
+    /// object takes in its slab, red zones included under `slub_debug`).
+    pub fn slabinfo_values(&self) -> SlabInfo {
+        let s = self.stats();
+        SlabInfo {
+            name: self.name,
+            active_objs: s.active_objs,
+            num_objs: s.num_objs,
+            objsize: self.stride as u64,
+            objperslab: self.objects as u64,
+            pagesperslab: 1u64 << self.order,
+            active_slabs: s.num_slabs,
+            num_slabs: s.num_slabs,
+        }
     }
 
     // --- slub_debug ---
