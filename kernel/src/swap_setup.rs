@@ -45,7 +45,6 @@ pub fn plan(mode: SwapMode, disks: usize) -> Plan {
 #[cfg(target_os = "none")]
 pub fn swapon(kernel: &'static crate::kernel::Kernel) {
     use crate::drivers::virtio::blk::VirtioBlk;
-    use crate::mm::blkdev::BlockDevice;
     use alloc::boxed::Box;
     use alloc::vec::Vec;
     use log::{info, warn};
@@ -58,12 +57,10 @@ pub fn swapon(kernel: &'static crate::kernel::Kernel) {
              -device virtio-blk-device,drive=d0"
         );
     }
-    let disks: Vec<Box<dyn BlockDevice>> = VirtioBlk::probe_all()
-        .into_iter()
-        .map(|d| Box::new(d) as Box<dyn BlockDevice>)
-        .collect();
+    let disks: Vec<Box<VirtioBlk>> = VirtioBlk::probe_all().into_iter().map(Box::new).collect();
     match plan(kernel.options.swap, disks.len()) {
-        Plan::Swapon(policy) => crate::mm::swapfile::swapon(policy, disks),
+        // The disks swapon gives back are released (their drivers reset them).
+        Plan::Swapon(policy) => drop(crate::mm::swapfile::swapon(policy, disks)),
         Plan::NoDisk => info!("Swap: no virtio-blk disk; running without swap"),
         Plan::Off => info!("Swap: off (swap=off)"),
         Plan::NoSuchDisk { disk, found } => {
