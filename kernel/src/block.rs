@@ -42,8 +42,8 @@ pub enum DiskState {
     Swap,
 }
 
-/// One disk as the registry lists it (Linux's `/sys/block/<name>`: `size`, `queue/
-/// logical_block_size`, `ro`).
+/// One disk as the registry lists it (what Linux's `/sys/block/<name>` says in `size`, `ro` and
+/// `queue/logical_block_size`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DiskInfo {
     /// The disk's name: `vda`, `vdb`, ... in the order the disks were found (on QEMU `virt`, the
