@@ -20,6 +20,9 @@ pub use ferrite_mm as mm;
 
 pub mod app;
 pub mod arch;
+pub mod block;
+#[cfg(target_os = "none")]
+mod block_selftests;
 pub mod cmdline;
 pub mod console;
 pub mod drivers;

@@ -153,12 +153,23 @@ pub struct SwapInfo {
 
 /// `/proc/swaps` as values: the active swap areas (one at most today).
 pub fn swaps_values() -> alloc::vec::Vec<SwapInfo> {
+    // The swap device's name in the block registry (`vda`), asked before the swap lock is taken.
+    #[cfg(target_os = "none")]
+    let registered = crate::block::devices()
+        .into_iter()
+        .find(|d| d.state == crate::block::DiskState::Swap)
+        .map(|d| d.name);
+    #[cfg(not(target_os = "none"))]
+    let registered: Option<String> = None;
     let swap = crate::mm::swapfile::SWAP.lock();
     swap.as_ref()
         .map(|s| {
             let (total, free) = (s.area.total_bytes(), s.area.free_bytes());
             alloc::vec![SwapInfo {
-                filename: format!("/dev/{}", s.disk.name()),
+                filename: format!(
+                    "/dev/{}",
+                    registered.as_deref().unwrap_or_else(|| s.disk.name())
+                ),
                 kind: "partition",
                 size_kib: total / 1024,
                 used_kib: (total - free) / 1024,

@@ -1,10 +1,12 @@
-//! Swap at boot, the kernel's glue between the command line, the drivers and mm: finds the disks
-//! swap may use (the virtio-blk disks, in the order `swap=format:N` counts them), says when a
-//! disk is attached that Ferrite cannot drive (a virtio PCI disk), turns `swap=` into the policy
-//! mm's swapon takes, and hands mm the disks as block devices. Owns that translation and the
-//! lines about it (no disk, `swap=off`, a `swap=format:N` that names no disk); mm owns the choice
-//! among the disks, the per-disk reasons and the area. Never reads or writes a disk itself. The
-//! translation is portable (host-tested); finding the disks is kernel only.
+//! Swap at boot, the kernel's glue between the command line, the block layer and mm: says when a
+//! disk is attached that Ferrite cannot drive (a virtio PCI disk), has the block layer register
+//! the virtio-blk disks (`vda`, `vdb`, ... in the order `swap=format:N` counts them), turns
+//! `swap=` into the policy mm's swapon takes, and lends swapon the registry's disks: the one it
+//! keeps is the active swap device, the others go back to the registry for their next user. Owns
+//! that translation and the lines about it (no disk, `swap=off`, a `swap=format:N` that names no
+//! disk); mm owns the choice among the disks, the per-disk reasons and the area, the block layer
+//! (`block`) the disks. Never reads or writes a disk itself. The translation is portable
+//! (host-tested); the rest is kernel only.
 #![forbid(unsafe_code)]
 
 use crate::cmdline::SwapMode;
@@ -38,16 +40,13 @@ pub fn plan(mode: SwapMode, disks: usize) -> Plan {
     }
 }
 
-/// Boot-time swap: points out virtio PCI disks (which Ferrite does not drive), probes the
-/// virtio-blk disks and runs mm's swapon over them as `swap=` says. Called once, after the kernel
-/// state is published (the drivers find their devices through it). Disks swapon does not keep
-/// are released.
+/// Boot-time swap: points out virtio PCI disks (which Ferrite does not drive), registers the
+/// virtio-blk disks with the block layer and runs mm's swapon over them as `swap=` says. Called
+/// once, after the kernel state is published (the drivers find their devices through it). The
+/// disks swapon does not keep stay in the registry, where `block::open` finds them.
 #[cfg(target_os = "none")]
 pub fn swapon(kernel: &'static crate::kernel::Kernel) {
-    use crate::drivers::virtio::blk::VirtioBlk;
-    use crate::mm::blkdev::BlockDevice;
-    use alloc::boxed::Box;
-    use alloc::vec::Vec;
+    use crate::block::DISKS;
     use log::{info, warn};
 
     // A disk Ferrite cannot see as one: QEMU's `-drive if=virtio` makes a PCI device on virt.
@@ -58,12 +57,12 @@ pub fn swapon(kernel: &'static crate::kernel::Kernel) {
              -device virtio-blk-device,drive=d0"
         );
     }
-    let disks: Vec<Box<dyn BlockDevice>> = VirtioBlk::probe_all()
-        .into_iter()
-        .map(|d| Box::new(d) as Box<dyn BlockDevice>)
-        .collect();
-    match plan(kernel.options.swap, disks.len()) {
-        Plan::Swapon(policy) => crate::mm::swapfile::swapon(policy, disks),
+    // The block layer owns the disks from here on; swap borrows them to choose.
+    crate::block::probe();
+    match plan(kernel.options.swap, DISKS.free()) {
+        Plan::Swapon(policy) => {
+            DISKS.lend_to_swapon(|disks| crate::mm::swapfile::swapon(policy, disks))
+        }
         Plan::NoDisk => info!("Swap: no virtio-blk disk; running without swap"),
         Plan::Off => info!("Swap: off (swap=off)"),
         Plan::NoSuchDisk { disk, found } => {

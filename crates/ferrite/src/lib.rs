@@ -13,8 +13,9 @@
 //!
 //! The kernel boots, maps the application's stack and heap in its own half of the address space,
 //! calls `main`, and powers the machine off with its status (a `Result`'s `Err` or a panic is a
-//! failure). The modules: [`mem`] (regions of the application's memory, `mmap`-style), [`proc`]
-//! (the kernel's reports, as values and as Linux's `/proc` text), [`bench`](mod@bench) (the kernel's own
+//! failure). The modules: [`mem`] (regions of the application's memory, `mmap`-style), [`block`]
+//! (the disks: listed, opened by name, read and written in sectors), [`proc`] (the kernel's
+//! reports, as values and as Linux's `/proc` text), [`bench`](mod@bench) (the kernel's own
 //! measurements, for benchmark programs), [`env`](mod@env) (the application's own
 //! options and arguments), [`time`] (a monotonic clock), [`io`] (lines typed on the console), and
 //! [`println!`]/[`print!`] for the console; `log`'s
@@ -26,6 +27,7 @@
 extern crate alloc;
 
 pub mod bench;
+pub mod block;
 pub mod env;
 pub mod io;
 pub mod mem;

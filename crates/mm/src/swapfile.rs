@@ -1,8 +1,9 @@
 //! The swap area in use (Linux's `mm/swapfile.c`): swapon over the block devices the kernel
 //! found (choosing one as the policy says: `swap=auto`, `format`, `format:N` on the command
-//! line), activating it (header, slots, the checksum each slot keeps of the page it holds),
-//! freeing slots, and its totals for `/proc/meminfo`. Owns the choice and the area's
-//! bookkeeping; the page I/O over the area's device is `page_io`'s. Must never write to a disk
+//! line, and giving the others back to the kernel), activating it (header, slots, the checksum
+//! each slot keeps of the page it holds), freeing slots, and its totals for `/proc/meminfo`.
+//! Owns the choice, the device it keeps and the area's bookkeeping; the page I/O over the area's
+//! device is `page_io`'s. Must never write to a disk
 //! that lacks the `SWAPSPACE2` signature unless the policy is to format, and then only to a
 //! blank disk (when no disk holds a usable area) or to the one [`SwapPolicy::Format`] names;
 //! never to a read-only disk. Devices come through mm's port (`blkdev::BlockDevice`): this module
@@ -667,9 +668,30 @@ fn new_uuid() -> [u8; 16] {
 }
 
 /// swapon over the disks the kernel found (in the order [`SwapPolicy::Format`] counts them):
-/// picks one as `policy` says, logs why any disk was passed over, and makes the chosen one the
-/// active area of [`SWAP`]. Disks not chosen are dropped (their drivers release them).
-pub fn swapon(policy: SwapPolicy, mut disks: Vec<Box<dyn BlockDevice>>) {
+/// picks one as `policy` says, logs why any disk was passed over, makes the chosen one the
+/// active area of [`SWAP`] and lets reclaim send pages to it. Gives back every disk it does not
+/// keep, in its place in the list (`None` in the place of the one it keeps), so the kernel can
+/// hand them to their next user: a disk swap passed over is not swap's to drop.
+pub fn swapon<D: BlockDevice + 'static>(
+    policy: SwapPolicy,
+    disks: Vec<Box<D>>,
+) -> Vec<Option<Box<D>>> {
+    let disks = swapon_into(&SWAP, policy, disks);
+    // Reclaim can now send application pages to swap (the application's address space is the
+    // kernel's: a host build has none to reclaim).
+    #[cfg(target_os = "none")]
+    if SWAP.active() {
+        super::init::PAGES.set_reclaim_hook(super::app_space::reclaim_hook);
+    }
+    disks
+}
+
+/// [`swapon`] into `swap` (the host tests' own [`SwapSpace`]), without the reclaim hook.
+pub fn swapon_into<D: BlockDevice + 'static>(
+    swap: &SwapSpace,
+    policy: SwapPolicy,
+    mut disks: Vec<Box<D>>,
+) -> Vec<Option<Box<D>>> {
     use log::{info, warn};
     let choice = choose(policy, &mut disks, new_uuid());
     for s in &choice.skipped {
@@ -680,20 +702,25 @@ pub fn swapon(policy: SwapPolicy, mut disks: Vec<Box<dyn BlockDevice>>) {
             warn!("Swap: {name} not used: {}", s.why);
         }
     }
+    let mut disks: Vec<Option<Box<D>>> = disks.into_iter().map(Some).collect();
     let Some((index, header)) = choice.chosen else {
         warn!("Swap: no usable swap area; running without swap");
-        return;
+        return disks;
     };
-    let disk = disks.swap_remove(index);
     let area = match SwapArea::new(header) {
         Ok(area) => area,
         Err(why) => {
-            warn!(
-                "Swap: {} not used: {why}; running without swap",
-                disk.name()
-            );
-            return;
+            if let Some(disk) = &disks[index] {
+                warn!(
+                    "Swap: {} not used: {why}; running without swap",
+                    disk.name()
+                );
+            }
+            return disks;
         }
+    };
+    let Some(disk) = disks[index].take() else {
+        return disks;
     };
     info!(
         "Swap: {} {}: {} KiB in {} slots{}",
@@ -711,11 +738,8 @@ pub fn swapon(policy: SwapPolicy, mut disks: Vec<Box<dyn BlockDevice>>) {
             format!(", {} bad page(s) skipped", area.header.bad_pages.len())
         }
     );
-    SWAP.install(ActiveSwap::new(disk, area));
-    // Reclaim can now send application pages to swap (the application's address space is the
-    // kernel's: a host build has none to reclaim).
-    #[cfg(target_os = "none")]
-    super::init::PAGES.set_reclaim_hook(super::app_space::reclaim_hook);
+    swap.install(ActiveSwap::new(disk, area));
+    disks
 }
 
 #[cfg(test)]
@@ -739,6 +763,68 @@ mod tests {
         assert!(!c.formatted);
         assert!(disks.iter().all(|d| d.writes == 0));
         assert!(disks[0].data.iter().all(|&b| b == 0));
+    }
+
+    /// Boxed fake disks, as the kernel hands its disks to swapon (boxed, since the one swapon
+    /// keeps becomes the area's `Box<dyn BlockDevice>` as it is).
+    #[allow(clippy::vec_box)]
+    fn boxed(disks: impl IntoIterator<Item = FakeDisk>) -> Vec<Box<FakeDisk>> {
+        disks.into_iter().map(Box::new).collect()
+    }
+
+    #[test]
+    fn swapon_keeps_the_chosen_disk_and_gives_every_other_back_in_its_place() {
+        let swap = SwapSpace::new();
+        let data = FakeDisk::data(64);
+        let back = swapon_into(
+            &swap,
+            SwapPolicy::Existing,
+            boxed([data.clone(), FakeDisk::swap(128), FakeDisk::blank(32)]),
+        );
+        assert_eq!(back.len(), 3, "one place per disk given");
+        assert!(back[1].is_none(), "the swap disk is kept");
+        let (first, last) = (back[0].as_ref().unwrap(), back[2].as_ref().unwrap());
+        assert_eq!(first.data, data.data, "the data disk comes back as it was");
+        assert_eq!(last.data.len(), 32 * PAGE, "the blank disk comes back");
+        assert_eq!((first.writes, last.writes), (0, 0));
+        assert!(swap.active());
+        assert_eq!(swap.totals(), (127 * PAGE_SIZE, 127 * PAGE_SIZE));
+        // The kept disk is the area's (the 128-page one).
+        let area = swap.lock();
+        assert_eq!(area.as_ref().unwrap().disk.capacity_pages(), 128);
+    }
+
+    #[test]
+    fn swapon_without_a_usable_disk_gives_them_all_back_and_activates_nothing() {
+        let swap = SwapSpace::new();
+        let back = swapon_into(
+            &swap,
+            SwapPolicy::Existing,
+            boxed([FakeDisk::blank(64), FakeDisk::swap_16k(64)]),
+        );
+        assert!(back.iter().all(Option::is_some));
+        assert!(!swap.active());
+        assert_eq!(swap.totals(), (0, 0));
+        // swap=format:N naming a disk past the list: nothing kept, nothing written.
+        let back = swapon_into(&swap, SwapPolicy::Format(5), boxed([FakeDisk::blank(64)]));
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].as_ref().unwrap().writes, 0);
+        assert!(!swap.active());
+        // No disk at all: an empty list back.
+        assert!(swapon_into(&swap, SwapPolicy::Existing, boxed([])).is_empty());
+    }
+
+    #[test]
+    fn swapon_format_keeps_the_disk_it_formatted() {
+        let swap = SwapSpace::new();
+        let back = swapon_into(
+            &swap,
+            SwapPolicy::ExistingElseBlank,
+            boxed([FakeDisk::data(64), FakeDisk::blank(256)]),
+        );
+        assert!(back[0].as_ref().is_some_and(|d| d.writes == 0));
+        assert!(back[1].is_none());
+        assert_eq!(swap.totals().0, 255 * PAGE_SIZE);
     }
 
     #[test]

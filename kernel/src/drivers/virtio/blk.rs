@@ -274,6 +274,9 @@ pub struct VirtioBlk {
     max_segments: usize,
     /// Bytes one descriptor may carry.
     size_max: u32,
+    /// The DMA mask, coherence and segment limit as set up, which the self-tests' hooks change
+    /// and `restore_defaults` puts back (the disk outlives a test: the block layer keeps it).
+    defaults: (u64, bool, usize),
     broken: bool,
     stats: BlockStats,
     segments: SegmentStats,
@@ -398,6 +401,7 @@ impl VirtioBlk {
             max_segments,
             features
         );
+        let defaults = (dev.mask, dev.coherent, max_segments);
         Ok(VirtioBlk {
             name: alloc::format!("virtio-blk at {:#x}", t.base().as_u64()),
             transport: t,
@@ -408,6 +412,7 @@ impl VirtioBlk {
             read_only,
             max_segments,
             size_max,
+            defaults,
             broken: false,
             stats: BlockStats::default(),
             segments: SegmentStats::default(),
@@ -509,6 +514,12 @@ impl VirtioBlk {
     /// Lowers the segment limit (self-tests of request splitting).
     pub(super) fn limit_segments(&mut self, n: usize) {
         self.max_segments = n.clamp(1, self.max_segments);
+    }
+
+    /// Undoes the self-test hooks above: the DMA mask, coherence and segment limit the device
+    /// was set up with.
+    pub(super) fn restore_defaults(&mut self) {
+        (self.dev.mask, self.dev.coherent, self.max_segments) = self.defaults;
     }
 
     fn usable(&self) -> Result<(), BlkError> {

@@ -5,10 +5,12 @@
 //! signature stays. A disk without the signature is never written, whatever its size; without a
 //! scratch disk the data tests are skipped. Every byte written is read back and compared; the
 //! patterns depend on the disk offset and on a per-run seed, so misplaced sectors and stale data
-//! from an earlier run both fail.
+//! from an earlier run both fail. The disks are the block layer's (`block`): the tests open them
+//! there, one at a time, never probe them a second time, and give each back as they found it.
 
 use alloc::boxed::Box;
 use alloc::format;
+use alloc::string::ToString;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -16,6 +18,7 @@ use super::blk::{BlkError, VirtioBlk, SECTOR_SIZE, S_UNSUPP};
 use super::mmio::{MmioError, MmioErrorKind, MmioTransport, LEGACY_PAGE};
 use super::queue::{queue_size, QueueLayout, MAX_QUEUE_SIZE, RING_ALIGN};
 use crate::arch::aarch64::timer;
+use crate::block::{self, Bdev, DiskState};
 use crate::ktest::TestError;
 use crate::mm::blkdev::{BlockDevice, BlockError};
 use crate::mm::gfp::Gfp;
@@ -35,17 +38,41 @@ fn fail(what: impl core::fmt::Display) -> TestError {
     TestError::Fail(format!("{what}"))
 }
 
-/// The scratch disk, claimed (other disks found on the way are released again): the first
-/// writable disk of at least 16 MiB whose first sector starts with [`SCRATCH_SIGNATURE`]. Other
-/// disks are only read (their first sector), never written.
-fn scratch_disk() -> Result<VirtioBlk, TestError> {
+/// The scratch disk, open in the block layer until dropped, which gives it back with the
+/// driver's settings as they were (the self-test hooks change them).
+struct Scratch(Bdev);
+
+impl Scratch {
+    /// The driver, for its own calls and test hooks.
+    fn disk(&mut self) -> &mut VirtioBlk {
+        self.0.device()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.disk().restore_defaults();
+    }
+}
+
+/// The scratch disk, opened in the block layer (other disks opened on the way are given back
+/// at once): the first free writable disk of at least 16 MiB whose first sector starts with
+/// [`SCRATCH_SIGNATURE`]. Other disks are only read (their first sector), never written; the
+/// swap device is not opened at all.
+fn scratch_disk() -> Result<Scratch, TestError> {
     let mut sector = vec![0u8; SECTOR_SIZE];
-    for mut d in VirtioBlk::probe_all() {
-        if d.read_only() || d.capacity_bytes() < SCRATCH_BYTES {
+    for info in block::devices() {
+        if info.state != DiskState::Free || info.read_only || info.bytes() < SCRATCH_BYTES {
             continue;
         }
+        let Ok(handle) = block::open(&info.name) else {
+            continue;
+        };
+        let mut d = Scratch(handle);
+        d.disk().restore_defaults();
         sector.fill(0);
-        if d.read(0, &mut sector).is_ok() && sector.starts_with(SCRATCH_SIGNATURE.as_bytes()) {
+        if d.disk().read(0, &mut sector).is_ok() && sector.starts_with(SCRATCH_SIGNATURE.as_bytes())
+        {
             return Ok(d);
         }
     }
@@ -164,7 +191,8 @@ ktest!(mmio_probe_tells_empty_slots_from_devices, {
 });
 
 ktest!(blk_page_aligned_single_page, {
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     let s = seed();
     let sector = FIRST_SCRATCH_SECTOR;
     let mut out = Box::new(Page([0; PAGE]));
@@ -184,7 +212,8 @@ ktest!(blk_page_aligned_single_page, {
 });
 
 ktest!(blk_unaligned_multi_page, {
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     let s = seed();
     let sector = FIRST_SCRATCH_SECTOR + 512;
     let len = 3 * PAGE + 512;
@@ -206,7 +235,8 @@ ktest!(blk_unaligned_multi_page, {
 });
 
 ktest!(blk_boxed_64k, {
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     let s = seed();
     let sector = FIRST_SCRATCH_SECTOR + 2048;
     let mut out: Box<[u8]> = vec![0u8; 64 << 10].into_boxed_slice();
@@ -224,7 +254,8 @@ ktest!(blk_boxed_64k, {
 });
 
 ktest!(blk_vectored_and_split_requests, {
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     let s = seed();
     // Three buffers, one of them unaligned, to consecutive sectors in one request.
     let sector = FIRST_SCRATCH_SECTOR + 6144;
@@ -272,7 +303,8 @@ ktest!(blk_vectored_and_split_requests, {
 });
 
 ktest!(blk_large_request_is_split_by_segment_limit, {
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     let s = seed();
     let sector = FIRST_SCRATCH_SECTOR + 14336;
     let len = 1 << 20;
@@ -290,7 +322,8 @@ ktest!(blk_large_request_is_split_by_segment_limit, {
 });
 
 ktest!(blk_bounced_buffers, {
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     let s = seed();
     let sector = FIRST_SCRATCH_SECTOR + 10240;
     let first_bank = crate::kernel::get()
@@ -346,7 +379,8 @@ ktest!(blk_bounced_buffers, {
 });
 
 ktest!(blk_flush_range_checks_and_device_errors, {
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     let cap = disk.capacity_sectors();
     disk.flush().map_err(io)?;
     let mut buf = vec![0u8; 2 * SECTOR_SIZE];
@@ -387,11 +421,12 @@ ktest!(blk_flush_range_checks_and_device_errors, {
 });
 
 ktest!(blk_block_device_port, {
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     let s = seed();
     let sector = FIRST_SCRATCH_SECTOR + 4096;
     let base = disk.base().as_u64();
-    let port: &mut dyn BlockDevice = &mut disk;
+    let port: &mut dyn BlockDevice = disk;
     kassert_eq!(port.name(), format!("virtio-blk at {base:#x}"));
     kassert_eq!((port.sector_size(), port.sectors_per_page()), (512, 8));
     kassert!(!port.read_only());
@@ -427,26 +462,35 @@ ktest!(blk_block_device_port, {
 });
 
 ktest!(blk_claimed_disk_is_not_probed_twice, {
-    let disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let base = scratch.disk().base();
+    // Every disk is claimed (by the block layer, a handle or swap): a probe sets none up again.
     let again = VirtioBlk::probe_all();
     kassert!(
-        again.iter().all(|d| d.base() != disk.base()),
-        "the claimed disk at {} was set up a second time",
-        disk.base()
+        again.iter().all(|d| d.base() != base),
+        "the claimed disk at {base} was set up a second time"
     );
-    let base = disk.base();
     drop(again);
-    drop(disk);
-    // Released on drop: it can be claimed again.
-    let d = scratch_disk()?;
-    kassert_eq!(d.base(), base);
+    let name = scratch.0.name().to_string();
+    kassert!(
+        matches!(
+            block::open(&name),
+            Err(block::BlockError::AlreadyOpen { .. })
+        ),
+        "{name} opened twice"
+    );
+    drop(scratch);
+    // Given back on drop: it opens again, the same device.
+    let mut d = scratch_disk()?;
+    kassert_eq!(d.disk().base(), base);
     Ok(())
 });
 
 ktest!(blk_non_coherent_cache_maintenance_each_direction, {
     use crate::mm::dma::CACHE_OPS;
     use core::sync::atomic::Ordering::Relaxed;
-    let mut disk = scratch_disk()?;
+    let mut scratch = scratch_disk()?;
+    let disk = scratch.disk();
     disk.set_coherent(false);
     let s = seed() ^ 0x55;
     let sector = FIRST_SCRATCH_SECTOR + 20480;
