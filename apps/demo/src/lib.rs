@@ -1,7 +1,8 @@
 //! `run=demo` (the default): what Ferrite found on this machine and the memory manager's state,
 //! in Linux's `/proc` formats: `/proc/iomem`, `/proc/meminfo`, `/proc/buddyinfo`,
 //! `/proc/slabinfo`, the paging counters of `/proc/vmstat`, a `/proc/zoneinfo` summary and
-//! `/proc/swaps`; with `demo.input=line`, a line read from the console. An application on the
+//! `/proc/swaps`, and `/proc/interrupts` after a 1 ms sleep; with `demo.input=line`, a line read
+//! from the console. An application on the
 //! public API, like any other.
 #![no_std]
 #![forbid(unsafe_code)]
@@ -40,6 +41,10 @@ fn main() {
     print!("{}", proc::zoneinfo());
     println!("/proc/swaps:");
     print!("{}", proc::swaps());
+    // A short sleep: the timer's interrupt wakes it, and /proc/interrupts counts it.
+    ferrite::time::sleep(core::time::Duration::from_millis(1));
+    println!("/proc/interrupts:");
+    print!("{}", proc::interrupts());
     if ferrite::env::option("input") == Some("line") {
         let mut line = alloc::string::String::new();
         print!("demo: type a line: ");
