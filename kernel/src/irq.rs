@@ -21,6 +21,9 @@ pub trait IrqChip: Send + Sync {
     fn name(&self) -> &'static str;
     /// Interrupt IDs it implements (the first `lines`).
     fn lines(&self) -> u32;
+    /// The line an interrupt of the device tree is, in this chip's numbering (`None`: the
+    /// interrupt goes to a controller this chip does not drive).
+    fn map(&self, irq: &crate::machine::Irq) -> Option<u32>;
     /// Unmasks `hwirq` with `trigger`.
     fn enable(&self, hwirq: u32, trigger: Trigger);
     /// Masks `hwirq`.
@@ -45,6 +48,8 @@ pub enum IrqError {
     Busy(u32),
     /// Every descriptor is taken.
     TooMany,
+    /// The interrupt goes to a controller the kernel does not drive.
+    NotOurs,
 }
 
 impl fmt::Display for IrqError {
@@ -54,6 +59,10 @@ impl fmt::Display for IrqError {
             IrqError::NoSuchLine(n) => write!(f, "the interrupt controller has no line {n}"),
             IrqError::Busy(n) => write!(f, "interrupt {n} is already requested"),
             IrqError::TooMany => write!(f, "no free interrupt descriptor"),
+            IrqError::NotOurs => write!(
+                f,
+                "the interrupt goes to a controller Ferrite does not drive"
+            ),
         }
     }
 }
@@ -152,6 +161,17 @@ pub fn request_irq(
     });
     chip.enable(hwirq, trigger);
     Ok(slot + 1)
+}
+
+/// Requests the device tree's interrupt `irq` (see [`request_irq`]).
+pub fn request_irq_of(
+    irq: &crate::machine::Irq,
+    name: &'static str,
+    handler: Handler,
+) -> Result<usize, IrqError> {
+    let chip = CHIP.get().ok_or(IrqError::NoController)?;
+    let hwirq = chip.map(irq).ok_or(IrqError::NotOurs)?;
+    request_irq(hwirq, irq.trigger, name, handler)
 }
 
 fn desc(irq: usize) -> Option<&'static Desc> {

@@ -69,13 +69,8 @@ pub fn init(machine: &crate::machine::Machine) -> Result<(), alloc::string::Stri
         return Err("the device tree gives no virtual timer interrupt".into());
     };
     timer::cancel_deadline();
-    crate::irq::request_irq(
-        virt.hwirq,
-        virt.trigger,
-        "arch_timer",
-        alloc::boxed::Box::new(on_interrupt),
-    )
-    .map_err(|e| alloc::format!("arch_timer: {e}"))?;
+    crate::irq::request_irq_of(virt, "arch_timer", alloc::boxed::Box::new(on_interrupt))
+        .map_err(|e| alloc::format!("arch_timer: {e}"))?;
     ARMED.store(true, Ordering::Release);
     Ok(())
 }

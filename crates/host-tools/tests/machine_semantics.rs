@@ -1145,6 +1145,31 @@ fn interrupts_extended_names_each_controller() {
     );
     assert_eq!(t.phys.map(|i| i.hwirq), Some(1));
     assert_eq!(m.virtio_mmio[0].irq, Some(2 * 32 + 6));
+    // Both controllers described; without reg they cannot be driven, so there is none.
+    assert_eq!(m.bcm2836_intc, None);
+}
+
+#[test]
+fn the_pi3_controllers_are_found_with_their_registers() {
+    let local = Node::new("local_intc@40000000")
+        .string("compatible", "brcm,bcm2836-l1-intc")
+        .u32("#interrupt-cells", 2)
+        .flag("interrupt-controller")
+        .reg(1, 1, &[(0x4000_0000, 0x100)])
+        .u32("phandle", 2);
+    let armctrl = Node::new("interrupt-controller@3f00b200")
+        .string("compatible", "brcm,bcm2836-armctrl-ic")
+        .u32("#interrupt-cells", 2)
+        .flag("interrupt-controller")
+        .reg(1, 1, &[(0x3f00_b200, 0x200)])
+        .u32("interrupt-parent", 2)
+        .u32s("interrupts", &[8, 4]);
+    let m = machine(&Fdt::new(Node::root(1, 1).child(local).child(armctrl)));
+    let b = m.bcm2836_intc.expect("the Pi 3's controllers");
+    assert_eq!(b.local_path, "/local_intc@40000000");
+    assert_eq!(b.local, range(0x4000_0000, 0x100));
+    assert_eq!(b.armctrl_path.as_deref(), Some("/interrupt-controller@3f00b200"));
+    assert_eq!(b.armctrl, Some(range(0x3f00_b200, 0x200)));
 }
 
 #[test]

@@ -305,6 +305,7 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
     }
     m.gic = find_gic(tree)?;
     m.timer = find_timer(tree);
+    m.bcm2836_intc = find_bcm2836_intc(tree)?;
     Ok(m)
 }
 
@@ -751,6 +752,33 @@ fn interrupt_id(tree: &DeviceTree, node: usize) -> Option<u32> {
         .next()
         .flatten()
         .map(|i| i.hwirq)
+}
+
+/// The Raspberry Pi 3's local controller and the ARM controller chained on it.
+fn find_bcm2836_intc(tree: &DeviceTree) -> Result<Option<Bcm2836Intc>, MachineError> {
+    let find = |c: &str| {
+        tree.all()
+            .find(|&n| tree.is_compatible(n, c) && tree.is_available(n))
+    };
+    let Some(local) = find("brcm,bcm2836-l1-intc") else {
+        return Ok(None);
+    };
+    let Some(&local_regs) = reg_cpu(tree, local)?.first() else {
+        return Ok(None);
+    };
+    let armctrl = find("brcm,bcm2836-armctrl-ic");
+    let armctrl_regs = match armctrl {
+        Some(n) => reg_cpu(tree, n)?.first().copied(),
+        None => None,
+    };
+    Ok(Some(Bcm2836Intc {
+        local_path: tree.path(local),
+        local: local_regs,
+        armctrl_path: armctrl
+            .filter(|_| armctrl_regs.is_some())
+            .map(|n| tree.path(n)),
+        armctrl: armctrl_regs,
+    }))
 }
 
 /// The generic timer: the first enabled `arm,armv8-timer` (or `arm,armv7-timer`) node's

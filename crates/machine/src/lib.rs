@@ -212,6 +212,18 @@ pub struct ArchTimer {
     pub hyp: Option<Irq>,
 }
 
+/// The Raspberry Pi 3's interrupt controllers (BCM2836/BCM2837): the per-core local controller
+/// (`brcm,bcm2836-l1-intc`: the generic timer's lines, mailboxes, the GPU's summary line) and,
+/// chained on it, the BCM2835 ARM controller (`brcm,bcm2836-armctrl-ic`: the peripherals'
+/// lines in three banks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bcm2836Intc {
+    pub local_path: String,
+    pub local: PhysRange,
+    pub armctrl_path: Option<String>,
+    pub armctrl: Option<PhysRange>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gic {
     pub compatible: String,
@@ -275,6 +287,8 @@ pub struct Machine {
     /// `enable-method` of the CPUs (`psci`, `spin-table`), when they agree.
     pub cpu_enable_method: Option<String>,
     pub gic: Option<Gic>,
+    /// The Raspberry Pi 3's controllers, when the tree has them (and no GIC).
+    pub bcm2836_intc: Option<Bcm2836Intc>,
     /// The generic timer's interrupts (absent when the tree has no `arm,armv8-timer` node).
     pub timer: Option<ArchTimer>,
     pub bootargs: String,

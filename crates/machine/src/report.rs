@@ -100,6 +100,16 @@ pub fn lines(m: &Machine) -> Vec<String> {
             regs.join(", ")
         ));
     }
+    if let Some(b) = &m.bcm2836_intc {
+        out.push(format!(
+            "Interrupt controllers: BCM2836 local at {:#x}{}",
+            b.local.base.as_u64(),
+            b.armctrl.map_or(String::new(), |a| format!(
+                ", BCM2835 ARM controller at {:#x} (chained)",
+                a.base.as_u64()
+            ))
+        ));
+    }
     if let Some(t) = &m.timer {
         let irq = |name: &str, i: &Option<Irq>| {
             i.as_ref()

@@ -128,6 +128,11 @@ impl IrqChip for GicV2 {
         "GICv2"
     }
 
+    fn map(&self, irq: &crate::machine::Irq) -> Option<u32> {
+        // The GIC is the machine's only controller: every interrupt goes to it.
+        Some(irq.hwirq)
+    }
+
     fn lines(&self) -> u32 {
         self.lines
     }
@@ -239,6 +244,11 @@ impl GicV3 {
 impl IrqChip for GicV3 {
     fn name(&self) -> &'static str {
         "GICv3"
+    }
+
+    fn map(&self, irq: &crate::machine::Irq) -> Option<u32> {
+        // The GIC is the machine's only controller: every interrupt goes to it.
+        Some(irq.hwirq)
     }
 
     fn lines(&self) -> u32 {
