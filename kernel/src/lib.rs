@@ -26,6 +26,10 @@ mod block_selftests;
 pub mod cmdline;
 pub mod console;
 pub mod drivers;
+#[cfg(target_os = "none")]
+pub mod irq;
+#[cfg(target_os = "none")]
+mod irq_selftests;
 pub mod kernel;
 pub mod ktest;
 #[cfg(target_os = "none")]
@@ -40,6 +44,10 @@ pub mod runtime;
 #[cfg(target_os = "none")]
 pub mod start;
 pub mod swap_setup;
+#[cfg(target_os = "none")]
+pub mod sync;
+#[cfg(target_os = "none")]
+pub mod time;
 
 #[cfg(target_os = "none")]
 pub mod logger;

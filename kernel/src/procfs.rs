@@ -129,6 +129,12 @@ pub fn vmstat() -> String {
     out
 }
 
+/// `/proc/interrupts`: one row per requested interrupt, with its count.
+#[cfg(target_os = "none")]
+pub fn interrupts() -> String {
+    crate::irq::proc_interrupts()
+}
+
 /// `/proc/iomem`: the machine's physical memory map.
 pub fn iomem() -> String {
     crate::kernel::get()

@@ -190,6 +190,23 @@ pub fn kernel_main(boot: BootInfo) -> ! {
         machine,
         options,
     });
+    // Interrupts: the controller, then the timer on it. Without either the kernel runs as before
+    // (polling, no timer interrupts) and says why.
+    match crate::drivers::irqchip::probe(&kernel.machine).and_then(crate::irq::install) {
+        Ok(()) => {
+            info!(
+                "IRQ: {} with {} lines, interrupt stack of {} KiB",
+                crate::irq::chip_name().unwrap_or("?"),
+                crate::irq::lines(),
+                crate::irq::IRQ_STACK_SIZE >> 10
+            );
+            match crate::time::init(&kernel.machine) {
+                Ok(()) => info!("Timer: arch_timer (virtual timer), one-shot deadlines, no tick"),
+                Err(e) => warn!("Timer: {e}; sleeps watch the counter instead"),
+            }
+        }
+        Err(e) => warn!("IRQ: {e}; running without interrupts"),
+    }
     // Swap needs a virtio-blk disk; a Raspberry Pi has none (its SD card is not ours to swap
     // on). After publishing: the driver finds its devices through the published machine.
     crate::swap_setup::swapon(kernel);
@@ -226,7 +243,10 @@ pub fn kernel_main(boot: BootInfo) -> ! {
     info!("Boot: {ns} ns from the first instruction to the job");
     info!("Running job '{}': {}", job.name, job.about);
     runtime::set_current(job);
+    // Interrupts are taken for the job's whole life (masked again for the shutdown).
+    crate::arch::aarch64::irq::local_irq_enable();
     let status = runtime::run(job, kernel);
+    crate::arch::aarch64::irq::local_irq_disable();
     info!("Job '{}' finished: {:?}", job.name, status);
     power::shutdown(match status {
         runtime::JobStatus::Success => power::ExitStatus::Success,

@@ -1,10 +1,11 @@
 //! `run=demo` (the default): what Ferrite found on this machine and the memory manager's state,
 //! in Linux's `/proc` formats: `/proc/iomem`, `/proc/meminfo`, `/proc/buddyinfo`,
 //! `/proc/slabinfo`, the paging counters of `/proc/vmstat`, a `/proc/zoneinfo` summary and
-//! `/proc/swaps`, and the block devices; with `demo.input=line`, a line read from the console;
-//! with `demo.block=check`, a check of the block-device API (the swap device is refused, and a
-//! pattern written to the tests' scratch disk reads back). An application on the public API, like
-//! any other: it writes to no disk but one whose first sector says it is the tests' scratch disk.
+//! `/proc/swaps`, `/proc/interrupts` after a 1 ms sleep, and the block devices; with
+//! `demo.input=line`, a line read from the console; with `demo.block=check`, a check of the
+//! block-device API (the swap device is refused, and a pattern written to the tests' scratch disk
+//! reads back). An application on the public API, like any other: it writes to no disk but one
+//! whose first sector says it is the tests' scratch disk.
 #![no_std]
 #![forbid(unsafe_code)]
 
@@ -55,6 +56,10 @@ fn main() -> Result<(), String> {
     print!("{}", proc::zoneinfo());
     println!("/proc/swaps:");
     print!("{}", proc::swaps());
+    // A short sleep: the timer's interrupt wakes it, and /proc/interrupts counts it.
+    ferrite::time::sleep(core::time::Duration::from_millis(1));
+    println!("/proc/interrupts:");
+    print!("{}", proc::interrupts());
     print_devices(&block::devices());
     if ferrite::env::option("block") == Some("check") {
         check_block_devices()?;

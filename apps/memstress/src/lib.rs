@@ -162,6 +162,8 @@ fn main() -> ExitStatus {
     drop(region);
     println!("/proc/vmstat:");
     print!("{}", proc::vmstat());
+    println!("/proc/interrupts:");
+    print!("{}", proc::interrupts());
     // munmap gives back every slot the region's pages held, on swap or as swap copies (slots
     // a failed write retired leave the total, not the free count).
     let swap_after = mem::swap_totals();

@@ -120,6 +120,16 @@ pub fn swaps_values() -> Vec<SwapInfo> {
     crate::in_kernel(ferrite_kernel::procfs::swaps_values)
 }
 
+/// `/proc/interrupts`: each interrupt the kernel handles (number, count, controller, hardware
+/// line, trigger, name: `arch_timer` for the timer).
+///
+/// ```ignore
+/// ferrite::print!("{}", ferrite::proc::interrupts());
+/// ```
+pub fn interrupts() -> String {
+    crate::in_kernel(ferrite_kernel::procfs::interrupts)
+}
+
 /// `/proc/iomem`: the machine's physical memory map.
 pub fn iomem() -> String {
     crate::in_kernel(ferrite_kernel::procfs::iomem)

@@ -54,3 +54,12 @@ impl Instant {
 pub fn counts_instructions() -> bool {
     ferrite_kernel::mm_bench::counts_instructions()
 }
+
+/// Sleeps for `d` (at least): the CPU idles until the timer's interrupt at the deadline.
+///
+/// ```ignore
+/// ferrite::time::sleep(core::time::Duration::from_millis(10));
+/// ```
+pub fn sleep(d: Duration) {
+    ferrite_kernel::time::sleep(d)
+}

@@ -1048,3 +1048,136 @@ fn sample_trees_describe_as_expected() {
     let minimal = &all[3].1;
     assert_eq!(minimal.memory, ranges(&[(0x4000_0000, 0x800_0000)]));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Interrupt specifiers: the generic timer, interrupts-extended, the Raspberry Pi 3's controllers.
+// ---------------------------------------------------------------------------------------------
+
+fn timer_node(interrupts: &[u32]) -> Node {
+    Node::new("timer")
+        .string("compatible", "arm,armv8-timer")
+        .u32s("interrupts", interrupts)
+}
+
+#[test]
+fn the_timer_interrupts_are_gic_ppis_with_their_trigger() {
+    // QEMU virt's timer: PPIs 13, 14, 11, 10 with level-high flags (0x104 with the CPU mask).
+    let m = machine(&Fdt::new(
+        Node::root(2, 2)
+            .u32("interrupt-parent", 1)
+            .child(gic_node())
+            .child(timer_node(&[
+                1, 13, 0x104, 1, 14, 0x104, 1, 11, 0x104, 1, 10, 0x104,
+            ])),
+    ));
+    let t = m.timer.expect("a timer");
+    let irq = |i: Option<ferrite_machine::Irq>| i.map(|i| (i.controller, i.hwirq, i.trigger));
+    use ferrite_machine::Trigger::*;
+    assert_eq!(
+        irq(t.secure_phys),
+        Some(("/intc@8000000".into(), 29, Level))
+    );
+    assert_eq!(irq(t.phys), Some(("/intc@8000000".into(), 30, Level)));
+    assert_eq!(irq(t.virt), Some(("/intc@8000000".into(), 27, Level)));
+    assert_eq!(irq(t.hyp), Some(("/intc@8000000".into(), 26, Level)));
+}
+
+#[test]
+fn a_timer_with_bad_specifiers_is_described_without_them() {
+    // A PPI number past 15 and a type the GIC does not have: refused one by one, never a crash;
+    // a short list leaves the rest absent.
+    let m = machine(&Fdt::new(
+        Node::root(2, 2)
+            .u32("interrupt-parent", 1)
+            .child(gic_node())
+            .child(timer_node(&[1, 16, 4, 7, 1, 4, 1, 11, 1])),
+    ));
+    let t = m.timer.expect("a timer");
+    assert_eq!(t.secure_phys, None);
+    assert_eq!(t.phys, None);
+    assert_eq!(
+        t.virt.map(|i| (i.hwirq, i.trigger)),
+        Some((27, ferrite_machine::Trigger::Edge))
+    );
+    assert_eq!(t.hyp, None);
+    // No timer node: no timer.
+    assert_eq!(
+        machine(&Fdt::new(Node::root(2, 2).child(gic_node()))).timer,
+        None
+    );
+}
+
+#[test]
+fn interrupts_extended_names_each_controller() {
+    // The Raspberry Pi 3's way: the timer on the per-core local controller (two cells), a device
+    // on the ARM controller (bank, line), both through interrupts-extended.
+    let local = Node::new("local_intc@40000000")
+        .string("compatible", "brcm,bcm2836-l1-intc")
+        .u32("#interrupt-cells", 2)
+        .flag("interrupt-controller")
+        .u32("phandle", 2);
+    let armctrl = Node::new("interrupt-controller@7e00b200")
+        .string("compatible", "brcm,bcm2836-armctrl-ic")
+        .u32("#interrupt-cells", 2)
+        .flag("interrupt-controller")
+        .u32("phandle", 3);
+    let m = machine(&Fdt::new(
+        Node::root(1, 1)
+            .child(local)
+            .child(armctrl)
+            .child(
+                Node::new("timer")
+                    .string("compatible", "arm,armv7-timer")
+                    .u32s("interrupts-extended", &[2, 0, 4, 2, 1, 4, 2, 3, 4, 2, 2, 4]),
+            )
+            .child(
+                Node::new("virtio_mmio@a000000")
+                    .string("compatible", "virtio,mmio")
+                    .reg(1, 1, &[(0xa00_0000, 0x200)])
+                    .u32s("interrupts-extended", &[3, 2, 6]),
+            ),
+    ));
+    let t = m.timer.expect("a timer");
+    let virt = t.virt.expect("the virtual timer");
+    assert_eq!(
+        (virt.controller.as_str(), virt.hwirq),
+        ("/local_intc@40000000", 3)
+    );
+    assert_eq!(t.phys.map(|i| i.hwirq), Some(1));
+    assert_eq!(m.virtio_mmio[0].irq, Some(2 * 32 + 6));
+    // Both controllers described; without reg they cannot be driven, so there is none.
+    assert_eq!(m.bcm2836_intc, None);
+}
+
+#[test]
+fn the_pi3_controllers_are_found_with_their_registers() {
+    let local = Node::new("local_intc@40000000")
+        .string("compatible", "brcm,bcm2836-l1-intc")
+        .u32("#interrupt-cells", 2)
+        .flag("interrupt-controller")
+        .reg(1, 1, &[(0x4000_0000, 0x100)])
+        .u32("phandle", 2);
+    let armctrl = Node::new("interrupt-controller@3f00b200")
+        .string("compatible", "brcm,bcm2836-armctrl-ic")
+        .u32("#interrupt-cells", 2)
+        .flag("interrupt-controller")
+        .reg(1, 1, &[(0x3f00_b200, 0x200)])
+        .u32("interrupt-parent", 2)
+        .u32s("interrupts", &[8, 4]);
+    let m = machine(&Fdt::new(Node::root(1, 1).child(local).child(armctrl)));
+    let b = m.bcm2836_intc.expect("the Pi 3's controllers");
+    assert_eq!(b.local_path, "/local_intc@40000000");
+    assert_eq!(b.local, range(0x4000_0000, 0x100));
+    assert_eq!(b.armctrl_path.as_deref(), Some("/interrupt-controller@3f00b200"));
+    assert_eq!(b.armctrl, Some(range(0x3f00_b200, 0x200)));
+}
+
+#[test]
+fn interrupts_extended_with_an_unknown_phandle_stops_the_list() {
+    let m = machine(&Fdt::new(Node::root(2, 2).child(gic_node()).child(
+        timer_node(&[]).u32s("interrupts-extended", &[1, 1, 13, 4, 9, 1, 14, 4]),
+    )));
+    let t = m.timer.expect("a timer");
+    assert_eq!(t.secure_phys.map(|i| i.hwirq), Some(29));
+    assert_eq!(t.phys, None);
+}

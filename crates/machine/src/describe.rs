@@ -304,6 +304,8 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
         }
     }
     m.gic = find_gic(tree)?;
+    m.timer = find_timer(tree);
+    m.bcm2836_intc = find_bcm2836_intc(tree)?;
     Ok(m)
 }
 
@@ -634,27 +636,165 @@ fn interrupt_parent(tree: &DeviceTree, node: usize) -> Option<usize> {
     None
 }
 
-/// The first interrupt of a node as a GIC interrupt ID (SPI n is 32 + n, PPI n is 16 + n); for
-/// one-cell controllers the number itself.
-fn interrupt_id(tree: &DeviceTree, node: usize) -> Option<u32> {
-    let value = tree.prop(node, "interrupts")?;
-    let controller = interrupt_parent(tree, node)?;
-    let cells = tree.prop_u32(controller, "#interrupt-cells")?;
-    if cells == 0 || value.len() < cells as usize * 4 {
-        return None;
+/// A node's interrupt specifiers, each with the controller it goes to: `interrupts-extended`
+/// (a phandle, then that controller's `#interrupt-cells` cells, repeated) when the node has it,
+/// else `interrupts` cut in `#interrupt-cells` pieces of its interrupt parent. A specifier that
+/// names no controller, or a controller without `#interrupt-cells`, ends the list (as Linux's
+/// `of_irq_parse_one` gives up on it).
+fn interrupt_specs(tree: &DeviceTree, node: usize) -> Vec<(usize, Vec<u32>)> {
+    let mut out = Vec::new();
+    let cell = |value: &[u8], i: usize| read_cells(&value[i * 4..], 1) as u32;
+    if let Some(value) = tree.prop(node, "interrupts-extended") {
+        let words = value.len() / 4;
+        let mut at = 0;
+        while at < words {
+            let Some(controller) = tree.by_phandle(cell(value, at)) else {
+                break;
+            };
+            let Some(n) = tree.prop_u32(controller, "#interrupt-cells") else {
+                break;
+            };
+            let n = n as usize;
+            if n == 0 || at + 1 + n > words {
+                break;
+            }
+            out.push((
+                controller,
+                (0..n).map(|i| cell(value, at + 1 + i)).collect(),
+            ));
+            at += 1 + n;
+        }
+        return out;
     }
-    let is_gic = GIC_COMPATIBLES
+    let (Some(value), Some(controller)) =
+        (tree.prop(node, "interrupts"), interrupt_parent(tree, node))
+    else {
+        return out;
+    };
+    let Some(n) = tree
+        .prop_u32(controller, "#interrupt-cells")
+        .filter(|&n| n > 0)
+    else {
+        return out;
+    };
+    let n = n as usize;
+    for spec in 0..value.len() / 4 / n {
+        out.push((
+            controller,
+            (0..n).map(|i| cell(value, spec * n + i)).collect(),
+        ));
+    }
+    out
+}
+
+/// One specifier decoded by the rules of its controller: the GIC's three cells (type, number,
+/// flags), the BCM2836 local controller's two (line, flags), the BCM2835 ARM controller's two
+/// (bank, line); any other controller's first cell as the number. `None` for a specifier its
+/// controller's rules refuse.
+fn decode_irq(tree: &DeviceTree, controller: usize, cells: &[u32]) -> Option<Irq> {
+    let is = |c: &str| tree.is_compatible(controller, c);
+    let flags_trigger = |flags: u32| {
+        if flags & 0xc != 0 {
+            Trigger::Level
+        } else {
+            Trigger::Edge
+        }
+    };
+    let (hwirq, trigger) = if GIC_COMPATIBLES.iter().any(|(c, _)| is(c)) {
+        if cells.len() < 3 {
+            return None;
+        }
+        let base = match cells[0] {
+            0 => 32,
+            1 => 16,
+            _ => return None,
+        };
+        // PPIs are 0-15 (16-31); SPIs up to 987 (1019).
+        let limit = if base == 16 { 16 } else { 988 };
+        if cells[1] >= limit {
+            return None;
+        }
+        (base + cells[1], flags_trigger(cells[2]))
+    } else if is("brcm,bcm2836-l1-intc") {
+        (
+            *cells.first()?,
+            cells.get(1).map_or(Trigger::Level, |&f| flags_trigger(f)),
+        )
+    } else if is("brcm,bcm2836-armctrl-ic") || is("brcm,bcm2835-armctrl-ic") {
+        let (bank, line) = (*cells.first()?, *cells.get(1)?);
+        if bank > 2 || line > 31 {
+            return None;
+        }
+        (bank * 32 + line, Trigger::Level)
+    } else {
+        (*cells.first()?, Trigger::Level)
+    };
+    Some(Irq {
+        controller: tree.path(controller),
+        hwirq,
+        trigger,
+    })
+}
+
+/// A node's interrupts, decoded.
+fn interrupts(tree: &DeviceTree, node: usize) -> Vec<Option<Irq>> {
+    interrupt_specs(tree, node)
         .iter()
-        .any(|(c, _)| tree.is_compatible(controller, c));
-    let cell = |i: usize| read_cells(&value[i * 4..], 1) as u32;
-    match (is_gic, cells) {
-        (true, c) if c >= 3 => match cell(0) {
-            0 => cell(1).checked_add(32),
-            1 => cell(1).checked_add(16),
-            _ => None,
-        },
-        _ => Some(cell(0)),
-    }
+        .map(|(controller, cells)| decode_irq(tree, *controller, cells))
+        .collect()
+}
+
+/// The first interrupt of a node as its controller numbers it (a GIC interrupt ID: SPI n is
+/// 32 + n, PPI n is 16 + n).
+fn interrupt_id(tree: &DeviceTree, node: usize) -> Option<u32> {
+    interrupts(tree, node)
+        .into_iter()
+        .next()
+        .flatten()
+        .map(|i| i.hwirq)
+}
+
+/// The Raspberry Pi 3's local controller and the ARM controller chained on it.
+fn find_bcm2836_intc(tree: &DeviceTree) -> Result<Option<Bcm2836Intc>, MachineError> {
+    let find = |c: &str| {
+        tree.all()
+            .find(|&n| tree.is_compatible(n, c) && tree.is_available(n))
+    };
+    let Some(local) = find("brcm,bcm2836-l1-intc") else {
+        return Ok(None);
+    };
+    let Some(&local_regs) = reg_cpu(tree, local)?.first() else {
+        return Ok(None);
+    };
+    let armctrl = find("brcm,bcm2836-armctrl-ic");
+    let armctrl_regs = match armctrl {
+        Some(n) => reg_cpu(tree, n)?.first().copied(),
+        None => None,
+    };
+    Ok(Some(Bcm2836Intc {
+        local_path: tree.path(local),
+        local: local_regs,
+        armctrl_path: armctrl
+            .filter(|_| armctrl_regs.is_some())
+            .map(|n| tree.path(n)),
+        armctrl: armctrl_regs,
+    }))
+}
+
+/// The generic timer: the first enabled `arm,armv8-timer` (or `arm,armv7-timer`) node's
+/// interrupts.
+fn find_timer(tree: &DeviceTree) -> Option<ArchTimer> {
+    let node = tree.all().find(|&n| {
+        (tree.is_compatible(n, "arm,armv8-timer") || tree.is_compatible(n, "arm,armv7-timer"))
+            && tree.is_available(n)
+    })?;
+    let mut irqs = interrupts(tree, node).into_iter();
+    Some(ArchTimer {
+        secure_phys: irqs.next().flatten(),
+        phys: irqs.next().flatten(),
+        virt: irqs.next().flatten(),
+        hyp: irqs.next().flatten(),
+    })
 }
 
 /// The frequency of the clock a node names (`uartclk` if named, else its first), when fixed.

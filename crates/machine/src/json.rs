@@ -7,7 +7,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
-use super::Machine;
+use super::{Irq, Machine};
 use crate::addr::PhysRange;
 
 fn string(s: &str) -> String {
@@ -157,6 +157,27 @@ pub fn to_json(m: &Machine, zones: Zones) -> String {
                 string(&g.compatible),
                 g.version,
                 list(&g.regs, pair)
+            )
+        })),
+    ));
+    fields.push((
+        "timer",
+        opt(m.timer.as_ref().map(|t| {
+            let irq = |i: &Option<Irq>| {
+                opt(i.as_ref().map(|i| {
+                    format!(
+                        "{{\"controller\": {}, \"hwirq\": {}, \"trigger\": {}}}",
+                        string(&i.controller),
+                        i.hwirq,
+                        string(i.trigger.as_str())
+                    )
+                }))
+            };
+            format!(
+                "{{\"phys\": {}, \"virt\": {}, \"hyp\": {}}}",
+                irq(&t.phys),
+                irq(&t.virt),
+                irq(&t.hyp)
             )
         })),
     ));

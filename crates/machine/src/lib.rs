@@ -174,6 +174,56 @@ impl PsciMethod {
     }
 }
 
+/// How an interrupt line signals (Linux's `IRQ_TYPE_EDGE_*` and `IRQ_TYPE_LEVEL_*`, named as
+/// `/proc/interrupts` names them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    Edge,
+    Level,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Edge => "Edge",
+            Trigger::Level => "Level",
+        }
+    }
+}
+
+/// One interrupt, decoded from a node's specifier by the rules of the controller it goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Irq {
+    /// The controller's node path (`/intc@8000000`).
+    pub controller: String,
+    /// The number the controller knows it by: a GIC's interrupt ID (SPI n is 32 + n, PPI n is
+    /// 16 + n); a BCM2836 local controller's line; a BCM2835 ARM controller's bank * 32 + line.
+    pub hwirq: u32,
+    pub trigger: Trigger,
+}
+
+/// The architected generic timer (`arm,armv8-timer`): its per-CPU interrupts, in the tree's
+/// order (secure physical, non-secure physical, virtual, hypervisor), where the tree has them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ArchTimer {
+    pub secure_phys: Option<Irq>,
+    pub phys: Option<Irq>,
+    pub virt: Option<Irq>,
+    pub hyp: Option<Irq>,
+}
+
+/// The Raspberry Pi 3's interrupt controllers (BCM2836/BCM2837): the per-core local controller
+/// (`brcm,bcm2836-l1-intc`: the generic timer's lines, mailboxes, the GPU's summary line) and,
+/// chained on it, the BCM2835 ARM controller (`brcm,bcm2836-armctrl-ic`: the peripherals'
+/// lines in three banks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bcm2836Intc {
+    pub local_path: String,
+    pub local: PhysRange,
+    pub armctrl_path: Option<String>,
+    pub armctrl: Option<PhysRange>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gic {
     pub compatible: String,
@@ -237,6 +287,10 @@ pub struct Machine {
     /// `enable-method` of the CPUs (`psci`, `spin-table`), when they agree.
     pub cpu_enable_method: Option<String>,
     pub gic: Option<Gic>,
+    /// The Raspberry Pi 3's controllers, when the tree has them (and no GIC).
+    pub bcm2836_intc: Option<Bcm2836Intc>,
+    /// The generic timer's interrupts (absent when the tree has no `arm,armv8-timer` node).
+    pub timer: Option<ArchTimer>,
     pub bootargs: String,
     pub initrd: Option<PhysRange>,
     pub boot: BootRanges,

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use super::Machine;
+use super::{Irq, Machine};
 
 fn mib(bytes: u64) -> String {
     if bytes >= 1 << 20 {
@@ -98,6 +98,34 @@ pub fn lines(m: &Machine) -> Vec<String> {
             g.version,
             g.compatible,
             regs.join(", ")
+        ));
+    }
+    if let Some(b) = &m.bcm2836_intc {
+        out.push(format!(
+            "Interrupt controllers: BCM2836 local at {:#x}{}",
+            b.local.base.as_u64(),
+            b.armctrl.map_or(String::new(), |a| format!(
+                ", BCM2835 ARM controller at {:#x} (chained)",
+                a.base.as_u64()
+            ))
+        ));
+    }
+    if let Some(t) = &m.timer {
+        let irq = |name: &str, i: &Option<Irq>| {
+            i.as_ref()
+                .map(|i| format!(" {name} {} {}", i.hwirq, i.trigger.as_str()))
+        };
+        let lines: Vec<String> = [
+            irq("phys", &t.phys),
+            irq("virt", &t.virt),
+            irq("hyp", &t.hyp),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        out.push(format!(
+            "Timer: arm,armv8-timer, interrupts{}",
+            lines.join(",")
         ));
     }
     out.extend(virtio_lines(&m.virtio_mmio));

@@ -53,7 +53,17 @@ drop_from_el2:
     mov     x1, #CPTR_EL2_RES1
     msr     cptr_el2, x1
     msr     hstr_el2, xzr
-    ldr     x1, =SCTLR_EL1_RES1
+    // A GICv3 CPU interface (ID_AA64PFR0_EL1.GIC, bits 27:24, non-zero): let EL1 use its system
+    // registers (ICC_SRE_EL2.Enable and SRE), as Linux's el2_setup does; EL1 sets its own SRE.
+    mrs     x1, id_aa64pfr0_el1
+    ubfx    x1, x1, #24, #4
+    cbz     x1, 1f
+    mrs     x1, S3_4_C12_C9_5             // ICC_SRE_EL2
+    orr     x1, x1, #0x8                  // Enable (bit 3)
+    orr     x1, x1, #0x1                  // SRE (bit 0)
+    msr     S3_4_C12_C9_5, x1
+    isb
+1:  ldr     x1, =SCTLR_EL1_RES1
     msr     sctlr_el1, x1
     mov     x1, #SPSR_EL1H_MASKED
     msr     spsr_el2, x1

@@ -94,7 +94,46 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
             }
         }
     }
+    // IRQ and FIQ (current EL either stack, or lower EL): the kernel's interrupt dispatch, on
+    // the interrupt stack; IRQs stay masked throughout, as the exception left them. Checked
+    // after the fault fast path, which it must not slow down.
+    else if matches!(kind, 1 | 2 | 5 | 6 | 9 | 10) {
+        return handle_interrupt();
+    }
     handle_exception_full(frame, kind, None)
+}
+
+/// The interrupt stack's top (0 until the boot sets one up: then the handlers run on the
+/// current stack).
+static IRQ_STACK_TOP: AtomicU64 = AtomicU64::new(0);
+
+/// Sets the stack interrupt handlers run on: the top of a mapped stack that nothing else uses
+/// and that lives for the rest of the run.
+pub fn set_irq_stack(top: u64) {
+    IRQ_STACK_TOP.store(top, Ordering::Release);
+}
+
+/// Whether `sp` lies on the interrupt stack (for the report of a fault taken there).
+fn on_irq_stack(sp: u64) -> bool {
+    let top = IRQ_STACK_TOP.load(Ordering::Acquire);
+    top != 0 && sp <= top && sp > top - crate::irq::IRQ_STACK_SIZE as u64
+}
+
+extern "C" fn dispatch_interrupts(_: usize) {
+    crate::irq::handle_pending();
+}
+
+#[inline(never)]
+fn handle_interrupt() {
+    let top = IRQ_STACK_TOP.load(Ordering::Acquire);
+    if top == 0 || on_irq_stack(super::cpu::stack_pointer()) {
+        crate::irq::handle_pending();
+    } else {
+        // SAFETY: the interrupt stack is mapped for the rest of the run, 16-byte aligned (a page
+        // top), and used by nothing else: interrupts stay masked while a handler runs, so no
+        // second one starts on it, and a handler that faults reports and stops on it.
+        unsafe { super::irq::call_on_stack(top, dispatch_interrupts, 0) };
+    }
 }
 
 /// Every exception the fast path did not settle; `decided` is the page-fault handler's verdict
@@ -247,6 +286,16 @@ fn report(frame: &ExceptionFrame, kind: u64, real_fault: Option<crate::mm::memor
         .copied()
         .unwrap_or("unknown vector");
     emergency_print(format_args!("\n*** Unexpected exception: {kind_name}\n"));
+    if crate::irq::in_interrupt() {
+        emergency_print(format_args!(
+            "  in interrupt context (an interrupt handler{}), where no fault may be taken\n",
+            if on_irq_stack(frame.sp) {
+                ", on the interrupt stack"
+            } else {
+                ""
+            }
+        ));
+    }
     let synchronous = kind.is_multiple_of(4);
     if synchronous {
         emergency_print(format_args!("  cause: {}\n", esr::Describe(frame.esr)));
