@@ -1168,7 +1168,10 @@ fn the_pi3_controllers_are_found_with_their_registers() {
     let b = m.bcm2836_intc.expect("the Pi 3's controllers");
     assert_eq!(b.local_path, "/local_intc@40000000");
     assert_eq!(b.local, range(0x4000_0000, 0x100));
-    assert_eq!(b.armctrl_path.as_deref(), Some("/interrupt-controller@3f00b200"));
+    assert_eq!(
+        b.armctrl_path.as_deref(),
+        Some("/interrupt-controller@3f00b200")
+    );
     assert_eq!(b.armctrl, Some(range(0x3f00_b200, 0x200)));
 }
 
