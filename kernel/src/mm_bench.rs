@@ -7,6 +7,7 @@
 //! Under QEMU with `-icount shift=0` (`make bench`; the boot option `icount` says so) one
 //! nanosecond of virtual time is one instruction, so the figures are deterministic.
 
+#[cfg(target_os = "none")]
 use alloc::vec::Vec;
 
 /// One measurement: `value` in `unit` (`insn` per iteration under `-icount shift=0`, else
@@ -19,6 +20,7 @@ pub struct Figure {
 }
 
 impl Figure {
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
     fn new(name: &'static str, value: u64, unit: &'static str) -> Figure {
         Figure { name, value, unit }
     }

@@ -20,6 +20,9 @@
 //! options and arguments), [`time`] (a monotonic clock), [`io`] (lines typed on the console), and
 //! [`println!`]/[`print!`] for the console; `log`'s
 //! macros print through the kernel's logger.
+//!
+//! Every example in this documentation is built into one application and run under QEMU by
+//! `make test` (`scripts/check-doc-examples`).
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
