@@ -9,7 +9,7 @@
 //! sectors, past the disk's end, a write to a read-only disk) is refused before the device sees
 //! anything.
 //!
-//! ```ignore
+//! ```no_run
 //! use ferrite::block;
 //!
 //! for d in block::devices() {
@@ -21,6 +21,7 @@
 //! disk.write(2048, &sector)?;
 //! disk.flush()?;
 //! // Dropping `disk` gives vdb back.
+//! # Ok::<(), ferrite::block::BlockError>(())
 //! ```
 #![forbid(unsafe_code)]
 
@@ -93,10 +94,11 @@ impl Disk {
     /// Reads the sectors from `sector` on into `buf`, whose length is a whole number of sectors
     /// (`EINVAL` otherwise, and for sectors past the disk's end; `EIO` when the device fails).
     ///
-    /// ```ignore
+    /// ```no_run
     /// let mut disk = ferrite::block::open("vdb")?;
     /// let mut first = [0u8; 512];
     /// disk.read(0, &mut first)?;
+    /// # Ok::<(), ferrite::block::BlockError>(())
     /// ```
     pub fn read(&mut self, sector: u64, buf: &mut [u8]) -> Result<(), BlockError> {
         self.inner.read(sector, buf)
@@ -107,9 +109,10 @@ impl Disk {
     /// `EIO` when the device fails). The device has the data when it returns;
     /// [`flush`](Self::flush) makes it durable.
     ///
-    /// ```ignore
+    /// ```no_run
     /// let mut disk = ferrite::block::open("vdb")?;
     /// disk.write(2048, &[0x5a; 1024])?; // sectors 2048 and 2049
+    /// # Ok::<(), ferrite::block::BlockError>(())
     /// ```
     pub fn write(&mut self, sector: u64, buf: &[u8]) -> Result<(), BlockError> {
         self.inner.write(sector, buf)
