@@ -42,6 +42,10 @@ pub mod procfs;
 mod procfs_selftests;
 pub mod runtime;
 #[cfg(target_os = "none")]
+pub mod sched;
+#[cfg(target_os = "none")]
+mod sched_selftests;
+#[cfg(target_os = "none")]
 pub mod start;
 pub mod swap_setup;
 #[cfg(target_os = "none")]

@@ -204,6 +204,14 @@ pub fn kernel_main(boot: BootInfo) -> ! {
                 Ok(()) => info!("Timer: arch_timer (virtual timer), one-shot deadlines, no tick"),
                 Err(e) => warn!("Timer: {e}; sleeps watch the counter instead"),
             }
+            match crate::sched::init() {
+                Ok(()) => info!(
+                    "Threads: the boot thread runs the job, idle waits in WFI; {} KiB stacks, {} ms slices",
+                    crate::sched::STACK_SIZE >> 10,
+                    crate::sched::TIME_SLICE.as_millis()
+                ),
+                Err(e) => warn!("Threads: {e}; the job runs alone"),
+            }
         }
         Err(e) => warn!("IRQ: {e}; running without interrupts"),
     }

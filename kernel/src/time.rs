@@ -1,7 +1,7 @@
 //! Time (Linux's kernel/time): the timer queue, one-shot deadlines on the generic timer's
 //! virtual timer interrupt (`arch_timer`), with no periodic tick (the timer is armed only for
-//! the nearest deadline, and disarmed when none is left); `sleep`, which idles in `WFI` until
-//! its deadline's interrupt; and `Deadline` for timeouts. Owns the queue; must never allocate or
+//! the nearest deadline, and disarmed when none is left); `sleep`, which blocks the thread until
+//! its deadline's interrupt (before threads exist: idles in `WFI`); and `Deadline` for timeouts. Owns the queue; must never allocate or
 //! sleep in the interrupt handler (the queue is a fixed table under an IRQ-safe lock), and never
 //! programs the timer but through the arch layer.
 #![forbid(unsafe_code)]
@@ -174,6 +174,10 @@ fn on_interrupt() {
 pub fn sleep(d: Duration) {
     debug_assert!(!crate::irq::in_interrupt(), "sleep in interrupt context");
     let deadline = timer::ticks() + ticks_in(d);
+    // With threads, the sleeper blocks and others run meanwhile.
+    if interrupts_armed() && crate::sched::started() {
+        return crate::sched::sleep_until(deadline);
+    }
     let id = if interrupts_armed() {
         add_timer(deadline, None, 0).ok()
     } else {

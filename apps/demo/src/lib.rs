@@ -32,6 +32,11 @@ static OPTIONS: &[AppOption] = &[
         accepts: "check",
         valid: |v| v == "check",
     },
+    AppOption {
+        key: "threads",
+        accepts: "check",
+        valid: |v| v == "check",
+    },
 ];
 
 #[ferrite::main(name = "demo", options = OPTIONS)]
@@ -63,6 +68,9 @@ fn main() -> Result<(), String> {
     print_devices(&block::devices());
     if ferrite::env::option("block") == Some("check") {
         check_block_devices()?;
+    }
+    if ferrite::env::option("threads") == Some("check") {
+        check_threads()?;
     }
     if ferrite::env::option("input") == Some("line") {
         let mut line = alloc::string::String::new();
@@ -127,6 +135,79 @@ fn pattern(sector_size: u32, first: u64, sectors: u64) -> Vec<u8> {
 /// open already and bad requests are refused, and a pattern written to a few sectors reads back
 /// while the sectors around them keep what they held. Every other disk is only read (its first
 /// sector). Each step prints a line; the first failure is the job's error.
+/// `demo.threads=check`: the application's threads. Four threads sum parts of a range and are
+/// joined; a thread that never yields is preempted (the main thread spins until a second thread
+/// has run, which only a time slice's end allows); a waiter sleeps on a wait queue until a
+/// sleeper wakes it.
+fn check_threads() -> Result<(), String> {
+    use alloc::sync::Arc;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::time::Duration;
+    use ferrite::thread;
+    use ferrite::time::Instant;
+
+    let handles = (0..4u64)
+        .map(|i| thread::spawn(move || (i * 1000..(i + 1) * 1000).sum::<u64>()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("spawn: {e}"))?;
+    let total: u64 = handles.into_iter().map(|h| h.join()).sum();
+    if total != (0..4000u64).sum::<u64>() {
+        return Err(format!("threads: four threads summed {total}"));
+    }
+    println!("demo: threads: 4 threads summed 0..4000 = {total}");
+
+    // Preemption: neither this thread nor the spinner ever yields.
+    let ran = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (r, s) = (ran.clone(), stop.clone());
+    let spinner = thread::spawn(move || {
+        r.store(true, Ordering::Release);
+        let mut spins = 0u64;
+        while !s.load(Ordering::Acquire) {
+            spins += 1;
+            core::hint::spin_loop();
+        }
+        spins
+    })
+    .map_err(|e| format!("spawn: {e}"))?;
+    let start = Instant::now();
+    while !ran.load(Ordering::Acquire) && start.elapsed() < Duration::from_secs(2) {
+        core::hint::spin_loop();
+    }
+    let preempted = ran.load(Ordering::Acquire);
+    stop.store(true, Ordering::Release);
+    let spins = spinner.join();
+    if !preempted {
+        return Err("threads: a thread that never yields was not preempted in 2 s".into());
+    }
+    println!(
+        "demo: threads: preempted after {} us; the other thread spun {spins} times",
+        start.elapsed().as_micros()
+    );
+
+    // A wait queue: the waiter sleeps until the sleeper wakes it.
+    let ready = Arc::new(AtomicBool::new(false));
+    let wq = Arc::new(thread::WaitQueue::new());
+    let (r, q) = (ready.clone(), wq.clone());
+    let sleeper = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(5));
+        r.store(true, Ordering::Release);
+        q.wake_all();
+    })
+    .map_err(|e| format!("spawn: {e}"))?;
+    let start = Instant::now();
+    let woken = wq.wait_until_timeout(|| ready.load(Ordering::Acquire), Duration::from_secs(2));
+    sleeper.join();
+    if !woken {
+        return Err("threads: a waiter was not woken in 2 s".into());
+    }
+    println!(
+        "demo: threads: a waiter woke after {} us (the other thread slept 5 ms)",
+        start.elapsed().as_micros()
+    );
+    Ok(())
+}
+
 fn check_block_devices() -> Result<(), String> {
     let err = |e: BlockError| format!("demo: block: {e}");
     let disks = block::devices();

@@ -17,7 +17,8 @@
 //! (the disks: listed, opened by name, read and written in sectors), [`proc`] (the kernel's
 //! reports, as values and as Linux's `/proc` text), [`bench`](mod@bench) (the kernel's own
 //! measurements, for benchmark programs), [`env`](mod@env) (the application's own
-//! options and arguments), [`time`] (a monotonic clock), [`io`] (lines typed on the console), and
+//! options and arguments), [`thread`] (threads that share the application's memory, sleep and
+//! wait), [`time`] (a monotonic clock), [`io`] (lines typed on the console), and
 //! [`println!`]/[`print!`] for the console; `log`'s
 //! macros print through the kernel's logger.
 //!
@@ -35,6 +36,7 @@ pub mod env;
 pub mod io;
 pub mod mem;
 pub mod proc;
+pub mod thread;
 pub mod time;
 
 pub use ferrite_macros::main;

@@ -73,6 +73,26 @@ impl ContextGuard {
     }
 }
 
+impl ContextGuard {
+    /// Whether the code this guard interrupted ran in application context (the exception
+    /// entry's guard: an interrupt that arrived in the application's code, where the kernel may
+    /// preempt it).
+    #[inline(always)]
+    pub fn interrupted_application(&self) -> bool {
+        self.previous
+    }
+}
+
+/// The scheduler's switch of the flag between threads: each thread has its own context, saved
+/// when it is switched out and put back when it runs again. Returns the context that was
+/// current. Nothing else may call it (guards nest on one thread's stack; this swaps stacks).
+#[inline(always)]
+pub fn switch_thread_context(next: Context) -> Context {
+    let previous = Context::current();
+    IN_APPLICATION.store(next == Context::Application, Ordering::Relaxed);
+    previous
+}
+
 impl Drop for ContextGuard {
     #[inline(always)]
     fn drop(&mut self) {

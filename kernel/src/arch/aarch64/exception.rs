@@ -98,7 +98,11 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
     // the interrupt stack; IRQs stay masked throughout, as the exception left them. Checked
     // after the fault fast path, which it must not slow down.
     else if matches!(kind, 1 | 2 | 5 | 6 | 9 | 10) {
-        return handle_interrupt();
+        handle_interrupt();
+        // The interrupt exit's preemption point: the application's code may be switched away
+        // from here (its whole state is in the frame on this thread's stack).
+        crate::sched::preempt_on_irq_exit(_kernel.interrupted_application());
+        return;
     }
     handle_exception_full(frame, kind, None)
 }

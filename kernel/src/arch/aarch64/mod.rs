@@ -32,6 +32,8 @@ pub mod simd;
 #[cfg(target_os = "none")]
 pub mod stack;
 #[cfg(target_os = "none")]
+pub mod switch;
+#[cfg(target_os = "none")]
 pub mod timer;
 
 /// The CPU services mm's port asks for (`mm::cpu::CpuOps`), installed by the boot code.

@@ -50,6 +50,25 @@ fn map(g: &Gic, index: usize, what: &str) -> Result<IoMem, String> {
     ioremap(r.base, r.size).map_err(|e| format!("ioremap of the GIC's {what}: {e}"))
 }
 
+/// Reads a register once, catching the external abort of an address where nothing answers (a
+/// device tree that describes a controller this machine does not have): `Err` says so instead
+/// of a crash.
+fn probe_read(io: &IoMem, offset: u64, what: &str) -> Result<u32, String> {
+    let mut value = 0;
+    match crate::arch::aarch64::exception::catch_exception(|| value = io.read32(offset)) {
+        None => Ok(value),
+        Some(_) => Err(format!(
+            "nothing answers at the GIC's {what} ({:#x}): the device tree describes a controller this machine does not have",
+            io.phys().as_u64() + offset
+        )),
+    }
+}
+
+/// The architecture version a GIC's peripheral ID register 2 gives (bits 7:4).
+fn arch_rev(pidr2: u32) -> u32 {
+    (pidr2 >> 4) & 0xf
+}
+
 /// Spins until `done`, at most a generous number of reads, saying so if the GIC never answers.
 fn wait(what: &str, mut done: impl FnMut() -> bool) -> Result<(), String> {
     for _ in 0..1_000_000 {
@@ -103,6 +122,14 @@ impl GicV2 {
     pub fn new(g: &Gic) -> Result<GicV2, String> {
         let dist = map(g, 0, "distributor")?;
         let cpu = map(g, 1, "CPU interface")?;
+        // Both parts answer, and the distributor says it is a GICv1 or v2.
+        let rev = arch_rev(probe_read(&dist, 0xfe8, "distributor")?);
+        probe_read(&cpu, 0xfc, "CPU interface")?;
+        if !(rev == 1 || rev == 2) {
+            return Err(format!(
+                "the GIC distributor says architecture version {rev}, not 2"
+            ));
+        }
         dist.write32(GICD_CTLR, 0);
         let lines = distributor_defaults(&dist);
         // SGIs and PPIs: banked per CPU.
@@ -181,6 +208,13 @@ impl GicV3 {
         }
         let dist = map(g, 0, "distributor")?;
         let redist = map(g, 1, "redistributors")?;
+        let rev = arch_rev(probe_read(&dist, 0xffe8, "distributor")?);
+        probe_read(&redist, GICR_TYPER, "redistributors")?;
+        if !(rev == 3 || rev == 4) {
+            return Err(format!(
+                "the GIC distributor says architecture version {rev}, not 3 or 4"
+            ));
+        }
         // Disabled, then affinity routing (ARE) with group 1 enabled.
         dist.write32(GICD_CTLR, 0);
         wait("disabling the distributor", || {
