@@ -88,6 +88,9 @@ pub struct BootOptions {
     /// `icount`: QEMU runs with `-icount shift=0`, so a nanosecond of virtual time is one
     /// instruction (scripts/qemu-run adds it with ICOUNT=1; `run=bench` labels its figures so).
     pub icount: bool,
+    /// `swappiness=N` (Linux's `vm.swappiness`, 0-200, default 60): how reclaim weighs the
+    /// application's anonymous pages against reclaimable slab.
+    pub swappiness: u32,
     /// Options of the form `job.key=value` (`memstress.size=64M`), full key and value, for the
     /// boot code to check against the jobs' declared options.
     pub job_params: Vec<(String, String)>,
@@ -113,6 +116,7 @@ impl Default for BootOptions {
             slub_debug: 0,
             swap: SwapMode::Auto,
             icount: false,
+            swappiness: 60,
             job_params: Vec::new(),
             args: Vec::new(),
             rejected: Vec::new(),
@@ -272,6 +276,10 @@ impl BootOptions {
                     None => reject("expected swap=auto, swap=off, swap=format or swap=format:N"),
                 },
                 ("icount", None) => o.icount = true,
+                ("swappiness", Some(v)) => match v.parse::<u32>() {
+                    Ok(n) if n <= 200 => o.swappiness = n,
+                    _ => reject("expected swappiness=N with N from 0 to 200"),
+                },
                 // Kernel options with a dot are matched above; the rest belong to a job.
                 (k, v) if k.contains('.') && !k.starts_with("ktest.") => {
                     o.job_params.push((k.into(), v.unwrap_or("").into()))
@@ -421,6 +429,11 @@ mod tests {
             ]
         );
         assert!(o.icount && o.rejected.is_empty());
+        assert_eq!(o.swappiness, 60);
+        let o = BootOptions::parse("swappiness=0");
+        assert_eq!((o.swappiness, o.rejected.len()), (0, 0));
+        let o = BootOptions::parse("swappiness=201 swappiness=x");
+        assert_eq!((o.swappiness, o.rejected.len()), (60, 2));
     }
 
     #[test]

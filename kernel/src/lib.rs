@@ -31,6 +31,8 @@ pub mod irq;
 #[cfg(target_os = "none")]
 mod irq_selftests;
 pub mod kernel;
+#[cfg(target_os = "none")]
+pub mod kswapd;
 pub mod ktest;
 #[cfg(target_os = "none")]
 mod machine_selftests;

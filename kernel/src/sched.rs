@@ -376,10 +376,21 @@ pub fn cond_resched() {
     }
 }
 
-/// The interrupt exit's preemption point: switches when asked to and the interrupted code was
-/// the application's (kernel code is never preempted: it may hold a spin lock).
-pub fn preempt_on_irq_exit(interrupted_application: bool) {
-    if interrupted_application && NEED_RESCHED.load(Ordering::Relaxed) && started() {
+/// The exception return's preemption point (interrupts, and faults the kernel handled): switches
+/// when asked to and the code returned to is the application's (kernel code is never preempted:
+/// it may hold a spin lock), as Linux reschedules on the return to user mode. A load and a
+/// branch on the demand-zero fault's path.
+#[inline(always)]
+pub fn preempt_on_exception_return(interrupted_application: bool) {
+    if interrupted_application && NEED_RESCHED.load(Ordering::Relaxed) {
+        preempt();
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn preempt() {
+    if started() {
         schedule_masked();
     }
 }

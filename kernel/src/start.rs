@@ -215,9 +215,20 @@ pub fn kernel_main(boot: BootInfo) -> ! {
         }
         Err(e) => warn!("IRQ: {e}; running without interrupts"),
     }
+    crate::mm::vmscan::set_swappiness(kernel.options.swappiness);
     // Swap needs a virtio-blk disk; a Raspberry Pi has none (its SD card is not ours to swap
     // on). After publishing: the driver finds its devices through the published machine.
     crate::swap_setup::swapon(kernel);
+    // Background reclaim, once there are threads (without them allocations reclaim directly).
+    if crate::sched::started() {
+        match crate::kswapd::start() {
+            Ok(()) => info!(
+                "kswapd0: background reclaim from the low to the high watermark; vm.swappiness = {}",
+                kernel.options.swappiness
+            ),
+            Err(e) => warn!("kswapd0: {e}; allocations reclaim directly"),
+        }
+    }
     let Some(job) = runtime::chosen(&kernel.options.job, kernel.options.job_named) else {
         if kernel.options.job.is_empty() {
             fail(format_args!(

@@ -32,13 +32,14 @@ pub fn meminfo() -> String {
 }
 
 /// `/proc/vmstat`'s paging counters (`pgfault`, `pgmajfault`, `pswpin`, `pswpout`, `pgscan`,
-/// `pgsteal`, `nr_swapcached`), one `name value` line each.
+/// `pgsteal`, `nr_swapcached`, `pgscan_kswapd`, `pgscan_direct`, `pgsteal_kswapd`,
+/// `pgsteal_direct`, `allocstall`, `pageoutrun`), one `name value` line each.
 pub fn vmstat() -> String {
     crate::in_kernel(ferrite_kernel::procfs::vmstat)
 }
 
 /// The paging counters as `(name, value)` pairs, named as in [`vmstat`].
-pub fn vmstat_values() -> [(&'static str, u64); 7] {
+pub fn vmstat_values() -> [(&'static str, u64); ferrite_kernel::mm::vmstat::VMSTAT_COUNTERS] {
     ferrite_kernel::mm::vmstat::vmstat()
 }
 

@@ -331,8 +331,18 @@ pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
     // Timed only at the outermost level: reclaim's own allocations may run the hook again.
     let outermost = !IN_RECLAIM.load(Ordering::Relaxed);
     let start = ticks();
-    let slabs = super::heap::shrink_slabs(zone, order);
-    if !SWAP.active() || IN_RECLAIM.swap(true, Ordering::Acquire) {
+    // vm.swappiness decides the order and whether the second kind is tried (see vmscan).
+    let swappiness = super::vmscan::SWAPPINESS.load(Ordering::Relaxed);
+    let mut slabs = if swappiness < 200 {
+        super::heap::shrink_slabs(zone, order)
+    } else {
+        0
+    };
+    let anon_wanted = swappiness > 0 || slabs == 0;
+    if !anon_wanted || !SWAP.active() || IN_RECLAIM.swap(true, Ordering::Acquire) {
+        if swappiness == 200 && slabs == 0 {
+            slabs = super::heap::shrink_slabs(zone, order);
+        }
         if outermost {
             RECLAIM_TICKS.fetch_add(ticks() - start, Ordering::Relaxed);
         }
@@ -347,5 +357,8 @@ pub fn reclaim_hook(zone: super::zone::ZoneId, order: u8) -> u64 {
     SWAPOUT_TICKS.fetch_add(end - t0, Ordering::Relaxed);
     RECLAIM_TICKS.fetch_add(end - start, Ordering::Relaxed);
     IN_RECLAIM.store(false, Ordering::Release);
+    if swappiness == 200 && freed == 0 {
+        slabs = super::heap::shrink_slabs(zone, order);
+    }
     slabs + freed
 }

@@ -48,7 +48,14 @@ const POISON: u8 = 0xaa;
 pub enum Mark {
     Low,
     Min,
+    /// None at all: only for reclaim's own allocations (Linux's `ALLOC_NO_WATERMARKS` for a
+    /// `PF_MEMALLOC` task), which free memory and must not fail for want of it.
+    Reserve,
 }
+
+/// Whether the code allocating now is reclaim (direct reclaim or kswapd; Linux's
+/// `PF_MEMALLOC`): its allocations may use the reserve below the min watermark. One CPU: a flag.
+pub static MEMALLOC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AllocError {
@@ -460,6 +467,7 @@ impl<P: PhysMem> PageAllocator<P> {
             let mut wmark = match mark {
                 Mark::Low => z.watermark[1],
                 Mark::Min => z.watermark[0],
+                Mark::Reserve => 0,
             };
             if gfp.contains(Gfp::HIGH) {
                 wmark /= 2;
@@ -766,10 +774,14 @@ pub struct Snapshot {
 /// wanted; returns the pages it freed.
 pub type ReclaimHook = fn(ZoneId, u8) -> u64;
 
+/// Wakes the background reclaimer (kswapd) for a zone that fell below its low watermark.
+pub type KswapdHook = fn(ZoneId);
+
 /// The kernel-wide allocator: the lock, the reclaim hook and the allocation policy.
 pub struct GlobalPages<P: PhysMem> {
     inner: spin::Mutex<Option<PageAllocator<P>>>,
     reclaim: spin::Mutex<Option<ReclaimHook>>,
+    kswapd: spin::Mutex<Option<KswapdHook>>,
 }
 
 impl<P: PhysMem> Default for GlobalPages<P> {
@@ -783,6 +795,7 @@ impl<P: PhysMem> GlobalPages<P> {
         GlobalPages {
             inner: spin::Mutex::new(None),
             reclaim: spin::Mutex::new(None),
+            kswapd: spin::Mutex::new(None),
         }
     }
 
@@ -812,10 +825,62 @@ impl<P: PhysMem> GlobalPages<P> {
         *self.reclaim.lock() = Some(hook);
     }
 
+    /// Installs kswapd's wake-up: from then on an allocation that crosses a low watermark wakes
+    /// it (Linux's `wakeup_kswapd`) instead of reclaiming itself, and reclaims directly only
+    /// when the min watermark is reached.
+    pub fn set_kswapd_hook(&self, hook: KswapdHook) {
+        *self.kswapd.lock() = Some(hook);
+    }
+
+    /// Direct reclaim: the allocation reclaims for itself (an `allocstall`).
     fn reclaim(&self, gfp: Gfp, order: u8) -> u64 {
+        use core::sync::atomic::Ordering::Relaxed;
         let hook = *self.reclaim.lock();
         let zone = ZONES[PageAllocator::<P>::highest_zone(gfp)];
-        hook.map_or(0, |h| h(zone, order))
+        // Nested (reclaim allocating): the flag is already set and stays so.
+        let outer = !MEMALLOC.swap(true, Relaxed);
+        if outer {
+            super::vmstat::ALLOCSTALL.fetch_add(1, Relaxed);
+        }
+        let freed = hook.map_or(0, |h| h(zone, order));
+        if outer {
+            MEMALLOC.store(false, Relaxed);
+        }
+        freed
+    }
+
+    /// Wakes kswapd for the zone `gfp` prefers; whether there is a kswapd to wake.
+    fn wake_kswapd(&self, gfp: Gfp) -> bool {
+        let hook = *self.kswapd.lock();
+        let zone = ZONES[PageAllocator::<P>::highest_zone(gfp)];
+        hook.map(|h| h(zone)).is_some()
+    }
+
+    /// kswapd's reclaim: one round of the reclaim hook for `zone`, counted as kswapd's; the
+    /// pages it freed.
+    pub fn kswapd_reclaim(&self, zone: ZoneId) -> u64 {
+        use core::sync::atomic::Ordering::Relaxed;
+        let hook = *self.reclaim.lock();
+        super::vmstat::RECLAIMER_IS_KSWAPD.store(true, Relaxed);
+        MEMALLOC.store(true, Relaxed);
+        let freed = hook.map_or(0, |h| h(zone, 0));
+        MEMALLOC.store(false, Relaxed);
+        super::vmstat::RECLAIMER_IS_KSWAPD.store(false, Relaxed);
+        freed
+    }
+
+    /// Whether an allocation that may use the zones up to `zone` finds one of them with its high
+    /// watermark free (kswapd stops there; Linux's `pgdat_balanced` for order 0), or there is no
+    /// such zone with memory at all.
+    pub fn zone_balanced(&self, zone: ZoneId) -> bool {
+        self.snapshot().is_none_or(|s| {
+            let mut eligible = s
+                .zones
+                .iter()
+                .filter(|z| z.id <= zone && z.managed > 0)
+                .peekable();
+            eligible.peek().is_none() || eligible.any(|z| z.free >= z.watermark[2])
+        })
     }
 
     fn try_alloc(&self, gfp: Gfp, order: u8, mark: Mark) -> Result<PhysAddr, AllocError> {
@@ -848,11 +913,31 @@ impl<P: PhysMem> GlobalPages<P> {
         if let Ok(pa) = self.try_alloc(gfp, order, Mark::Low) {
             return Ok(pa);
         }
-        // Crossing low: the reclaim hook runs (Linux wakes kswapd here), then the request may dig
-        // down to the min watermark.
-        self.reclaim(gfp, order);
+        // Reclaim's own allocations (swap batches, requests) may use the reserve: they are what
+        // frees memory.
+        if MEMALLOC.load(core::sync::atomic::Ordering::Relaxed) {
+            if let Ok(pa) = self.try_alloc(gfp, order, Mark::Min) {
+                return Ok(pa);
+            }
+            if let Ok(pa) = self.try_alloc(gfp, order, Mark::Reserve) {
+                return Ok(pa);
+            }
+        }
+        // Crossing low: kswapd is woken to reclaim in the background (without one, the
+        // allocation reclaims here), then the request may dig down to the min watermark.
+        let kswapd = self.wake_kswapd(gfp);
+        if !kswapd {
+            self.reclaim(gfp, order);
+        }
         if let Ok(pa) = self.try_alloc(gfp, order, Mark::Min) {
             return Ok(pa);
+        }
+        // At min: kswapd did not keep up; the allocation reclaims for itself.
+        if kswapd {
+            self.reclaim(gfp, order);
+            if let Ok(pa) = self.try_alloc(gfp, order, Mark::Min) {
+                return Ok(pa);
+            }
         }
         if !gfp.contains(Gfp::NORETRY) {
             let mut progress = self.reclaim(gfp, order);

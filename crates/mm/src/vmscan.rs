@@ -14,7 +14,18 @@ use super::pgtable::{desc, PageTable};
 use super::swap_entry::SwapEntry;
 use super::swap_state::{drop_swap_cache, untie_keep_slot};
 use super::swapfile::SwapError;
-use super::vmstat::{PGSCAN, PGSTEAL};
+use super::vmstat::{count_scanned, count_stolen};
+
+/// `vm.swappiness` (0-200, default 60, `swappiness=` on the command line): how reclaim weighs
+/// the application's anonymous pages (which must be written to swap) against reclaimable slab
+/// (which is only freed). 0: anonymous pages only when slab gives nothing; 200: slab only when
+/// anonymous pages give nothing; between, both, slab first up to 100 and anonymous first above.
+pub static SWAPPINESS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(60);
+
+/// Sets `vm.swappiness` (clamped to 0-200).
+pub fn set_swappiness(value: u32) {
+    SWAPPINESS.store(value.min(200), Ordering::Relaxed);
+}
 use crate::addr::{PhysAddr, VirtAddr, PAGE_SIZE};
 
 /// Pages written to swap per batch: one disk request when the slots are consecutive.
@@ -70,8 +81,8 @@ impl<B: Backing> AddrSpace<B> {
                 q.push_back(va);
             }
         }
-        PGSCAN.fetch_add(scanned as u64, Ordering::Relaxed);
-        PGSTEAL.fetch_add(clean, Ordering::Relaxed);
+        count_scanned(scanned as u64);
+        count_stolen(clean);
         match page_out(pt, backing, &victims[..n]) {
             Ok(written) => clean + written,
             Err(e) => {
@@ -133,7 +144,7 @@ impl<B: Backing> AddrSpace<B> {
                 let pa = PhysAddr::new(desc::addr(d));
                 if let Some(entry) = backing.swap_tie(pa) {
                     drop_clean(pt, backing, v, pa, entry);
-                    PGSTEAL.fetch_add(1, Ordering::Relaxed);
+                    count_stolen(1);
                     done += 1;
                 } else {
                     victims[n] = (a, d);
@@ -190,6 +201,6 @@ fn page_out<B: Backing>(
             backing.free_frame(PhysAddr::new(desc::addr(d)));
         }
     }
-    PGSTEAL.fetch_add(n as u64, Ordering::Relaxed);
+    count_stolen(n as u64);
     Ok(n as u64)
 }

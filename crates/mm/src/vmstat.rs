@@ -7,7 +7,7 @@
 //! counters and formats: it never takes the allocator's lock.
 #![forbid(unsafe_code)]
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use alloc::format;
 use alloc::string::String;
@@ -37,8 +37,43 @@ pub static AF_FAULTS: AtomicU64 = AtomicU64::new(0);
 pub static SWAPOUT_TICKS: AtomicU64 = AtomicU64::new(0);
 pub static SWAPIN_TICKS: AtomicU64 = AtomicU64::new(0);
 
+/// The same, split by who reclaimed: kswapd in the background, or an allocation that had to
+/// reclaim itself (direct reclaim, which also counts an `allocstall`).
+pub static PGSCAN_KSWAPD: AtomicU64 = AtomicU64::new(0);
+pub static PGSCAN_DIRECT: AtomicU64 = AtomicU64::new(0);
+pub static PGSTEAL_KSWAPD: AtomicU64 = AtomicU64::new(0);
+pub static PGSTEAL_DIRECT: AtomicU64 = AtomicU64::new(0);
+pub static ALLOCSTALL: AtomicU64 = AtomicU64::new(0);
+/// Times kswapd was woken (`pageoutrun`).
+pub static PAGEOUTRUN: AtomicU64 = AtomicU64::new(0);
+/// Whether the reclaim running now is kswapd's (set around kswapd's reclaim; one CPU).
+pub static RECLAIMER_IS_KSWAPD: AtomicBool = AtomicBool::new(false);
+
+/// Counts `n` pages scanned by the reclaim running now.
+pub fn count_scanned(n: u64) {
+    PGSCAN.fetch_add(n, Relaxed);
+    if RECLAIMER_IS_KSWAPD.load(Relaxed) {
+        PGSCAN_KSWAPD.fetch_add(n, Relaxed);
+    } else {
+        PGSCAN_DIRECT.fetch_add(n, Relaxed);
+    }
+}
+
+/// Counts `n` pages freed by the reclaim running now.
+pub fn count_stolen(n: u64) {
+    PGSTEAL.fetch_add(n, Relaxed);
+    if RECLAIMER_IS_KSWAPD.load(Relaxed) {
+        PGSTEAL_KSWAPD.fetch_add(n, Relaxed);
+    } else {
+        PGSTEAL_DIRECT.fetch_add(n, Relaxed);
+    }
+}
+
+/// How many counters [`vmstat`] gives.
+pub const VMSTAT_COUNTERS: usize = 13;
+
 /// `/proc/vmstat`: the paging counters, as Linux names them.
-pub fn vmstat() -> [(&'static str, u64); 7] {
+pub fn vmstat() -> [(&'static str, u64); VMSTAT_COUNTERS] {
     [
         ("pgfault", PGFAULT.load(Relaxed)),
         ("pgmajfault", PGMAJFAULT.load(Relaxed)),
@@ -47,6 +82,12 @@ pub fn vmstat() -> [(&'static str, u64); 7] {
         ("pgscan", PGSCAN.load(Relaxed)),
         ("pgsteal", PGSTEAL.load(Relaxed)),
         ("nr_swapcached", SWAPCACHE.load(Relaxed)),
+        ("pgscan_kswapd", PGSCAN_KSWAPD.load(Relaxed)),
+        ("pgscan_direct", PGSCAN_DIRECT.load(Relaxed)),
+        ("pgsteal_kswapd", PGSTEAL_KSWAPD.load(Relaxed)),
+        ("pgsteal_direct", PGSTEAL_DIRECT.load(Relaxed)),
+        ("allocstall", ALLOCSTALL.load(Relaxed)),
+        ("pageoutrun", PAGEOUTRUN.load(Relaxed)),
     ]
 }
 

@@ -88,7 +88,13 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
             let far = frame.far;
             if (crate::mm::layout::USER_START..crate::mm::layout::USER_END).contains(&far) {
                 match crate::mm::app_space::handle_page_fault(far, write, false) {
-                    Ok(()) => return,
+                    Ok(()) => {
+                        // A fault that woke kswapd lets it run before the application goes on.
+                        crate::sched::preempt_on_exception_return(
+                            _kernel.interrupted_application(),
+                        );
+                        return;
+                    }
                     Err(e) => return handle_exception_full(frame, kind, Some(e)),
                 }
             }
@@ -101,10 +107,11 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
         handle_interrupt();
         // The interrupt exit's preemption point: the application's code may be switched away
         // from here (its whole state is in the frame on this thread's stack).
-        crate::sched::preempt_on_irq_exit(_kernel.interrupted_application());
+        crate::sched::preempt_on_exception_return(_kernel.interrupted_application());
         return;
     }
-    handle_exception_full(frame, kind, None)
+    handle_exception_full(frame, kind, None);
+    crate::sched::preempt_on_exception_return(_kernel.interrupted_application());
 }
 
 /// The interrupt stack's top (0 until the boot sets one up: then the handlers run on the

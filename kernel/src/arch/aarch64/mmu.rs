@@ -104,9 +104,13 @@ unsafe impl TableAlloc for BootPool {
         if from_pool.is_some() || !MMU_ON.load(core::sync::atomic::Ordering::Relaxed) {
             return from_pool;
         }
-        // The pool is for the boot; once the page allocator runs, tables come from it.
+        // The pool is for the boot; once the page allocator runs, tables come from it. With
+        // __GFP_HIGH (half the min watermark in reserve): a table is allocated while the
+        // application's space is held, where reclaim, which needs the space, cannot help, and
+        // the fault that needs it has just taken its frame at the min watermark.
+        use crate::mm::gfp::Gfp;
         crate::mm::init::PAGES
-            .alloc_pages(crate::mm::gfp::Gfp::KERNEL | crate::mm::gfp::Gfp::NOWARN, 0)
+            .alloc_pages(Gfp::KERNEL | Gfp::NOWARN | Gfp::HIGH, 0)
             .ok()
     }
 
