@@ -304,8 +304,17 @@ pub fn describe(tree: &DeviceTree, boot: BootRanges) -> Result<Machine, MachineE
         }
     }
     m.gic = find_gic(tree)?;
-    m.timer = find_timer(tree);
-    m.bcm2836_intc = find_bcm2836_intc(tree)?;
+    // One pass over the nodes for the timer and the Pi 3's controllers (a boot-time cost).
+    let [timer, local, armctrl] = first_compatible(
+        tree,
+        [
+            &["arm,armv8-timer", "arm,armv7-timer"],
+            &["brcm,bcm2836-l1-intc"],
+            &["brcm,bcm2836-armctrl-ic"],
+        ],
+    );
+    m.timer = timer.map(|n| timer_of(tree, n));
+    m.bcm2836_intc = bcm2836_intc(tree, local, armctrl)?;
     Ok(m)
 }
 
@@ -690,8 +699,8 @@ fn interrupt_specs(tree: &DeviceTree, node: usize) -> Vec<(usize, Vec<u32>)> {
 /// One specifier decoded by the rules of its controller: the GIC's three cells (type, number,
 /// flags), the BCM2836 local controller's two (line, flags), the BCM2835 ARM controller's two
 /// (bank, line); any other controller's first cell as the number. `None` for a specifier its
-/// controller's rules refuse.
-fn decode_irq(tree: &DeviceTree, controller: usize, cells: &[u32]) -> Option<Irq> {
+/// controller's rules refuse. Allocates nothing (it runs for every device at boot).
+fn decode_hwirq(tree: &DeviceTree, controller: usize, cells: &[u32]) -> Option<(u32, Trigger)> {
     let is = |c: &str| tree.is_compatible(controller, c);
     let flags_trigger = |flags: u32| {
         if flags & 0xc != 0 {
@@ -700,7 +709,7 @@ fn decode_irq(tree: &DeviceTree, controller: usize, cells: &[u32]) -> Option<Irq
             Trigger::Edge
         }
     };
-    let (hwirq, trigger) = if GIC_COMPATIBLES.iter().any(|(c, _)| is(c)) {
+    if GIC_COMPATIBLES.iter().any(|(c, _)| is(c)) {
         if cells.len() < 3 {
             return None;
         }
@@ -714,59 +723,98 @@ fn decode_irq(tree: &DeviceTree, controller: usize, cells: &[u32]) -> Option<Irq
         if cells[1] >= limit {
             return None;
         }
-        (base + cells[1], flags_trigger(cells[2]))
+        Some((base + cells[1], flags_trigger(cells[2])))
     } else if is("brcm,bcm2836-l1-intc") {
-        (
+        Some((
             *cells.first()?,
             cells.get(1).map_or(Trigger::Level, |&f| flags_trigger(f)),
-        )
+        ))
     } else if is("brcm,bcm2836-armctrl-ic") || is("brcm,bcm2835-armctrl-ic") {
         let (bank, line) = (*cells.first()?, *cells.get(1)?);
         if bank > 2 || line > 31 {
             return None;
         }
-        (bank * 32 + line, Trigger::Level)
+        Some((bank * 32 + line, Trigger::Level))
     } else {
-        (*cells.first()?, Trigger::Level)
-    };
-    Some(Irq {
-        controller: tree.path(controller),
-        hwirq,
-        trigger,
-    })
+        Some((*cells.first()?, Trigger::Level))
+    }
 }
 
-/// A node's interrupts, decoded.
+/// A node's interrupts, decoded, with their controller's path.
 fn interrupts(tree: &DeviceTree, node: usize) -> Vec<Option<Irq>> {
     interrupt_specs(tree, node)
         .iter()
-        .map(|(controller, cells)| decode_irq(tree, *controller, cells))
+        .map(|(controller, cells)| {
+            decode_hwirq(tree, *controller, cells).map(|(hwirq, trigger)| Irq {
+                controller: tree.path(*controller),
+                hwirq,
+                trigger,
+            })
+        })
         .collect()
 }
 
 /// The first interrupt of a node as its controller numbers it (a GIC interrupt ID: SPI n is
-/// 32 + n, PPI n is 16 + n).
+/// 32 + n, PPI n is 16 + n). Without allocating: it runs for each of a machine's many devices.
 fn interrupt_id(tree: &DeviceTree, node: usize) -> Option<u32> {
-    interrupts(tree, node)
-        .into_iter()
-        .next()
-        .flatten()
-        .map(|i| i.hwirq)
+    let cell = |value: &[u8], i: usize| read_cells(&value[i * 4..], 1) as u32;
+    let mut cells = [0u32; 4];
+    let (controller, n) = if let Some(value) = tree.prop(node, "interrupts-extended") {
+        let controller = tree.by_phandle(cell(value, 0).min(u32::MAX))?;
+        let n = tree.prop_u32(controller, "#interrupt-cells")? as usize;
+        if n == 0 || n > cells.len() || value.len() < (1 + n) * 4 {
+            return None;
+        }
+        for (i, c) in cells.iter_mut().take(n).enumerate() {
+            *c = cell(value, 1 + i);
+        }
+        (controller, n)
+    } else {
+        let value = tree.prop(node, "interrupts")?;
+        let controller = interrupt_parent(tree, node)?;
+        let n = tree.prop_u32(controller, "#interrupt-cells")? as usize;
+        if n == 0 || n > cells.len() || value.len() < n * 4 {
+            return None;
+        }
+        for (i, c) in cells.iter_mut().take(n).enumerate() {
+            *c = cell(value, i);
+        }
+        (controller, n)
+    };
+    decode_hwirq(tree, controller, &cells[..n]).map(|(hwirq, _)| hwirq)
+}
+
+/// For each group of compatible strings, the first available node compatible with one of them,
+/// in one pass over the tree (each node's `compatible` list read once).
+fn first_compatible<const N: usize>(tree: &DeviceTree, groups: [&[&str]; N]) -> [Option<usize>; N] {
+    let mut found = [None; N];
+    for node in tree.all() {
+        for c in tree.prop_strs(node, "compatible") {
+            for (g, group) in groups.iter().enumerate() {
+                if found[g].is_none() && group.contains(&c) && tree.is_available(node) {
+                    found[g] = Some(node);
+                }
+            }
+        }
+        if found.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    found
 }
 
 /// The Raspberry Pi 3's local controller and the ARM controller chained on it.
-fn find_bcm2836_intc(tree: &DeviceTree) -> Result<Option<Bcm2836Intc>, MachineError> {
-    let find = |c: &str| {
-        tree.all()
-            .find(|&n| tree.is_compatible(n, c) && tree.is_available(n))
-    };
-    let Some(local) = find("brcm,bcm2836-l1-intc") else {
+fn bcm2836_intc(
+    tree: &DeviceTree,
+    local: Option<usize>,
+    armctrl: Option<usize>,
+) -> Result<Option<Bcm2836Intc>, MachineError> {
+    let Some(local) = local else {
         return Ok(None);
     };
     let Some(&local_regs) = reg_cpu(tree, local)?.first() else {
         return Ok(None);
     };
-    let armctrl = find("brcm,bcm2836-armctrl-ic");
     let armctrl_regs = match armctrl {
         Some(n) => reg_cpu(tree, n)?.first().copied(),
         None => None,
@@ -781,20 +829,16 @@ fn find_bcm2836_intc(tree: &DeviceTree) -> Result<Option<Bcm2836Intc>, MachineEr
     }))
 }
 
-/// The generic timer: the first enabled `arm,armv8-timer` (or `arm,armv7-timer`) node's
+/// The generic timer (the first enabled `arm,armv8-timer` or `arm,armv7-timer` node): its
 /// interrupts.
-fn find_timer(tree: &DeviceTree) -> Option<ArchTimer> {
-    let node = tree.all().find(|&n| {
-        (tree.is_compatible(n, "arm,armv8-timer") || tree.is_compatible(n, "arm,armv7-timer"))
-            && tree.is_available(n)
-    })?;
+fn timer_of(tree: &DeviceTree, node: usize) -> ArchTimer {
     let mut irqs = interrupts(tree, node).into_iter();
-    Some(ArchTimer {
+    ArchTimer {
         secure_phys: irqs.next().flatten(),
         phys: irqs.next().flatten(),
         virt: irqs.next().flatten(),
         hyp: irqs.next().flatten(),
-    })
+    }
 }
 
 /// The frequency of the clock a node names (`uartclk` if named, else its first), when fixed.

@@ -100,18 +100,23 @@ extern "C" fn handle_exception(frame: &mut ExceptionFrame, kind: u64) {
             }
         }
     }
+    handle_exception_slow(frame, kind, _kernel.interrupted_application())
+}
+
+/// Interrupts and every exception the fast path did not settle, out of line so that the fault
+/// fast path keeps its small frame.
+#[inline(never)]
+fn handle_exception_slow(frame: &mut ExceptionFrame, kind: u64, interrupted_application: bool) {
     // IRQ and FIQ (current EL either stack, or lower EL): the kernel's interrupt dispatch, on
-    // the interrupt stack; IRQs stay masked throughout, as the exception left them. Checked
-    // after the fault fast path, which it must not slow down.
-    else if matches!(kind, 1 | 2 | 5 | 6 | 9 | 10) {
+    // the interrupt stack; IRQs stay masked throughout, as the exception left them.
+    if matches!(kind, 1 | 2 | 5 | 6 | 9 | 10) {
         handle_interrupt();
-        // The interrupt exit's preemption point: the application's code may be switched away
-        // from here (its whole state is in the frame on this thread's stack).
-        crate::sched::preempt_on_exception_return(_kernel.interrupted_application());
-        return;
+    } else {
+        handle_exception_full(frame, kind, None);
     }
-    handle_exception_full(frame, kind, None);
-    crate::sched::preempt_on_exception_return(_kernel.interrupted_application());
+    // The exception return's preemption point: the application's code may be switched away
+    // from here (its whole state is in the frame on this thread's stack).
+    crate::sched::preempt_on_exception_return(interrupted_application);
 }
 
 /// The interrupt stack's top (0 until the boot sets one up: then the handlers run on the
