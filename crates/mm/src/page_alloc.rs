@@ -873,14 +873,15 @@ impl<P: PhysMem> GlobalPages<P> {
     /// watermark free (kswapd stops there; Linux's `pgdat_balanced` for order 0), or there is no
     /// such zone with memory at all.
     pub fn zone_balanced(&self, zone: ZoneId) -> bool {
-        self.snapshot().is_none_or(|s| {
-            let mut eligible = s
+        self.with(|a| {
+            let mut eligible = a
                 .zones
                 .iter()
                 .filter(|z| z.id <= zone && z.managed > 0)
                 .peekable();
             eligible.peek().is_none() || eligible.any(|z| z.free >= z.watermark[2])
         })
+        .unwrap_or(true)
     }
 
     fn try_alloc(&self, gfp: Gfp, order: u8, mark: Mark) -> Result<PhysAddr, AllocError> {
