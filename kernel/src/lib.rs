@@ -46,6 +46,8 @@ pub mod runtime;
 #[cfg(target_os = "none")]
 pub mod sched;
 #[cfg(target_os = "none")]
+pub mod sched_bench;
+#[cfg(target_os = "none")]
 mod sched_selftests;
 #[cfg(target_os = "none")]
 pub mod start;

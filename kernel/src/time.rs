@@ -133,8 +133,36 @@ pub fn fired(id: TimerId) -> bool {
     q[id.slot].generation == id.generation && q[id.slot].fired
 }
 
+/// `irq.latency`'s measurement: the counter when the handler began (0: not taken yet).
+static BENCH_TAKEN: AtomicU64 = AtomicU64::new(0);
+static BENCH_ARMED: AtomicBool = AtomicBool::new(false);
+
+/// For `irq.latency` (IRQs masked): makes the timer's interrupt pending at once.
+pub fn bench_arm_immediate() {
+    BENCH_TAKEN.store(0, Ordering::Relaxed);
+    BENCH_ARMED.store(true, Ordering::Relaxed);
+    timer::set_deadline(0);
+}
+
+/// For `irq.latency`: the counter when the handler began, once it has.
+pub fn bench_take() -> u64 {
+    loop {
+        let t = BENCH_TAKEN.load(Ordering::Relaxed);
+        if t != 0 {
+            return t;
+        }
+        core::hint::spin_loop();
+    }
+}
+
 /// The timer interrupt: marks every expired timer fired, runs its function, re-arms for the next.
 fn on_interrupt() {
+    if BENCH_ARMED.swap(false, Ordering::Relaxed) {
+        BENCH_TAKEN.store(timer::ticks(), Ordering::Relaxed);
+        // Back to the queue's own deadline.
+        program(&QUEUE.lock());
+        return;
+    }
     TIMER_INTERRUPTS.fetch_add(1, Ordering::Relaxed);
     loop {
         let now = timer::ticks();

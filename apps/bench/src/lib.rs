@@ -1,7 +1,7 @@
 //! `run=bench`: the memory manager's benchmarks, in instructions under QEMU with
 //! `-icount shift=0` (`make bench`, which runs it), where one instruction takes exactly 1 ns of
-//! virtual time. The kernel's micro-benchmarks (page tables, page allocator, slab, vmalloc) run in
-//! the kernel through `ferrite::bench`; the rest is this application's own work on its memory,
+//! virtual time. The kernel's micro-benchmarks (page tables, page allocator, slab, vmalloc,
+//! interrupt latency, thread switch and wake-up) run in the kernel through `ferrite::bench`; the rest is this application's own work on its memory,
 //! as any program's: demand-zero faults (the first write to each page of a fresh region), and,
 //! with a swap disk, the swap workload (a 512 MiB region written and read back through swap).
 //! Each result is printed as a table row and as one machine-readable line
@@ -33,6 +33,10 @@ fn main() -> Result<(), &'static str> {
         "ns"
     };
     let mut results: Vec<Figure> = bench::kernel()?;
+    match bench::scheduler() {
+        Ok(figures) => results.extend(figures),
+        Err(e) => ferrite::log::warn!("bench: interrupts and threads not measured: {e}"),
+    }
     results.push(demand_zero(unit)?);
     if mem::swap_totals().0 > 0 {
         swap_workload(&mut results, unit)?;

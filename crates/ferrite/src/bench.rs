@@ -33,6 +33,14 @@ pub fn kernel() -> Result<Vec<Figure>, &'static str> {
     crate::in_kernel(ferrite_kernel::mm_bench::run)
 }
 
+/// Runs the interrupt and thread micro-benchmarks in the kernel: `irq.latency` (from an
+/// interrupt becoming deliverable to its handler), `sched.switch` (one switch between two threads
+/// that yield to each other), `sched.wake` (from `wake_up` to the woken thread running); an error
+/// on a machine without a timer interrupt.
+pub fn scheduler() -> Result<Vec<Figure>, &'static str> {
+    crate::in_kernel(ferrite_kernel::sched_bench::run)
+}
+
 /// The kernel's swap accounting now: the time spent in page-out and in swap-in faults, and the
 /// swap disk's write requests and device waits (zeros without swap). The difference of two
 /// gives the CPU's work per page swapped, with the waits for the device taken out.
