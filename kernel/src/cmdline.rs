@@ -28,6 +28,8 @@ pub enum Inject {
     AppStack,
     /// The kernel allocates until memory runs out (the out-of-memory report).
     Oom,
+    /// A timer's function, in interrupt context, reads through a null pointer.
+    IrqFault,
 }
 
 /// `swap=`: how the boot picks its swap disk (the boot's swap setup turns it into what mm's
@@ -74,7 +76,7 @@ pub struct BootOptions {
     pub ktest_filter: Option<String>,
     /// `ktest.order=name|reverse`, `ktest.shuffle=SEED`: the order self-tests run in.
     pub ktest_order: crate::ktest::Order,
-    /// `ktest.inject=fail|panic|fault|null|guard|stack|app-stack|oom`.
+    /// `ktest.inject=fail|panic|fault|null|guard|stack|app-stack|oom|irq-fault`.
     pub inject: Option<Inject>,
     /// `zone_dma_bits=N`: the DMA zone ends at 2^N (overrides the device tree's `dma-ranges`).
     pub zone_dma_bits: Option<u32>,
@@ -242,9 +244,10 @@ impl BootOptions {
                     "stack" => o.inject = Some(Inject::Stack),
                     "app-stack" => o.inject = Some(Inject::AppStack),
                     "oom" => o.inject = Some(Inject::Oom),
-                    _ => {
-                        reject("expected fail, panic, fault, null, guard, stack, app-stack or oom")
-                    }
+                    "irq-fault" => o.inject = Some(Inject::IrqFault),
+                    _ => reject(
+                        "expected fail, panic, fault, null, guard, stack, app-stack, oom or irq-fault",
+                    ),
                 },
                 ("zone_dma_bits", Some(v)) => match v.parse::<u32>() {
                     Ok(bits) if (24..=48).contains(&bits) => o.zone_dma_bits = Some(bits),

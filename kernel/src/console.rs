@@ -55,10 +55,16 @@ impl Write for Writer<'_> {
     }
 }
 
-/// Prints under the console lock, so lines from different paths do not interleave.
+/// Prints under the console lock, so lines from different paths do not interleave. In
+/// interrupt context the lock is only tried (the interrupted code may hold it): when it is held
+/// the line is written without it rather than waiting forever.
 pub fn print(args: fmt::Arguments) {
     if let Some(port) = PORT.get() {
-        let _guard = LOCK.lock();
+        let _guard = if crate::mm::context::in_interrupt() {
+            LOCK.try_lock()
+        } else {
+            Some(LOCK.lock())
+        };
         let _ = Writer(port).write_fmt(args);
     }
 }

@@ -11,7 +11,7 @@
 use alloc::boxed::Box;
 use alloc::string::String;
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::machine::Trigger;
 
@@ -89,8 +89,6 @@ static REQUEST: spin::Mutex<()> = spin::Mutex::new(());
 static CHIP: spin::Once<Box<dyn IrqChip>> = spin::Once::new();
 /// Interrupts acknowledged that no handler claimed (`/proc/interrupts`'s `Err:` line).
 static ERRORS: AtomicU64 = AtomicU64::new(0);
-/// Nesting of interrupt handling on this CPU (one CPU runs today; per-CPU with SMP).
-static HARDIRQ: AtomicU32 = AtomicU32::new(0);
 
 /// The interrupt stack's size (vmalloc'd, with the unmapped guard page below it).
 pub const IRQ_STACK_SIZE: usize = 16 << 10;
@@ -123,9 +121,10 @@ pub fn lines() -> u32 {
     CHIP.get().map_or(0, |c| c.lines())
 }
 
-/// Whether this CPU is handling an interrupt (Linux's `in_interrupt`/`in_hardirq`).
+/// Whether this CPU is handling an interrupt (Linux's `in_interrupt`/`in_hardirq`; the flag is
+/// mm's, whose allocator holds interrupt context to `Gfp::ATOMIC`).
 pub fn in_interrupt() -> bool {
-    HARDIRQ.load(Ordering::Relaxed) > 0
+    crate::mm::context::in_interrupt()
 }
 
 /// Requests `hwirq` (as the controller numbers it) with `trigger`: `handler` runs on each of its
@@ -199,28 +198,12 @@ pub fn count(irq: usize) -> u64 {
     desc(irq).map_or(0, |d| d.count.load(Ordering::Relaxed))
 }
 
-/// Marks interrupt context for its life (Linux's `irq_enter`/`irq_exit`).
-struct HardIrq;
-
-impl HardIrq {
-    fn enter() -> HardIrq {
-        HARDIRQ.fetch_add(1, Ordering::Relaxed);
-        HardIrq
-    }
-}
-
-impl Drop for HardIrq {
-    fn drop(&mut self) {
-        HARDIRQ.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Handles every pending interrupt: what the IRQ vector runs, on the interrupt stack.
 pub fn handle_pending() {
     let Some(chip) = CHIP.get() else {
         return;
     };
-    let _irq = HardIrq::enter();
+    let _irq = crate::mm::context::enter_interrupt();
     while let Some(ack) = chip.acknowledge() {
         let hwirq = chip.hwirq_of(ack);
         match DESCS

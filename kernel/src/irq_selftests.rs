@@ -91,3 +91,58 @@ ktest!(a_timeout_passes_and_a_cancelled_timer_never_fires, {
     kassert!(SEEN.load(Ordering::SeqCst) == 0);
     Ok(())
 });
+
+/// What the timer function's allocations gave: the atomic page (0: failed), whether the
+/// `Gfp::KERNEL` one was refused, whether freeing the page in interrupt context worked.
+static ATOMIC_PAGE: AtomicU64 = AtomicU64::new(0);
+static KERNEL_REFUSED: AtomicU64 = AtomicU64::new(0);
+static FREED_IN_IRQ: AtomicU64 = AtomicU64::new(0);
+
+fn allocate_in_irq(_: usize) {
+    use crate::mm::gfp::Gfp;
+    use crate::mm::init::PAGES;
+    match PAGES.alloc_pages(Gfp::ATOMIC, 0) {
+        Ok(pa) => {
+            ATOMIC_PAGE.store(pa.as_u64(), Ordering::SeqCst);
+            // A second one, freed right here.
+            if let Ok(pb) = PAGES.alloc_pages(Gfp::ATOMIC, 0) {
+                FREED_IN_IRQ.store(PAGES.free_pages(pb, 0).is_ok() as u64 + 1, Ordering::SeqCst);
+            }
+        }
+        Err(_) => ATOMIC_PAGE.store(1, Ordering::SeqCst),
+    }
+    // Order 1: past the per-CPU list, where a GFP_KERNEL request would reclaim or wait.
+    let refused = PAGES.alloc_pages(Gfp::KERNEL | Gfp::NOWARN, 1).is_err();
+    KERNEL_REFUSED.store(refused as u64 + 1, Ordering::SeqCst);
+    SEEN.store(1 + crate::irq::in_interrupt() as u64, Ordering::SeqCst);
+}
+
+ktest!(
+    an_interrupt_handler_allocates_atomically_and_is_refused_gfp_kernel,
+    {
+        needs_timer_interrupts()?;
+        for s in [&ATOMIC_PAGE, &KERNEL_REFUSED, &FREED_IN_IRQ, &SEEN] {
+            s.store(0, Ordering::SeqCst);
+        }
+        time::add_timer(
+            timer::ticks() + time::ticks_in(Duration::from_micros(200)),
+            Some(allocate_in_irq),
+            0,
+        )
+        .map_err(|e| TestError::Fail(alloc::format!("{e:?}")))?;
+        let give_up = Deadline::after(Duration::from_millis(500));
+        while KERNEL_REFUSED.load(Ordering::SeqCst) == 0 && !give_up.passed() {
+            core::hint::spin_loop();
+        }
+        kassert!(SEEN.load(Ordering::SeqCst) == 2);
+        let pa = ATOMIC_PAGE.load(Ordering::SeqCst);
+        kassert!(pa > 1 && pa.is_multiple_of(4096));
+        kassert!(FREED_IN_IRQ.load(Ordering::SeqCst) == 2);
+        kassert!(KERNEL_REFUSED.load(Ordering::SeqCst) == 2);
+        // The atomic page is ordinary memory: freed here, in process context.
+        kassert!(crate::mm::init::PAGES
+            .free_pages(crate::addr::PhysAddr::new(pa), 0)
+            .is_ok());
+        Ok(())
+    }
+);

@@ -760,7 +760,7 @@ fn interrupt_id(tree: &DeviceTree, node: usize) -> Option<u32> {
     let cell = |value: &[u8], i: usize| read_cells(&value[i * 4..], 1) as u32;
     let mut cells = [0u32; 4];
     let (controller, n) = if let Some(value) = tree.prop(node, "interrupts-extended") {
-        let controller = tree.by_phandle(cell(value, 0).min(u32::MAX))?;
+        let controller = tree.by_phandle(cell(value, 0))?;
         let n = tree.prop_u32(controller, "#interrupt-cells")? as usize;
         if n == 0 || n > cells.len() || value.len() < (1 + n) * 4 {
             return None;

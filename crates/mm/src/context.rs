@@ -100,6 +100,39 @@ impl Drop for ContextGuard {
     }
 }
 
+/// Interrupt handlers running on this CPU (nested count; one CPU today). The kernel's interrupt
+/// dispatch marks them (`enter_interrupt`); the page allocator reads it to hold interrupt
+/// context to `Gfp::ATOMIC` (one load on its fast path).
+static IN_INTERRUPT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Whether this CPU is handling an interrupt (Linux's `in_interrupt`).
+#[inline(always)]
+pub fn in_interrupt() -> bool {
+    IN_INTERRUPT.load(Ordering::Relaxed) > 0
+}
+
+/// Marks interrupt context until dropped (Linux's `irq_enter`/`irq_exit`).
+#[must_use = "interrupt context ends when the guard is dropped"]
+pub struct InterruptGuard {
+    _not_send: core::marker::PhantomData<*const ()>,
+}
+
+/// Enters interrupt context (the kernel's interrupt dispatch only).
+#[inline(always)]
+pub fn enter_interrupt() -> InterruptGuard {
+    IN_INTERRUPT.fetch_add(1, Ordering::Relaxed);
+    InterruptGuard {
+        _not_send: core::marker::PhantomData,
+    }
+}
+
+impl Drop for InterruptGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        IN_INTERRUPT.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,11 @@ impl Gfp {
     pub const NOFAIL: Gfp = Gfp(1 << 5);
     /// May dip below the min watermark (emergency allocations that free memory soon).
     pub const HIGH: Gfp = Gfp(1 << 6);
+    /// Interrupt context, or a caller that must not wait (Linux's `GFP_ATOMIC`): never reclaims,
+    /// never waits for a lock (fails instead), may dip below the min watermark by half (as
+    /// `HIGH`, Linux's `ALLOC_HARDER`). Interrupt context implies it; anything else there is
+    /// refused with a report.
+    pub const ATOMIC: Gfp = Gfp(1 << 7);
 
     pub const fn bits(self) -> u32 {
         self.0
@@ -49,7 +54,7 @@ impl BitOrAssign for Gfp {
 
 impl core::fmt::Debug for Gfp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        const NAMES: [(Gfp, &str); 7] = [
+        const NAMES: [(Gfp, &str); 8] = [
             (Gfp::DMA, "DMA"),
             (Gfp::DMA32, "DMA32"),
             (Gfp::ZERO, "ZERO"),
@@ -57,6 +62,7 @@ impl core::fmt::Debug for Gfp {
             (Gfp::NORETRY, "NORETRY"),
             (Gfp::NOFAIL, "NOFAIL"),
             (Gfp::HIGH, "HIGH"),
+            (Gfp::ATOMIC, "ATOMIC"),
         ];
         let mut first = true;
         for (flag, name) in NAMES {

@@ -177,6 +177,15 @@ impl KernelHeap {
     /// (recorded for the out-of-memory report).
     #[inline]
     fn allocate_kernel(layout: Layout) -> *mut u8 {
+        // The slab caches' locks are not interrupt-safe: an interrupt handler must not
+        // allocate from the heap (it may take pages with `alloc_pages(Gfp::ATOMIC)`).
+        if super::context::in_interrupt() {
+            log::error!(
+                "kmalloc({}) in interrupt context: refused (the heap is not interrupt-safe; an interrupt handler allocates pages with Gfp::ATOMIC)",
+                layout.size()
+            );
+            return core::ptr::null_mut();
+        }
         let p = match KMALLOC.get() {
             Some(k) => k.kmalloc_aligned(layout.size(), layout.align(), Gfp::KERNEL | Gfp::NOWARN),
             None => early_heap::HEAP.lock().alloc(layout).ok(),

@@ -53,6 +53,58 @@ pub enum Mark {
     Reserve,
 }
 
+/// Allocations refused in interrupt context for want of `Gfp::ATOMIC`, and atomic ones that
+/// found the allocator's lock held by the interrupted code.
+pub static ATOMIC_REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+pub static ATOMIC_BUSY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// Blocks freed in interrupt context while the allocator's lock was held: a fixed ring (no
+/// allocation), drained by the next free in process context. One CPU: an interrupt never
+/// nests in another, and process context drains with the lock taken, so the ring's indexes are
+/// only ever moved by one side at a time (atomics keep them coherent).
+struct DeferredFrees {
+    slots: [core::sync::atomic::AtomicU64; 32],
+    head: core::sync::atomic::AtomicUsize,
+    tail: core::sync::atomic::AtomicUsize,
+}
+
+impl DeferredFrees {
+    #[inline(always)]
+    fn pending(&self) -> bool {
+        use core::sync::atomic::Ordering::Relaxed;
+        self.head.load(Relaxed) != self.tail.load(Relaxed)
+    }
+
+    fn push(&self, pa: PhysAddr, order: u8) -> Result<(), ()> {
+        use core::sync::atomic::Ordering::{Acquire, Release};
+        let (head, tail) = (self.head.load(Acquire), self.tail.load(Acquire));
+        if tail - head == self.slots.len() {
+            return Err(());
+        }
+        self.slots[tail % self.slots.len()].store(pa.as_u64() | order as u64, Release);
+        self.tail.store(tail + 1, Release);
+        Ok(())
+    }
+
+    fn pop(&self) -> Option<(PhysAddr, u8)> {
+        use core::sync::atomic::Ordering::{Acquire, Release};
+        let (head, tail) = (self.head.load(Acquire), self.tail.load(Acquire));
+        if head == tail {
+            return None;
+        }
+        let v = self.slots[head % self.slots.len()].load(Acquire);
+        self.head.store(head + 1, Release);
+        // The order lives in the page offset's low bits (a block is page aligned).
+        Some((PhysAddr::new(v & !0xfff), (v & 0xff) as u8))
+    }
+}
+
+static DEFERRED_FREES: DeferredFrees = DeferredFrees {
+    slots: [const { core::sync::atomic::AtomicU64::new(0) }; 32],
+    head: core::sync::atomic::AtomicUsize::new(0),
+    tail: core::sync::atomic::AtomicUsize::new(0),
+};
+
 /// Whether the code allocating now is reclaim (direct reclaim or kswapd; Linux's
 /// `PF_MEMALLOC`): its allocations may use the reserve below the min watermark. One CPU: a flag.
 pub static MEMALLOC: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -89,6 +141,9 @@ pub enum FreeError {
     BadOrder(u8),
     /// Not a page boundary: no allocation starts there.
     Misaligned(u64),
+    /// Freed in interrupt context while the allocator was busy, with the queue for such frees
+    /// full: the block stays allocated (leaked), reported.
+    DeferredQueueFull(PhysAddr),
 }
 
 impl fmt::Display for FreeError {
@@ -118,6 +173,10 @@ impl fmt::Display for FreeError {
             ),
             FreeError::BadOrder(o) => write!(f, "free with order {o} (at most {MAX_ORDER})"),
             FreeError::Misaligned(a) => write!(f, "free of {a:#x}: not a page boundary"),
+            FreeError::DeferredQueueFull(a) => write!(
+                f,
+                "free of {a} in interrupt context: the allocator is busy and the queue of deferred frees is full; the block is leaked"
+            ),
         }
     }
 }
@@ -469,7 +528,7 @@ impl<P: PhysMem> PageAllocator<P> {
                 Mark::Min => z.watermark[0],
                 Mark::Reserve => 0,
             };
-            if gfp.contains(Gfp::HIGH) {
+            if gfp.contains(Gfp::HIGH) || gfp.contains(Gfp::ATOMIC) {
                 wmark /= 2;
             }
             if z.free < pages + wmark + z.lowmem_reserve[highest] {
@@ -896,6 +955,11 @@ impl<P: PhysMem> GlobalPages<P> {
     /// The order-0 fast path is inlined into callers; everything else is an out-of-line call.
     #[inline(always)]
     pub fn alloc_pages(&self, gfp: Gfp, order: u8) -> Result<PhysAddr, AllocError> {
+        // An atomic request (interrupt handlers make them) never waits for the lock: its own
+        // path. The flag is a constant at nearly every call, so the test costs nothing.
+        if gfp.contains(Gfp::ATOMIC) {
+            return self.alloc_pages_atomic(gfp, order);
+        }
         if order == 0 {
             let mut guard = self.inner.lock();
             if let Some(a) = guard.as_mut() {
@@ -907,9 +971,52 @@ impl<P: PhysMem> GlobalPages<P> {
         self.alloc_pages_slow(gfp, order)
     }
 
+    /// `Gfp::ATOMIC`, and interrupt context: the allocator's lock is tried, never waited for
+    /// (in interrupt context the interrupted code may hold it: then the allocation fails, as an
+    /// atomic one may); no reclaim, kswapd woken below the low watermark, and down to half the
+    /// min watermark. A request without `ATOMIC` that reaches the slow path in interrupt context
+    /// (where it would reclaim or wait) is refused with a report.
+    #[cold]
+    #[inline(never)]
+    fn alloc_pages_atomic(&self, gfp: Gfp, order: u8) -> Result<PhysAddr, AllocError> {
+        use core::sync::atomic::Ordering::Relaxed;
+        let err = AllocError { gfp, order };
+        if !gfp.contains(Gfp::ATOMIC) {
+            ATOMIC_REFUSED.fetch_add(1, Relaxed);
+            log::error!(
+                "alloc_pages({gfp:?}, order {order}) in interrupt context: refused (interrupt \
+                 context may not reclaim or wait: allocate with Gfp::ATOMIC)"
+            );
+            return Err(err);
+        }
+        // Held: by the code this interrupted (one CPU), which cannot go on until the handler
+        // returns. Not held: nothing can take it before this does (interrupts stay masked).
+        if self.inner.is_locked() {
+            ATOMIC_BUSY.fetch_add(1, Relaxed);
+            return Err(err);
+        }
+        if order == 0 {
+            if let Some(a) = self.inner.lock().as_mut() {
+                if let Some(pa) = a.alloc_fast(gfp) {
+                    return Ok(pa);
+                }
+            }
+        }
+        if let Ok(pa) = self.try_alloc(gfp, order, Mark::Low) {
+            return Ok(pa);
+        }
+        if let Some(hook) = self.kswapd.try_lock().and_then(|h| *h) {
+            hook(ZONES[PageAllocator::<P>::highest_zone(gfp)]);
+        }
+        self.try_alloc(gfp, order, Mark::Min)
+    }
+
     #[cold]
     #[inline(never)]
     fn alloc_pages_slow(&self, gfp: Gfp, order: u8) -> Result<PhysAddr, AllocError> {
+        if super::context::in_interrupt() {
+            return self.alloc_pages_atomic(gfp, order);
+        }
         // Above the low watermark everywhere it may look: no reclaim needed.
         if let Ok(pa) = self.try_alloc(gfp, order, Mark::Low) {
             return Ok(pa);
@@ -975,15 +1082,49 @@ impl<P: PhysMem> GlobalPages<P> {
     /// `free_pages`: refuses (and reports) a bad free, leaving the allocator as it was.
     #[inline(always)]
     pub fn free_pages(&self, pa: PhysAddr, order: u8) -> Result<(), FreeError> {
+        // In interrupt context the lock is only tried (the interrupted code may hold it).
+        if super::context::in_interrupt() {
+            return self.free_pages_interrupt(pa, order);
+        }
         if order == 0 && self.inner.lock().as_mut().is_some_and(|a| a.free_fast(pa)) {
             return Ok(());
         }
         self.free_pages_slow(pa, order)
     }
 
+    /// Interrupt context: the lock is tried, never waited for; when the interrupted code holds
+    /// it, the block waits in a small queue for the next free in process context.
+    #[cold]
+    #[inline(never)]
+    fn free_pages_interrupt(&self, pa: PhysAddr, order: u8) -> Result<(), FreeError> {
+        // As `alloc_pages_atomic`: held means held by the interrupted code.
+        if !self.inner.is_locked() {
+            return self.free_pages_slow(pa, order);
+        }
+        DEFERRED_FREES
+            .push(pa, order)
+            .map_err(|()| FreeError::DeferredQueueFull(pa))
+    }
+
+    /// Frees what interrupt handlers could not (process context).
+    #[cold]
+    #[inline(never)]
+    fn drain_deferred(&self) {
+        while let Some((pa, order)) = DEFERRED_FREES.pop() {
+            if let Some(a) = self.inner.lock().as_mut() {
+                if let Err(e) = a.free(pa, order) {
+                    log::error!("deferred free from interrupt context: {e}");
+                }
+            }
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn free_pages_slow(&self, pa: PhysAddr, order: u8) -> Result<(), FreeError> {
+        if DEFERRED_FREES.pending() {
+            self.drain_deferred();
+        }
         let r = self
             .inner
             .lock()

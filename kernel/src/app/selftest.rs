@@ -60,6 +60,18 @@ fn selftest(kernel: &'static Kernel) -> JobStatus {
                 hoard.push(alloc::vec![0x5a; 1 << 20]);
             }
         }
+        // A fault in an interrupt handler: reported as taken in interrupt context.
+        Some(Inject::IrqFault) => {
+            fn null_read(_: usize) {
+                // SAFETY: reading address 0 faults (page 0 is never mapped); the report is the
+                // point.
+                unsafe { crate::arch::aarch64::provoke::read(0) }
+            }
+            let deadline = crate::arch::aarch64::timer::ticks() + 1000;
+            if crate::time::add_timer(deadline, Some(null_read), 0).is_ok() {
+                crate::time::sleep(core::time::Duration::from_millis(10));
+            }
+        }
         // The job runs on the application's stack: recurse on it, into its guard.
         Some(Inject::AppStack) => crate::arch::aarch64::provoke::overflow_stack(0),
         Some(Inject::Stack) => {
