@@ -93,6 +93,8 @@ pub struct BootOptions {
     /// `swappiness=N` (Linux's `vm.swappiness`, 0-200, default 60): how reclaim weighs the
     /// application's anonymous pages against reclaimable slab.
     pub swappiness: u32,
+    /// `lockdep`: check the kernel's lock order and interrupt safety at run time.
+    pub lockdep: bool,
     /// Options of the form `job.key=value` (`memstress.size=64M`), full key and value, for the
     /// boot code to check against the jobs' declared options.
     pub job_params: Vec<(String, String)>,
@@ -119,6 +121,7 @@ impl Default for BootOptions {
             swap: SwapMode::Auto,
             icount: false,
             swappiness: 60,
+            lockdep: false,
             job_params: Vec::new(),
             args: Vec::new(),
             rejected: Vec::new(),
@@ -279,6 +282,7 @@ impl BootOptions {
                     None => reject("expected swap=auto, swap=off, swap=format or swap=format:N"),
                 },
                 ("icount", None) => o.icount = true,
+                ("lockdep", None) => o.lockdep = true,
                 ("swappiness", Some(v)) => match v.parse::<u32>() {
                     Ok(n) if n <= 200 => o.swappiness = n,
                     _ => reject("expected swappiness=N with N from 0 to 200"),

@@ -35,6 +35,10 @@ pub mod kernel;
 pub mod kswapd;
 pub mod ktest;
 #[cfg(target_os = "none")]
+pub mod lockdep;
+#[cfg(target_os = "none")]
+mod lockdep_selftests;
+#[cfg(target_os = "none")]
 mod machine_selftests;
 pub mod mm_bench;
 #[cfg(target_os = "none")]

@@ -66,7 +66,8 @@ const UNUSED: Thread = Thread {
     detached: false,
 };
 
-static THREADS: IrqSpinLock<[Thread; MAX_THREADS]> = IrqSpinLock::new([UNUSED; MAX_THREADS]);
+static THREADS: IrqSpinLock<[Thread; MAX_THREADS]> =
+    IrqSpinLock::new("threads", [UNUSED; MAX_THREADS]);
 
 /// The saved CPU state of every thread, outside the table's lock: the switch reads and writes
 /// them with IRQs masked, after the lock is dropped.
@@ -105,11 +106,14 @@ impl RunQueue {
     }
 }
 
-static RUNQ: IrqSpinLock<RunQueue> = IrqSpinLock::new(RunQueue {
-    ring: [0; MAX_THREADS],
-    head: 0,
-    len: 0,
-});
+static RUNQ: IrqSpinLock<RunQueue> = IrqSpinLock::new(
+    "runqueue",
+    RunQueue {
+        ring: [0; MAX_THREADS],
+        head: 0,
+        len: 0,
+    },
+);
 static CURRENT: AtomicUsize = AtomicUsize::new(BOOT);
 static STARTED: AtomicBool = AtomicBool::new(false);
 /// Set when a thread woke or a time slice ended: the next preemption point switches.

@@ -5,6 +5,7 @@
 //! the next thread, its registers, both stacks, FP state) between two threads that yield to each
 //! other; `sched.wake`, from `wake_up` to the woken thread running. Figures in instructions under
 //! QEMU `-icount shift=0` (else nanoseconds). Owns the measurements only.
+#![forbid(unsafe_code)]
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;

@@ -190,6 +190,12 @@ pub fn kernel_main(boot: BootInfo) -> ! {
         machine,
         options,
     });
+    if kernel.options.lockdep {
+        crate::lockdep::enable();
+        info!(
+            "lockdep: checking the order of the kernel's locks and their use in interrupt context"
+        );
+    }
     // Interrupts: the controller, then the timer on it. Without either the kernel runs as before
     // (polling, no timer interrupts) and says why.
     match crate::drivers::irqchip::probe(&kernel.machine).and_then(crate::irq::install) {

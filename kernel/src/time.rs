@@ -38,7 +38,7 @@ const EMPTY: Slot = Slot {
 
 /// Timers that can be pending at once (each sleeper and each driver timeout takes one).
 const SLOTS: usize = 32;
-static QUEUE: IrqSpinLock<[Slot; SLOTS]> = IrqSpinLock::new([EMPTY; SLOTS]);
+static QUEUE: IrqSpinLock<[Slot; SLOTS]> = IrqSpinLock::new("timer-queue", [EMPTY; SLOTS]);
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 /// Whether the timer interrupt is wired (else `sleep` spins on the counter).
 static ARMED: AtomicBool = AtomicBool::new(false);
