@@ -7,6 +7,7 @@
 //!   report shows both chains: what this thread holds, and where B was held when A was taken.
 //! - **interrupt safety**: a lock that does not mask interrupts (`SpinLock`) taken in interrupt
 //!   context could already be held by the code the interrupt stopped.
+//!
 //! Each report is printed once per pair (or class) and counted. Owns the classes, the held-lock
 //! stack of this CPU and the order graph, all in fixed tables (it runs inside lock operations:
 //! it must never allocate, and its own bookkeeping masks interrupts). With `lockdep` off every

@@ -49,49 +49,28 @@ const BAUD: u32 = 115_200;
 
 pub struct Pl011 {
     pub(super) regs: Mmio<Registers>,
-    /// Bytes received before the FIFO was switched on: changing LCR_H.FEN empties the receive
-    /// FIFO (QEMU's model does, as the hardware may), so what arrived before is kept here and
-    /// read first.
-    early: spin::Mutex<EarlyInput>,
-}
-
-/// A few bytes kept across the FIFO's reset.
-struct EarlyInput {
-    bytes: [u8; 32],
-    len: usize,
-    read: usize,
 }
 
 impl Pl011 {
     /// Takes the UART and turns it on, programming 115200 8N1 when its clock is known (else the
     /// firmware's settings stay).
     pub fn new(regs: Mmio<Registers>, clock_hz: Option<u32>) -> Pl011 {
-        let uart = Pl011 {
-            regs,
-            early: spin::Mutex::new(EarlyInput {
-                bytes: [0; 32],
-                len: 0,
-                read: 0,
-            }),
-        };
+        let uart = Pl011 { regs };
         let r = uart.regs.regs();
         if let Some(clock) = clock_hz.filter(|&c| c >= 16 * BAUD) {
             uart.flush();
-            {
-                let mut early = uart.early.lock();
-                while early.len < early.bytes.len() && !r.fr.is_set(FR::RXFE) {
-                    let n = early.len;
-                    early.bytes[n] = r.dr.get() as u8;
-                    early.len += 1;
-                }
-            }
             r.cr.write(CR::UARTEN::CLEAR);
             r.icr.set(0x7ff);
             // Divisor in 1/64ths: clock / (16 * baud), rounded.
             let div64 = (4 * clock as u64 + BAUD as u64 / 2) / BAUD as u64;
             r.ibrd.set((div64 >> 6) as u32);
             r.fbrd.set((div64 & 0x3f) as u32);
-            r.lcr_h.write(LCR_H::WLEN::EightBit + LCR_H::FEN::SET);
+            // 8N1; the FIFO as the firmware left it. Changing LCR_H.FEN empties the receive
+            // FIFO (QEMU's model does, as the hardware may), losing what was typed before the
+            // kernel ran; under QEMU, which holds input back while the one-byte register is
+            // full, no byte is lost without it either.
+            let fifo = r.lcr_h.read(LCR_H::FEN);
+            r.lcr_h.write(LCR_H::WLEN::EightBit + LCR_H::FEN.val(fifo));
         }
         r.cr.write(CR::UARTEN::SET + CR::TXE::SET + CR::RXE::SET);
         uart
@@ -110,14 +89,6 @@ impl Pl011 {
 
     /// The next received byte, if one is waiting.
     pub fn try_read_byte(&self) -> Option<u8> {
-        {
-            let mut early = self.early.lock();
-            if early.read < early.len {
-                let b = early.bytes[early.read];
-                early.read += 1;
-                return Some(b);
-            }
-        }
         let r = self.regs.regs();
         (!r.fr.is_set(FR::RXFE)).then(|| r.dr.get() as u8)
     }
