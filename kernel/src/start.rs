@@ -24,10 +24,39 @@ fn fail(reason: core::fmt::Arguments) -> ! {
 /// Stops before the console exists, leaving a sign where one can be left: on the console if
 /// the UART could be reached after all, else through semihosting where it works.
 fn early_stop(reason: core::fmt::Arguments) -> ! {
-    console::emergency_print(format_args!(
-        "Ferrite stops before its console is up: {reason}\n"
-    ));
+    if console::base().is_some() {
+        console::emergency_print(format_args!("Ferrite stops at boot: {reason}\n"));
+    } else {
+        console::emergency_print(format_args!(
+            "Ferrite stops before its console is up: {reason}\n"
+        ));
+    }
     power::shutdown(power::ExitStatus::Failure)
+}
+
+/// The part of a tree too large to parse whole that the boot needs to say so: `/chosen`,
+/// `/aliases`, `/psci` and the nodes on the console's path.
+fn console_part_of(blob: &[u8]) -> Option<DeviceTree<'_>> {
+    let top =
+        |names: &[&str]| names.len() == 1 && matches!(names[0], "chosen" | "aliases" | "psci");
+    let small = DeviceTree::parse_filtered(blob, &mut |names| top(names)).ok()?;
+    let target = describe::stdout_path(&small)?;
+    let on_path = |names: &[&str]| {
+        let mut segments = target.split('/').filter(|c| !c.is_empty());
+        names.iter().all(|n| segments.next() == Some(n))
+    };
+    DeviceTree::parse_filtered(blob, &mut |names| top(names) || on_path(names)).ok()
+}
+
+/// Brings up the console `tree` names, if it names one Ferrite drives.
+fn console_from(part: &DeviceTree) {
+    if let Ok(Some(uart)) = describe::find_uart(part) {
+        if let Ok(va) = mmu::early_ioremap(uart.base, uart.size, Attrs::DEVICE) {
+            // SAFETY: the device tree names this UART as ours, mapped as device memory at `va`
+            // until the kernel stops, just after this.
+            console::init(unsafe { drivers::uart::SerialPort::new(&uart, va) });
+        }
+    }
 }
 
 #[no_mangle]
@@ -42,10 +71,34 @@ pub fn kernel_main(boot: BootInfo) -> ! {
             boot.dtb
         ))
     };
-    let tree = match DeviceTree::parse(blob) {
-        Ok(tree) => tree,
+    // A tree the boot heap cannot hold is refused before it is parsed, and said on the console
+    // found in its small part that names it.
+    let census = match DeviceTree::census(blob) {
+        Ok(census) => census,
         Err(e) => early_stop(format_args!("malformed device tree at {}: {e}", boot.dtb)),
     };
+    let (nodes, props) = (census.nodes, census.props);
+    let (used, total) = mm::early_heap::usage();
+    let need = DeviceTree::heap_estimate(nodes, props);
+    if need > total - used {
+        if let Some(part) = console_part_of(blob) {
+            // The way out and the console, from the part of the tree that names them.
+            let bootargs = part
+                .find("/chosen")
+                .and_then(|c| part.prop(c, "bootargs"))
+                .unwrap_or(&[]);
+            let semihosting = BootOptions::parse_bytes(bootargs).semihosting;
+            let _ = power::configure(semihosting, describe::psci_method(&part));
+            console_from(&part);
+        }
+        early_stop(format_args!(
+            "the device tree at {} is too large for the boot heap: {nodes} nodes and {props} properties need about {} KiB, and the boot heap has {} KiB free",
+            boot.dtb,
+            need.div_ceil(1024),
+            (total - used) / 1024
+        ))
+    }
+    let tree = census.parse();
     // Raw bytes: one that is not UTF-8 spoils only its own word (and is reported below).
     let bootargs = tree
         .find("/chosen")

@@ -1184,3 +1184,59 @@ fn interrupts_extended_with_an_unknown_phandle_stops_the_list() {
     assert_eq!(t.secure_phys.map(|i| i.hwirq), Some(29));
     assert_eq!(t.phys, None);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A tree too large for the boot heap: counted without parsing, and its console's part alone.
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn census_counts_and_parse_filtered_keeps_only_what_is_asked() {
+    use ferrite_machine::tree::DeviceTree;
+    let mut many = Node::new("many");
+    for i in 0..50 {
+        many = many.child(Node::new(&format!("n{i}")).string("compatible", "x,y"));
+    }
+    let fdt = Fdt::new(
+        Node::root(1, 1)
+            .child(Node::new("chosen").string("stdout-path", "serial0:115200n8"))
+            .child(Node::new("aliases").string("serial0", "/soc/serial@1000"))
+            .child(
+                Node::new("soc")
+                    .u32("#address-cells", 1)
+                    .u32("#size-cells", 1)
+                    .flag("ranges")
+                    .child(
+                        Node::new("serial@1000")
+                            .string("compatible", "arm,pl011")
+                            .reg(1, 1, &[(0x1000, 0x100)]),
+                    )
+                    .child(Node::new("other@2000").string("compatible", "x,z")),
+            )
+            .child(many),
+    );
+    let blob = fdt.build();
+    let census = DeviceTree::census(&blob).expect("a valid tree");
+    let (nodes, props) = (census.nodes, census.props);
+    assert_eq!(census.parse().nodes.len(), nodes);
+    assert_eq!(nodes, 1 + 1 + 1 + 1 + 2 + 1 + 50);
+    assert!(props >= 50 + 4);
+    assert!(DeviceTree::heap_estimate(20_000, 200) > 2 << 20);
+    assert!(DeviceTree::heap_estimate(nodes, props) < 64 << 10);
+    // /chosen and /aliases first, then the console's path.
+    let small = DeviceTree::parse_filtered(&blob, &mut |n| {
+        n.len() == 1 && matches!(n[0], "chosen" | "aliases")
+    })
+    .unwrap();
+    assert_eq!(small.nodes.len(), 3);
+    let target = ferrite_machine::describe::stdout_path(&small).unwrap();
+    assert_eq!(target, "/soc/serial@1000");
+    let part = DeviceTree::parse_filtered(&blob, &mut |n| {
+        let mut segs = target.split('/').filter(|c| !c.is_empty());
+        n.iter().all(|x| segs.next() == Some(x))
+    })
+    .unwrap();
+    assert_eq!(part.nodes.len(), 3, "root, soc, serial");
+    assert!(part.find("/soc/other@2000").is_none());
+    assert!(part.find("/many").is_none());
+    assert_eq!(part.find("/soc/serial@1000").map(|_| ()), Some(()));
+}

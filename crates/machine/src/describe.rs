@@ -888,6 +888,21 @@ fn uart_at(
     }))
 }
 
+/// The absolute path `/chosen/stdout-path` names (an alias resolved through `/aliases`, the
+/// options after `:` left out), if the tree has one.
+pub fn stdout_path<'a>(tree: &DeviceTree<'a>) -> Option<&'a str> {
+    let chosen = tree.find("/chosen")?;
+    let path = tree
+        .prop_str(chosen, "stdout-path")
+        .or_else(|| tree.prop_str(chosen, "linux,stdout-path"))?;
+    let path = path.split(':').next().unwrap_or("");
+    if path.starts_with('/') {
+        return Some(path);
+    }
+    let aliases = tree.find("/aliases")?;
+    tree.prop_str(aliases, path).filter(|p| p.starts_with('/'))
+}
+
 /// The console: `/chosen/stdout-path` if it names a UART we drive, else the first enabled one.
 pub fn find_uart(tree: &DeviceTree) -> Result<Option<Uart>, MachineError> {
     if let Some(chosen) = tree.find("/chosen") {

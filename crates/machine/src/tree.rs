@@ -28,6 +28,21 @@ pub struct Prop<'a> {
 
 /// A parsed view of a device tree blob. Node 0 is the root.
 #[derive(Debug, Clone)]
+/// A validated blob with its node and property counts (`DeviceTree::census`).
+pub struct Census<'a> {
+    blob: &'a [u8],
+    header: FdtHeader,
+    pub nodes: usize,
+    pub props: usize,
+}
+
+impl<'a> Census<'a> {
+    /// The whole tree, parsed without validating the blob again.
+    pub fn parse(&self) -> DeviceTree<'a> {
+        DeviceTree::parse_valid(self.blob, self.header, &mut |_| true)
+    }
+}
+
 pub struct DeviceTree<'a> {
     pub header: FdtHeader,
     pub nodes: Vec<Node<'a>>,
@@ -56,7 +71,68 @@ fn cstr(bytes: &[u8]) -> &str {
 impl<'a> DeviceTree<'a> {
     /// Validates `blob` and indexes it.
     pub fn parse(blob: &'a [u8]) -> Result<Self, FdtDefect> {
+        Self::parse_filtered(blob, &mut |_| true)
+    }
+
+    /// Validates a blob and counts its nodes and properties without allocating (what parsing it
+    /// takes from the heap: see [`heap_estimate`](Self::heap_estimate)); the census then parses
+    /// it without validating it again.
+    pub fn census(blob: &'a [u8]) -> Result<Census<'a>, FdtDefect> {
         let header = fdt_check::validate(blob)?;
+        let blob = &blob[..header.total_size as usize];
+        let structure = &blob[header.off_struct as usize..][..header.size_struct as usize];
+        let (mut nodes, mut props, mut at) = (0usize, 0usize, 0usize);
+        loop {
+            let token = be32(structure, at);
+            at += 4;
+            match token {
+                1 => {
+                    nodes += 1;
+                    let name = cstr(&structure[at..]);
+                    at = (at + name.len() + 1 + 3) & !3;
+                }
+                3 => {
+                    props += 1;
+                    let len = be32(structure, at) as usize;
+                    at = (at + 8 + len + 3) & !3;
+                }
+                2 | 4 => {}
+                _ => break,
+            }
+        }
+        Ok(Census {
+            blob,
+            header,
+            nodes,
+            props,
+        })
+    }
+
+    /// A generous estimate of the heap a parse of `nodes` and `props` takes at its peak: the
+    /// vectors grow by doubling and are copied when they do (both copies alive for a moment).
+    pub fn heap_estimate(nodes: usize, props: usize) -> usize {
+        let node = core::mem::size_of::<Node<'a>>() + 2 * core::mem::size_of::<usize>();
+        let prop = core::mem::size_of::<Prop<'a>>();
+        2 * nodes.next_power_of_two() * node + 2 * props * prop + nodes * 2 * 8
+    }
+
+    /// Parses only the nodes `keep` accepts, given the names from the root down (the root itself
+    /// is always kept, and a node is kept only with its parent): the console's part of a tree
+    /// too large to parse whole.
+    pub fn parse_filtered(
+        blob: &'a [u8],
+        keep: &mut dyn FnMut(&[&'a str]) -> bool,
+    ) -> Result<Self, FdtDefect> {
+        let header = fdt_check::validate(blob)?;
+        Ok(Self::parse_valid(blob, header, keep))
+    }
+
+    /// The parse of a blob `header` came from validating.
+    fn parse_valid(
+        blob: &'a [u8],
+        header: FdtHeader,
+        keep: &mut dyn FnMut(&[&'a str]) -> bool,
+    ) -> Self {
         let blob = &blob[..header.total_size as usize];
         let structure = &blob[header.off_struct as usize..][..header.size_struct as usize];
         let strings = &blob[header.off_strings as usize..][..header.size_strings as usize];
@@ -75,6 +151,9 @@ impl<'a> DeviceTree<'a> {
         // The validator guarantees every token, name and property below is in bounds.
         let mut nodes: Vec<Node<'a>> = Vec::new();
         let mut open: Vec<usize> = Vec::new();
+        // The path of names from the root's children down, and how deep a skipped subtree is.
+        let mut names: Vec<&'a str> = Vec::new();
+        let mut skipping = 0usize;
         let mut at = 0usize;
         loop {
             let token = be32(structure, at);
@@ -83,6 +162,18 @@ impl<'a> DeviceTree<'a> {
                 1 => {
                     let name = cstr(&structure[at..]);
                     at = (at + name.len() + 1 + 3) & !3;
+                    if skipping > 0 {
+                        skipping += 1;
+                        continue;
+                    }
+                    if !nodes.is_empty() {
+                        names.push(name);
+                        if !keep(&names) {
+                            names.pop();
+                            skipping = 1;
+                            continue;
+                        }
+                    }
                     let index = nodes.len();
                     let parent = open.last().copied();
                     if let Some(p) = parent {
@@ -97,15 +188,22 @@ impl<'a> DeviceTree<'a> {
                     open.push(index);
                 }
                 2 => {
+                    if skipping > 0 {
+                        skipping -= 1;
+                        continue;
+                    }
                     open.pop();
+                    names.pop();
                 }
                 3 => {
                     let len = be32(structure, at) as usize;
                     let nameoff = be32(structure, at + 4) as usize;
                     let value = &structure[at + 8..at + 8 + len];
                     let name = cstr(&strings[nameoff..]);
-                    if let Some(&node) = open.last() {
-                        nodes[node].props.push(Prop { name, value });
+                    if skipping == 0 {
+                        if let Some(&node) = open.last() {
+                            nodes[node].props.push(Prop { name, value });
+                        }
                     }
                     at = (at + 8 + len + 3) & !3;
                 }
@@ -131,7 +229,7 @@ impl<'a> DeviceTree<'a> {
         phandles.sort_by_key(|&(p, n)| (p, n));
         phandles.dedup_by_key(|&mut (p, _)| p);
         tree.phandles = phandles;
-        Ok(tree)
+        tree
     }
 
     pub fn root(&self) -> usize {
