@@ -187,6 +187,41 @@ pub fn release(class: &LockClass) {
     local_irq_restore(flags);
 }
 
+/// For a call abandoned at a trapped fault (its frames never unwound, so no lock it held is
+/// released): names the locks this CPU still holds, which stay held (the kernel may deadlock on
+/// them later), and forgets them; without lockdep, says it cannot know. Prints through `print`
+/// without allocating or waiting (the fault may have struck inside lockdep's own bookkeeping).
+pub fn report_abandoned(print: &dyn Fn(core::fmt::Arguments)) {
+    if !enabled() {
+        print(format_args!(
+            "    Locks the call held, if any, stay held (boot with lockdep to list them).\n"
+        ));
+        return;
+    }
+    let Some(mut s) = STATE.try_lock() else {
+        print(format_args!(
+            "    lockdep is busy: the locks the call held are unknown.\n"
+        ));
+        return;
+    };
+    if s.depth == 0 {
+        print(format_args!("    The call held no lock.\n"));
+        return;
+    }
+    print(format_args!(
+        "    The call held these locks, which stay held (the kernel may deadlock on them):\n"
+    ));
+    for held in s.held[..s.depth].iter().flatten() {
+        print(format_args!(
+            "      '{}' (taken at {})\n",
+            s.names[held.class as usize], held.at
+        ));
+    }
+    let depth = s.depth;
+    s.held[..depth].iter_mut().for_each(|h| *h = None);
+    s.depth = 0;
+}
+
 /// Forgets what this CPU holds (a thread switch leaves no lock held; the self-tests start
 /// clean).
 pub fn held_depth() -> usize {

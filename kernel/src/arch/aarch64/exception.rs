@@ -225,6 +225,8 @@ fn handle_exception_full(
         emergency_print(format_args!(
             "*** The call was trapped: it is abandoned, the kernel goes on.\n"
         ));
+        // Its frames are never unwound, so a lock it held is never released.
+        crate::lockdep::report_abandoned(&|args| emergency_print(args));
         return;
     }
     if out_of_memory {
