@@ -23,6 +23,25 @@ fn needs_timer_interrupts() -> Result<(), TestError> {
     }
 }
 
+/// Runs `f` from the timer's interrupt about 200 µs from now and waits, at most 500 ms, until
+/// `done` says it has run (the caller then checks what it did).
+pub(crate) fn run_in_timer_interrupt(
+    f: time::TimerFn,
+    done: impl Fn() -> bool,
+) -> Result<(), TestError> {
+    time::add_timer(
+        timer::ticks() + time::ticks_in(Duration::from_micros(200)),
+        Some(f),
+        0,
+    )
+    .map_err(|e| TestError::Fail(alloc::format!("{e:?}")))?;
+    let give_up = Deadline::after(Duration::from_millis(500));
+    while !done() && !give_up.passed() {
+        core::hint::spin_loop();
+    }
+    Ok(())
+}
+
 /// What the timer function saw: 1 + whether it ran in interrupt context (2) or not (1), and
 /// the stack pointer it ran on.
 static SEEN: AtomicU64 = AtomicU64::new(0);
@@ -37,16 +56,7 @@ ktest!(a_timer_runs_its_function_in_interrupt_context, {
     needs_timer_interrupts()?;
     SEEN.store(0, Ordering::SeqCst);
     let before = time::TIMER_INTERRUPTS.load(Ordering::SeqCst);
-    time::add_timer(
-        timer::ticks() + time::ticks_in(Duration::from_micros(200)),
-        Some(record),
-        0,
-    )
-    .map_err(|e| TestError::Fail(alloc::format!("{e:?}")))?;
-    let give_up = Deadline::after(Duration::from_millis(100));
-    while SEEN.load(Ordering::SeqCst) == 0 && !give_up.passed() {
-        core::hint::spin_loop();
-    }
+    run_in_timer_interrupt(record, || SEEN.load(Ordering::SeqCst) != 0)?;
     kassert!(SEEN.load(Ordering::SeqCst) == 2);
     kassert!(time::TIMER_INTERRUPTS.load(Ordering::SeqCst) > before);
     // On the interrupt stack, not the interrupted one.
@@ -124,16 +134,9 @@ ktest!(
         for s in [&ATOMIC_PAGE, &KERNEL_REFUSED, &FREED_IN_IRQ, &SEEN] {
             s.store(0, Ordering::SeqCst);
         }
-        time::add_timer(
-            timer::ticks() + time::ticks_in(Duration::from_micros(200)),
-            Some(allocate_in_irq),
-            0,
-        )
-        .map_err(|e| TestError::Fail(alloc::format!("{e:?}")))?;
-        let give_up = Deadline::after(Duration::from_millis(500));
-        while KERNEL_REFUSED.load(Ordering::SeqCst) == 0 && !give_up.passed() {
-            core::hint::spin_loop();
-        }
+        run_in_timer_interrupt(allocate_in_irq, || {
+            KERNEL_REFUSED.load(Ordering::SeqCst) != 0
+        })?;
         kassert!(SEEN.load(Ordering::SeqCst) == 2);
         let pa = ATOMIC_PAGE.load(Ordering::SeqCst);
         kassert!(pa > 1 && pa.is_multiple_of(4096));

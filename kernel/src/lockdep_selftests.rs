@@ -5,13 +5,10 @@
 // `forbid(unsafe_code)` would refuse.
 
 use core::sync::atomic::{AtomicBool, Ordering};
-use core::time::Duration;
 
-use crate::arch::aarch64::timer;
 use crate::ktest::TestError;
 use crate::lockdep::{self, REPORTS};
 use crate::sync::{IrqSpinLock, SpinLock};
-use crate::time::Deadline;
 use crate::{kassert_eq, ktest};
 
 fn needs_lockdep() -> Result<(), TestError> {
@@ -67,16 +64,9 @@ ktest!(
         drop(UNSAFE.lock());
         kassert_eq!(REPORTS.load(Ordering::SeqCst), before);
         TAKEN.store(false, Ordering::SeqCst);
-        crate::time::add_timer(
-            timer::ticks() + crate::time::ticks_in(Duration::from_micros(200)),
-            Some(take_unsafe_lock),
-            0,
-        )
-        .map_err(|e| TestError::Fail(alloc::format!("{e:?}")))?;
-        let give_up = Deadline::after(Duration::from_millis(500));
-        while !TAKEN.load(Ordering::SeqCst) && !give_up.passed() {
-            core::hint::spin_loop();
-        }
+        crate::irq_selftests::run_in_timer_interrupt(take_unsafe_lock, || {
+            TAKEN.load(Ordering::SeqCst)
+        })?;
         kassert_eq!(TAKEN.load(Ordering::SeqCst), true);
         kassert_eq!(REPORTS.load(Ordering::SeqCst), before + 1);
         Ok(())

@@ -648,52 +648,54 @@ fn interrupt_parent(tree: &DeviceTree, node: usize) -> Option<usize> {
 /// A node's interrupt specifiers, each with the controller it goes to: `interrupts-extended`
 /// (a phandle, then that controller's `#interrupt-cells` cells, repeated) when the node has it,
 /// else `interrupts` cut in `#interrupt-cells` pieces of its interrupt parent. A specifier that
-/// names no controller, or a controller without `#interrupt-cells`, ends the list (as Linux's
-/// `of_irq_parse_one` gives up on it).
-fn interrupt_specs(tree: &DeviceTree, node: usize) -> Vec<(usize, Vec<u32>)> {
-    let mut out = Vec::new();
-    let cell = |value: &[u8], i: usize| read_cells(&value[i * 4..], 1) as u32;
-    if let Some(value) = tree.prop(node, "interrupts-extended") {
-        let words = value.len() / 4;
-        let mut at = 0;
-        while at < words {
-            let Some(controller) = tree.by_phandle(cell(value, at)) else {
-                break;
-            };
-            let Some(n) = tree.prop_u32(controller, "#interrupt-cells") else {
-                break;
-            };
-            let n = n as usize;
-            if n == 0 || at + 1 + n > words {
-                break;
-            }
-            out.push((
-                controller,
-                (0..n).map(|i| cell(value, at + 1 + i)).collect(),
-            ));
-            at += 1 + n;
+/// names no controller, a controller without `#interrupt-cells`, or more than four cells ends
+/// the list (as Linux's `of_irq_parse_one` gives up on it). Allocates nothing: it runs for every
+/// device at boot.
+fn interrupt_specs<'t>(
+    tree: &'t DeviceTree,
+    node: usize,
+) -> impl Iterator<Item = (usize, Cells)> + 't {
+    let extended = tree.prop(node, "interrupts-extended");
+    let plain = match extended {
+        Some(_) => None,
+        None => tree
+            .prop(node, "interrupts")
+            .zip(interrupt_parent(tree, node)),
+    };
+    let value = extended.or(plain.map(|(v, _)| v)).unwrap_or(&[]);
+    let words = value.len() / 4;
+    let cell = move |i: usize| read_cells(&value[i * 4..], 1) as u32;
+    let mut at = 0;
+    core::iter::from_fn(move || {
+        if at >= words {
+            return None;
         }
-        return out;
+        let (controller, first) = match plain {
+            Some((_, parent)) => (parent, at),
+            None => (tree.by_phandle(cell(at))?, at + 1),
+        };
+        let n = tree.prop_u32(controller, "#interrupt-cells")? as usize;
+        if n == 0 || n > 4 || first + n > words {
+            return None;
+        }
+        let mut cells = Cells::default();
+        for i in 0..n {
+            cells.0[i] = cell(first + i);
+        }
+        cells.1 = n;
+        at = first + n;
+        Some((controller, cells))
+    })
+}
+
+/// One specifier's cells (at most four; `.1` of them used).
+#[derive(Default, Clone, Copy)]
+struct Cells([u32; 4], usize);
+
+impl Cells {
+    fn get(&self) -> &[u32] {
+        &self.0[..self.1]
     }
-    let (Some(value), Some(controller)) =
-        (tree.prop(node, "interrupts"), interrupt_parent(tree, node))
-    else {
-        return out;
-    };
-    let Some(n) = tree
-        .prop_u32(controller, "#interrupt-cells")
-        .filter(|&n| n > 0)
-    else {
-        return out;
-    };
-    let n = n as usize;
-    for spec in 0..value.len() / 4 / n {
-        out.push((
-            controller,
-            (0..n).map(|i| cell(value, spec * n + i)).collect(),
-        ));
-    }
-    out
 }
 
 /// One specifier decoded by the rules of its controller: the GIC's three cells (type, number,
@@ -743,10 +745,9 @@ fn decode_hwirq(tree: &DeviceTree, controller: usize, cells: &[u32]) -> Option<(
 /// A node's interrupts, decoded, with their controller's path.
 fn interrupts(tree: &DeviceTree, node: usize) -> Vec<Option<Irq>> {
     interrupt_specs(tree, node)
-        .iter()
         .map(|(controller, cells)| {
-            decode_hwirq(tree, *controller, cells).map(|(hwirq, trigger)| Irq {
-                controller: tree.path(*controller),
+            decode_hwirq(tree, controller, cells.get()).map(|(hwirq, trigger)| Irq {
+                controller: tree.path(controller),
                 hwirq,
                 trigger,
             })
@@ -755,33 +756,10 @@ fn interrupts(tree: &DeviceTree, node: usize) -> Vec<Option<Irq>> {
 }
 
 /// The first interrupt of a node as its controller numbers it (a GIC interrupt ID: SPI n is
-/// 32 + n, PPI n is 16 + n). Without allocating: it runs for each of a machine's many devices.
+/// 32 + n, PPI n is 16 + n).
 fn interrupt_id(tree: &DeviceTree, node: usize) -> Option<u32> {
-    let cell = |value: &[u8], i: usize| read_cells(&value[i * 4..], 1) as u32;
-    let mut cells = [0u32; 4];
-    let (controller, n) = if let Some(value) = tree.prop(node, "interrupts-extended") {
-        let controller = tree.by_phandle(cell(value, 0))?;
-        let n = tree.prop_u32(controller, "#interrupt-cells")? as usize;
-        if n == 0 || n > cells.len() || value.len() < (1 + n) * 4 {
-            return None;
-        }
-        for (i, c) in cells.iter_mut().take(n).enumerate() {
-            *c = cell(value, 1 + i);
-        }
-        (controller, n)
-    } else {
-        let value = tree.prop(node, "interrupts")?;
-        let controller = interrupt_parent(tree, node)?;
-        let n = tree.prop_u32(controller, "#interrupt-cells")? as usize;
-        if n == 0 || n > cells.len() || value.len() < n * 4 {
-            return None;
-        }
-        for (i, c) in cells.iter_mut().take(n).enumerate() {
-            *c = cell(value, i);
-        }
-        (controller, n)
-    };
-    decode_hwirq(tree, controller, &cells[..n]).map(|(hwirq, _)| hwirq)
+    let (controller, cells) = interrupt_specs(tree, node).next()?;
+    decode_hwirq(tree, controller, cells.get()).map(|(hwirq, _)| hwirq)
 }
 
 /// For each group of compatible strings, the first available node compatible with one of them,

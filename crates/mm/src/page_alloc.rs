@@ -53,11 +53,6 @@ pub enum Mark {
     Reserve,
 }
 
-/// Allocations refused in interrupt context for want of `Gfp::ATOMIC`, and atomic ones that
-/// found the allocator's lock held by the interrupted code.
-pub static ATOMIC_REFUSED: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-pub static ATOMIC_BUSY: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-
 /// Blocks freed in interrupt context while the allocator's lock was held: a fixed ring (no
 /// allocation), drained by the next free in process context. One CPU: an interrupt never
 /// nests in another, and process context drains with the lock taken, so the ring's indexes are
@@ -979,10 +974,8 @@ impl<P: PhysMem> GlobalPages<P> {
     #[cold]
     #[inline(never)]
     fn alloc_pages_atomic(&self, gfp: Gfp, order: u8) -> Result<PhysAddr, AllocError> {
-        use core::sync::atomic::Ordering::Relaxed;
         let err = AllocError { gfp, order };
         if !gfp.contains(Gfp::ATOMIC) {
-            ATOMIC_REFUSED.fetch_add(1, Relaxed);
             log::error!(
                 "alloc_pages({gfp:?}, order {order}) in interrupt context: refused (interrupt \
                  context may not reclaim or wait: allocate with Gfp::ATOMIC)"
@@ -992,7 +985,6 @@ impl<P: PhysMem> GlobalPages<P> {
         // Held: by the code this interrupted (one CPU), which cannot go on until the handler
         // returns. Not held: nothing can take it before this does (interrupts stay masked).
         if self.inner.is_locked() {
-            ATOMIC_BUSY.fetch_add(1, Relaxed);
             return Err(err);
         }
         if order == 0 {

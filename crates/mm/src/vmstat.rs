@@ -49,24 +49,25 @@ pub static PAGEOUTRUN: AtomicU64 = AtomicU64::new(0);
 /// Whether the reclaim running now is kswapd's (set around kswapd's reclaim; one CPU).
 pub static RECLAIMER_IS_KSWAPD: AtomicBool = AtomicBool::new(false);
 
+/// Counts `n` in `total` and in kswapd's or direct reclaim's share, whichever runs now.
+fn count_reclaim(n: u64, total: &AtomicU64, kswapd: &AtomicU64, direct: &AtomicU64) {
+    total.fetch_add(n, Relaxed);
+    let share = if RECLAIMER_IS_KSWAPD.load(Relaxed) {
+        kswapd
+    } else {
+        direct
+    };
+    share.fetch_add(n, Relaxed);
+}
+
 /// Counts `n` pages scanned by the reclaim running now.
 pub fn count_scanned(n: u64) {
-    PGSCAN.fetch_add(n, Relaxed);
-    if RECLAIMER_IS_KSWAPD.load(Relaxed) {
-        PGSCAN_KSWAPD.fetch_add(n, Relaxed);
-    } else {
-        PGSCAN_DIRECT.fetch_add(n, Relaxed);
-    }
+    count_reclaim(n, &PGSCAN, &PGSCAN_KSWAPD, &PGSCAN_DIRECT);
 }
 
 /// Counts `n` pages freed by the reclaim running now.
 pub fn count_stolen(n: u64) {
-    PGSTEAL.fetch_add(n, Relaxed);
-    if RECLAIMER_IS_KSWAPD.load(Relaxed) {
-        PGSTEAL_KSWAPD.fetch_add(n, Relaxed);
-    } else {
-        PGSTEAL_DIRECT.fetch_add(n, Relaxed);
-    }
+    count_reclaim(n, &PGSTEAL, &PGSTEAL_KSWAPD, &PGSTEAL_DIRECT);
 }
 
 /// How many counters [`vmstat`] gives.
